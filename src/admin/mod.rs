@@ -1,0 +1,209 @@
+//! Admin operations, shared by the `hearth admin` CLI and the admin socket of a running
+//! server: the same [`AdminCommand`] runs in the server (through the socket) or, when the
+//! server is stopped, on the store opened directly.
+
+pub mod cli;
+pub mod socket;
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::service::registration::NewAccount;
+use crate::service::registration_tokens::RegistrationToken;
+use crate::service::{Services, now_ms, random_string};
+
+/// Everything `hearth admin` can do.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage registration tokens.
+    #[command(subcommand)]
+    RegistrationToken(TokenCommand),
+}
+
+/// `hearth admin user …`
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum UserCommand {
+    /// Create an account (with a generated password unless --password is given).
+    Create {
+        /// The user name (localpart), e.g. `alice`.
+        name: String,
+        #[arg(long)]
+        password: Option<String>,
+        /// Make the account a server admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List every account.
+    List,
+    /// Set a new password (generated unless --password is given) and log out every device.
+    ResetPassword {
+        name: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Deactivate an account for good.
+    Deactivate { name: String },
+    /// Make an account a server admin (or, with --revoke, no longer one).
+    MakeAdmin {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+/// `hearth admin registration-token …`
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum TokenCommand {
+    /// Create a registration token.
+    Create {
+        /// How many registrations it allows (unlimited if not given).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// How long it stays valid, e.g. `7d` or `12h` (forever if not given).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        /// The token itself (random if not given).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// List every registration token.
+    List,
+    /// Delete a registration token.
+    Revoke { token: String },
+}
+
+/// One account as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub user_id: String,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub created_ts: u64,
+}
+
+/// What a command returns: printed for people, or as JSON with `--json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminOutput {
+    /// An account was created or got a new password; `password` is set when it was generated.
+    Credentials { user_id: String, password: Option<String>, admin: bool },
+    Users(Vec<UserSummary>),
+    Token(RegistrationToken),
+    Tokens(Vec<RegistrationToken>),
+    Done(String),
+}
+
+impl fmt::Display for AdminOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminOutput::Credentials { user_id, password, admin } => {
+                write!(f, "{user_id}{}", if *admin { " (server admin)" } else { "" })?;
+                match password {
+                    Some(password) => write!(f, "\npassword: {password}"),
+                    None => Ok(()),
+                }
+            }
+            AdminOutput::Users(users) => {
+                writeln!(f, "{:<40} {:<6} {:<12}", "USER", "ADMIN", "STATUS")?;
+                for user in users {
+                    let status = if user.deactivated { "deactivated" } else { "active" };
+                    writeln!(f, "{:<40} {:<6} {:<12}", user.user_id, if user.admin { "yes" } else { "no" }, status)?;
+                }
+                write!(f, "{} account(s)", users.len())
+            }
+            AdminOutput::Token(token) => write!(f, "{}", token.token),
+            AdminOutput::Tokens(tokens) => {
+                writeln!(f, "{:<24} {:<10} {:<10} {:<24}", "TOKEN", "USES", "VALID", "EXPIRES")?;
+                for token in tokens {
+                    let uses = match token.uses_allowed {
+                        Some(allowed) => format!("{}/{allowed}", token.completed),
+                        None => format!("{}/∞", token.completed),
+                    };
+                    let expires = token.expiry_ts.map_or("never".to_owned(), |ts| {
+                        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ts)).to_string()
+                    });
+                    writeln!(f, "{:<24} {:<10} {:<10} {:<24}", token.token, uses, if token.is_usable() { "yes" } else { "no" }, expires)?;
+                }
+                write!(f, "{} token(s)", tokens.len())
+            }
+            AdminOutput::Done(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+/// Runs one admin command against the services.
+pub async fn execute(services: &Services, command: AdminCommand) -> Result<AdminOutput> {
+    match command {
+        AdminCommand::User(command) => execute_user(services, command).await,
+        AdminCommand::RegistrationToken(command) => execute_token(services, command),
+    }
+}
+
+async fn execute_user(services: &Services, command: UserCommand) -> Result<AdminOutput> {
+    match command {
+        UserCommand::Create { name, password, admin } => {
+            let user_id = services.accounts.new_user_id(&name)?;
+            let generated = password.is_none().then(|| random_string(20));
+            let password = password.or_else(|| generated.clone());
+            let account = NewAccount { user_id: user_id.clone(), password, admin, registration_token: None, login: None };
+            services.create_account(account).await?;
+            let admin = services.accounts.get_active(&user_id)?.admin;
+            Ok(AdminOutput::Credentials { user_id: user_id.to_string(), password: generated, admin })
+        }
+        UserCommand::List => {
+            let users = services.accounts.list()?;
+            Ok(AdminOutput::Users(
+                users
+                    .into_iter()
+                    .map(|(user_id, record)| UserSummary {
+                        user_id: user_id.to_string(),
+                        admin: record.admin,
+                        deactivated: record.deactivated,
+                        created_ts: record.created_ts,
+                    })
+                    .collect(),
+            ))
+        }
+        UserCommand::ResetPassword { name, password } => {
+            let user_id = services.accounts.parse_login_name(&name)?;
+            let generated = password.is_none().then(|| random_string(20));
+            let password = password.or_else(|| generated.clone()).unwrap_or_default();
+            services.change_password(&user_id, password, true, None).await?;
+            let admin = services.accounts.get_active(&user_id)?.admin;
+            Ok(AdminOutput::Credentials { user_id: user_id.to_string(), password: generated, admin })
+        }
+        UserCommand::Deactivate { name } => {
+            let user_id = services.accounts.parse_login_name(&name)?;
+            services.deactivate(&user_id)?;
+            Ok(AdminOutput::Done(format!("{user_id} is deactivated")))
+        }
+        UserCommand::MakeAdmin { name, revoke } => {
+            let user_id = services.accounts.parse_login_name(&name)?;
+            services.set_admin(&user_id, !revoke)?;
+            let state = if revoke { "no longer" } else { "now" };
+            Ok(AdminOutput::Done(format!("{user_id} is {state} a server admin")))
+        }
+    }
+}
+
+fn execute_token(services: &Services, command: TokenCommand) -> Result<AdminOutput> {
+    let tokens = &services.registration_tokens;
+    match command {
+        TokenCommand::Create { uses, expires, token } => {
+            let expiry_ts = expires.map(|duration| now_ms() + duration.as_millis() as u64);
+            Ok(AdminOutput::Token(tokens.create(token, uses, expiry_ts, false)?))
+        }
+        TokenCommand::List => Ok(AdminOutput::Tokens(tokens.list()?)),
+        TokenCommand::Revoke { token } => match tokens.revoke(&token)? {
+            true => Ok(AdminOutput::Done(format!("revoked {token}"))),
+            false => Err(crate::error::Error::not_found(format!("no registration token {token}"))),
+        },
+    }
+}

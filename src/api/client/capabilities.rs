@@ -1,0 +1,28 @@
+//! `GET /capabilities`: what clients may do on this server.
+
+use std::collections::BTreeMap;
+
+use ruma::api::client::discovery::get_capabilities::v3::{
+    Capabilities, ChangePasswordCapability, Request, Response, RoomVersionStability, RoomVersionsCapability, SetAvatarUrlCapability,
+    SetDisplayNameCapability, ThirdPartyIdChangesCapability,
+};
+use ruma::RoomVersionId;
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+
+/// `GET /_matrix/client/v3/capabilities`
+#[allow(deprecated)]
+pub async fn get_capabilities(_: Ruma<Request>) -> HandlerResult<Response> {
+    let mut capabilities = Capabilities::new();
+    capabilities.change_password = ChangePasswordCapability::new(true);
+    let available = BTreeMap::from([
+        (RoomVersionId::V10, RoomVersionStability::Stable),
+        (RoomVersionId::V11, RoomVersionStability::Stable),
+        (RoomVersionId::V12, RoomVersionStability::Stable),
+    ]);
+    capabilities.room_versions = RoomVersionsCapability::new(RoomVersionId::V12, available);
+    capabilities.set_displayname = SetDisplayNameCapability::new(true);
+    capabilities.set_avatar_url = SetAvatarUrlCapability::new(true);
+    capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    Ok(RumaResponse(Response::new(capabilities)))
+}

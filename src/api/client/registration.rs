@@ -1,0 +1,83 @@
+//! `/register` (with user-interactive authentication), `/register/available`, and the
+//! registration token validity check.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::client::account::{check_registration_token_validity, get_username_availability, register};
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::config::RegistrationMode;
+use crate::error::Error;
+use crate::service::Services;
+use crate::service::rate_limit::Limit;
+use crate::service::registration::{LoginRequest, NewAccount};
+
+/// `POST /_matrix/client/v3/register`
+pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> HandlerResult<register::v3::Response> {
+    services.rate_limits.check(Limit::Registration, req.ip)?;
+    let body = &req.body;
+    if body.kind == register::RegistrationKind::Guest {
+        return Err(Error::guest_access_forbidden("Guest accounts are not supported"));
+    }
+    let flows = services.registration_flows()?;
+    // A taken or invalid name is reported before authentication, so clients can say so early.
+    let user_id = match body.username.as_deref() {
+        Some(name) => {
+            let user_id = services.accounts.new_user_id(name)?;
+            if services.accounts.get(&user_id)?.is_some() {
+                return Err(Error::user_in_use("That user name is taken"));
+            }
+            user_id
+        }
+        None => services.accounts.generate_user_id()?,
+    };
+    let session = services.authenticate_uia(&flows, body.auth.as_ref(), None, req.ip).await?;
+    let ip = req.ip.to_string();
+    let login = (!body.inhibit_login).then(|| LoginRequest {
+        device_id: body.device_id.clone(),
+        display_name: body.initial_device_display_name.clone(),
+        ip: Some(&ip),
+    });
+    let account = NewAccount {
+        user_id: user_id.clone(),
+        password: body.password.clone(),
+        admin: false,
+        registration_token: session.registration_token,
+        login,
+    };
+    let grant = services.create_account(account).await?;
+    let mut response = register::v3::Response::new(user_id);
+    if let Some(grant) = grant {
+        response.access_token = Some(grant.access_token);
+        response.device_id = Some(grant.device_id);
+    }
+    Ok(RumaResponse(response))
+}
+
+/// `GET /_matrix/client/v3/register/available`
+pub async fn get_username_availability(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_username_availability::v3::Request>,
+) -> HandlerResult<get_username_availability::v3::Response> {
+    services.rate_limits.check(Limit::Registration, req.ip)?;
+    let user_id = services.accounts.new_user_id(&req.body.username)?;
+    if services.accounts.get(&user_id)?.is_some() {
+        return Err(Error::user_in_use("That user name is taken"));
+    }
+    Ok(RumaResponse(get_username_availability::v3::Response::new(true)))
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`
+pub async fn check_registration_token_validity(
+    State(services): State<Arc<Services>>,
+    req: Ruma<check_registration_token_validity::v1::Request>,
+) -> HandlerResult<check_registration_token_validity::v1::Response> {
+    services.rate_limits.check(Limit::Registration, req.ip)?;
+    let mode = services.config.registration;
+    if mode == RegistrationMode::Closed && !services.registration_tokens.any_usable(mode)? {
+        return Err(Error::forbidden("Registration is closed on this server"));
+    }
+    let valid = services.registration_tokens.usable(&req.body.token, mode)?.is_some();
+    Ok(RumaResponse(check_registration_token_validity::v1::Response::new(valid)))
+}

@@ -1,0 +1,41 @@
+//! HTTP only: routing, request parsing, authentication and response shaping. Handlers call
+//! services; nothing here touches the store.
+
+pub mod client;
+pub mod federation;
+pub mod router;
+pub mod ruma;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, Method, header};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::Error;
+use crate::service::Services;
+
+/// The whole HTTP application: routes plus CORS, panic catching and request tracing.
+pub fn app(services: Arc<Services>) -> Router {
+    // The spec's CORS headers, so web clients on any origin (Element Web) can connect.
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("x-requested-with"),
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+        ])
+        .max_age(Duration::from_secs(86400));
+    router::routes()
+        .with_state(services)
+        .layer(CatchPanicLayer::custom(|_| -> Response {
+            Error::Internal("a request handler panicked".into()).into_response()
+        }))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+}

@@ -1,0 +1,79 @@
+//! Every route of the server in one table, so the whole API surface is visible at a glance.
+//! Ruma endpoints are mounted on every path their spec history lists (r0, v3, v1, unstable).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, get, on};
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{IncomingRequest, Metadata};
+use ruma::api::client::{account, config, device, discovery, filter as filters, profile as profiles, session};
+use ruma::api::federation::discovery::get_server_keys;
+
+use super::client::*;
+use super::federation;
+use crate::error::Error;
+use crate::service::Services;
+
+type AppRouter = Router<Arc<Services>>;
+
+/// Mounting a handler on all paths of its ruma endpoint.
+trait RumaRoutes {
+    fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self;
+}
+
+impl RumaRoutes for AppRouter {
+    fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(mut self, handler: H) -> Self {
+        let method = MethodFilter::try_from(<T as Metadata>::METHOD).expect("ruma endpoints use standard methods");
+        for path in T::PATH_BUILDER.all_paths() {
+            self = self.route(path, on(method, handler.clone()));
+        }
+        self
+    }
+}
+
+/// The router of the whole HTTP API.
+pub fn routes() -> AppRouter {
+    Router::new()
+        // Discovery
+        .ruma::<discovery::get_supported_versions::Request, _, _>(versions::get_supported_versions)
+        .ruma::<discovery::get_capabilities::v3::Request, _, _>(capabilities::get_capabilities)
+        .route("/.well-known/matrix/client", get(wellknown::client))
+        .route("/.well-known/matrix/server", get(wellknown::server))
+        // Sessions
+        .ruma::<session::get_login_types::v3::Request, _, _>(login::get_login_types)
+        .ruma::<session::login::v3::Request, _, _>(login::login)
+        .ruma::<session::logout::v3::Request, _, _>(logout::logout)
+        .ruma::<session::logout_all::v3::Request, _, _>(logout::logout_all)
+        // Accounts
+        .ruma::<account::register::v3::Request, _, _>(registration::register)
+        .ruma::<account::get_username_availability::v3::Request, _, _>(registration::get_username_availability)
+        .ruma::<account::check_registration_token_validity::v1::Request, _, _>(registration::check_registration_token_validity)
+        .ruma::<account::whoami::v3::Request, _, _>(whoami::whoami)
+        .ruma::<account::change_password::v3::Request, _, _>(password_management::change_password)
+        .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
+        // Devices
+        .ruma::<device::get_devices::v3::Request, _, _>(device_management::get_devices)
+        .ruma::<device::get_device::v3::Request, _, _>(device_management::get_device)
+        .ruma::<device::update_device::v3::Request, _, _>(device_management::update_device)
+        .ruma::<device::delete_device::v3::Request, _, _>(device_management::delete_device)
+        .ruma::<device::delete_devices::v3::Request, _, _>(device_management::delete_devices)
+        // Profiles
+        .ruma::<profiles::get_profile::v3::Request, _, _>(profile::get_profile)
+        .ruma::<profiles::get_profile_field::v3::Request, _, _>(profile::get_profile_field)
+        .ruma::<profiles::set_profile_field::v3::Request, _, _>(profile::set_profile_field)
+        .ruma::<profiles::delete_profile_field::v3::Request, _, _>(profile::delete_profile_field)
+        // Account data and filters
+        .ruma::<config::get_global_account_data::v3::Request, _, _>(account_data::get_global)
+        .ruma::<config::set_global_account_data::v3::Request, _, _>(account_data::set_global)
+        .ruma::<config::get_room_account_data::v3::Request, _, _>(account_data::get_room)
+        .ruma::<config::set_room_account_data::v3::Request, _, _>(account_data::set_room)
+        .ruma::<filters::create_filter::v3::Request, _, _>(filter::create_filter)
+        .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
+        // Federation
+        .ruma::<get_server_keys::v2::Request, _, _>(federation::keys::get_server_keys)
+        // Everything else
+        .fallback(|| async { Error::unrecognized("Unrecognized request") })
+        .method_not_allowed_fallback(|| async { Error::method_not_allowed("Method not allowed") })
+}

@@ -1,0 +1,160 @@
+//! The one extractor every endpoint uses: it parses the ruma request type, authenticates the
+//! access token, finds the client's IP, and turns every failure into the spec's error. Plus
+//! [`RumaResponse`], which serializes a ruma response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http::Method;
+use http::request::Parts;
+use ruma::api::auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication};
+use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
+use ruma::{DeviceId, UserId};
+
+use crate::error::{Error, Result};
+use crate::service::Services;
+use crate::service::devices::Session;
+
+/// Whether an endpoint's ruma authentication scheme wants an access token.
+pub trait TokenRequirement {
+    const TOKEN: TokenUse;
+}
+
+/// How an endpoint uses the access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Ignored,
+    Optional,
+    Required,
+}
+
+macro_rules! token_use {
+    ($($scheme:ty => $use:ident),*) => {
+        $(impl TokenRequirement for $scheme { const TOKEN: TokenUse = TokenUse::$use; })*
+    };
+}
+
+token_use!(
+    NoAuthentication => Ignored,
+    NoAccessToken => Ignored,
+    AccessToken => Required,
+    AccessTokenOptional => Optional,
+    AppserviceToken => Required,
+    AppserviceTokenOptional => Optional
+);
+
+/// A parsed, authenticated request of ruma type `T`.
+pub struct Ruma<T> {
+    pub body: T,
+    /// The logged-in user and device, when the request carried a valid access token.
+    pub session: Option<Session>,
+    /// The client's address (the TCP peer, or the configured proxy header).
+    pub ip: IpAddr,
+}
+
+impl<T> Ruma<T> {
+    /// The logged-in session; the extractor guarantees it for endpoints that require a token.
+    pub fn session(&self) -> Result<&Session> {
+        self.session.as_ref().ok_or_else(|| Error::missing_token("Missing access token"))
+    }
+
+    /// The logged-in user.
+    pub fn user_id(&self) -> Result<&UserId> {
+        Ok(&self.session()?.user_id)
+    }
+
+    /// The logged-in device.
+    pub fn device_id(&self) -> Result<&DeviceId> {
+        Ok(&self.session()?.device_id)
+    }
+}
+
+fn access_token(parts: &Parts) -> Option<&str> {
+    if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
+        return header.to_str().ok()?.strip_prefix("Bearer ").map(str::trim);
+    }
+    parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix("access_token="))
+}
+
+fn client_ip(parts: &Parts, services: &Services) -> IpAddr {
+    let forwarded = services.config.client_ip_header.as_deref().and_then(|name| {
+        let value = parts.headers.get(name)?.to_str().ok()?;
+        value.split(',').next()?.trim().parse().ok()
+    });
+    forwarded
+        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+fn deserialization_error(error: FromHttpRequestError) -> Error {
+    match error {
+        FromHttpRequestError::MethodMismatch { .. } => Error::method_not_allowed("Method not allowed for this endpoint"),
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => Error::bad_json(format!("Invalid request body: {e}")),
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => Error::invalid_param(format!("Invalid identifier: {e}")),
+        FromHttpRequestError::Deserialization(e) => Error::invalid_param(format!("Invalid request: {e}")),
+        other => Error::bad_json(format!("Invalid request: {other}")),
+    }
+}
+
+impl<T> FromRequest<Arc<Services>> for Ruma<T>
+where
+    T: IncomingRequest + Send,
+    <T as Metadata>::Authentication: TokenRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
+        let (mut parts, body) = request.into_parts();
+        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, services).await {
+            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+            Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
+        };
+        let ip = client_ip(&parts, services);
+        let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(&parts)) {
+            (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,
+            (TokenUse::Required, None) => return Err(Error::missing_token("Missing access token")),
+            (_, Some(token)) => match services.devices.authenticate(token)? {
+                Some(session) => Some(session),
+                None => return Err(Error::unknown_token("Unknown access token")),
+            },
+        };
+        if let Some(session) = &session {
+            services.devices.touch(session, &ip.to_string())?;
+        }
+
+        let mut bytes = axum::body::to_bytes(body, services.config.max_request_size)
+            .await
+            .map_err(|_| Error::too_large("The request body is too large"))?;
+        if parts.method == Method::POST || parts.method == Method::PUT {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                // A POST whose fields are all optional may come without a body.
+                bytes = Bytes::from_static(b"{}");
+            } else if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                return Err(Error::not_json("The request body is not valid JSON"));
+            }
+        }
+        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let body = T::try_from_http_request(http::Request::from_parts(parts, &bytes[..]), &args).map_err(deserialization_error)?;
+        Ok(Ruma { body, session, ip })
+    }
+}
+
+/// A ruma response, serialized as the spec says.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response.map(|body| Body::from(body.freeze())).into_response(),
+            Err(error) => Error::Internal(format!("response serialization: {error}")).into_response(),
+        }
+    }
+}
+
+/// What a handler returns.
+pub type HandlerResult<T> = Result<RumaResponse<T>>;

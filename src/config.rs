@@ -1,0 +1,147 @@
+//! Typed configuration: the embedded defaults (`config.example.toml`) < a TOML file <
+//! `HEARTH_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use ruma::OwnedServerName;
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration, which is also the documented example.
+pub const DEFAULT_CONFIG: &str = include_str!("../config.example.toml");
+
+/// Everything Hearth can be configured with; `config.example.toml` documents each field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server_name: OwnedServerName,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub registration: RegistrationMode,
+    pub public_baseurl: Option<String>,
+    pub max_request_size: usize,
+    pub client_ip_header: Option<String>,
+    pub admin_socket: Option<PathBuf>,
+    pub well_known: WellKnown,
+    pub log: Log,
+    pub storage: Storage,
+    pub rate_limits: RateLimits,
+}
+
+/// Who may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Closed,
+    Token,
+    Open,
+}
+
+/// What `/.well-known/matrix/*` announces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WellKnown {
+    pub server: Option<String>,
+    pub client: Option<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Storage durability.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub sync_writes: bool,
+}
+
+/// Per-IP rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    pub login: RateLimit,
+    pub registration: RateLimit,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Config {
+    /// Loads the layered configuration. The error is one line naming the offending key.
+    pub fn load(file: Option<&Path>) -> Result<Config, String> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(format!("configuration file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("HEARTH_").split("__").ignore(&["config"]));
+        let config: Config = figment.extract().map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (key, limit) in [("rate_limits.login", self.rate_limits.login), ("rate_limits.registration", self.rate_limits.registration)] {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
+                return Err(format!("configuration key `{key}`: per_second and burst must be positive"));
+            }
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(format!("configuration key `log.level`: {error}"));
+        }
+        if self.max_request_size < 1024 {
+            return Err("configuration key `max_request_size`: must be at least 1024 bytes".into());
+        }
+        Ok(())
+    }
+
+    /// Where the admin socket lives.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.admin_socket.clone().unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    /// The client base URL announced in `/.well-known/matrix/client`, if any.
+    pub fn client_base_url(&self) -> Option<&str> {
+        self.well_known.client.as_deref().or(self.public_baseurl.as_deref())
+    }
+}
+
+/// Turns figment's error into one line: which key, what is wrong, where it came from.
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".");
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|meta| match &meta.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", meta.name),
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("configuration: {}{source}", error.kind)
+    } else {
+        format!("configuration key `{key}`: {}{source}", error.kind)
+    }
+}

@@ -1,0 +1,128 @@
+//! One error type for the whole server. Every failure a client can see maps to a Matrix
+//! `errcode` and HTTP status here, so handlers and services only say *what* went wrong.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use ruma::api::client::uiaa::UiaaInfo;
+use serde_json::json;
+
+/// Result of anything that can fail with a Matrix error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A Matrix error: what the client receives as `{"errcode": …, "error": …}`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A standard Matrix error with its status and errcode.
+    #[error("{errcode}: {message}")]
+    Matrix { status: StatusCode, errcode: &'static str, message: String },
+    /// `M_LIMIT_EXCEEDED` with the time the client should wait.
+    #[error("rate limited for {retry_after_ms} ms")]
+    LimitExceeded { retry_after_ms: u64 },
+    /// User-interactive authentication needs (more) stages: a 401 with the flows, and the
+    /// error of the stage just tried, if it failed.
+    #[error("user-interactive authentication required")]
+    Uia { info: Box<UiaaInfo>, stage_error: Option<(&'static str, String)> },
+    /// The store failed: the request is not acknowledged and nothing was written.
+    #[error("storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// Something that should not happen, logged with its cause.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+macro_rules! matrix_errors {
+    ($($(#[$doc:meta])* $name:ident => $status:ident, $code:literal;)*) => {
+        impl Error {
+            $(
+                $(#[$doc])*
+                pub fn $name(message: impl Into<String>) -> Self {
+                    Error::Matrix { status: StatusCode::$status, errcode: $code, message: message.into() }
+                }
+            )*
+        }
+    };
+}
+
+matrix_errors! {
+    /// 403 `M_FORBIDDEN`.
+    forbidden => FORBIDDEN, "M_FORBIDDEN";
+    /// 404 `M_NOT_FOUND`.
+    not_found => NOT_FOUND, "M_NOT_FOUND";
+    /// 404 `M_UNRECOGNIZED`: no such endpoint.
+    unrecognized => NOT_FOUND, "M_UNRECOGNIZED";
+    /// 405 `M_UNRECOGNIZED`: the endpoint exists, the method does not.
+    method_not_allowed => METHOD_NOT_ALLOWED, "M_UNRECOGNIZED";
+    /// 400 `M_NOT_JSON`.
+    not_json => BAD_REQUEST, "M_NOT_JSON";
+    /// 400 `M_BAD_JSON`.
+    bad_json => BAD_REQUEST, "M_BAD_JSON";
+    /// 400 `M_INVALID_PARAM`.
+    invalid_param => BAD_REQUEST, "M_INVALID_PARAM";
+    /// 400 `M_MISSING_PARAM`.
+    missing_param => BAD_REQUEST, "M_MISSING_PARAM";
+    /// 401 `M_MISSING_TOKEN`.
+    missing_token => UNAUTHORIZED, "M_MISSING_TOKEN";
+    /// 401 `M_UNKNOWN_TOKEN`.
+    unknown_token => UNAUTHORIZED, "M_UNKNOWN_TOKEN";
+    /// 400 `M_USER_IN_USE`.
+    user_in_use => BAD_REQUEST, "M_USER_IN_USE";
+    /// 400 `M_INVALID_USERNAME`.
+    invalid_username => BAD_REQUEST, "M_INVALID_USERNAME";
+    /// 403 `M_USER_DEACTIVATED`.
+    user_deactivated => FORBIDDEN, "M_USER_DEACTIVATED";
+    /// 403 `M_GUEST_ACCESS_FORBIDDEN`.
+    guest_access_forbidden => FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN";
+    /// 413 `M_TOO_LARGE`.
+    too_large => PAYLOAD_TOO_LARGE, "M_TOO_LARGE";
+    /// 400 `M_UNKNOWN`: a bad request the spec gives no better code for.
+    bad_request => BAD_REQUEST, "M_UNKNOWN";
+    /// 400 `M_WEAK_PASSWORD`.
+    weak_password => BAD_REQUEST, "M_WEAK_PASSWORD";
+}
+
+impl Error {
+    /// The HTTP status and the JSON body the client receives.
+    pub fn status_and_body(&self) -> (StatusCode, serde_json::Value) {
+        match self {
+            Error::Matrix { status, errcode, message } => {
+                (*status, json!({ "errcode": errcode, "error": message }))
+            }
+            Error::LimitExceeded { retry_after_ms } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({
+                    "errcode": "M_LIMIT_EXCEEDED",
+                    "error": "Too many requests, slow down",
+                    "retry_after_ms": retry_after_ms,
+                }),
+            ),
+            Error::Uia { info, stage_error } => {
+                let mut body = serde_json::to_value(info).unwrap_or_else(|_| json!({}));
+                if let (Some((errcode, message)), Some(fields)) = (stage_error, body.as_object_mut()) {
+                    fields.insert("errcode".into(), json!(errcode));
+                    fields.insert("error".into(), json!(message));
+                }
+                (StatusCode::UNAUTHORIZED, body)
+            }
+            Error::Storage(_) | Error::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "errcode": "M_UNKNOWN", "error": "Internal server error" }),
+            ),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Error::Internal(format!("stored JSON does not parse: {error}"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if matches!(self, Error::Storage(_) | Error::Internal(_)) {
+            tracing::error!(error = %self, "request failed");
+        }
+        let (status, body) = self.status_and_body();
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,88 @@
+//! Hearth: a Matrix homeserver for small groups. One binary: `hearth serve` runs the server,
+//! `hearth admin …` administers it (running or stopped).
+
+mod admin;
+mod api;
+mod config;
+mod error;
+mod server;
+mod service;
+mod store;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "A Matrix homeserver for small groups")]
+struct Cli {
+    /// Configuration file (TOML); without it the embedded defaults apply. Environment
+    /// variables HEARTH_<KEY> override both.
+    #[arg(long, global = true, env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver.
+    Serve,
+    /// Administer the server: through its admin socket while it runs, on its store otherwise.
+    Admin {
+        /// Print machine-readable JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("hearth: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hearth: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve => {
+            init_logging(&config);
+            match runtime.block_on(server::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    tracing::error!("{message}");
+                    eprintln!("hearth: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Admin { json, command } => runtime.block_on(admin::cli::run(config, command, json)),
+    }
+}
+
+fn init_logging(config: &Config) {
+    // The level was validated when the configuration loaded.
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log.format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

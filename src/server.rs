@@ -1,0 +1,72 @@
+//! `hearth serve`: open the store, start the HTTP API and the admin socket, and shut down
+//! cleanly on SIGTERM or Ctrl-C (in-flight requests finish, the store is flushed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::admin;
+use crate::config::Config;
+use crate::service::Services;
+use crate::store::Store;
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir, config.storage.sync_writes)
+        .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    let services = Arc::new(Services::new(config, store).map_err(|e| e.to_string())?);
+    announce_bootstrap_token(&services)?;
+
+    let listener = TcpListener::bind(services.config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", services.config.listen))?;
+    let admin_socket = admin::socket::listen(services.clone()).map_err(|e| e.to_string())?;
+    tracing::info!(
+        server_name = %services.config.server_name,
+        listen = %listener.local_addr().map_err(|e| e.to_string())?,
+        "Hearth is serving"
+    );
+    let app = crate::api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    admin_socket.abort();
+    let _ = std::fs::remove_file(services.config.admin_socket_path());
+    services.store.flush().map_err(|e| format!("flushing the store: {e}"))?;
+    tracing::info!("stopped cleanly");
+    served.map_err(|e| format!("server error: {e}"))
+}
+
+/// While the server has no account, log the one-time token that registers the first (admin)
+/// account, whatever the registration mode.
+fn announce_bootstrap_token(services: &Services) -> Result<(), String> {
+    if !services.accounts.is_empty().map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let token = services.registration_tokens.ensure_bootstrap().map_err(|e| e.to_string())?;
+    tracing::warn!(
+        registration_token = %token.token,
+        "no account exists yet: register the first account (it becomes a server admin) with this one-time registration token, \
+         or run `hearth admin user create NAME --admin`"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

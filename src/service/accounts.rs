@@ -1,0 +1,138 @@
+//! Accounts: user records, usernames and passwords (argon2id).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{Batch, Store, Table};
+
+/// One local account, as stored in `users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The argon2id PHC string; `None` for an account that cannot log in with a password.
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub created_ts: u64,
+}
+
+/// The accounts of this server.
+pub struct Accounts {
+    store: Store,
+    server_name: OwnedServerName,
+    /// Held while an account is created, so two requests cannot take the same name.
+    pub create_lock: std::sync::Mutex<()>,
+}
+
+impl Accounts {
+    pub fn new(store: Store, server_name: OwnedServerName) -> Accounts {
+        Accounts { store, server_name, create_lock: Default::default() }
+    }
+
+    /// The server name users of this server live on.
+    pub fn server_name(&self) -> &OwnedServerName {
+        &self.server_name
+    }
+
+    /// The user ID for a name that may be a localpart or a full user ID (as logins accept),
+    /// with the localpart lower-cased as Synapse does.
+    pub fn parse_login_name(&self, name: &str) -> Result<OwnedUserId> {
+        let localpart = match name.strip_prefix('@') {
+            Some(rest) => {
+                let (localpart, server) = rest.split_once(':').ok_or_else(|| Error::invalid_param("Invalid user ID"))?;
+                if server != self.server_name.as_str() {
+                    return Err(Error::forbidden("That user is not on this server"));
+                }
+                localpart
+            }
+            None => name,
+        };
+        UserId::parse_with_server_name(localpart.to_lowercase(), &self.server_name)
+            .map_err(|_| Error::invalid_param("Invalid user ID"))
+    }
+
+    /// Validates a username chosen for a new account and returns its user ID.
+    pub fn new_user_id(&self, localpart: &str) -> Result<OwnedUserId> {
+        let valid_chars = localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+        if localpart.is_empty() || !valid_chars {
+            return Err(Error::invalid_username(
+                "User names may only contain lower-case letters, digits and . _ = - / +",
+            ));
+        }
+        let user_id = UserId::parse_with_server_name(localpart, &self.server_name)
+            .map_err(|_| Error::invalid_username("User name is too long"))?;
+        if user_id.as_str().len() > 255 {
+            return Err(Error::invalid_username("User name is too long"));
+        }
+        Ok(user_id)
+    }
+
+    /// A fresh random username for clients that register without one.
+    pub fn generate_user_id(&self) -> Result<OwnedUserId> {
+        loop {
+            let user_id = self.new_user_id(&super::random_string(12).to_lowercase())?;
+            if self.get(&user_id)?.is_none() {
+                return Ok(user_id);
+            }
+        }
+    }
+
+    /// One account, if it exists.
+    pub fn get(&self, user_id: &UserId) -> Result<Option<UserRecord>> {
+        Ok(self.store.get_json(Table::Users, user_id.as_bytes())?)
+    }
+
+    /// One account that exists and is active, for operations on it.
+    pub fn get_active(&self, user_id: &UserId) -> Result<UserRecord> {
+        match self.get(user_id)? {
+            Some(record) if !record.deactivated => Ok(record),
+            Some(_) => Err(Error::user_deactivated("This account has been deactivated")),
+            None => Err(Error::not_found("No such user")),
+        }
+    }
+
+    /// Whether the server has no account yet.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.is_empty(Table::Users)?)
+    }
+
+    /// Every account, ordered by user ID.
+    pub fn list(&self) -> Result<Vec<(OwnedUserId, UserRecord)>> {
+        let rows = self.store.scan_json::<UserRecord>(Table::Users, b"")?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, record)| Some((UserId::parse(String::from_utf8(key).ok()?).ok()?, record)))
+            .collect())
+    }
+
+    /// Adds the write of an account to a batch.
+    pub fn put(&self, batch: &mut Batch<'_>, user_id: &UserId, record: &UserRecord) {
+        batch.put_json(Table::Users, user_id.as_bytes(), record);
+    }
+}
+
+/// Hashes a password with argon2id (on a blocking thread: it takes tens of milliseconds).
+pub async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Checks a password against an account's hash; false for accounts without a password.
+pub async fn verify_password(record: &UserRecord, password: String) -> Result<bool> {
+    let Some(hash) = record.password_hash.clone() else { return Ok(false) };
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}

@@ -1,0 +1,67 @@
+//! What a homeserver does, independent of HTTP. Each file is one area; [`Services`] holds them
+//! all and is the one context handed to the API layer and the admin commands.
+
+pub mod account_data;
+pub mod accounts;
+pub mod devices;
+pub mod filters;
+pub mod profiles;
+pub mod rate_limit;
+pub mod registration;
+pub mod registration_tokens;
+pub mod server_key;
+pub mod uia;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::store::Store;
+
+/// Every service of one running server (or of one admin command on a stopped server).
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub server_key: server_key::ServerKey,
+    pub accounts: accounts::Accounts,
+    pub devices: devices::Devices,
+    pub registration_tokens: registration_tokens::RegistrationTokens,
+    pub uia: uia::Uia,
+    pub profiles: profiles::Profiles,
+    pub account_data: account_data::AccountData,
+    pub filters: filters::Filters,
+    pub rate_limits: rate_limit::RateLimiters,
+}
+
+impl Services {
+    /// Builds the services on an opened store; creates the server's signing key on first start.
+    pub fn new(config: Config, store: Store) -> Result<Services> {
+        let server_key = server_key::ServerKey::load_or_generate(&store)?;
+        Ok(Services {
+            server_key,
+            accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
+            devices: devices::Devices::new(store.clone()),
+            registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
+            uia: uia::Uia::default(),
+            profiles: profiles::Profiles::new(store.clone()),
+            account_data: account_data::AccountData::new(store.clone()),
+            filters: filters::Filters::new(store.clone()),
+            rate_limits: rate_limit::RateLimiters::new(&config.rate_limits),
+            config,
+            store,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A random alphanumeric string from the OS-seeded thread RNG.
+pub fn random_string(len: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}

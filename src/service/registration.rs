@@ -1,0 +1,203 @@
+//! Registration, login, and the account changes behind user-interactive authentication: the
+//! operations that span accounts, devices, profiles, registration tokens and UIA sessions.
+
+use std::net::IpAddr;
+
+use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UserIdentifier};
+use ruma::profile::UserProfile;
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+
+use super::Services;
+use super::accounts::{UserRecord, hash_password, verify_password};
+use super::rate_limit::Limit;
+use super::registration_tokens::RegistrationToken;
+use super::uia::{UiaSession, challenge, is_complete};
+use crate::config::RegistrationMode;
+use crate::error::{Error, Result};
+use crate::store::Table;
+
+/// A login to create together with an account or on its own.
+pub struct LoginRequest<'a> {
+    pub device_id: Option<OwnedDeviceId>,
+    pub display_name: Option<String>,
+    pub ip: Option<&'a str>,
+}
+
+/// A new access token and the device it belongs to.
+pub struct LoginGrant {
+    pub access_token: String,
+    pub device_id: OwnedDeviceId,
+}
+
+/// What creating an account needs.
+pub struct NewAccount<'a> {
+    pub user_id: OwnedUserId,
+    pub password: Option<String>,
+    pub admin: bool,
+    /// The registration token the registration used, counted as one use.
+    pub registration_token: Option<RegistrationToken>,
+    pub login: Option<LoginRequest<'a>>,
+}
+
+const BAD_LOGIN: &str = "Invalid username or password";
+
+impl Services {
+    /// The UIA flows `/register` offers under the configured registration mode.
+    pub fn registration_flows(&self) -> Result<Vec<AuthFlow>> {
+        let token_flow = AuthFlow::new(vec![AuthType::RegistrationToken]);
+        match self.config.registration {
+            RegistrationMode::Open => Ok(vec![AuthFlow::new(vec![AuthType::Dummy]), token_flow]),
+            RegistrationMode::Token => Ok(vec![token_flow]),
+            RegistrationMode::Closed if self.registration_tokens.any_usable(RegistrationMode::Closed)? => Ok(vec![token_flow]),
+            RegistrationMode::Closed => Err(Error::forbidden("Registration is closed on this server")),
+        }
+    }
+
+    /// Runs one UIA step for `flows`. Returns the finished session when a flow is complete,
+    /// otherwise the 401 challenge to send back. `user_id` is the logged-in user for endpoints
+    /// behind a login (whose password the `m.login.password` stage checks).
+    pub async fn authenticate_uia(&self, flows: &[AuthFlow], auth: Option<&AuthData>, user_id: Option<&OwnedUserId>, ip: IpAddr) -> Result<UiaSession> {
+        let Some((id, mut session)) = self.uia.session(auth.and_then(AuthData::session), user_id) else {
+            return Err(Error::bad_request("Unknown or expired authentication session"));
+        };
+        let Some((auth, stage)) = auth.and_then(|auth| Some((auth, auth.auth_type()?))) else {
+            return Err(challenge(flows, &id, &session, None));
+        };
+        if !flows.iter().any(|flow| flow.stages.contains(&stage)) {
+            return Err(challenge(flows, &id, &session, Some(("M_FORBIDDEN", "That authentication stage is not offered here"))));
+        }
+        let failure = match auth {
+            AuthData::Dummy(_) => None,
+            AuthData::Password(password) => {
+                self.rate_limits.check(Limit::Login, ip)?;
+                let claimed = match &password.identifier {
+                    UserIdentifier::Matrix(id) => self.accounts.parse_login_name(&id.user).ok(),
+                    _ => None,
+                };
+                let record = match (user_id, claimed) {
+                    (Some(user_id), Some(claimed)) if *user_id == claimed => self.accounts.get(user_id)?,
+                    _ => None,
+                };
+                match record {
+                    Some(record) if verify_password(&record, password.password.clone()).await? => None,
+                    _ => Some(("M_FORBIDDEN", "Invalid password")),
+                }
+            }
+            AuthData::RegistrationToken(token) => match self.registration_tokens.usable(&token.token, self.config.registration)? {
+                Some(token) => {
+                    session.registration_token = Some(token);
+                    None
+                }
+                None => Some(("M_FORBIDDEN", "Invalid registration token")),
+            },
+            _ => Some(("M_FORBIDDEN", "That authentication stage is not supported")),
+        };
+        if let Some(failure) = failure {
+            return Err(challenge(flows, &id, &session, Some(failure)));
+        }
+        if !session.completed.contains(&stage) {
+            session.completed.push(stage);
+        }
+        if is_complete(flows, &session.completed) {
+            self.uia.finish(&id);
+            Ok(session)
+        } else {
+            self.uia.update(&id, session.clone());
+            Err(challenge(flows, &id, &session, None))
+        }
+    }
+
+    /// Creates an account (and optionally its first login) in one batch. The first account of
+    /// the server is always an admin.
+    pub async fn create_account(&self, account: NewAccount<'_>) -> Result<Option<LoginGrant>> {
+        let password_hash = match account.password {
+            Some(password) => Some(hash_password(password).await?),
+            None => None,
+        };
+        let _guard = self.accounts.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.accounts.get(&account.user_id)?.is_some() {
+            return Err(Error::user_in_use("That user name is taken"));
+        }
+        let mut batch = self.store.batch();
+        if let Some(token) = &account.registration_token {
+            // Re-read under the lock: two registrations may race for a token's last use.
+            match self.registration_tokens.usable(&token.token, self.config.registration)? {
+                Some(current) => self.registration_tokens.stage_use(&mut batch, &current),
+                None => return Err(Error::forbidden("The registration token is no longer valid")),
+            }
+        }
+        let record = UserRecord {
+            password_hash,
+            admin: account.admin || self.accounts.is_empty()?,
+            deactivated: false,
+            created_ts: super::now_ms(),
+        };
+        self.accounts.put(&mut batch, &account.user_id, &record);
+        let mut profile = UserProfile::new();
+        profile.set("displayname".into(), account.user_id.localpart().into());
+        batch.put_json(Table::Profiles, account.user_id.as_bytes(), &profile);
+        let grant = match account.login {
+            Some(login) => {
+                let (access_token, device_id) = self.devices.stage_login(&mut batch, &account.user_id, login.device_id, login.display_name, login.ip)?;
+                Some(LoginGrant { access_token, device_id })
+            }
+            None => None,
+        };
+        batch.commit()?;
+        tracing::info!(user_id = %account.user_id, admin = record.admin, "account created");
+        Ok(grant)
+    }
+
+    /// `m.login.password`: checks the password and logs the user in on a device.
+    pub async fn login_with_password(&self, name: &str, password: String, login: LoginRequest<'_>, ip: IpAddr) -> Result<(OwnedUserId, LoginGrant)> {
+        self.rate_limits.check(Limit::Login, ip)?;
+        let user_id = self.accounts.parse_login_name(name).map_err(|_| Error::forbidden(BAD_LOGIN))?;
+        let record = self.accounts.get(&user_id)?.ok_or_else(|| Error::forbidden(BAD_LOGIN))?;
+        if !verify_password(&record, password).await? {
+            return Err(Error::forbidden(BAD_LOGIN));
+        }
+        if record.deactivated {
+            return Err(Error::user_deactivated("This account has been deactivated"));
+        }
+        let mut batch = self.store.batch();
+        let (access_token, device_id) = self.devices.stage_login(&mut batch, &user_id, login.device_id, login.display_name, login.ip)?;
+        batch.commit()?;
+        Ok((user_id, LoginGrant { access_token, device_id }))
+    }
+
+    /// Sets a new password; with `logout_devices`, every device but `keep` is logged out.
+    pub async fn change_password(&self, user_id: &UserId, new_password: String, logout_devices: bool, keep: Option<&ruma::DeviceId>) -> Result<()> {
+        let mut record = self.accounts.get_active(user_id)?;
+        record.password_hash = Some(hash_password(new_password).await?);
+        let mut batch = self.store.batch();
+        self.accounts.put(&mut batch, user_id, &record);
+        if logout_devices {
+            self.devices.stage_delete_many(&mut batch, user_id, None, keep)?;
+        }
+        Ok(batch.commit()?)
+    }
+
+    /// Deactivates an account for good: no password, no devices, an empty profile. The name
+    /// stays taken.
+    pub fn deactivate(&self, user_id: &UserId) -> Result<()> {
+        let mut record = self.accounts.get_active(user_id)?;
+        record.deactivated = true;
+        record.password_hash = None;
+        let mut batch = self.store.batch();
+        self.accounts.put(&mut batch, user_id, &record);
+        self.devices.stage_delete_many(&mut batch, user_id, None, None)?;
+        batch.delete(Table::Profiles, user_id.as_bytes());
+        batch.commit()?;
+        tracing::info!(%user_id, "account deactivated");
+        Ok(())
+    }
+
+    /// Grants or takes away server admin rights.
+    pub fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<()> {
+        let mut record = self.accounts.get_active(user_id)?;
+        record.admin = admin;
+        let mut batch = self.store.batch();
+        self.accounts.put(&mut batch, user_id, &record);
+        Ok(batch.commit()?)
+    }
+}

@@ -1,0 +1,234 @@
+//! RocksDB storage: the one place that knows keys and bytes.
+//!
+//! The database lives in `<data_dir>/db`, is opened once per process, and has one column family
+//! per table. Every logical change is one [`Batch`] (a RocksDB `WriteBatch`): it lands whole or
+//! not at all. The WAL is always on, so a write acknowledged to a client survives a process crash;
+//! with `storage.sync_writes` it is also fsynced before the acknowledgement (RocksDB groups
+//! concurrent writers into one fsync).
+//!
+//! Keys are byte strings whose parts are joined by [`SEP`] (0xFF, which never occurs in a Matrix
+//! identifier), so "all rows of a user" is a prefix scan. Values are JSON unless said otherwise.
+//!
+//! # Tables
+//!
+//! | table                 | key                               | value                               |
+//! |-----------------------|-----------------------------------|-------------------------------------|
+//! | `meta`                | `schema_version`                  | u32, big-endian                     |
+//! |                       | `signing_key`                     | [`crate::service::server_key`]'s `StoredKey` |
+//! | `users`               | user ID                           | `service::accounts::UserRecord`     |
+//! | `devices`             | user ID ‖ device ID               | `service::devices::Device`          |
+//! | `access_tokens`       | token ID (the public part)        | `service::devices::TokenRecord` (SHA-256 of the secret, owner) |
+//! | `profiles`            | user ID                           | `ruma::profile::UserProfile`        |
+//! | `account_data`        | user ID ‖ room ID or empty ‖ type | the event content                   |
+//! | `filters`             | user ID ‖ filter ID (u64, BE)     | the filter definition               |
+//! | `registration_tokens` | token                             | `service::registration_tokens::RegistrationToken` |
+//!
+//! Writers: `accounts` writes `users` and `profiles`; `devices` writes `devices` and
+//! `access_tokens`; `account_data` and `filters` their namesakes; `registration_tokens` its own
+//! table and, on registration, together with `accounts` in one batch.
+
+mod migrations;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Separator between the parts of a key.
+pub const SEP: u8 = 0xFF;
+
+/// Every table, one column family each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Meta,
+    Users,
+    Devices,
+    AccessTokens,
+    Profiles,
+    AccountData,
+    Filters,
+    RegistrationTokens,
+}
+
+impl Table {
+    /// Every table, in the order their column families are created.
+    pub const ALL: [Table; 8] = [
+        Table::Meta,
+        Table::Users,
+        Table::Devices,
+        Table::AccessTokens,
+        Table::Profiles,
+        Table::AccountData,
+        Table::Filters,
+        Table::RegistrationTokens,
+    ];
+
+    /// The column family's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Users => "users",
+            Table::Devices => "devices",
+            Table::AccessTokens => "access_tokens",
+            Table::Profiles => "profiles",
+            Table::AccountData => "account_data",
+            Table::Filters => "filters",
+            Table::RegistrationTokens => "registration_tokens",
+        }
+    }
+}
+
+/// Builds a key from its parts, joined by [`SEP`].
+pub fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+/// Builds a prefix covering every key whose leading parts are `parts`.
+pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut prefix = key(parts);
+    prefix.push(SEP);
+    prefix
+}
+
+/// Why the store could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("the data directory holds schema version {found}, newer than this Hearth's {supported}")]
+    TooNew { found: u32, supported: u32 },
+    #[error("the stored schema version is unreadable")]
+    BadSchemaVersion,
+    #[error("stored value in table {table} does not parse: {error}")]
+    Corrupt { table: &'static str, error: serde_json::Error },
+}
+
+impl From<StoreError> for crate::error::Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Rocks(error) => crate::error::Error::Storage(error),
+            other => crate::error::Error::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The opened database. Cheap to clone; every clone is the same database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    sync_writes: bool,
+}
+
+impl Store {
+    /// Opens (or creates) the database under `data_dir/db` and migrates it to the current schema.
+    pub fn open(data_dir: &Path, sync_writes: bool) -> Result<Store, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // A torn last WAL record after a power cut is dropped instead of refusing to start.
+        options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.set_keep_log_file_num(4);
+        options.increase_parallelism(2);
+        let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), options.clone()));
+        let db = DB::open_cf_descriptors(&options, data_dir.join("db"), families)?;
+        let store = Store { db: Arc::new(db), sync_writes };
+        migrations::run(&store)?;
+        Ok(store)
+    }
+
+    fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
+        // Every table's column family is created in `open`.
+        self.db.cf_handle(table.name()).expect("column family created at open")
+    }
+
+    /// Reads one raw value.
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(table), key)?)
+    }
+
+    /// Reads one JSON value.
+    pub fn get_json<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get(table, key)?
+            .map(|bytes| serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt { table: table.name(), error }))
+            .transpose()
+    }
+
+    /// Every row whose key starts with `prefix`, in key order, values decoded from JSON.
+    pub fn scan_json<T: DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut rows = Vec::new();
+        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let value = serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt { table: table.name(), error })?;
+            rows.push((key.into_vec(), value));
+        }
+        Ok(rows)
+    }
+
+    /// Whether a table has no rows at all.
+    pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
+        match self.db.iterator_cf(self.cf(table), IteratorMode::Start).next() {
+            None => Ok(true),
+            Some(item) => item.map(|_| false).map_err(StoreError::from),
+        }
+    }
+
+    /// Starts a batch of writes that will land together.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { store: self, batch: WriteBatch::default() }
+    }
+
+    /// Flushes memtables and the WAL to disk: called on clean shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        for table in Table::ALL {
+            self.db.flush_cf(self.cf(table))?;
+        }
+        Ok(())
+    }
+}
+
+/// A set of writes applied atomically by [`Batch::commit`].
+pub struct Batch<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+}
+
+impl Batch<'_> {
+    /// Puts a raw value.
+    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
+        self.batch.put_cf(self.store.cf(table), key, value);
+    }
+
+    /// Puts a value encoded as JSON.
+    pub fn put_json<T: Serialize + ?Sized>(&mut self, table: Table, key: &[u8], value: &T) {
+        // Serializing our own plain data types into a Vec cannot fail.
+        let bytes = serde_json::to_vec(value).expect("stored types serialize");
+        self.put(table, key, &bytes);
+    }
+
+    /// Deletes one row.
+    pub fn delete(&mut self, table: Table, key: &[u8]) {
+        self.batch.delete_cf(self.store.cf(table), key);
+    }
+
+    /// Writes the batch; when this returns `Ok`, the change is in the WAL.
+    pub fn commit(self) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.store.sync_writes);
+        self.store.db.write_opt(self.batch, &options)?;
+        Ok(())
+    }
+}

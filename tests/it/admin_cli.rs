@@ -1,0 +1,73 @@
+//! `hearth admin` against a running server (through its admin socket) and a stopped one
+//! (on the store directly), with exit codes scripts can trust.
+
+use crate::common::{TestServer, assert_error};
+
+#[tokio::test]
+async fn admin_cli_manages_users_while_the_server_runs() {
+    let mut server = TestServer::start(&[("HEARTH_REGISTRATION", "closed")]).await;
+
+    let (output, created) = server.admin(&["user", "create", "nina", "--password", "nina-pw", "--admin"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(created["credentials"]["user_id"], "@nina:localhost");
+    assert_eq!(created["credentials"]["admin"], true);
+    let (status, login) = server.login("nina", "nina-pw").await;
+    assert_eq!(status.as_u16(), 200, "{login}");
+    let token = login["access_token"].as_str().unwrap().to_owned();
+
+    // A generated password is printed once and works.
+    let (output, created) = server.admin(&["user", "create", "omar"]);
+    assert!(output.status.success());
+    let password = created["credentials"]["password"].as_str().unwrap().to_owned();
+    assert_eq!(server.login("omar", &password).await.0.as_u16(), 200);
+    assert_eq!(created["credentials"]["admin"], false);
+
+    // Failures exit 1 with a message; usage errors exit 2.
+    let (output, error) = server.admin(&["user", "create", "nina"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(error["error"].as_str().unwrap().contains("M_USER_IN_USE"));
+    let (output, _) = server.admin(&["user", "create", "Bad Name"]);
+    assert_eq!(output.status.code(), Some(1));
+    let (output, _) = server.admin(&["user", "explode"]);
+    assert_eq!(output.status.code(), Some(2));
+
+    // Reset the password: old sessions end, the new password works.
+    let (output, _) = server.admin(&["user", "reset-password", "nina", "--password", "new-pw"]);
+    assert!(output.status.success());
+    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&token)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_eq!(server.login("nina", "new-pw").await.0.as_u16(), 200);
+
+    // make-admin, deactivate, and the list shows both.
+    assert!(server.admin(&["user", "make-admin", "omar"]).0.status.success());
+    assert!(server.admin(&["user", "deactivate", "@omar:localhost"]).0.status.success());
+    assert_error(&server.login("omar", &password).await, 403, "M_USER_DEACTIVATED");
+    let (_, list) = server.admin(&["user", "list"]);
+    let users = list["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[1]["user_id"], "@omar:localhost");
+    assert_eq!((users[1]["admin"].as_bool(), users[1]["deactivated"].as_bool()), (Some(true), Some(true)));
+
+    // Human-readable output.
+    let output = server.command().args(["admin", "user", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("@nina:localhost") && text.contains("2 account(s)"), "{text}");
+
+    // Tokens: create with expiry, list, revoke, revoke again fails.
+    let (output, token) = server.admin(&["registration-token", "create", "--expires", "1d", "--token", "welcome-1"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(token["token"]["expiry_ts"].as_u64().is_some());
+    assert!(server.admin(&["registration-token", "revoke", "welcome-1"]).0.status.success());
+    assert_eq!(server.admin(&["registration-token", "revoke", "welcome-1"]).0.status.code(), Some(1));
+
+    // With the server stopped, the CLI opens the store itself.
+    server.stop();
+    let (output, created) = server.admin(&["user", "create", "pia", "--password", "pia-pw"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(created["credentials"]["user_id"], "@pia:localhost");
+    server.restart().await;
+    assert_eq!(server.login("pia", "pia-pw").await.0.as_u16(), 200);
+
+    // A server that is neither running nor has a store it can open: exit 3.
+    let output = server.command().env("HEARTH_DATA_DIR", "/proc/none").args(["admin", "user", "list"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+}

@@ -1,0 +1,200 @@
+//! The test harness: a running `hearth` process and HTTP helpers.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A `hearth serve` process with its own data directory.
+pub struct TestServer {
+    child: Option<Child>,
+    pub dir: TempDir,
+    pub port: u16,
+    pub base_url: String,
+    env: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TestServer {
+    /// Starts a server with open registration and generous rate limits; `env` overrides.
+    pub async fn start(env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut all_env: Vec<(String, String)> = [
+            ("HEARTH_SERVER_NAME", "localhost"),
+            ("HEARTH_REGISTRATION", "open"),
+            ("HEARTH_RATE_LIMITS__LOGIN__BURST", "1000"),
+            ("HEARTH_RATE_LIMITS__LOGIN__PER_SECOND", "1000"),
+            ("HEARTH_RATE_LIMITS__REGISTRATION__BURST", "1000"),
+            ("HEARTH_RATE_LIMITS__REGISTRATION__PER_SECOND", "1000"),
+            ("HEARTH_LOG__LEVEL", "info,tower_http=debug"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (key, value) in env {
+            all_env.retain(|(k, _)| k != key);
+            all_env.push((key.to_string(), value.to_string()));
+        }
+        all_env.push(("HEARTH_DATA_DIR".into(), dir.path().join("data").display().to_string()));
+        all_env.push(("HEARTH_LISTEN".into(), format!("127.0.0.1:{port}")));
+        let mut server = TestServer {
+            child: None,
+            dir,
+            port,
+            base_url: format!("http://127.0.0.1:{port}"),
+            env: all_env,
+            http: reqwest::Client::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A `hearth` command with this server's environment.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let child = self.command().arg("serve").stdout(Stdio::null()).stderr(log).spawn().expect("hearth starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(format!("{}/_matrix/client/versions", self.base_url)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hearth exited with {status} at start-up:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "hearth did not start:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().ok()?.code()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same data directory and port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Crashes the process and starts it again.
+    pub async fn crash_and_restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// Runs `hearth admin <args> --json` and parses its output.
+    pub fn admin(&self, args: &[&str]) -> (Output, Value) {
+        let output = self.command().arg("admin").args(args).arg("--json").output().unwrap();
+        let value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        (output, value)
+    }
+
+    /// Sends a request; `body` is JSON unless `None`.
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn request_raw(&self, method: Method, path: &str, token: Option<&str>, body: &'static str) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url)).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    /// Registers `name` with the dummy stage; returns the access token and device ID.
+    pub async fn register(&self, name: &str, password: &str) -> (String, String) {
+        let (status, body) = self
+            .post("/_matrix/client/v3/register", None, json!({ "username": name, "password": password, "auth": { "type": "m.login.dummy" } }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "register {name}: {body}");
+        (body["access_token"].as_str().unwrap().to_owned(), body["device_id"].as_str().unwrap().to_owned())
+    }
+
+    /// Logs in with a password; returns the whole response.
+    pub async fn login(&self, name: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": password }),
+        )
+        .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Asserts a Matrix error answer.
+pub fn assert_error(answer: &(StatusCode, Value), status: u16, errcode: &str) {
+    assert_eq!(answer.0.as_u16(), status, "unexpected status, body: {}", answer.1);
+    assert_eq!(answer.1["errcode"], errcode, "unexpected body: {}", answer.1);
+    assert!(answer.1["error"].is_string(), "error message missing: {}", answer.1);
+}

@@ -1,0 +1,9 @@
+//! Integration tests: each starts the real `hearth` binary on a free loopback port with a fresh
+//! data directory and talks to it over HTTP, with `matrix-sdk` or plain requests.
+
+mod accounts;
+mod admin_cli;
+mod common;
+mod errors;
+mod lifecycle;
+mod sdk;
