@@ -103,7 +103,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (key, limit) in [("rate_limits.login", self.rate_limits.login), ("rate_limits.registration", self.rate_limits.registration)] {
+        for (key, limit) in [
+            ("rate_limits.login", self.rate_limits.login),
+            ("rate_limits.registration", self.rate_limits.registration),
+        ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(format!("configuration key `{key}`: per_second and burst must be positive"));
             }

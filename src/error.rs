@@ -14,14 +14,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A standard Matrix error with its status and errcode.
     #[error("{errcode}: {message}")]
-    Matrix { status: StatusCode, errcode: &'static str, message: String },
+    Matrix {
+        status: StatusCode,
+        errcode: &'static str,
+        message: String,
+    },
     /// `M_LIMIT_EXCEEDED` with the time the client should wait.
     #[error("rate limited for {retry_after_ms} ms")]
     LimitExceeded { retry_after_ms: u64 },
     /// User-interactive authentication needs (more) stages: a 401 with the flows, and the
     /// error of the stage just tried, if it failed.
     #[error("user-interactive authentication required")]
-    Uia { info: Box<UiaaInfo>, stage_error: Option<(&'static str, String)> },
+    Uia {
+        info: Box<UiaaInfo>,
+        stage_error: Option<(&'static str, String)>,
+    },
     /// The store failed: the request is not acknowledged and nothing was written.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
@@ -58,8 +65,6 @@ matrix_errors! {
     bad_json => BAD_REQUEST, "M_BAD_JSON";
     /// 400 `M_INVALID_PARAM`.
     invalid_param => BAD_REQUEST, "M_INVALID_PARAM";
-    /// 400 `M_MISSING_PARAM`.
-    missing_param => BAD_REQUEST, "M_MISSING_PARAM";
     /// 401 `M_MISSING_TOKEN`.
     missing_token => UNAUTHORIZED, "M_MISSING_TOKEN";
     /// 401 `M_UNKNOWN_TOKEN`.
@@ -76,17 +81,13 @@ matrix_errors! {
     too_large => PAYLOAD_TOO_LARGE, "M_TOO_LARGE";
     /// 400 `M_UNKNOWN`: a bad request the spec gives no better code for.
     bad_request => BAD_REQUEST, "M_UNKNOWN";
-    /// 400 `M_WEAK_PASSWORD`.
-    weak_password => BAD_REQUEST, "M_WEAK_PASSWORD";
 }
 
 impl Error {
     /// The HTTP status and the JSON body the client receives.
     pub fn status_and_body(&self) -> (StatusCode, serde_json::Value) {
         match self {
-            Error::Matrix { status, errcode, message } => {
-                (*status, json!({ "errcode": errcode, "error": message }))
-            }
+            Error::Matrix { status, errcode, message } => (*status, json!({ "errcode": errcode, "error": message })),
             Error::LimitExceeded { retry_after_ms } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({

@@ -93,7 +93,11 @@ pub struct UserSummary {
 #[serde(rename_all = "snake_case")]
 pub enum AdminOutput {
     /// An account was created or got a new password; `password` is set when it was generated.
-    Credentials { user_id: String, password: Option<String>, admin: bool },
+    Credentials {
+        user_id: String,
+        password: Option<String>,
+        admin: bool,
+    },
     Users(Vec<UserSummary>),
     Token(RegistrationToken),
     Tokens(Vec<RegistrationToken>),
@@ -114,7 +118,13 @@ impl fmt::Display for AdminOutput {
                 writeln!(f, "{:<40} {:<6} {:<12}", "USER", "ADMIN", "STATUS")?;
                 for user in users {
                     let status = if user.deactivated { "deactivated" } else { "active" };
-                    writeln!(f, "{:<40} {:<6} {:<12}", user.user_id, if user.admin { "yes" } else { "no" }, status)?;
+                    writeln!(
+                        f,
+                        "{:<40} {:<6} {:<12}",
+                        user.user_id,
+                        if user.admin { "yes" } else { "no" },
+                        status
+                    )?;
                 }
                 write!(f, "{} account(s)", users.len())
             }
@@ -129,7 +139,14 @@ impl fmt::Display for AdminOutput {
                     let expires = token.expiry_ts.map_or("never".to_owned(), |ts| {
                         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ts)).to_string()
                     });
-                    writeln!(f, "{:<24} {:<10} {:<10} {:<24}", token.token, uses, if token.is_usable() { "yes" } else { "no" }, expires)?;
+                    writeln!(
+                        f,
+                        "{:<24} {:<10} {:<10} {:<24}",
+                        token.token,
+                        uses,
+                        if token.is_usable() { "yes" } else { "no" },
+                        expires
+                    )?;
                 }
                 write!(f, "{} token(s)", tokens.len())
             }
@@ -152,10 +169,20 @@ async fn execute_user(services: &Services, command: UserCommand) -> Result<Admin
             let user_id = services.accounts.new_user_id(&name)?;
             let generated = password.is_none().then(|| random_string(20));
             let password = password.or_else(|| generated.clone());
-            let account = NewAccount { user_id: user_id.clone(), password, admin, registration_token: None, login: None };
+            let account = NewAccount {
+                user_id: user_id.clone(),
+                password,
+                admin,
+                registration_token: None,
+                login: None,
+            };
             services.create_account(account).await?;
             let admin = services.accounts.get_active(&user_id)?.admin;
-            Ok(AdminOutput::Credentials { user_id: user_id.to_string(), password: generated, admin })
+            Ok(AdminOutput::Credentials {
+                user_id: user_id.to_string(),
+                password: generated,
+                admin,
+            })
         }
         UserCommand::List => {
             let users = services.accounts.list()?;
@@ -177,7 +204,11 @@ async fn execute_user(services: &Services, command: UserCommand) -> Result<Admin
             let password = password.or_else(|| generated.clone()).unwrap_or_default();
             services.change_password(&user_id, password, true, None).await?;
             let admin = services.accounts.get_active(&user_id)?.admin;
-            Ok(AdminOutput::Credentials { user_id: user_id.to_string(), password: generated, admin })
+            Ok(AdminOutput::Credentials {
+                user_id: user_id.to_string(),
+                password: generated,
+                admin,
+            })
         }
         UserCommand::Deactivate { name } => {
             let user_id = services.accounts.parse_login_name(&name)?;

@@ -24,7 +24,14 @@ pub fn app(services: Arc<Services>) -> Router {
     // The spec's CORS headers, so web clients on any origin (Element Web) can connect.
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             HeaderName::from_static("x-requested-with"),
             header::CONTENT_TYPE,
@@ -33,7 +40,7 @@ pub fn app(services: Arc<Services>) -> Router {
         .max_age(Duration::from_secs(86400));
     router::routes()
         .with_state(services)
-        .layer(CatchPanicLayer::custom(|_| -> Response {
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
             Error::Internal("a request handler panicked".into()).into_response()
         }))
         .layer(cors)

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, get, on};
-use ruma::api::path_builder::PathBuilder;
-use ruma::api::{IncomingRequest, Metadata};
 use ruma::api::client::{account, config, device, discovery, filter as filters, profile as profiles, session};
 use ruma::api::federation::discovery::get_server_keys;
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{IncomingRequest, Metadata};
 
 use super::client::*;
 use super::federation;

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http::Method;
 use http::request::Parts;
+use ruma::UserId;
 use ruma::api::auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication};
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
-use ruma::{DeviceId, UserId};
 
 use crate::error::{Error, Result};
 use crate::service::Services;
@@ -66,11 +66,6 @@ impl<T> Ruma<T> {
     /// The logged-in user.
     pub fn user_id(&self) -> Result<&UserId> {
         Ok(&self.session()?.user_id)
-    }
-
-    /// The logged-in device.
-    pub fn device_id(&self) -> Result<&DeviceId> {
-        Ok(&self.session()?.device_id)
     }
 }
 

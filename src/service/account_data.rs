@@ -12,7 +12,11 @@ pub struct AccountData {
 }
 
 fn row_key(user_id: &UserId, room_id: Option<&RoomId>, event_type: &str) -> Vec<u8> {
-    key(&[user_id.as_bytes(), room_id.map_or(&b""[..], |r| r.as_bytes()), event_type.as_bytes()])
+    key(&[
+        user_id.as_bytes(),
+        room_id.map_or(&b""[..], |r| r.as_bytes()),
+        event_type.as_bytes(),
+    ])
 }
 
 impl AccountData {

@@ -1,7 +1,7 @@
 //! Accounts: user records, usernames and passwords (argon2id).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -28,12 +28,11 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(store: Store, server_name: OwnedServerName) -> Accounts {
-        Accounts { store, server_name, create_lock: Default::default() }
-    }
-
-    /// The server name users of this server live on.
-    pub fn server_name(&self) -> &OwnedServerName {
-        &self.server_name
+        Accounts {
+            store,
+            server_name,
+            create_lock: Default::default(),
+        }
     }
 
     /// The user ID for a name that may be a localpart or a full user ID (as logins accept),
@@ -49,20 +48,21 @@ impl Accounts {
             }
             None => name,
         };
-        UserId::parse_with_server_name(localpart.to_lowercase(), &self.server_name)
-            .map_err(|_| Error::invalid_param("Invalid user ID"))
+        UserId::parse_with_server_name(localpart.to_lowercase(), &self.server_name).map_err(|_| Error::invalid_param("Invalid user ID"))
     }
 
     /// Validates a username chosen for a new account and returns its user ID.
     pub fn new_user_id(&self, localpart: &str) -> Result<OwnedUserId> {
-        let valid_chars = localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+        let valid_chars = localpart
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
         if localpart.is_empty() || !valid_chars {
             return Err(Error::invalid_username(
                 "User names may only contain lower-case letters, digits and . _ = - / +",
             ));
         }
-        let user_id = UserId::parse_with_server_name(localpart, &self.server_name)
-            .map_err(|_| Error::invalid_username("User name is too long"))?;
+        let user_id =
+            UserId::parse_with_server_name(localpart, &self.server_name).map_err(|_| Error::invalid_username("User name is too long"))?;
         if user_id.as_str().len() > 255 {
             return Err(Error::invalid_username("User name is too long"));
         }
@@ -128,7 +128,9 @@ pub async fn hash_password(password: String) -> Result<String> {
 
 /// Checks a password against an account's hash; false for accounts without a password.
 pub async fn verify_password(record: &UserRecord, password: String) -> Result<bool> {
-    let Some(hash) = record.password_hash.clone() else { return Ok(false) };
+    let Some(hash) = record.password_hash.clone() else {
+        return Ok(false);
+    };
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

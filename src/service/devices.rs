@@ -60,7 +60,10 @@ fn secret_hash(secret: &str) -> String {
 
 impl Devices {
     pub fn new(store: Store) -> Devices {
-        Devices { store, last_seen_written: Mutex::default() }
+        Devices {
+            store,
+            last_seen_written: Mutex::default(),
+        }
     }
 
     /// The user whose access token this is, if it is valid.
@@ -72,7 +75,10 @@ impl Devices {
             return Ok(None);
         };
         let matches: bool = secret_hash(secret).as_bytes().ct_eq(record.secret_sha256.as_bytes()).into();
-        Ok(matches.then_some(Session { user_id: record.user_id, device_id: record.device_id }))
+        Ok(matches.then_some(Session {
+            user_id: record.user_id,
+            device_id: record.device_id,
+        }))
     }
 
     /// Records that a device was used from `ip`, writing at most every few minutes per token.
@@ -112,7 +118,11 @@ impl Devices {
         }
         let token_id = random_string(16);
         let secret = random_string(40);
-        let record = TokenRecord { secret_sha256: secret_hash(&secret), user_id: user_id.to_owned(), device_id: device_id.clone() };
+        let record = TokenRecord {
+            secret_sha256: secret_hash(&secret),
+            user_id: user_id.to_owned(),
+            device_id: device_id.clone(),
+        };
         batch.put_json(Table::AccessTokens, token_id.as_bytes(), &record);
         let device = Device {
             device_id: device_id.clone(),
@@ -127,7 +137,9 @@ impl Devices {
 
     /// One device of a user.
     pub fn get(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<Device>> {
-        Ok(self.store.get_json(Table::Devices, &key(&[user_id.as_bytes(), device_id.as_bytes()]))?)
+        Ok(self
+            .store
+            .get_json(Table::Devices, &key(&[user_id.as_bytes(), device_id.as_bytes()]))?)
     }
 
     /// Every device of a user.
@@ -155,10 +167,16 @@ impl Devices {
 
     /// Adds to `batch` the removal of devices of a user: those in `only`, or all of them, except
     /// `keep`.
-    pub fn stage_delete_many(&self, batch: &mut Batch<'_>, user_id: &UserId, only: Option<&[OwnedDeviceId]>, keep: Option<&DeviceId>) -> Result<()> {
+    pub fn stage_delete_many(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: &UserId,
+        only: Option<&[OwnedDeviceId]>,
+        keep: Option<&DeviceId>,
+    ) -> Result<()> {
         for device in self.list(user_id)? {
             let selected = only.is_none_or(|ids| ids.contains(&device.device_id));
-            if selected && keep != Some(device.device_id.as_ref()) {
+            if selected && keep != Some(&*device.device_id) {
                 self.stage_delete(batch, user_id, &device);
             }
         }

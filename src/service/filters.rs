@@ -14,7 +14,10 @@ pub struct Filters {
 
 impl Filters {
     pub fn new(store: Store) -> Filters {
-        Filters { store, create_lock: Default::default() }
+        Filters {
+            store,
+            create_lock: Default::default(),
+        }
     }
 
     /// Stores a filter and returns its ID (a per-user counter, as Synapse hands out).
@@ -35,6 +38,8 @@ impl Filters {
     /// One stored filter.
     pub fn get(&self, user_id: &UserId, filter_id: &str) -> Result<Option<FilterDefinition>> {
         let Ok(id) = filter_id.parse::<u64>() else { return Ok(None) };
-        Ok(self.store.get_json(Table::Filters, &key(&[user_id.as_bytes(), &id.to_be_bytes()]))?)
+        Ok(self
+            .store
+            .get_json(Table::Filters, &key(&[user_id.as_bytes(), &id.to_be_bytes()]))?)
     }
 }

@@ -26,13 +26,18 @@ pub struct RateLimiters {
 fn limiter(limit: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
     let period = Duration::from_secs_f64(1.0 / limit.per_second);
     let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
     RateLimiter::keyed(quota)
 }
 
 impl RateLimiters {
     pub fn new(config: &RateLimits) -> RateLimiters {
-        RateLimiters { login: limiter(config.login), registration: limiter(config.registration) }
+        RateLimiters {
+            login: limiter(config.login),
+            registration: limiter(config.registration),
+        }
     }
 
     /// Counts one request from `ip`; `M_LIMIT_EXCEEDED` when over the limit.
@@ -43,7 +48,9 @@ impl RateLimiters {
         };
         limiter.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Error::LimitExceeded { retry_after_ms: wait.as_millis().max(1) as u64 }
+            Error::LimitExceeded {
+                retry_after_ms: wait.as_millis().max(1) as u64,
+            }
         })?;
         if limiter.len() > 100_000 {
             limiter.retain_recent();

@@ -56,7 +56,13 @@ impl Services {
     /// Runs one UIA step for `flows`. Returns the finished session when a flow is complete,
     /// otherwise the 401 challenge to send back. `user_id` is the logged-in user for endpoints
     /// behind a login (whose password the `m.login.password` stage checks).
-    pub async fn authenticate_uia(&self, flows: &[AuthFlow], auth: Option<&AuthData>, user_id: Option<&OwnedUserId>, ip: IpAddr) -> Result<UiaSession> {
+    pub async fn authenticate_uia(
+        &self,
+        flows: &[AuthFlow],
+        auth: Option<&AuthData>,
+        user_id: Option<&OwnedUserId>,
+        ip: IpAddr,
+    ) -> Result<UiaSession> {
         let Some((id, mut session)) = self.uia.session(auth.and_then(AuthData::session), user_id) else {
             return Err(Error::bad_request("Unknown or expired authentication session"));
         };
@@ -64,7 +70,12 @@ impl Services {
             return Err(challenge(flows, &id, &session, None));
         };
         if !flows.iter().any(|flow| flow.stages.contains(&stage)) {
-            return Err(challenge(flows, &id, &session, Some(("M_FORBIDDEN", "That authentication stage is not offered here"))));
+            return Err(challenge(
+                flows,
+                &id,
+                &session,
+                Some(("M_FORBIDDEN", "That authentication stage is not offered here")),
+            ));
         }
         let failure = match auth {
             AuthData::Dummy(_) => None,
@@ -138,7 +149,9 @@ impl Services {
         batch.put_json(Table::Profiles, account.user_id.as_bytes(), &profile);
         let grant = match account.login {
             Some(login) => {
-                let (access_token, device_id) = self.devices.stage_login(&mut batch, &account.user_id, login.device_id, login.display_name, login.ip)?;
+                let (access_token, device_id) =
+                    self.devices
+                        .stage_login(&mut batch, &account.user_id, login.device_id, login.display_name, login.ip)?;
                 Some(LoginGrant { access_token, device_id })
             }
             None => None,
@@ -149,24 +162,39 @@ impl Services {
     }
 
     /// `m.login.password`: checks the password and logs the user in on a device.
-    pub async fn login_with_password(&self, name: &str, password: String, login: LoginRequest<'_>, ip: IpAddr) -> Result<(OwnedUserId, LoginGrant)> {
+    pub async fn login_with_password(
+        &self,
+        name: &str,
+        password: String,
+        login: LoginRequest<'_>,
+        ip: IpAddr,
+    ) -> Result<(OwnedUserId, LoginGrant)> {
         self.rate_limits.check(Limit::Login, ip)?;
         let user_id = self.accounts.parse_login_name(name).map_err(|_| Error::forbidden(BAD_LOGIN))?;
         let record = self.accounts.get(&user_id)?.ok_or_else(|| Error::forbidden(BAD_LOGIN))?;
-        if !verify_password(&record, password).await? {
-            return Err(Error::forbidden(BAD_LOGIN));
-        }
+        // A deactivated account has no password left to check.
         if record.deactivated {
             return Err(Error::user_deactivated("This account has been deactivated"));
         }
+        if !verify_password(&record, password).await? {
+            return Err(Error::forbidden(BAD_LOGIN));
+        }
         let mut batch = self.store.batch();
-        let (access_token, device_id) = self.devices.stage_login(&mut batch, &user_id, login.device_id, login.display_name, login.ip)?;
+        let (access_token, device_id) = self
+            .devices
+            .stage_login(&mut batch, &user_id, login.device_id, login.display_name, login.ip)?;
         batch.commit()?;
         Ok((user_id, LoginGrant { access_token, device_id }))
     }
 
     /// Sets a new password; with `logout_devices`, every device but `keep` is logged out.
-    pub async fn change_password(&self, user_id: &UserId, new_password: String, logout_devices: bool, keep: Option<&ruma::DeviceId>) -> Result<()> {
+    pub async fn change_password(
+        &self,
+        user_id: &UserId,
+        new_password: String,
+        logout_devices: bool,
+        keep: Option<&ruma::DeviceId>,
+    ) -> Result<()> {
         let mut record = self.accounts.get_active(user_id)?;
         record.password_hash = Some(hash_password(new_password).await?);
         let mut batch = self.store.batch();

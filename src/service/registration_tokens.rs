@@ -41,7 +41,13 @@ impl RegistrationTokens {
     }
 
     /// Creates a token (random unless given) and returns it.
-    pub fn create(&self, token: Option<String>, uses_allowed: Option<u32>, expiry_ts: Option<u64>, bootstrap: bool) -> Result<RegistrationToken> {
+    pub fn create(
+        &self,
+        token: Option<String>,
+        uses_allowed: Option<u32>,
+        expiry_ts: Option<u64>,
+        bootstrap: bool,
+    ) -> Result<RegistrationToken> {
         let token = token.unwrap_or_else(|| random_string(20));
         let valid = !token.is_empty() && token.len() <= 64 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
         if !valid {
@@ -50,7 +56,13 @@ impl RegistrationTokens {
         if self.get(&token)?.is_some() {
             return Err(Error::invalid_param("That token already exists"));
         }
-        let record = RegistrationToken { token, uses_allowed, completed: 0, expiry_ts, bootstrap };
+        let record = RegistrationToken {
+            token,
+            uses_allowed,
+            completed: 0,
+            expiry_ts,
+            bootstrap,
+        };
         let mut batch = self.store.batch();
         batch.put_json(Table::RegistrationTokens, record.token.as_bytes(), &record);
         batch.commit()?;
@@ -64,7 +76,12 @@ impl RegistrationTokens {
 
     /// Every token.
     pub fn list(&self) -> Result<Vec<RegistrationToken>> {
-        Ok(self.store.scan_json(Table::RegistrationTokens, b"")?.into_iter().map(|(_, t)| t).collect())
+        Ok(self
+            .store
+            .scan_json(Table::RegistrationTokens, b"")?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
     }
 
     /// Deletes a token; false if there was none.
@@ -80,12 +97,17 @@ impl RegistrationTokens {
 
     /// The token if it lets someone register now under `mode`.
     pub fn usable(&self, token: &str, mode: RegistrationMode) -> Result<Option<RegistrationToken>> {
-        Ok(self.get(token)?.filter(|t| t.is_usable() && (t.bootstrap || mode != RegistrationMode::Closed)))
+        Ok(self
+            .get(token)?
+            .filter(|t| t.is_usable() && (t.bootstrap || mode != RegistrationMode::Closed)))
     }
 
     /// Whether any token would be accepted under `mode` (decides whether to offer the stage).
     pub fn any_usable(&self, mode: RegistrationMode) -> Result<bool> {
-        Ok(self.list()?.iter().any(|t| t.is_usable() && (t.bootstrap || mode != RegistrationMode::Closed)))
+        Ok(self
+            .list()?
+            .iter()
+            .any(|t| t.is_usable() && (t.bootstrap || mode != RegistrationMode::Closed)))
     }
 
     /// Adds one completed use of the token to `batch`.

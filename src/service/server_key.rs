@@ -38,7 +38,10 @@ impl ServerKey {
             None => {
                 let mut seed = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut seed);
-                let stored = StoredKey { version: super::random_string(6), seed: STANDARD_NO_PAD.encode(seed) };
+                let stored = StoredKey {
+                    version: super::random_string(6),
+                    seed: STANDARD_NO_PAD.encode(seed),
+                };
                 let mut batch = store.batch();
                 batch.put_json(Table::Meta, KEY, &stored);
                 batch.commit()?;
@@ -52,10 +55,16 @@ impl ServerKey {
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| Error::Internal("stored signing key is not 32 bytes of base64".into()))?;
         let signing_key = SigningKey::from_bytes(&seed);
-        let der = signing_key.to_pkcs8_der().map_err(|e| Error::Internal(format!("signing key: {e}")))?;
-        let pair = Ed25519KeyPair::from_der(der.as_bytes(), stored.version.clone())
+        let der = signing_key
+            .to_pkcs8_der()
             .map_err(|e| Error::Internal(format!("signing key: {e}")))?;
-        Ok(ServerKey { signing_key, version: stored.version, pair })
+        let pair =
+            Ed25519KeyPair::from_der(der.as_bytes(), stored.version.clone()).map_err(|e| Error::Internal(format!("signing key: {e}")))?;
+        Ok(ServerKey {
+            signing_key,
+            version: stored.version,
+            pair,
+        })
     }
 
     /// The key ID, `ed25519:<version>`.

@@ -40,10 +40,18 @@ impl Uia {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| s.created.elapsed() < SESSION_LIFETIME);
         match id {
-            Some(id) => sessions.get(id).filter(|s| s.user_id.as_ref() == user_id).map(|s| (id.to_owned(), s.clone())),
+            Some(id) => sessions
+                .get(id)
+                .filter(|s| s.user_id.as_ref() == user_id)
+                .map(|s| (id.to_owned(), s.clone())),
             None => {
                 let id = random_string(24);
-                let session = UiaSession { user_id: user_id.cloned(), completed: Vec::new(), registration_token: None, created: Instant::now() };
+                let session = UiaSession {
+                    user_id: user_id.cloned(),
+                    completed: Vec::new(),
+                    registration_token: None,
+                    created: Instant::now(),
+                };
                 sessions.insert(id.clone(), session.clone());
                 Some((id, session))
             }
@@ -52,7 +60,10 @@ impl Uia {
 
     /// Stores a session's progress.
     pub fn update(&self, id: &str, session: UiaSession) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), session);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), session);
     }
 
     /// Ends a session (when its flow is complete).
@@ -68,7 +79,10 @@ pub fn challenge(flows: &[AuthFlow], id: &str, session: &UiaSession, error: Opti
     info.session = Some(id.to_owned());
     info.completed = session.completed.clone();
     info.params = serde_json::value::to_raw_value(&serde_json::json!({})).ok();
-    Error::Uia { info: Box::new(info), stage_error: error.map(|(code, message)| (code, message.to_owned())) }
+    Error::Uia {
+        info: Box::new(info),
+        stage_error: error.map(|(code, message)| (code, message.to_owned())),
+    }
 }
 
 /// Whether the completed stages finish one of the flows.

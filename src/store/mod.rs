@@ -141,7 +141,10 @@ impl Store {
         options.increase_parallelism(2);
         let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), options.clone()));
         let db = DB::open_cf_descriptors(&options, data_dir.join("db"), families)?;
-        let store = Store { db: Arc::new(db), sync_writes };
+        let store = Store {
+            db: Arc::new(db),
+            sync_writes,
+        };
         migrations::run(&store)?;
         Ok(store)
     }
@@ -159,7 +162,12 @@ impl Store {
     /// Reads one JSON value.
     pub fn get_json<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.get(table, key)?
-            .map(|bytes| serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt { table: table.name(), error }))
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
+                    table: table.name(),
+                    error,
+                })
+            })
             .transpose()
     }
 
@@ -171,7 +179,10 @@ impl Store {
             if !key.starts_with(prefix) {
                 break;
             }
-            let value = serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt { table: table.name(), error })?;
+            let value = serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                table: table.name(),
+                error,
+            })?;
             rows.push((key.into_vec(), value));
         }
         Ok(rows)
@@ -187,7 +198,10 @@ impl Store {
 
     /// Starts a batch of writes that will land together.
     pub fn batch(&self) -> Batch<'_> {
-        Batch { store: self, batch: WriteBatch::default() }
+        Batch {
+            store: self,
+            batch: WriteBatch::default(),
+        }
     }
 
     /// Flushes memtables and the WAL to disk: called on clean shutdown.

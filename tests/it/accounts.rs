@@ -20,7 +20,8 @@ async fn discovery_versions_capabilities_well_known_and_server_key() {
     let (token, _) = server.register("carol", "pw-carol").await;
     let (status, caps) = server.get("/_matrix/client/v3/capabilities", Some(&token)).await;
     assert_eq!(status.as_u16(), 200, "{caps}");
-    assert_eq!(caps["capabilities"]["m.change_password"]["enabled"], true);
+    // `enabled` defaults to true when absent.
+    assert_ne!(caps["capabilities"]["m.change_password"]["enabled"], false, "{caps}");
     assert_eq!(caps["capabilities"]["m.room_versions"]["default"], "12");
 
     // Not configured: 404; configured: delegation.
@@ -43,7 +44,8 @@ async fn discovery_versions_capabilities_well_known_and_server_key() {
     let key_id = keys["verify_keys"].as_object().unwrap().keys().next().unwrap().clone();
     assert!(key_id.starts_with("ed25519:"));
     let document: ruma::CanonicalJsonObject = serde_json::from_value(keys.clone()).unwrap();
-    let public_key = ruma::serde::Base64::<ruma::serde::base64::Standard>::parse(keys["verify_keys"][&key_id]["key"].as_str().unwrap()).unwrap();
+    let public_key =
+        ruma::serde::Base64::<ruma::serde::base64::Standard>::parse(keys["verify_keys"][&key_id]["key"].as_str().unwrap()).unwrap();
     let key_map = std::collections::BTreeMap::from([(
         "localhost".to_owned(),
         std::collections::BTreeMap::from([(key_id.clone(), public_key)]),
@@ -63,24 +65,41 @@ async fn registration_modes_tokens_and_bootstrap() {
         .expect("the first start logs a registration token")
         .trim_matches('"')
         .to_owned();
-    let (status, flows) = server.post("/_matrix/client/v3/register", None, json!({ "username": "root", "password": "x" })).await;
+    let (status, flows) = server
+        .post("/_matrix/client/v3/register", None, json!({ "username": "root", "password": "x" }))
+        .await;
     assert_eq!(status.as_u16(), 401);
     assert_eq!(flows["flows"], json!([{ "stages": ["m.login.registration_token"] }]));
     let session = flows["session"].as_str().unwrap();
-    let (status, valid) = server.get(&format!("/_matrix/client/v1/register/m.login.registration_token/validity?token={bootstrap}"), None).await;
+    let (status, valid) = server
+        .get(
+            &format!("/_matrix/client/v1/register/m.login.registration_token/validity?token={bootstrap}"),
+            None,
+        )
+        .await;
     assert_eq!((status.as_u16(), &valid["valid"]), (200, &json!(true)));
-    let wrong = registration("root", json!({ "type": "m.login.registration_token", "token": "wrong", "session": session }));
+    let wrong = registration(
+        "root",
+        json!({ "type": "m.login.registration_token", "token": "wrong", "session": session }),
+    );
     let answer = server.post("/_matrix/client/v3/register", None, wrong).await;
     assert_eq!(answer.0.as_u16(), 401);
     assert_eq!(answer.1["errcode"], "M_FORBIDDEN");
-    let right = registration("root", json!({ "type": "m.login.registration_token", "token": bootstrap, "session": session }));
+    let right = registration(
+        "root",
+        json!({ "type": "m.login.registration_token", "token": bootstrap, "session": session }),
+    );
     let (status, body) = server.post("/_matrix/client/v3/register", None, right).await;
     assert_eq!(status.as_u16(), 200, "{body}");
     let (_, users) = server.admin(&["user", "list"]);
     assert_eq!(users["users"][0]["user_id"], "@root:localhost");
     assert_eq!(users["users"][0]["admin"], true);
     // Used up: registration is closed now, and the token is not logged again.
-    assert_error(&server.post("/_matrix/client/v3/register", None, json!({})).await, 403, "M_FORBIDDEN");
+    assert_error(
+        &server.post("/_matrix/client/v3/register", None, json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
     let lines_before = server.log().matches("registration_token=").count();
     server.restart().await;
     assert_eq!(server.log().matches("registration_token=").count(), lines_before);
@@ -88,23 +107,50 @@ async fn registration_modes_tokens_and_bootstrap() {
     // Token mode: dummy is not offered, an admin-made token with one use is.
     let server = TestServer::start(&[("HEARTH_REGISTRATION", "token")]).await;
     assert_error(
-        &server.post("/_matrix/client/v3/register", None, registration("dan", json!({ "type": "m.login.dummy" }))).await,
+        &server
+            .post(
+                "/_matrix/client/v3/register",
+                None,
+                registration("dan", json!({ "type": "m.login.dummy" })),
+            )
+            .await,
         401,
         "M_FORBIDDEN",
     );
     let (output, token) = server.admin(&["registration-token", "create", "--uses", "1"]);
     assert!(output.status.success(), "{output:?}");
     let token = token["token"]["token"].as_str().unwrap().to_owned();
-    let (status, body) =
-        server.post("/_matrix/client/v3/register", None, registration("dan", json!({ "type": "m.login.registration_token", "token": token }))).await;
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/register",
+            None,
+            registration("dan", json!({ "type": "m.login.registration_token", "token": token })),
+        )
+        .await;
     assert_eq!(status.as_u16(), 200, "{body}");
-    let answer =
-        server.post("/_matrix/client/v3/register", None, registration("eve", json!({ "type": "m.login.registration_token", "token": token }))).await;
+    let answer = server
+        .post(
+            "/_matrix/client/v3/register",
+            None,
+            registration("eve", json!({ "type": "m.login.registration_token", "token": token })),
+        )
+        .await;
     assert_eq!((answer.0.as_u16(), answer.1["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
-    let (_, valid) = server.get(&format!("/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"), None).await;
+    let (_, valid) = server
+        .get(
+            &format!("/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"),
+            None,
+        )
+        .await;
     assert_eq!(valid["valid"], false);
     let (_, tokens) = server.admin(&["registration-token", "list"]);
-    let listed = tokens["tokens"].as_array().unwrap().iter().find(|t| t["token"] == token.as_str()).unwrap().clone();
+    let listed = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["token"] == token.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(listed["completed"], 1);
 
     // Open mode: dummy works; inhibit_login gives no token.
@@ -126,8 +172,13 @@ async fn login_variants_devices_and_uia() {
     // Full user ID, upper case, and the deprecated bare `user` field all log in.
     assert_eq!(server.login("@hank:localhost", "hank-pw").await.0.as_u16(), 200);
     assert_eq!(server.login("HANK", "hank-pw").await.0.as_u16(), 200);
-    let (status, legacy) =
-        server.post("/_matrix/client/v3/login", None, json!({ "type": "m.login.password", "user": "hank", "password": "hank-pw" })).await;
+    let (status, legacy) = server
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({ "type": "m.login.password", "user": "hank", "password": "hank-pw" }),
+        )
+        .await;
     assert_eq!(status.as_u16(), 200, "{legacy}");
     let (_, flows) = server.get("/_matrix/client/v3/login", None).await;
     assert_eq!(flows["flows"][0]["type"], "m.login.password");
@@ -141,46 +192,93 @@ async fn login_variants_devices_and_uia() {
         )
         .await;
     assert_eq!(again["device_id"], first_device.as_str());
-    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&token)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/account/whoami", Some(&token)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     let token = again["access_token"].as_str().unwrap().to_owned();
 
     let (_, devices) = server.get("/_matrix/client/v3/devices", Some(&token)).await;
     let devices = devices["devices"].as_array().unwrap().clone();
     assert_eq!(devices.len(), 4);
-    assert!(devices.iter().all(|d| d["last_seen_ts"].is_u64() && d["last_seen_ip"] == "127.0.0.1"));
-    let other = devices.iter().map(|d| d["device_id"].as_str().unwrap().to_owned()).find(|id| *id != first_device).unwrap();
+    assert!(
+        devices
+            .iter()
+            .all(|d| d["last_seen_ts"].is_u64() && d["last_seen_ip"] == "127.0.0.1")
+    );
+    let other = devices
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap().to_owned())
+        .find(|id| *id != first_device)
+        .unwrap();
 
     // Rename and read back one device; unknown devices are 404.
     let path = format!("/_matrix/client/v3/devices/{other}");
-    assert_eq!(server.put(&path, Some(&token), json!({ "display_name": "Phone" })).await.0.as_u16(), 200);
+    assert_eq!(
+        server.put(&path, Some(&token), json!({ "display_name": "Phone" })).await.0.as_u16(),
+        200
+    );
     assert_eq!(server.get(&path, Some(&token)).await.1["display_name"], "Phone");
-    assert_error(&server.get("/_matrix/client/v3/devices/NOPE", Some(&token)).await, 404, "M_NOT_FOUND");
+    assert_error(
+        &server.get("/_matrix/client/v3/devices/NOPE", Some(&token)).await,
+        404,
+        "M_NOT_FOUND",
+    );
 
     // Deleting needs the password: first the flows, then a wrong password, then the right one.
     let (status, challenge) = server.request(Method::DELETE, &path, Some(&token), None).await;
     assert_eq!(status.as_u16(), 401);
     assert_eq!(challenge["flows"], json!([{ "stages": ["m.login.password"] }]));
     let session = challenge["session"].as_str().unwrap();
-    let auth = |password: &str| {
-        json!({ "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "hank" }, "password": password, "session": session } })
-    };
+    let auth = |password: &str| json!({ "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "hank" }, "password": password, "session": session } });
     let (status, failed) = server.request(Method::DELETE, &path, Some(&token), Some(auth("nope"))).await;
     assert_eq!((status.as_u16(), failed["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
-    assert_eq!(server.request(Method::DELETE, &path, Some(&token), Some(auth("hank-pw"))).await.0.as_u16(), 200);
+    assert_eq!(
+        server
+            .request(Method::DELETE, &path, Some(&token), Some(auth("hank-pw")))
+            .await
+            .0
+            .as_u16(),
+        200
+    );
     assert_error(&server.get(&path, Some(&token)).await, 404, "M_NOT_FOUND");
 
     // delete_devices removes the rest but ours, in one UIA round trip without a session.
     let (_, devices) = server.get("/_matrix/client/v3/devices", Some(&token)).await;
-    let rest: Vec<String> =
-        devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap().to_owned()).filter(|id| *id != first_device).collect();
+    let rest: Vec<String> = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap().to_owned())
+        .filter(|id| *id != first_device)
+        .collect();
     let body = json!({ "devices": rest, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "hank" }, "password": "hank-pw" } });
-    assert_eq!(server.post("/_matrix/client/v3/delete_devices", Some(&token), body).await.0.as_u16(), 200);
+    assert_eq!(
+        server
+            .post("/_matrix/client/v3/delete_devices", Some(&token), body)
+            .await
+            .0
+            .as_u16(),
+        200
+    );
     let (_, devices) = server.get("/_matrix/client/v3/devices", Some(&token)).await;
     assert_eq!(devices["devices"].as_array().unwrap().len(), 1);
 
     // Logout all ends every session.
-    assert_eq!(server.post("/_matrix/client/v3/logout/all", Some(&token), json!({})).await.0.as_u16(), 200);
-    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&token)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_eq!(
+        server
+            .post("/_matrix/client/v3/logout/all", Some(&token), json!({}))
+            .await
+            .0
+            .as_u16(),
+        200
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/account/whoami", Some(&token)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
 }
 
 #[tokio::test]
@@ -191,12 +289,29 @@ async fn password_change_and_deactivation() {
     let other = other["access_token"].as_str().unwrap().to_owned();
     let auth = |password: &str| json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "@ivy:localhost" }, "password": password });
 
-    let (status, _) = server.post("/_matrix/client/v3/account/password", Some(&token), json!({ "new_password": "new-password" })).await;
+    let (status, _) = server
+        .post(
+            "/_matrix/client/v3/account/password",
+            Some(&token),
+            json!({ "new_password": "new-password" }),
+        )
+        .await;
     assert_eq!(status.as_u16(), 401);
     let body = json!({ "new_password": "new-password", "auth": auth("old-password") });
-    assert_eq!(server.post("/_matrix/client/v3/account/password", Some(&token), body).await.0.as_u16(), 200);
+    assert_eq!(
+        server
+            .post("/_matrix/client/v3/account/password", Some(&token), body)
+            .await
+            .0
+            .as_u16(),
+        200
+    );
     // Other sessions are logged out, this one stays; only the new password works.
-    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&other)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/account/whoami", Some(&other)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&token)).await.0.as_u16(), 200);
     assert_error(&server.login("ivy", "old-password").await, 403, "M_FORBIDDEN");
     assert_eq!(server.login("ivy", "new-password").await.0.as_u16(), 200);
@@ -205,8 +320,12 @@ async fn password_change_and_deactivation() {
     let (status, body) = server.post("/_matrix/client/v3/account/deactivate", Some(&token), body).await;
     assert_eq!(status.as_u16(), 200, "{body}");
     assert_eq!(body["id_server_unbind_result"], "no-support");
-    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&token)).await, 401, "M_UNKNOWN_TOKEN");
-    assert_error(&server.login("ivy", "new-password").await, 403, "M_FORBIDDEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/account/whoami", Some(&token)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_error(&server.login("ivy", "new-password").await, 403, "M_USER_DEACTIVATED");
     // The name stays taken.
     let retry = json!({ "username": "ivy", "password": "x", "auth": { "type": "m.login.dummy" } });
     assert_error(&server.post("/_matrix/client/v3/register", None, retry).await, 400, "M_USER_IN_USE");
@@ -232,24 +351,54 @@ async fn account_data_filters_and_profiles() {
     assert_error(&server.put(fully_read, Some(&token), json!({})).await, 405, "M_BAD_JSON");
 
     let filter = json!({ "room": { "timeline": { "limit": 10 } }, "presence": { "not_types": ["*"] } });
-    let (status, created) = server.post("/_matrix/client/v3/user/@jack:localhost/filter", Some(&token), filter).await;
+    let (status, created) = server
+        .post("/_matrix/client/v3/user/@jack:localhost/filter", Some(&token), filter)
+        .await;
     assert_eq!(status.as_u16(), 200, "{created}");
     let id = created["filter_id"].as_str().unwrap();
-    let (_, second) = server.post("/_matrix/client/v3/user/@jack:localhost/filter", Some(&token), json!({})).await;
+    let (_, second) = server
+        .post("/_matrix/client/v3/user/@jack:localhost/filter", Some(&token), json!({}))
+        .await;
     assert_ne!(second["filter_id"].as_str().unwrap(), id);
-    let (status, fetched) = server.get(&format!("/_matrix/client/v3/user/@jack:localhost/filter/{id}"), Some(&token)).await;
+    let (status, fetched) = server
+        .get(&format!("/_matrix/client/v3/user/@jack:localhost/filter/{id}"), Some(&token))
+        .await;
     assert_eq!(status.as_u16(), 200);
     assert_eq!(fetched["room"]["timeline"]["limit"], 10);
-    assert_error(&server.get("/_matrix/client/v3/user/@jack:localhost/filter/999", Some(&token)).await, 404, "M_NOT_FOUND");
-    assert_error(&server.get(&format!("/_matrix/client/v3/user/@jack:localhost/filter/{id}"), Some(&other)).await, 403, "M_FORBIDDEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/user/@jack:localhost/filter/999", Some(&token)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v3/user/@jack:localhost/filter/{id}"), Some(&other))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
 
     // Profiles are public to read, private to write; fields can be removed.
     let displayname = "/_matrix/client/v3/profile/@jack:localhost/displayname";
-    assert_error(&server.put(displayname, Some(&other), json!({ "displayname": "Evil" })).await, 403, "M_FORBIDDEN");
-    assert_eq!(server.put(displayname, Some(&token), json!({ "displayname": "Jack" })).await.0.as_u16(), 200);
+    assert_error(
+        &server.put(displayname, Some(&other), json!({ "displayname": "Evil" })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server
+            .put(displayname, Some(&token), json!({ "displayname": "Jack" }))
+            .await
+            .0
+            .as_u16(),
+        200
+    );
     assert_eq!(server.get(displayname, None).await.1, json!({ "displayname": "Jack" }));
     let tz = "/_matrix/client/v3/profile/@jack:localhost/m.tz";
-    assert_eq!(server.put(tz, Some(&token), json!({ "m.tz": "Europe/Paris" })).await.0.as_u16(), 200);
+    assert_eq!(
+        server.put(tz, Some(&token), json!({ "m.tz": "Europe/Paris" })).await.0.as_u16(),
+        200
+    );
     let (_, profile) = server.get("/_matrix/client/v3/profile/@jack:localhost", None).await;
     assert_eq!(profile, json!({ "displayname": "Jack", "m.tz": "Europe/Paris" }));
     assert_eq!(server.request(Method::DELETE, tz, Some(&token), None).await.0.as_u16(), 200);

@@ -34,7 +34,11 @@ async fn admin_cli_manages_users_while_the_server_runs() {
     // Reset the password: old sessions end, the new password works.
     let (output, _) = server.admin(&["user", "reset-password", "nina", "--password", "new-pw"]);
     assert!(output.status.success());
-    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&token)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/account/whoami", Some(&token)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     assert_eq!(server.login("nina", "new-pw").await.0.as_u16(), 200);
 
     // make-admin, deactivate, and the list shows both.
@@ -45,7 +49,10 @@ async fn admin_cli_manages_users_while_the_server_runs() {
     let users = list["users"].as_array().unwrap();
     assert_eq!(users.len(), 2);
     assert_eq!(users[1]["user_id"], "@omar:localhost");
-    assert_eq!((users[1]["admin"].as_bool(), users[1]["deactivated"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (users[1]["admin"].as_bool(), users[1]["deactivated"].as_bool()),
+        (Some(true), Some(true))
+    );
 
     // Human-readable output.
     let output = server.command().args(["admin", "user", "list"]).output().unwrap();
@@ -57,7 +64,10 @@ async fn admin_cli_manages_users_while_the_server_runs() {
     assert!(output.status.success(), "{output:?}");
     assert!(token["token"]["expiry_ts"].as_u64().is_some());
     assert!(server.admin(&["registration-token", "revoke", "welcome-1"]).0.status.success());
-    assert_eq!(server.admin(&["registration-token", "revoke", "welcome-1"]).0.status.code(), Some(1));
+    assert_eq!(
+        server.admin(&["registration-token", "revoke", "welcome-1"]).0.status.code(),
+        Some(1)
+    );
 
     // With the server stopped, the CLI opens the store itself.
     server.stop();
@@ -68,6 +78,11 @@ async fn admin_cli_manages_users_while_the_server_runs() {
     assert_eq!(server.login("pia", "pia-pw").await.0.as_u16(), 200);
 
     // A server that is neither running nor has a store it can open: exit 3.
-    let output = server.command().env("HEARTH_DATA_DIR", "/proc/none").args(["admin", "user", "list"]).output().unwrap();
+    let output = server
+        .command()
+        .env("HEARTH_DATA_DIR", "/proc/none")
+        .args(["admin", "user", "list"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(3), "{output:?}");
 }

@@ -1,7 +1,6 @@
 //! The test harness: a running `hearth` process and HTTP helpers.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,6 @@ use tempfile::TempDir;
 pub struct TestServer {
     child: Option<Child>,
     pub dir: TempDir,
-    pub port: u16,
     pub base_url: String,
     env: Vec<(String, String)>,
     http: reqwest::Client,
@@ -49,18 +47,12 @@ impl TestServer {
         let mut server = TestServer {
             child: None,
             dir,
-            port,
             base_url: format!("http://127.0.0.1:{port}"),
             env: all_env,
             http: reqwest::Client::new(),
         };
         server.spawn().await;
         server
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
     }
 
     /// The server's log so far.
@@ -77,8 +69,18 @@ impl TestServer {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
-        let child = self.command().arg("serve").stdout(Stdio::null()).stderr(log).spawn().expect("hearth starts");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("hearth starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -169,10 +171,17 @@ impl TestServer {
     /// Registers `name` with the dummy stage; returns the access token and device ID.
     pub async fn register(&self, name: &str, password: &str) -> (String, String) {
         let (status, body) = self
-            .post("/_matrix/client/v3/register", None, json!({ "username": name, "password": password, "auth": { "type": "m.login.dummy" } }))
+            .post(
+                "/_matrix/client/v3/register",
+                None,
+                json!({ "username": name, "password": password, "auth": { "type": "m.login.dummy" } }),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "register {name}: {body}");
-        (body["access_token"].as_str().unwrap().to_owned(), body["device_id"].as_str().unwrap().to_owned())
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["device_id"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// Logs in with a password; returns the whole response.

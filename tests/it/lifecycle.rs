@@ -24,7 +24,12 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
         (&[("HEARTH_RATE_LIMITS__LOGIN__BURST", "0")], "`rate_limits.login`"),
     ];
     for (env, key) in cases {
-        let output = hearth().arg("serve").env("HEARTH_DATA_DIR", &data).envs(env.iter().copied()).output().unwrap();
+        let output = hearth()
+            .arg("serve")
+            .env("HEARTH_DATA_DIR", &data)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(2), "{env:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -51,7 +56,10 @@ async fn config_file_is_layered_under_the_environment() {
     // The file sets the delegation; the environment (the harness's HEARTH_REGISTRATION=open)
     // wins over the file's `closed`.
     let server = TestServer::start(&[("HEARTH_CONFIG", file.to_str().unwrap())]).await;
-    assert_eq!(server.get("/.well-known/matrix/server", None).await.1["m.server"], "file.example:443");
+    assert_eq!(
+        server.get("/.well-known/matrix/server", None).await.1["m.server"],
+        "file.example:443"
+    );
     server.register("mona", "pw").await;
 }
 
@@ -60,7 +68,14 @@ async fn sigterm_shuts_down_cleanly_and_everything_persists() {
     let mut server = TestServer::start(&[]).await;
     let (token, _) = server.register("lena", "lena-pw").await;
     let displayname = "/_matrix/client/v3/profile/@lena:localhost/displayname";
-    assert_eq!(server.put(displayname, Some(&token), json!({ "displayname": "Lena" })).await.0.as_u16(), 200);
+    assert_eq!(
+        server
+            .put(displayname, Some(&token), json!({ "displayname": "Lena" }))
+            .await
+            .0
+            .as_u16(),
+        200
+    );
     let (_, keys) = server.get("/_matrix/key/v2/server", None).await;
 
     assert_eq!(server.stop(), Some(0));
@@ -90,9 +105,16 @@ async fn every_acknowledged_write_survives_sigkill() {
     server.crash_and_restart().await;
     for (i, (name, token, path)) in accounts.iter().enumerate() {
         let (status, whoami) = server.get("/_matrix/client/v3/account/whoami", Some(token)).await;
-        assert_eq!((status.as_u16(), whoami["user_id"].as_str()), (200, Some(format!("@{name}:localhost").as_str())));
+        assert_eq!(
+            (status.as_u16(), whoami["user_id"].as_str()),
+            (200, Some(format!("@{name}:localhost").as_str()))
+        );
         assert_eq!(server.get(path, Some(token)).await.1, json!({ "n": i }));
     }
     // Unknown tokens are still unknown.
-    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some("hth_x_y")).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/account/whoami", Some("hth_x_y")).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
 }

@@ -8,7 +8,11 @@ use matrix_sdk::ruma::api::client::uiaa::{AuthData, Dummy};
 use crate::common::TestServer;
 
 async fn client(server: &TestServer) -> Client {
-    Client::builder().homeserver_url(&server.base_url).build().await.expect("client builds")
+    Client::builder()
+        .homeserver_url(&server.base_url)
+        .build()
+        .await
+        .expect("client builds")
 }
 
 #[tokio::test]

@@ -20,7 +20,10 @@ fn check_owner<T>(req: &Ruma<T>, user_id: &UserId) -> Result<()> {
 }
 
 fn get(services: &Services, user_id: &UserId, room_id: Option<&RoomId>, event_type: &str) -> Result<Box<RawValue>> {
-    services.account_data.get(user_id, room_id, event_type)?.ok_or_else(|| Error::not_found("No account data of that type"))
+    services
+        .account_data
+        .get(user_id, room_id, event_type)?
+        .ok_or_else(|| Error::not_found("No account data of that type"))
 }
 
 fn set(services: &Services, user_id: &UserId, room_id: Option<&RoomId>, event_type: &str, content: &RawValue) -> Result<()> {
@@ -40,29 +43,58 @@ fn set(services: &Services, user_id: &UserId, room_id: Option<&RoomId>, event_ty
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/account_data/{type}`
-pub async fn get_global(State(services): State<Arc<Services>>, req: Ruma<get_global_account_data::v3::Request>) -> HandlerResult<get_global_account_data::v3::Response> {
+pub async fn get_global(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_global_account_data::v3::Request>,
+) -> HandlerResult<get_global_account_data::v3::Response> {
     check_owner(&req, &req.body.user_id)?;
     let content = get(&services, &req.body.user_id, None, &req.body.event_type.to_string())?;
     Ok(RumaResponse(get_global_account_data::v3::Response::new(Raw::from_json(content))))
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
-pub async fn set_global(State(services): State<Arc<Services>>, req: Ruma<set_global_account_data::v3::Request>) -> HandlerResult<set_global_account_data::v3::Response> {
+pub async fn set_global(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_global_account_data::v3::Request>,
+) -> HandlerResult<set_global_account_data::v3::Response> {
     check_owner(&req, &req.body.user_id)?;
-    set(&services, &req.body.user_id, None, &req.body.event_type.to_string(), req.body.data.json())?;
+    set(
+        &services,
+        &req.body.user_id,
+        None,
+        &req.body.event_type.to_string(),
+        req.body.data.json(),
+    )?;
     Ok(RumaResponse(set_global_account_data::v3::Response::new()))
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
-pub async fn get_room(State(services): State<Arc<Services>>, req: Ruma<get_room_account_data::v3::Request>) -> HandlerResult<get_room_account_data::v3::Response> {
+pub async fn get_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_room_account_data::v3::Request>,
+) -> HandlerResult<get_room_account_data::v3::Response> {
     check_owner(&req, &req.body.user_id)?;
-    let content = get(&services, &req.body.user_id, Some(&req.body.room_id), &req.body.event_type.to_string())?;
+    let content = get(
+        &services,
+        &req.body.user_id,
+        Some(&req.body.room_id),
+        &req.body.event_type.to_string(),
+    )?;
     Ok(RumaResponse(get_room_account_data::v3::Response::new(Raw::from_json(content))))
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
-pub async fn set_room(State(services): State<Arc<Services>>, req: Ruma<set_room_account_data::v3::Request>) -> HandlerResult<set_room_account_data::v3::Response> {
+pub async fn set_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_room_account_data::v3::Request>,
+) -> HandlerResult<set_room_account_data::v3::Response> {
     check_owner(&req, &req.body.user_id)?;
-    set(&services, &req.body.user_id, Some(&req.body.room_id), &req.body.event_type.to_string(), req.body.data.json())?;
+    set(
+        &services,
+        &req.body.user_id,
+        Some(&req.body.room_id),
+        &req.body.event_type.to_string(),
+        req.body.data.json(),
+    )?;
     Ok(RumaResponse(set_room_account_data::v3::Response::new()))
 }

@@ -11,9 +11,14 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::service::Services;
 
 /// `POST /_matrix/client/v3/account/deactivate`
-pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactivate::v3::Request>) -> HandlerResult<deactivate::v3::Response> {
+pub async fn deactivate(
+    State(services): State<Arc<Services>>,
+    req: Ruma<deactivate::v3::Request>,
+) -> HandlerResult<deactivate::v3::Response> {
     let user_id = req.user_id()?.to_owned();
-    services.authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip).await?;
+    services
+        .authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip)
+        .await?;
     services.deactivate(&user_id)?;
     Ok(RumaResponse(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport)))
 }

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use ruma::RoomVersionId;
+#[allow(deprecated)]
 use ruma::api::client::discovery::get_capabilities::v3::{
     Capabilities, ChangePasswordCapability, Request, Response, RoomVersionStability, RoomVersionsCapability, SetAvatarUrlCapability,
     SetDisplayNameCapability, ThirdPartyIdChangesCapability,
 };
-use ruma::RoomVersionId;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 

@@ -26,38 +26,62 @@ fn to_spec(device: Device) -> spec::Device {
 }
 
 /// `GET /_matrix/client/v3/devices`
-pub async fn get_devices(State(services): State<Arc<Services>>, req: Ruma<get_devices::v3::Request>) -> HandlerResult<get_devices::v3::Response> {
+pub async fn get_devices(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_devices::v3::Request>,
+) -> HandlerResult<get_devices::v3::Response> {
     let devices = services.devices.list(req.user_id()?)?.into_iter().map(to_spec).collect();
     Ok(RumaResponse(get_devices::v3::Response::new(devices)))
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
-pub async fn get_device(State(services): State<Arc<Services>>, req: Ruma<get_device::v3::Request>) -> HandlerResult<get_device::v3::Response> {
-    let device = services.devices.get(req.user_id()?, &req.body.device_id)?.ok_or_else(|| Error::not_found("No such device"))?;
+pub async fn get_device(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_device::v3::Request>,
+) -> HandlerResult<get_device::v3::Response> {
+    let device = services
+        .devices
+        .get(req.user_id()?, &req.body.device_id)?
+        .ok_or_else(|| Error::not_found("No such device"))?;
     Ok(RumaResponse(get_device::v3::Response::new(to_spec(device))))
 }
 
 /// `PUT /_matrix/client/v3/devices/{deviceId}`
-pub async fn update_device(State(services): State<Arc<Services>>, req: Ruma<update_device::v3::Request>) -> HandlerResult<update_device::v3::Response> {
-    services.devices.set_display_name(req.user_id()?, &req.body.device_id, req.body.display_name.clone())?;
+pub async fn update_device(
+    State(services): State<Arc<Services>>,
+    req: Ruma<update_device::v3::Request>,
+) -> HandlerResult<update_device::v3::Response> {
+    services
+        .devices
+        .set_display_name(req.user_id()?, &req.body.device_id, req.body.display_name.clone())?;
     Ok(RumaResponse(update_device::v3::Response::new()))
 }
 
 /// `DELETE /_matrix/client/v3/devices/{deviceId}`
-pub async fn delete_device(State(services): State<Arc<Services>>, req: Ruma<delete_device::v3::Request>) -> HandlerResult<delete_device::v3::Response> {
+pub async fn delete_device(
+    State(services): State<Arc<Services>>,
+    req: Ruma<delete_device::v3::Request>,
+) -> HandlerResult<delete_device::v3::Response> {
     let user_id = req.user_id()?.to_owned();
     if services.devices.get(&user_id, &req.body.device_id)?.is_none() {
         return Err(Error::not_found("No such device"));
     }
-    services.authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip).await?;
+    services
+        .authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip)
+        .await?;
     services.devices.delete_many(&user_id, Some(&[req.body.device_id.clone()]), None)?;
     Ok(RumaResponse(delete_device::v3::Response::new()))
 }
 
 /// `POST /_matrix/client/v3/delete_devices`
-pub async fn delete_devices(State(services): State<Arc<Services>>, req: Ruma<delete_devices::v3::Request>) -> HandlerResult<delete_devices::v3::Response> {
+pub async fn delete_devices(
+    State(services): State<Arc<Services>>,
+    req: Ruma<delete_devices::v3::Request>,
+) -> HandlerResult<delete_devices::v3::Response> {
     let user_id = req.user_id()?.to_owned();
-    services.authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip).await?;
+    services
+        .authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip)
+        .await?;
     services.devices.delete_many(&user_id, Some(&req.body.devices), None)?;
     Ok(RumaResponse(delete_devices::v3::Response::new()))
 }

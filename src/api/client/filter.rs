@@ -10,7 +10,10 @@ use crate::error::Error;
 use crate::service::Services;
 
 /// `POST /_matrix/client/v3/user/{userId}/filter`
-pub async fn create_filter(State(services): State<Arc<Services>>, req: Ruma<create_filter::v3::Request>) -> HandlerResult<create_filter::v3::Response> {
+pub async fn create_filter(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_filter::v3::Request>,
+) -> HandlerResult<create_filter::v3::Response> {
     if req.user_id()? != req.body.user_id {
         return Err(Error::forbidden("You cannot create filters for another user"));
     }
@@ -19,10 +22,16 @@ pub async fn create_filter(State(services): State<Arc<Services>>, req: Ruma<crea
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
-pub async fn get_filter(State(services): State<Arc<Services>>, req: Ruma<get_filter::v3::Request>) -> HandlerResult<get_filter::v3::Response> {
+pub async fn get_filter(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_filter::v3::Request>,
+) -> HandlerResult<get_filter::v3::Response> {
     if req.user_id()? != req.body.user_id {
         return Err(Error::forbidden("You cannot read another user's filters"));
     }
-    let filter = services.filters.get(&req.body.user_id, &req.body.filter_id)?.ok_or_else(|| Error::not_found("No such filter"))?;
+    let filter = services
+        .filters
+        .get(&req.body.user_id, &req.body.filter_id)?
+        .ok_or_else(|| Error::not_found("No such filter"))?;
     Ok(RumaResponse(get_filter::v3::Response::new(filter)))
 }

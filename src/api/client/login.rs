@@ -31,7 +31,11 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
         (None, None) => return Err(Error::bad_json("Missing identifier")),
     };
     let ip = req.ip.to_string();
-    let request = LoginRequest { device_id: req.body.device_id.clone(), display_name: req.body.initial_device_display_name.clone(), ip: Some(&ip) };
+    let request = LoginRequest {
+        device_id: req.body.device_id.clone(),
+        display_name: req.body.initial_device_display_name.clone(),
+        ip: Some(&ip),
+    };
     let (user_id, grant) = services.login_with_password(&name, info.password.clone(), request, req.ip).await?;
     Ok(RumaResponse(login::v3::Response::new(user_id, grant.access_token, grant.device_id)))
 }

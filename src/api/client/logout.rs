@@ -11,12 +11,17 @@ use crate::service::Services;
 /// `POST /_matrix/client/v3/logout`
 pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3::Request>) -> HandlerResult<logout::v3::Response> {
     let session = req.session()?;
-    services.devices.delete_many(&session.user_id, Some(&[session.device_id.clone()]), None)?;
+    services
+        .devices
+        .delete_many(&session.user_id, Some(&[session.device_id.clone()]), None)?;
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
 /// `POST /_matrix/client/v3/logout/all`
-pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_all::v3::Request>) -> HandlerResult<logout_all::v3::Response> {
+pub async fn logout_all(
+    State(services): State<Arc<Services>>,
+    req: Ruma<logout_all::v3::Request>,
+) -> HandlerResult<logout_all::v3::Response> {
     services.devices.delete_many(req.user_id()?, None, None)?;
     Ok(RumaResponse(logout_all::v3::Response::new()))
 }

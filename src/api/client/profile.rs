@@ -13,7 +13,11 @@ use crate::service::Services;
 
 /// Profiles exist for active local users only.
 fn check_user(services: &Services, user_id: &UserId) -> Result<()> {
-    services.accounts.get_active(user_id).map_err(|_| Error::not_found("No such user")).map(|_| ())
+    services
+        .accounts
+        .get_active(user_id)
+        .map_err(|_| Error::not_found("No such user"))
+        .map(|_| ())
 }
 
 /// Only the owner may change a profile.
@@ -25,7 +29,10 @@ fn check_owner<T>(req: &Ruma<T>, user_id: &UserId) -> Result<()> {
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`
-pub async fn get_profile(State(services): State<Arc<Services>>, req: Ruma<get_profile::v3::Request>) -> HandlerResult<get_profile::v3::Response> {
+pub async fn get_profile(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_profile::v3::Request>,
+) -> HandlerResult<get_profile::v3::Response> {
     check_user(&services, &req.body.user_id)?;
     let mut response = get_profile::v3::Response::default();
     response.data = services.profiles.get(&req.body.user_id)?;
@@ -33,7 +40,10 @@ pub async fn get_profile(State(services): State<Arc<Services>>, req: Ruma<get_pr
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}/{keyName}`
-pub async fn get_profile_field(State(services): State<Arc<Services>>, req: Ruma<get_profile_field::v3::Request>) -> HandlerResult<get_profile_field::v3::Response> {
+pub async fn get_profile_field(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_profile_field::v3::Request>,
+) -> HandlerResult<get_profile_field::v3::Response> {
     check_user(&services, &req.body.user_id)?;
     let profile = services.profiles.get(&req.body.user_id)?;
     let value = profile
@@ -44,14 +54,20 @@ pub async fn get_profile_field(State(services): State<Arc<Services>>, req: Ruma<
 }
 
 /// `PUT /_matrix/client/v3/profile/{userId}/{keyName}`
-pub async fn set_profile_field(State(services): State<Arc<Services>>, req: Ruma<set_profile_field::v3::Request>) -> HandlerResult<set_profile_field::v3::Response> {
+pub async fn set_profile_field(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_profile_field::v3::Request>,
+) -> HandlerResult<set_profile_field::v3::Response> {
     check_owner(&req, &req.body.user_id)?;
     services.profiles.set_field(&req.body.user_id, req.body.value.clone())?;
     Ok(RumaResponse(set_profile_field::v3::Response::new()))
 }
 
 /// `DELETE /_matrix/client/v3/profile/{userId}/{keyName}`
-pub async fn delete_profile_field(State(services): State<Arc<Services>>, req: Ruma<delete_profile_field::v3::Request>) -> HandlerResult<delete_profile_field::v3::Response> {
+pub async fn delete_profile_field(
+    State(services): State<Arc<Services>>,
+    req: Ruma<delete_profile_field::v3::Request>,
+) -> HandlerResult<delete_profile_field::v3::Response> {
     check_owner(&req, &req.body.user_id)?;
     services.profiles.delete_field(&req.body.user_id, &req.body.field)?;
     Ok(RumaResponse(delete_profile_field::v3::Response::new()))
