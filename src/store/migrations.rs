@@ -8,8 +8,11 @@ use super::{Store, StoreError, Table};
 /// The schema version this build writes.
 pub const CURRENT: u32 = 1;
 
+/// One migration step, written as one batch.
+type Migration = fn(&Store) -> Result<(), StoreError>;
+
 /// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: [fn(&Store) -> Result<(), StoreError>; (CURRENT - 1) as usize] = [];
+const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [];
 
 const VERSION_KEY: &[u8] = b"schema_version";
 

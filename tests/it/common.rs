@@ -84,10 +84,9 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = self.http.get(format!("{}/_matrix/client/versions", self.base_url)).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            let url = format!("{}/_matrix/client/versions", self.base_url);
+            if self.http.get(url).send().await.is_ok_and(|response| response.status().is_success()) {
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("hearth exited with {status} at start-up:\n{}", self.log());

@@ -69,7 +69,9 @@ pub async fn delete_device(
     services
         .authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip)
         .await?;
-    services.devices.delete_many(&user_id, Some(&[req.body.device_id.clone()]), None)?;
+    services
+        .devices
+        .delete_many(&user_id, Some(std::slice::from_ref(&req.body.device_id)), None)?;
     Ok(RumaResponse(delete_device::v3::Response::new()))
 }
 

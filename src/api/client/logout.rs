@@ -13,7 +13,7 @@ pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3:
     let session = req.session()?;
     services
         .devices
-        .delete_many(&session.user_id, Some(&[session.device_id.clone()]), None)?;
+        .delete_many(&session.user_id, Some(std::slice::from_ref(&session.device_id)), None)?;
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
