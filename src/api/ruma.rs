@@ -67,6 +67,14 @@ impl<T> Ruma<T> {
     pub fn user_id(&self) -> Result<&UserId> {
         Ok(&self.session()?.user_id)
     }
+
+    /// Refuses with 403 unless the logged-in user is `owner` (for a user's own data).
+    pub fn require_owner(&self, owner: &UserId, refusal: &str) -> Result<()> {
+        if self.user_id()? != owner {
+            return Err(Error::forbidden(refusal));
+        }
+        Ok(())
+    }
 }
 
 fn access_token(parts: &Parts) -> Option<&str> {

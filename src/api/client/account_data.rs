@@ -12,12 +12,8 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 
-fn check_owner<T>(req: &Ruma<T>, user_id: &UserId) -> Result<()> {
-    if req.user_id()? != user_id {
-        return Err(Error::forbidden("You cannot access another user's account data"));
-    }
-    Ok(())
-}
+/// The refusal for another user's account data.
+const OTHERS_DATA: &str = "You cannot access another user's account data";
 
 fn get(services: &Services, user_id: &UserId, room_id: Option<&RoomId>, event_type: &str) -> Result<Box<RawValue>> {
     services
@@ -47,7 +43,7 @@ pub async fn get_global(
     State(services): State<Arc<Services>>,
     req: Ruma<get_global_account_data::v3::Request>,
 ) -> HandlerResult<get_global_account_data::v3::Response> {
-    check_owner(&req, &req.body.user_id)?;
+    req.require_owner(&req.body.user_id, OTHERS_DATA)?;
     let content = get(&services, &req.body.user_id, None, &req.body.event_type.to_string())?;
     Ok(RumaResponse(get_global_account_data::v3::Response::new(Raw::from_json(content))))
 }
@@ -57,7 +53,7 @@ pub async fn set_global(
     State(services): State<Arc<Services>>,
     req: Ruma<set_global_account_data::v3::Request>,
 ) -> HandlerResult<set_global_account_data::v3::Response> {
-    check_owner(&req, &req.body.user_id)?;
+    req.require_owner(&req.body.user_id, OTHERS_DATA)?;
     set(
         &services,
         &req.body.user_id,
@@ -73,7 +69,7 @@ pub async fn get_room(
     State(services): State<Arc<Services>>,
     req: Ruma<get_room_account_data::v3::Request>,
 ) -> HandlerResult<get_room_account_data::v3::Response> {
-    check_owner(&req, &req.body.user_id)?;
+    req.require_owner(&req.body.user_id, OTHERS_DATA)?;
     let content = get(
         &services,
         &req.body.user_id,
@@ -88,7 +84,7 @@ pub async fn set_room(
     State(services): State<Arc<Services>>,
     req: Ruma<set_room_account_data::v3::Request>,
 ) -> HandlerResult<set_room_account_data::v3::Response> {
-    check_owner(&req, &req.body.user_id)?;
+    req.require_owner(&req.body.user_id, OTHERS_DATA)?;
     set(
         &services,
         &req.body.user_id,

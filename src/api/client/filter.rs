@@ -14,9 +14,7 @@ pub async fn create_filter(
     State(services): State<Arc<Services>>,
     req: Ruma<create_filter::v3::Request>,
 ) -> HandlerResult<create_filter::v3::Response> {
-    if req.user_id()? != req.body.user_id {
-        return Err(Error::forbidden("You cannot create filters for another user"));
-    }
+    req.require_owner(&req.body.user_id, "You cannot create filters for another user")?;
     let filter_id = services.filters.create(&req.body.user_id, &req.body.filter)?;
     Ok(RumaResponse(create_filter::v3::Response::new(filter_id)))
 }
@@ -26,9 +24,7 @@ pub async fn get_filter(
     State(services): State<Arc<Services>>,
     req: Ruma<get_filter::v3::Request>,
 ) -> HandlerResult<get_filter::v3::Response> {
-    if req.user_id()? != req.body.user_id {
-        return Err(Error::forbidden("You cannot read another user's filters"));
-    }
+    req.require_owner(&req.body.user_id, "You cannot read another user's filters")?;
     let filter = services
         .filters
         .get(&req.body.user_id, &req.body.filter_id)?

@@ -20,14 +20,6 @@ fn check_user(services: &Services, user_id: &UserId) -> Result<()> {
         .map(|_| ())
 }
 
-/// Only the owner may change a profile.
-fn check_owner<T>(req: &Ruma<T>, user_id: &UserId) -> Result<()> {
-    if req.user_id()? != user_id {
-        return Err(Error::forbidden("You cannot change another user's profile"));
-    }
-    Ok(())
-}
-
 /// `GET /_matrix/client/v3/profile/{userId}`
 pub async fn get_profile(
     State(services): State<Arc<Services>>,
@@ -58,7 +50,7 @@ pub async fn set_profile_field(
     State(services): State<Arc<Services>>,
     req: Ruma<set_profile_field::v3::Request>,
 ) -> HandlerResult<set_profile_field::v3::Response> {
-    check_owner(&req, &req.body.user_id)?;
+    req.require_owner(&req.body.user_id, "You cannot change another user's profile")?;
     services.profiles.set_field(&req.body.user_id, req.body.value.clone())?;
     Ok(RumaResponse(set_profile_field::v3::Response::new()))
 }
@@ -68,7 +60,7 @@ pub async fn delete_profile_field(
     State(services): State<Arc<Services>>,
     req: Ruma<delete_profile_field::v3::Request>,
 ) -> HandlerResult<delete_profile_field::v3::Response> {
-    check_owner(&req, &req.body.user_id)?;
+    req.require_owner(&req.body.user_id, "You cannot change another user's profile")?;
     services.profiles.delete_field(&req.body.user_id, &req.body.field)?;
     Ok(RumaResponse(delete_profile_field::v3::Response::new()))
 }
