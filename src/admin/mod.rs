@@ -155,6 +155,22 @@ impl fmt::Display for AdminOutput {
     }
 }
 
+impl AdminCommand {
+    /// The command's name for logs (its arguments may hold passwords).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminCommand::User(UserCommand::Create { .. }) => "user create",
+            AdminCommand::User(UserCommand::List) => "user list",
+            AdminCommand::User(UserCommand::ResetPassword { .. }) => "user reset-password",
+            AdminCommand::User(UserCommand::Deactivate { .. }) => "user deactivate",
+            AdminCommand::User(UserCommand::MakeAdmin { .. }) => "user make-admin",
+            AdminCommand::RegistrationToken(TokenCommand::Create { .. }) => "registration-token create",
+            AdminCommand::RegistrationToken(TokenCommand::List) => "registration-token list",
+            AdminCommand::RegistrationToken(TokenCommand::Revoke { .. }) => "registration-token revoke",
+        }
+    }
+}
+
 /// Runs one admin command against the services.
 pub async fn execute(services: &Services, command: AdminCommand) -> Result<AdminOutput> {
     match command {

@@ -41,7 +41,7 @@ async fn serve_connection(services: Arc<Services>, stream: UnixStream) {
     while let Ok(Some(line)) = lines.next_line().await {
         let reply = match serde_json::from_str::<AdminCommand>(&line) {
             Ok(command) => {
-                tracing::info!(?command, "admin command");
+                tracing::info!(command = command.name(), "admin command");
                 match execute(&services, command).await {
                     Ok(output) => SocketReply::Ok(output),
                     Err(error) => SocketReply::Error(error.to_string()),

@@ -137,9 +137,14 @@ impl Services {
                 None => return Err(Error::forbidden("The registration token is no longer valid")),
             }
         }
+        let first_account = self.accounts.is_empty()?;
+        if first_account {
+            // The first-start token has done its work once any account exists.
+            self.registration_tokens.stage_retire_bootstrap(&mut batch)?;
+        }
         let record = UserRecord {
             password_hash,
-            admin: account.admin || self.accounts.is_empty()?,
+            admin: account.admin || first_account,
             deactivated: false,
             created_ts: super::now_ms(),
         };

@@ -117,6 +117,14 @@ impl RegistrationTokens {
         batch.put_json(Table::RegistrationTokens, used.token.as_bytes(), &used);
     }
 
+    /// Adds to `batch` the removal of every bootstrap token.
+    pub fn stage_retire_bootstrap(&self, batch: &mut Batch<'_>) -> Result<()> {
+        for token in self.list()?.into_iter().filter(|t| t.bootstrap) {
+            batch.delete(Table::RegistrationTokens, token.token.as_bytes());
+        }
+        Ok(())
+    }
+
     /// The bootstrap token to log at start-up while no account exists (made if missing).
     pub fn ensure_bootstrap(&self) -> Result<RegistrationToken> {
         if let Some(token) = self.list()?.into_iter().find(|t| t.bootstrap && t.is_usable()) {

@@ -7,8 +7,23 @@ use crate::common::{TestServer, assert_error};
 async fn admin_cli_manages_users_while_the_server_runs() {
     let mut server = TestServer::start(&[("HEARTH_REGISTRATION", "closed")]).await;
 
+    let bootstrap = server
+        .log()
+        .split("registration_token=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     let (output, created) = server.admin(&["user", "create", "nina", "--password", "nina-pw", "--admin"]);
     assert!(output.status.success(), "{output:?}");
+    // The first-start token dies with the first account, and passwords stay out of the log.
+    let (_, tokens) = server.admin(&["registration-token", "list"]);
+    assert_eq!(tokens["tokens"], serde_json::json!([]));
+    let validity = format!("/_matrix/client/v1/register/m.login.registration_token/validity?token={bootstrap}");
+    assert_error(&server.get(&validity, None).await, 403, "M_FORBIDDEN");
+    assert!(!server.log().contains("nina-pw"));
     assert_eq!(created["credentials"]["user_id"], "@nina:localhost");
     assert_eq!(created["credentials"]["admin"], true);
     let (status, login) = server.login("nina", "nina-pw").await;
