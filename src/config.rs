@@ -28,6 +28,7 @@ pub struct Config {
     pub log: Log,
     pub storage: Storage,
     pub rate_limits: RateLimits,
+    pub media: Media,
 }
 
 /// Who may register.
@@ -70,6 +71,18 @@ pub struct Storage {
     pub sync_writes: bool,
 }
 
+/// The media repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    pub max_upload_size: u64,
+    pub legacy_unauthenticated_download: bool,
+    pub max_pending_uploads: usize,
+    #[serde(with = "humantime_serde")]
+    pub pending_upload_lifetime: std::time::Duration,
+    pub upload_rate: RateLimit,
+}
+
 /// Per-IP rate limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +119,7 @@ impl Config {
         for (key, limit) in [
             ("rate_limits.login", self.rate_limits.login),
             ("rate_limits.registration", self.rate_limits.registration),
+            ("media.upload_rate", self.media.upload_rate),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(format!("configuration key `{key}`: per_second and burst must be positive"));

@@ -81,6 +81,10 @@ matrix_errors! {
     too_large => PAYLOAD_TOO_LARGE, "M_TOO_LARGE";
     /// 400 `M_UNKNOWN`: a bad request the spec gives no better code for.
     bad_request => BAD_REQUEST, "M_UNKNOWN";
+    /// 504 `M_NOT_YET_UPLOADED`: the media ID exists, its content does not yet.
+    not_yet_uploaded => GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED";
+    /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the media ID already has content.
+    cannot_overwrite_media => CONFLICT, "M_CANNOT_OVERWRITE_MEDIA";
 }
 
 impl Error {
@@ -109,6 +113,12 @@ impl Error {
                 json!({ "errcode": "M_UNKNOWN", "error": "Internal server error" }),
             ),
         }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Error::Internal(format!("file system: {error}"))
     }
 }
 

@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use ruma::OwnedMxcUri;
+
+use crate::error::{Error, Result};
+use crate::service::media::MediaSummary;
 use crate::service::registration::NewAccount;
 use crate::service::registration_tokens::RegistrationToken;
 use crate::service::{Services, now_ms, random_string};
@@ -25,6 +28,9 @@ pub enum AdminCommand {
     /// Manage registration tokens.
     #[command(subcommand)]
     RegistrationToken(TokenCommand),
+    /// Manage uploaded media.
+    #[command(subcommand)]
+    Media(MediaCommand),
 }
 
 /// `hearth admin user …`
@@ -79,6 +85,25 @@ pub enum TokenCommand {
     Revoke { token: String },
 }
 
+/// `hearth admin media …`
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum MediaCommand {
+    /// List the media a user uploaded.
+    List {
+        /// The user, e.g. `alice` or `@alice:example.org`.
+        #[arg(long)]
+        user: String,
+    },
+    /// Delete one media item, e.g. `mxc://example.org/AbCdEf`.
+    Delete { mxc: String },
+    /// Delete every media item created longer ago than DURATION (e.g. `90d`), whether uploaded
+    /// here or cached from another server.
+    Purge {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
+}
+
 /// One account as listed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserSummary {
@@ -101,6 +126,7 @@ pub enum AdminOutput {
     Users(Vec<UserSummary>),
     Token(RegistrationToken),
     Tokens(Vec<RegistrationToken>),
+    Media(Vec<MediaSummary>),
     Done(String),
 }
 
@@ -150,6 +176,16 @@ impl fmt::Display for AdminOutput {
                 }
                 write!(f, "{} token(s)", tokens.len())
             }
+            AdminOutput::Media(items) => {
+                writeln!(f, "{:<60} {:>12} {:<24} {:<20}", "MXC", "BYTES", "CONTENT TYPE", "CREATED")?;
+                for item in items {
+                    let created = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(item.created_ts));
+                    let size = item.size.map_or("pending".to_owned(), |size| size.to_string());
+                    let content_type = item.content_type.as_deref().unwrap_or("-");
+                    writeln!(f, "{:<60} {:>12} {:<24} {:<20}", item.mxc, size, content_type, created)?;
+                }
+                write!(f, "{} item(s)", items.len())
+            }
             AdminOutput::Done(message) => write!(f, "{message}"),
         }
     }
@@ -167,6 +203,9 @@ impl AdminCommand {
             AdminCommand::RegistrationToken(TokenCommand::Create { .. }) => "registration-token create",
             AdminCommand::RegistrationToken(TokenCommand::List) => "registration-token list",
             AdminCommand::RegistrationToken(TokenCommand::Revoke { .. }) => "registration-token revoke",
+            AdminCommand::Media(MediaCommand::List { .. }) => "media list",
+            AdminCommand::Media(MediaCommand::Delete { .. }) => "media delete",
+            AdminCommand::Media(MediaCommand::Purge { .. }) => "media purge",
         }
     }
 }
@@ -176,6 +215,31 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
     match command {
         AdminCommand::User(command) => execute_user(services, command).await,
         AdminCommand::RegistrationToken(command) => execute_token(services, command),
+        AdminCommand::Media(command) => execute_media(services, command).await,
+    }
+}
+
+async fn execute_media(services: &Services, command: MediaCommand) -> Result<AdminOutput> {
+    match command {
+        MediaCommand::List { user } => {
+            let user_id = services.accounts.parse_login_name(&user)?;
+            Ok(AdminOutput::Media(services.media.list_by_user(&user_id)?))
+        }
+        MediaCommand::Delete { mxc } => {
+            let uri = OwnedMxcUri::from(mxc.as_str());
+            let (server_name, media_id) = uri
+                .parts()
+                .map_err(|e| Error::invalid_param(format!("{mxc} is not an mxc:// URI: {e}")))?;
+            match services.media.delete(server_name, media_id).await? {
+                true => Ok(AdminOutput::Done(format!("deleted {mxc}"))),
+                false => Err(Error::not_found(format!("no media {mxc}"))),
+            }
+        }
+        MediaCommand::Purge { older_than } => {
+            let cutoff = now_ms().saturating_sub(older_than.as_millis() as u64);
+            let purged = services.media.purge_created_before(cutoff).await?;
+            Ok(AdminOutput::Done(format!("purged {purged} media item(s)")))
+        }
     }
 }
 
@@ -250,7 +314,7 @@ fn execute_token(services: &Services, command: TokenCommand) -> Result<AdminOutp
         TokenCommand::List => Ok(AdminOutput::Tokens(tokens.list()?)),
         TokenCommand::Revoke { token } => match tokens.revoke(&token)? {
             true => Ok(AdminOutput::Done(format!("revoked {token}"))),
-            false => Err(crate::error::Error::not_found(format!("no registration token {token}"))),
+            false => Err(Error::not_found(format!("no registration token {token}"))),
         },
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, get, on};
-use ruma::api::client::{account, config, device, discovery, filter as filters, profile as profiles, session};
+use ruma::api::client::{
+    account, authenticated_media, config, device, discovery, filter as filters, media as legacy_media, profile as profiles, session,
+};
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
@@ -34,6 +36,7 @@ impl RumaRoutes for AppRouter {
 }
 
 /// The router of the whole HTTP API.
+#[allow(deprecated)] // the legacy media endpoints are still served
 pub fn routes() -> AppRouter {
     Router::new()
         // Discovery
@@ -71,6 +74,18 @@ pub fn routes() -> AppRouter {
         .ruma::<config::set_room_account_data::v3::Request, _, _>(account_data::set_room)
         .ruma::<filters::create_filter::v3::Request, _, _>(filter::create_filter)
         .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
+        // Media
+        .ruma::<authenticated_media::get_media_config::v1::Request, _, _>(content_repo::get_media_config)
+        .ruma::<authenticated_media::get_content::v1::Request, _, _>(content_repo::get_content)
+        .ruma::<authenticated_media::get_content_as_filename::v1::Request, _, _>(content_repo::get_content_as_filename)
+        .ruma::<authenticated_media::get_content_thumbnail::v1::Request, _, _>(content_repo::get_content_thumbnail)
+        .ruma::<legacy_media::get_media_config::v3::Request, _, _>(content_repo::legacy_get_media_config)
+        .ruma::<legacy_media::create_content::v3::Request, _, _>(content_repo::create_content)
+        .ruma::<legacy_media::create_mxc_uri::v1::Request, _, _>(content_repo::create_mxc_uri)
+        .ruma::<legacy_media::create_content_async::v3::Request, _, _>(content_repo::create_content_async)
+        .ruma::<legacy_media::get_content::v3::Request, _, _>(content_repo::legacy_get_content)
+        .ruma::<legacy_media::get_content_as_filename::v3::Request, _, _>(content_repo::legacy_get_content_as_filename)
+        .ruma::<legacy_media::get_content_thumbnail::v3::Request, _, _>(content_repo::legacy_get_content_thumbnail)
         // Federation
         .ruma::<get_server_keys::v2::Request, _, _>(federation::keys::get_server_keys)
         // Everything else

@@ -104,6 +104,50 @@ fn deserialization_error(error: FromHttpRequestError) -> Error {
     }
 }
 
+/// What every request carries besides its body: the path arguments, the session and the IP.
+struct RequestContext {
+    path_args: Vec<String>,
+    session: Option<Session>,
+    ip: IpAddr,
+}
+
+/// Reads the path arguments, the client's IP and the access token of a request to a ruma
+/// endpoint `T`, refusing a missing or unknown token where `T` needs one.
+async fn request_context<T>(parts: &mut Parts, services: &Arc<Services>) -> Result<RequestContext>
+where
+    T: IncomingRequest,
+    <T as Metadata>::Authentication: TokenRequirement,
+{
+    let path_args: Vec<String> = match RawPathParams::from_request_parts(parts, services).await {
+        Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+        Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
+    };
+    let ip = client_ip(parts, services);
+    let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(parts)) {
+        (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,
+        (TokenUse::Required, None) => return Err(Error::missing_token("Missing access token")),
+        (_, Some(token)) => match services.devices.authenticate(token)? {
+            Some(session) => Some(session),
+            None => return Err(Error::unknown_token("Unknown access token")),
+        },
+    };
+    if let Some(session) = &session {
+        services.devices.touch(session, &ip.to_string())?;
+    }
+    Ok(RequestContext { path_args, session, ip })
+}
+
+/// Parses ruma request `T` from the request head and `body`.
+fn parse<T: IncomingRequest>(parts: Parts, body: &[u8], context: RequestContext) -> Result<Ruma<T>> {
+    let args: Vec<&str> = context.path_args.iter().map(String::as_str).collect();
+    let body = T::try_from_http_request(http::Request::from_parts(parts, body), &args).map_err(deserialization_error)?;
+    Ok(Ruma {
+        body,
+        session: context.session,
+        ip: context.ip,
+    })
+}
+
 impl<T> FromRequest<Arc<Services>> for Ruma<T>
 where
     T: IncomingRequest + Send,
@@ -113,23 +157,7 @@ where
 
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
         let (mut parts, body) = request.into_parts();
-        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, services).await {
-            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
-            Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
-        };
-        let ip = client_ip(&parts, services);
-        let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(&parts)) {
-            (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,
-            (TokenUse::Required, None) => return Err(Error::missing_token("Missing access token")),
-            (_, Some(token)) => match services.devices.authenticate(token)? {
-                Some(session) => Some(session),
-                None => return Err(Error::unknown_token("Unknown access token")),
-            },
-        };
-        if let Some(session) = &session {
-            services.devices.touch(session, &ip.to_string())?;
-        }
-
+        let context = request_context::<T>(&mut parts, services).await?;
         let mut bytes = axum::body::to_bytes(body, services.config.max_request_size)
             .await
             .map_err(|_| Error::too_large("The request body is too large"))?;
@@ -141,9 +169,30 @@ where
                 return Err(Error::not_json("The request body is not valid JSON"));
             }
         }
-        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let body = T::try_from_http_request(http::Request::from_parts(parts, &bytes[..]), &args).map_err(deserialization_error)?;
-        Ok(Ruma { body, session, ip })
+        parse(parts, &bytes, context)
+    }
+}
+
+/// A request whose body is a file, streamed instead of buffered (media uploads): `request` is
+/// ruma request `T` parsed from the path, query and headers with an empty body, and `body` is
+/// the file for the handler to read.
+pub struct RumaStreaming<T> {
+    pub request: Ruma<T>,
+    pub body: Body,
+}
+
+impl<T> FromRequest<Arc<Services>> for RumaStreaming<T>
+where
+    T: IncomingRequest + Send,
+    <T as Metadata>::Authentication: TokenRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
+        let (mut parts, body) = request.into_parts();
+        let context = request_context::<T>(&mut parts, services).await?;
+        let request = parse(parts, &[], context)?;
+        Ok(RumaStreaming { request, body })
     }
 }
 

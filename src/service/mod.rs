@@ -5,6 +5,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod devices;
 pub mod filters;
+pub mod media;
 pub mod profiles;
 pub mod rate_limit;
 pub mod registration;
@@ -33,6 +34,7 @@ pub struct Services {
     pub profiles: profiles::Profiles,
     pub account_data: account_data::AccountData,
     pub filters: filters::Filters,
+    pub media: media::Media,
     pub rate_limits: rate_limit::RateLimiters,
 }
 
@@ -49,7 +51,14 @@ impl Services {
             profiles: profiles::Profiles::new(store.clone()),
             account_data: account_data::AccountData::new(store.clone()),
             filters: filters::Filters::new(store.clone()),
-            rate_limits: rate_limit::RateLimiters::new(&config.rate_limits),
+            media: media::Media::new(
+                store.clone(),
+                config.server_name.clone(),
+                &config.data_dir,
+                config.media.clone(),
+                config.storage.sync_writes,
+            ),
+            rate_limits: rate_limit::RateLimiters::new(&config.rate_limits, &config.media),
             config,
             store,
         })

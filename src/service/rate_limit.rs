@@ -1,5 +1,7 @@
-//! Per-IP rate limits for the endpoints that guess passwords or create accounts.
+//! Rate limits: per IP for the endpoints that guess passwords or create accounts, per user for
+//! media uploads.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -7,7 +9,9 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::{RateLimit, RateLimits};
+use ruma::{OwnedUserId, UserId};
+
+use crate::config::{self, RateLimit, RateLimits};
 use crate::error::{Error, Result};
 
 /// Which limit a request counts against.
@@ -21,9 +25,10 @@ pub enum Limit {
 pub struct RateLimiters {
     login: DefaultKeyedRateLimiter<IpAddr>,
     registration: DefaultKeyedRateLimiter<IpAddr>,
+    media_upload: DefaultKeyedRateLimiter<OwnedUserId>,
 }
 
-fn limiter(limit: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
+fn limiter<K: Hash + Eq + Clone>(limit: RateLimit) -> DefaultKeyedRateLimiter<K> {
     let period = Duration::from_secs_f64(1.0 / limit.per_second);
     let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
     let quota = Quota::with_period(period)
@@ -33,10 +38,11 @@ fn limiter(limit: RateLimit) -> DefaultKeyedRateLimiter<IpAddr> {
 }
 
 impl RateLimiters {
-    pub fn new(config: &RateLimits) -> RateLimiters {
+    pub fn new(config: &RateLimits, media: &config::Media) -> RateLimiters {
         RateLimiters {
             login: limiter(config.login),
             registration: limiter(config.registration),
+            media_upload: limiter(media.upload_rate),
         }
     }
 
@@ -46,15 +52,25 @@ impl RateLimiters {
             Limit::Login => &self.login,
             Limit::Registration => &self.registration,
         };
-        limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Error::LimitExceeded {
-                retry_after_ms: wait.as_millis().max(1) as u64,
-            }
-        })?;
-        if limiter.len() > 100_000 {
-            limiter.retain_recent();
-        }
-        Ok(())
+        take(limiter, &ip)
     }
+
+    /// Counts one media upload by `user`; `M_LIMIT_EXCEEDED` when over the limit.
+    pub fn check_upload(&self, user: &UserId) -> Result<()> {
+        take(&self.media_upload, &user.to_owned())
+    }
+}
+
+/// Takes one token of `key`'s bucket.
+fn take<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<()> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        Error::LimitExceeded {
+            retry_after_ms: wait.as_millis().max(1) as u64,
+        }
+    })?;
+    if limiter.len() > 100_000 {
+        limiter.retain_recent();
+    }
+    Ok(())
 }

@@ -22,10 +22,16 @@
 //! | `account_data`        | user ID ‖ room ID or empty ‖ type | the event content                   |
 //! | `filters`             | user ID ‖ filter ID (u64, BE)     | the filter definition               |
 //! | `registration_tokens` | token                             | `service::registration_tokens::RegistrationToken` |
+//! | `media`               | server name ‖ media ID            | `service::media::MediaRecord`       |
+//! | `media_by_user`       | uploader ‖ created_ts (u64, BE) ‖ server name ‖ media ID | empty     |
+//! | `media_by_blob`       | content SHA-256 ‖ server name ‖ media ID | empty: who uses a file       |
+//! | `media_pending`       | uploader ‖ media ID               | u64 expiry (ms), JSON: reserved IDs without content |
+//! | `media_thumbnails`    | content SHA-256 ‖ `<w>x<h>-<method>` | the thumbnail's content type     |
 //!
 //! Writers: `accounts` writes `users` and `profiles`; `devices` writes `devices` and
 //! `access_tokens`; `account_data` and `filters` their namesakes; `registration_tokens` its own
-//! table and, on registration, together with `accounts` in one batch.
+//! table and, on registration, together with `accounts` in one batch; `media` the `media*`
+//! tables (the files themselves live under `<data_dir>/media/`).
 
 mod migrations;
 
@@ -50,11 +56,16 @@ pub enum Table {
     AccountData,
     Filters,
     RegistrationTokens,
+    Media,
+    MediaByUser,
+    MediaByBlob,
+    MediaPending,
+    MediaThumbnails,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -63,6 +74,11 @@ impl Table {
         Table::AccountData,
         Table::Filters,
         Table::RegistrationTokens,
+        Table::Media,
+        Table::MediaByUser,
+        Table::MediaByBlob,
+        Table::MediaPending,
+        Table::MediaThumbnails,
     ];
 
     /// The column family's name.
@@ -76,6 +92,11 @@ impl Table {
             Table::AccountData => "account_data",
             Table::Filters => "filters",
             Table::RegistrationTokens => "registration_tokens",
+            Table::Media => "media",
+            Table::MediaByUser => "media_by_user",
+            Table::MediaByBlob => "media_by_blob",
+            Table::MediaPending => "media_pending",
+            Table::MediaThumbnails => "media_thumbnails",
         }
     }
 }
@@ -186,6 +207,20 @@ impl Store {
             rows.push((key.into_vec(), value));
         }
         Ok(rows)
+    }
+
+    /// The keys of every row whose key starts with `prefix`, in key order (for index tables,
+    /// whose values are empty).
+    pub fn scan_keys(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = Vec::new();
+        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, _) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            keys.push(key.into_vec());
+        }
+        Ok(keys)
     }
 
     /// Whether a table has no rows at all.

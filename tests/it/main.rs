@@ -6,4 +6,5 @@ mod admin_cli;
 mod common;
 mod errors;
 mod lifecycle;
+mod media;
 mod sdk;

@@ -4,6 +4,7 @@
 pub mod account_data;
 pub mod account_deactivation;
 pub mod capabilities;
+pub mod content_repo;
 pub mod device_management;
 pub mod filter;
 pub mod login;

@@ -6,7 +6,7 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 
 /// The Client-Server spec versions announced to clients.
 pub const SUPPORTED_VERSIONS: &[&str] = &[
-    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
 ];
 
 /// `GET /_matrix/client/versions`

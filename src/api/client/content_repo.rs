@@ -1,0 +1,382 @@
+//! The content repository: uploads (`/_matrix/media/v3/upload`, `/_matrix/media/v1/create`),
+//! the authenticated downloads and thumbnails of `/_matrix/client/v1/media`, their legacy
+//! unauthenticated `/_matrix/media/v3` twins (off unless configured), and the media config.
+//!
+//! Requests are parsed with ruma's types. Uploads stream the body to disk instead of buffering
+//! it, and downloads are served from the file (with `Range` support) instead of through ruma's
+//! response types, which hold the whole file in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method as HttpMethod, StatusCode};
+use ruma::api::client::authenticated_media::{get_content, get_content_as_filename, get_content_thumbnail, get_media_config};
+use ruma::api::client::media::{
+    create_content, create_content_async, create_mxc_uri, get_content as legacy_get_content,
+    get_content_as_filename as legacy_get_content_as_filename, get_content_thumbnail as legacy_get_content_thumbnail,
+    get_media_config as legacy_get_media_config,
+};
+use ruma::http_headers::{ContentDisposition, ContentDispositionType};
+use ruma::media::Method;
+use ruma::{MilliSecondsSinceUnixEpoch, ServerName, UInt};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse, RumaStreaming};
+use crate::error::{Error, Result};
+use crate::service::Services;
+use crate::service::media::{ServedFile, media_type};
+
+/// Content types a browser may render inline from this origin without running scripts.
+const INLINE_CONTENT_TYPES: [&str; 26] = [
+    "text/css",
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "application/ld+json",
+    "image/jpeg",
+    "image/gif",
+    "image/png",
+    "image/apng",
+    "image/webp",
+    "image/avif",
+    "video/mp4",
+    "video/webm",
+    "video/ogg",
+    "video/quicktime",
+    "audio/mp4",
+    "audio/webm",
+    "audio/aac",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/wave",
+    "audio/wav",
+    "audio/x-wav",
+    "audio/x-pn-wav",
+    "audio/flac",
+    "audio/x-flac",
+];
+
+/// Forbids anything served as media from running scripts or loading other content.
+const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
+
+/// Request headers passed on to the file server: ranges and conditional requests.
+const FORWARDED_HEADERS: [header::HeaderName; 4] = [
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+fn upload_size(services: &Services) -> UInt {
+    UInt::new(services.media.max_upload_size()).unwrap_or(UInt::MAX)
+}
+
+/// `GET /_matrix/client/v1/media/config`
+pub async fn get_media_config(
+    State(services): State<Arc<Services>>,
+    _req: Ruma<get_media_config::v1::Request>,
+) -> HandlerResult<get_media_config::v1::Response> {
+    Ok(RumaResponse(get_media_config::v1::Response::new(upload_size(&services))))
+}
+
+/// `GET /_matrix/media/v3/config`
+#[allow(deprecated)] // served for clients that predate authenticated media
+pub async fn legacy_get_media_config(
+    State(services): State<Arc<Services>>,
+    _req: Ruma<legacy_get_media_config::v3::Request>,
+) -> HandlerResult<legacy_get_media_config::v3::Response> {
+    Ok(RumaResponse(legacy_get_media_config::v3::Response::new(upload_size(&services))))
+}
+
+/// Refuses a body whose announced length is over the limit before reading it.
+fn check_announced_size(services: &Services, headers: &HeaderMap) -> Result<()> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > services.media.max_upload_size()) {
+        return Err(Error::too_large(format!(
+            "The upload is larger than this server's limit of {} bytes",
+            services.media.max_upload_size()
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /_matrix/media/v3/upload`
+pub async fn create_content(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: RumaStreaming<create_content::v3::Request>,
+) -> HandlerResult<create_content::v3::Response> {
+    let user_id = req.request.user_id()?.to_owned();
+    check_announced_size(&services, &headers)?;
+    services.rate_limits.check_upload(&user_id)?;
+    let upload = services.media.receive(req.body).await?;
+    let request = req.request.body;
+    let content_uri = services
+        .media
+        .create(upload, &user_id, request.content_type, request.filename)
+        .await?;
+    Ok(RumaResponse(create_content::v3::Response::new(content_uri)))
+}
+
+/// `POST /_matrix/media/v1/create`
+pub async fn create_mxc_uri(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_mxc_uri::v1::Request>,
+) -> HandlerResult<create_mxc_uri::v1::Response> {
+    let user_id = req.user_id()?;
+    services.rate_limits.check_upload(user_id)?;
+    let (content_uri, expires_ts) = services.media.reserve(user_id).await?;
+    let mut response = create_mxc_uri::v1::Response::new(content_uri);
+    response.unused_expires_at = UInt::new(expires_ts).map(MilliSecondsSinceUnixEpoch);
+    Ok(RumaResponse(response))
+}
+
+/// `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`
+pub async fn create_content_async(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: RumaStreaming<create_content_async::v3::Request>,
+) -> Result<axum::Json<serde_json::Value>> {
+    let user_id = req.request.user_id()?.to_owned();
+    let request = req.request.body;
+    services.media.check_reserved(&request.server_name, &request.media_id, &user_id)?;
+    check_announced_size(&services, &headers)?;
+    let upload = services.media.receive(req.body).await?;
+    services
+        .media
+        .fill_reserved(upload, &request.media_id, &user_id, request.content_type, request.filename)
+        .await?;
+    // ruma's response type for this endpoint is an empty object it offers no way to build.
+    Ok(axum::Json(serde_json::json!({})))
+}
+
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
+pub async fn get_content(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: Ruma<get_content::v1::Request>,
+) -> Result<Response> {
+    let request = req.body;
+    download(
+        &services,
+        &headers,
+        &request.server_name,
+        &request.media_id,
+        request.timeout_ms,
+        None,
+    )
+    .await
+}
+
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
+pub async fn get_content_as_filename(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: Ruma<get_content_as_filename::v1::Request>,
+) -> Result<Response> {
+    let request = req.body;
+    download(
+        &services,
+        &headers,
+        &request.server_name,
+        &request.media_id,
+        request.timeout_ms,
+        Some(request.filename),
+    )
+    .await
+}
+
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
+pub async fn get_content_thumbnail(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: Ruma<get_content_thumbnail::v1::Request>,
+) -> Result<Response> {
+    let request = req.body;
+    let size = ThumbnailSize {
+        width: request.width,
+        height: request.height,
+        method: request.method,
+        animated: request.animated,
+    };
+    thumbnail(
+        &services,
+        &headers,
+        &request.server_name,
+        &request.media_id,
+        request.timeout_ms,
+        size,
+    )
+    .await
+}
+
+/// Refuses the legacy unauthenticated downloads unless the configuration allows them; the
+/// answer is the one Synapse gives with authenticated media enforced.
+fn check_legacy_allowed(services: &Services) -> Result<()> {
+    if !services.media.legacy_download_allowed() {
+        return Err(Error::not_found(
+            "Unauthenticated media downloads are disabled here: use /_matrix/client/v1/media",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (legacy, unauthenticated)
+#[allow(deprecated)] // served for clients that predate authenticated media
+pub async fn legacy_get_content(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: Ruma<legacy_get_content::v3::Request>,
+) -> Result<Response> {
+    check_legacy_allowed(&services)?;
+    let request = req.body;
+    download(
+        &services,
+        &headers,
+        &request.server_name,
+        &request.media_id,
+        request.timeout_ms,
+        None,
+    )
+    .await
+}
+
+/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (legacy, unauthenticated)
+#[allow(deprecated)] // served for clients that predate authenticated media
+pub async fn legacy_get_content_as_filename(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: Ruma<legacy_get_content_as_filename::v3::Request>,
+) -> Result<Response> {
+    check_legacy_allowed(&services)?;
+    let request = req.body;
+    download(
+        &services,
+        &headers,
+        &request.server_name,
+        &request.media_id,
+        request.timeout_ms,
+        Some(request.filename),
+    )
+    .await
+}
+
+/// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (legacy, unauthenticated)
+#[allow(deprecated)] // served for clients that predate authenticated media
+pub async fn legacy_get_content_thumbnail(
+    State(services): State<Arc<Services>>,
+    headers: HeaderMap,
+    req: Ruma<legacy_get_content_thumbnail::v3::Request>,
+) -> Result<Response> {
+    check_legacy_allowed(&services)?;
+    let request = req.body;
+    let size = ThumbnailSize {
+        width: request.width,
+        height: request.height,
+        method: request.method,
+        animated: request.animated,
+    };
+    thumbnail(
+        &services,
+        &headers,
+        &request.server_name,
+        &request.media_id,
+        request.timeout_ms,
+        size,
+    )
+    .await
+}
+
+/// What a thumbnail request asks for.
+struct ThumbnailSize {
+    width: UInt,
+    height: UInt,
+    method: Option<Method>,
+    animated: Option<bool>,
+}
+
+async fn download(
+    services: &Services,
+    headers: &HeaderMap,
+    server_name: &ServerName,
+    media_id: &str,
+    timeout: Duration,
+    filename: Option<String>,
+) -> Result<Response> {
+    let content = services.media.content(server_name, media_id, timeout).await?;
+    let mut file = services.media.original(&content);
+    if filename.is_some() {
+        file.filename = filename;
+    }
+    serve(file, headers).await
+}
+
+async fn thumbnail(
+    services: &Services,
+    headers: &HeaderMap,
+    server_name: &ServerName,
+    media_id: &str,
+    timeout: Duration,
+    size: ThumbnailSize,
+) -> Result<Response> {
+    let content = services.media.content(server_name, media_id, timeout).await?;
+    let side = |value: UInt| u32::try_from(u64::from(value)).map_err(|_| Error::bad_request("Thumbnail dimensions are too large"));
+    let file = services
+        .media
+        .thumbnail(
+            &content,
+            side(size.width)?,
+            side(size.height)?,
+            size.method.unwrap_or(Method::Scale),
+            size.animated.unwrap_or(false),
+        )
+        .await?;
+    serve(file, headers).await
+}
+
+/// Serves a stored file with the headers that keep it from harming the client's origin.
+async fn serve(file: ServedFile, headers: &HeaderMap) -> Result<Response> {
+    let mut request = http::Request::builder().method(HttpMethod::GET).uri("/");
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .body(Body::empty())
+        .map_err(|e| Error::Internal(format!("file request: {e}")))?;
+    let response = ServeFile::new(&file.path)
+        .oneshot(request)
+        .await
+        .map_err(|e| Error::Internal(format!("serving {}: {e}", file.path.display())))?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(Error::Internal(format!("media file {} is missing", file.path.display())));
+    }
+    let mut response = response.map(Body::new);
+    let inline = INLINE_CONTENT_TYPES.contains(&media_type(&file.content_type).as_str());
+    let disposition = ContentDisposition::new(if inline {
+        ContentDispositionType::Inline
+    } else {
+        ContentDispositionType::Attachment
+    })
+    .with_filename(file.filename);
+    let response_headers = response.headers_mut();
+    let header_value =
+        |value: String| HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    response_headers.insert(header::CONTENT_TYPE, header_value(file.content_type));
+    if let Ok(value) = HeaderValue::from_str(&disposition.to_string()) {
+        response_headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response_headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    response_headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response_headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    Ok(response.into_response())
+}
