@@ -81,6 +81,17 @@ pub struct Media {
     #[serde(with = "humantime_serde")]
     pub pending_upload_lifetime: std::time::Duration,
     pub upload_rate: RateLimit,
+    pub url_preview: UrlPreview,
+}
+
+/// URL previews.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlPreview {
+    pub enabled: bool,
+    pub max_page_size: usize,
+    pub blocked_networks: Vec<ipnet::IpNet>,
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// Per-IP rate limits.

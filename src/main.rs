@@ -44,6 +44,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Outgoing TLS (URL previews) uses ring; installing it fails only if one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(message) => {

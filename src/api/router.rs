@@ -79,6 +79,7 @@ pub fn routes() -> AppRouter {
         .ruma::<authenticated_media::get_content::v1::Request, _, _>(content_repo::get_content)
         .ruma::<authenticated_media::get_content_as_filename::v1::Request, _, _>(content_repo::get_content_as_filename)
         .ruma::<authenticated_media::get_content_thumbnail::v1::Request, _, _>(content_repo::get_content_thumbnail)
+        .ruma::<authenticated_media::get_media_preview::v1::Request, _, _>(content_repo::get_media_preview)
         .ruma::<legacy_media::get_media_config::v3::Request, _, _>(content_repo::legacy_get_media_config)
         .ruma::<legacy_media::create_content::v3::Request, _, _>(content_repo::create_content)
         .ruma::<legacy_media::create_mxc_uri::v1::Request, _, _>(content_repo::create_mxc_uri)
@@ -86,6 +87,7 @@ pub fn routes() -> AppRouter {
         .ruma::<legacy_media::get_content::v3::Request, _, _>(content_repo::legacy_get_content)
         .ruma::<legacy_media::get_content_as_filename::v3::Request, _, _>(content_repo::legacy_get_content_as_filename)
         .ruma::<legacy_media::get_content_thumbnail::v3::Request, _, _>(content_repo::legacy_get_content_thumbnail)
+        .ruma::<legacy_media::get_media_preview::v3::Request, _, _>(content_repo::legacy_get_media_preview)
         // Federation
         .ruma::<get_server_keys::v2::Request, _, _>(federation::keys::get_server_keys)
         // Everything else

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use image::{DynamicImage, ImageFormat, ImageReader};
 use ruma::media::Method;
-use ruma::{OwnedMxcUri, OwnedServerName, OwnedUserId, ServerName, UserId};
+use ruma::{MxcUri, OwnedMxcUri, OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -82,6 +82,13 @@ pub struct ReceivedUpload {
     temp: PathBuf,
     sha256: String,
     size: u64,
+}
+
+impl ReceivedUpload {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 impl Drop for ReceivedUpload {
@@ -165,9 +172,13 @@ impl Media {
         OwnedMxcUri::from(format!("mxc://{}/{media_id}", self.server_name))
     }
 
-    /// Streams a request body into a temporary file, hashing it; 413 `M_TOO_LARGE` beyond the
-    /// configured size.
-    pub async fn receive(&self, body: Body) -> Result<ReceivedUpload> {
+    /// Streams a body (a request's, or a fetched page's) into a temporary file, hashing it;
+    /// 413 `M_TOO_LARGE` beyond the configured size.
+    pub async fn receive<S, E>(&self, stream: S) -> Result<ReceivedUpload>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
         let temp_dir = self.root.join("tmp");
         tokio::fs::create_dir_all(&temp_dir).await?;
         let mut upload = ReceivedUpload {
@@ -178,7 +189,7 @@ impl Media {
         let file = tokio::fs::File::create(&upload.temp).await?;
         let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut hasher = Sha256::new();
-        let mut stream = body.into_data_stream();
+        tokio::pin!(stream);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Error::bad_request(format!("The upload was interrupted: {e}")))?;
             upload.size += chunk.len() as u64;
@@ -366,6 +377,17 @@ impl Media {
                 return Err(Error::not_yet_uploaded("Content has not yet been uploaded"));
             }
         }
+    }
+
+    /// The width and height of an image stored on this server.
+    pub fn image_dimensions(&self, uri: &MxcUri) -> Result<(u32, u32)> {
+        let (server_name, media_id) = uri.parts().map_err(|e| Error::invalid_param(format!("Not an mxc URI: {e}")))?;
+        let content = self
+            .get_record(server_name, media_id)?
+            .content
+            .ok_or_else(|| Error::not_found("Media not found"))?;
+        let reader = ImageReader::open(self.blob_path(&content.sha256))?.with_guessed_format()?;
+        reader.into_dimensions().map_err(|_| Error::bad_request("Not an image"))
     }
 
     /// The original file of some content.

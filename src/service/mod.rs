@@ -12,6 +12,7 @@ pub mod registration;
 pub mod registration_tokens;
 pub mod server_key;
 pub mod uia;
+pub mod url_preview;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,7 @@ pub struct Services {
     pub filters: filters::Filters,
     pub media: media::Media,
     pub rate_limits: rate_limit::RateLimiters,
+    pub url_previews: url_preview::UrlPreviews,
 }
 
 impl Services {
@@ -59,6 +61,7 @@ impl Services {
                 config.storage.sync_writes,
             ),
             rate_limits: rate_limit::RateLimiters::new(&config.rate_limits, &config.media),
+            url_previews: url_preview::UrlPreviews::new(config.media.url_preview.clone())?,
             config,
             store,
         })

@@ -352,3 +352,94 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A web server on loopback with a page that has OpenGraph data and an image.
+async fn start_website(image: Vec<u8>) -> String {
+    use axum::response::{Html, Redirect};
+    use axum::routing::get;
+    let page = r#"<html><head><title>Fallback title</title>
+        <meta name="description" content="A place to chat">
+        <meta property="og:title" content="Hearth home">
+        <meta property="og:image" content="/logo.png">
+        </head><body>Hello</body></html>"#;
+    let app = axum::Router::new()
+        .route("/page", get(move || async move { Html(page) }))
+        .route(
+            "/plain",
+            get(|| async { Html("<html><head><title> Just a title </title></head></html>") }),
+        )
+        .route("/moved", get(|| async { Redirect::temporary("/page") }))
+        .route(
+            "/logo.png",
+            get(move || async move { ([(reqwest::header::CONTENT_TYPE, "image/png")], image) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+fn preview_path(url: &str) -> String {
+    format!(
+        "/_matrix/client/v1/media/preview_url?url={}",
+        url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+    )
+}
+
+#[tokio::test]
+async fn url_previews_when_enabled_and_guarded() {
+    let site = start_website(png(120, 60)).await;
+
+    // Off by default.
+    let server = TestServer::start(&[]).await;
+    let (token, _) = server.register("dave", "davepass1").await;
+    assert_error(
+        &server.get(&preview_path(&format!("{site}/page")), Some(&token)).await,
+        404,
+        "M_UNRECOGNIZED",
+    );
+    drop(server);
+
+    // On, with loopback blocked as by default: neither the literal address nor a name for it.
+    let server = TestServer::start(&[("HEARTH_MEDIA__URL_PREVIEW__ENABLED", "true")]).await;
+    let (token, _) = server.register("dave", "davepass1").await;
+    assert_error(
+        &server.get(&preview_path(&format!("{site}/page")), Some(&token)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let by_name = site.replace("127.0.0.1", "localhost");
+    let (status, body) = server.get(&preview_path(&format!("{by_name}/page")), Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_error(
+        &server.get(&preview_path("file:///etc/passwd"), Some(&token)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    drop(server);
+
+    // On, with loopback allowed: OpenGraph data, the image stored as media, redirects followed.
+    let server = TestServer::start(&[
+        ("HEARTH_MEDIA__URL_PREVIEW__ENABLED", "true"),
+        ("HEARTH_MEDIA__URL_PREVIEW__ALLOWED_NETWORKS", "[\"127.0.0.1/32\"]"),
+    ])
+    .await;
+    let (token, _) = server.register("dave", "davepass1").await;
+    let (status, preview) = server.get(&preview_path(&format!("{site}/moved")), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["og:title"], "Hearth home");
+    assert_eq!(preview["og:description"], "A place to chat");
+    assert_eq!(
+        (preview["og:image:width"].as_u64(), preview["og:image:height"].as_u64()),
+        (Some(120), Some(60))
+    );
+    let image = preview["og:image"].as_str().unwrap();
+    let (status, _, bytes) = fetch(&server, &media_path("v1", "download", image), Some(&token), None).await;
+    assert_eq!((status, bytes == png(120, 60)), (StatusCode::OK, true));
+    assert_eq!(preview["matrix:image:size"].as_u64(), Some(png(120, 60).len() as u64));
+    let (_, plain) = server.get(&preview_path(&format!("{site}/plain")), Some(&token)).await;
+    assert_eq!(plain, serde_json::json!({ "og:title": "Just a title" }));
+    let (status, image_preview) = server.get(&preview_path(&format!("{site}/logo.png")), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(image_preview["og:image:type"], "image/png");
+}

@@ -1,6 +1,7 @@
 //! The content repository: uploads (`/_matrix/media/v3/upload`, `/_matrix/media/v1/create`),
 //! the authenticated downloads and thumbnails of `/_matrix/client/v1/media`, their legacy
-//! unauthenticated `/_matrix/media/v3` twins (off unless configured), and the media config.
+//! unauthenticated `/_matrix/media/v3` twins (off unless configured), URL previews (off unless
+//! configured) and the media config.
 //!
 //! Requests are parsed with ruma's types. Uploads stream the body to disk instead of buffering
 //! it, and downloads are served from the file (with `Range` support) instead of through ruma's
@@ -14,11 +15,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method as HttpMethod, StatusCode};
-use ruma::api::client::authenticated_media::{get_content, get_content_as_filename, get_content_thumbnail, get_media_config};
+use ruma::api::client::authenticated_media::{
+    get_content, get_content_as_filename, get_content_thumbnail, get_media_config, get_media_preview,
+};
 use ruma::api::client::media::{
     create_content, create_content_async, create_mxc_uri, get_content as legacy_get_content,
     get_content_as_filename as legacy_get_content_as_filename, get_content_thumbnail as legacy_get_content_thumbnail,
-    get_media_config as legacy_get_media_config,
+    get_media_config as legacy_get_media_config, get_media_preview as legacy_get_media_preview,
 };
 use ruma::http_headers::{ContentDisposition, ContentDispositionType};
 use ruma::media::Method;
@@ -116,7 +119,7 @@ pub async fn create_content(
     let user_id = req.request.user_id()?.to_owned();
     check_announced_size(&services, &headers)?;
     services.rate_limits.check_upload(&user_id)?;
-    let upload = services.media.receive(req.body).await?;
+    let upload = services.media.receive(req.body.into_data_stream()).await?;
     let request = req.request.body;
     let content_uri = services
         .media
@@ -148,7 +151,7 @@ pub async fn create_content_async(
     let request = req.request.body;
     services.media.check_reserved(&request.server_name, &request.media_id, &user_id)?;
     check_announced_size(&services, &headers)?;
-    let upload = services.media.receive(req.body).await?;
+    let upload = services.media.receive(req.body.into_data_stream()).await?;
     services
         .media
         .fill_reserved(upload, &request.media_id, &user_id, request.content_type, request.filename)
@@ -292,6 +295,35 @@ pub async fn legacy_get_content_thumbnail(
         size,
     )
     .await
+}
+
+/// A URL preview, or 404 `M_UNRECOGNIZED` when previews are off (as Synapse answers then).
+async fn preview(services: &Services, user_id: &ruma::UserId, url: &str) -> Result<Arc<serde_json::Value>> {
+    if !services.url_previews.enabled() {
+        return Err(Error::unrecognized("URL previews are disabled on this server"));
+    }
+    services.url_previews.preview(&services.media, user_id, url).await
+}
+
+/// `GET /_matrix/client/v1/media/preview_url`
+pub async fn get_media_preview(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_media_preview::v1::Request>,
+) -> HandlerResult<get_media_preview::v1::Response> {
+    let preview = preview(&services, req.user_id()?, &req.body.url).await?;
+    Ok(RumaResponse(get_media_preview::v1::Response::from_serialize(preview.as_ref())?))
+}
+
+/// `GET /_matrix/media/v3/preview_url`
+#[allow(deprecated)] // served for clients that predate authenticated media
+pub async fn legacy_get_media_preview(
+    State(services): State<Arc<Services>>,
+    req: Ruma<legacy_get_media_preview::v3::Request>,
+) -> HandlerResult<legacy_get_media_preview::v3::Response> {
+    let preview = preview(&services, req.user_id()?, &req.body.url).await?;
+    Ok(RumaResponse(legacy_get_media_preview::v3::Response::from_serialize(
+        preview.as_ref(),
+    )?))
 }
 
 /// What a thumbnail request asks for.

@@ -1,0 +1,231 @@
+//! `hearth-bench`: a load tool that drives any homeserver over HTTP with one workload and
+//! prints a table (or `--json`). It registers its own users, by open registration or with a
+//! registration token.
+//!
+//! Workloads:
+//! - `media`: upload and download throughput of a large file, thumbnail generation and
+//!   cached-thumbnail time.
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Drives a homeserver with a workload and reports what it measured.
+#[derive(Parser)]
+#[command(name = "hearth-bench", version)]
+struct Cli {
+    /// The homeserver's client API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8008")]
+    url: String,
+    /// Registration token, for servers whose registration needs one.
+    #[arg(long)]
+    registration_token: Option<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// Media upload and download throughput and thumbnail time.
+    Media {
+        /// Size of the uploaded file in MiB.
+        #[arg(long, default_value_t = 10)]
+        size_mib: usize,
+        /// How many uploads and downloads to time.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Side of the square source image thumbnailed, in pixels.
+        #[arg(long, default_value_t = 2000)]
+        image_side: u32,
+    },
+}
+
+/// One measured figure.
+#[derive(Serialize)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: &'static str,
+}
+
+/// A logged-in user of the server under test.
+struct Session {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+type BenchResult<T> = Result<T, String>;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let figures = match run(&cli).await {
+        Ok(figures) => figures,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&figures).unwrap_or_default());
+    } else {
+        println!("{:<48} {:>12}  unit", "figure", "value");
+        for figure in &figures {
+            println!("{:<48} {:>12.2}  {}", figure.name, figure.value, figure.unit);
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
+    let session = register(cli).await?;
+    match cli.workload {
+        Workload::Media {
+            size_mib,
+            rounds,
+            image_side,
+        } => media(&session, size_mib, rounds, image_side).await,
+    }
+}
+
+/// Registers a fresh user with a random name.
+async fn register(cli: &Cli) -> BenchResult<Session> {
+    let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
+    let name = format!("bench{}", rand::thread_rng().next_u32());
+    let url = format!("{}/_matrix/client/v3/register", cli.url);
+    let mut body = json!({ "username": name, "password": "bench-password", "inhibit_login": false });
+    // The first request opens a user-interactive session; the second completes its stage.
+    let first: Value = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let session = first["session"].clone();
+    body["auth"] = match &cli.registration_token {
+        Some(token) => json!({ "type": "m.login.registration_token", "token": token, "session": session }),
+        None => json!({ "type": "m.login.dummy", "session": session }),
+    };
+    let response = http.post(&url).json(&body).send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let registered: Value = response.json().await.map_err(|e| e.to_string())?;
+    let token = registered["access_token"]
+        .as_str()
+        .ok_or_else(|| format!("registration failed ({status}): {registered}"))?
+        .to_owned();
+    Ok(Session {
+        http,
+        url: cli.url.clone(),
+        token,
+    })
+}
+
+impl Session {
+    async fn upload(&self, content_type: &str, bytes: Vec<u8>) -> BenchResult<String> {
+        let response = self
+            .http
+            .post(format!("{}/_matrix/media/v3/upload", self.url))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        body["content_uri"]
+            .as_str()
+            .map(|uri| uri.trim_start_matches("mxc://").to_owned())
+            .ok_or_else(|| format!("upload failed: {body}"))
+    }
+
+    async fn get_bytes(&self, path: &str) -> BenchResult<usize> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: {}", response.status()));
+        }
+        Ok(response.bytes().await.map_err(|e| e.to_string())?.len())
+    }
+}
+
+fn mib_per_second(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+}
+
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+async fn media(session: &Session, size_mib: usize, rounds: usize, image_side: u32) -> BenchResult<Vec<Figure>> {
+    let mut file = vec![0u8; size_mib * 1024 * 1024];
+    let mut figures = Vec::new();
+
+    // Distinct random content each round, so no upload is deduplicated against another.
+    let mut uploaded = Vec::new();
+    let mut upload_time = Duration::ZERO;
+    for _ in 0..rounds {
+        rand::thread_rng().fill_bytes(&mut file);
+        let started = Instant::now();
+        uploaded.push(session.upload("application/octet-stream", file.clone()).await?);
+        upload_time += started.elapsed();
+    }
+    figures.push(Figure {
+        name: format!("upload {size_mib} MiB (mean of {rounds})"),
+        value: mib_per_second(file.len() * rounds, upload_time),
+        unit: "MiB/s",
+    });
+
+    let started = Instant::now();
+    let mut downloaded = 0;
+    for media in &uploaded {
+        downloaded += session.get_bytes(&format!("/_matrix/client/v1/media/download/{media}")).await?;
+    }
+    figures.push(Figure {
+        name: format!("download {size_mib} MiB (mean of {rounds})"),
+        value: mib_per_second(downloaded, started.elapsed()),
+        unit: "MiB/s",
+    });
+
+    // Thumbnails of a photo-like PNG: the first request of each size generates it.
+    let image = image::RgbImage::from_fn(image_side, image_side, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    let media = session.upload("image/png", png.into_inner()).await?;
+    for (width, height, method) in [(96, 96, "crop"), (320, 240, "scale"), (800, 600, "scale")] {
+        let path = format!("/_matrix/client/v1/media/thumbnail/{media}?width={width}&height={height}&method={method}");
+        let started = Instant::now();
+        session.get_bytes(&path).await?;
+        figures.push(Figure {
+            name: format!("thumbnail {width}x{height} {method} of {image_side}x{image_side} PNG, first"),
+            value: millis(started.elapsed()),
+            unit: "ms",
+        });
+        let started = Instant::now();
+        for _ in 0..rounds {
+            session.get_bytes(&path).await?;
+        }
+        figures.push(Figure {
+            name: format!("thumbnail {width}x{height} {method}, cached (mean of {rounds})"),
+            value: millis(started.elapsed()) / rounds as f64,
+            unit: "ms",
+        });
+    }
+    Ok(figures)
+}
