@@ -83,6 +83,8 @@ matrix_errors! {
     bad_request => BAD_REQUEST, "M_UNKNOWN";
     /// 504 `M_NOT_YET_UPLOADED`: the media ID exists, its content does not yet.
     not_yet_uploaded => GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED";
+    /// 400 `M_UNSUPPORTED_ROOM_VERSION`.
+    unsupported_room_version => BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION";
     /// 502 `M_UNKNOWN`: a server this one fetched from failed.
     bad_gateway => BAD_GATEWAY, "M_UNKNOWN";
     /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the media ID already has content.

@@ -7,7 +7,8 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, get, on};
 use ruma::api::client::{
-    account, authenticated_media, config, device, discovery, filter as filters, media as legacy_media, profile as profiles, session,
+    account, authenticated_media, config, device, discovery, filter as filters, media as legacy_media, membership, message,
+    profile as profiles, redact, room, session, state,
 };
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
@@ -23,9 +24,23 @@ type AppRouter = Router<Arc<Services>>;
 /// Mounting a handler on all paths of its ruma endpoint.
 trait RumaRoutes {
     fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self;
+    /// Like `ruma`, and also on the paths without the last parameter, which is then empty
+    /// (state events with an empty state key).
+    fn ruma_empty_last<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self;
 }
 
 impl RumaRoutes for AppRouter {
+    fn ruma_empty_last<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(mut self, handler: H) -> Self {
+        let method = MethodFilter::try_from(<T as Metadata>::METHOD).expect("ruma endpoints use standard methods");
+        for path in T::PATH_BUILDER.all_paths() {
+            let Some((without_last, _)) = path.rsplit_once('/') else { continue };
+            for short in [without_last.to_owned(), format!("{without_last}/")] {
+                self = self.route(&short, on(method, handler.clone()));
+            }
+        }
+        self.ruma::<T, H, X>(handler)
+    }
+
     fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(mut self, handler: H) -> Self {
         let method = MethodFilter::try_from(<T as Metadata>::METHOD).expect("ruma endpoints use standard methods");
         for path in T::PATH_BUILDER.all_paths() {
@@ -74,6 +89,26 @@ pub fn routes() -> AppRouter {
         .ruma::<config::set_room_account_data::v3::Request, _, _>(account_data::set_room)
         .ruma::<filters::create_filter::v3::Request, _, _>(filter::create_filter)
         .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
+        // Rooms
+        .ruma::<room::create_room::v3::Request, _, _>(create_room::create_room)
+        .ruma::<membership::join_room_by_id::v3::Request, _, _>(joining::join_room_by_id)
+        .ruma::<membership::join_room_by_id_or_alias::v3::Request, _, _>(joining::join_room_by_id_or_alias)
+        .ruma::<membership::invite_user::v3::Request, _, _>(inviting::invite_user)
+        .ruma::<membership::leave_room::v3::Request, _, _>(leaving::leave_room)
+        .ruma::<membership::forget_room::v3::Request, _, _>(leaving::forget_room)
+        .ruma::<membership::kick_user::v3::Request, _, _>(kicking::kick_user)
+        .ruma::<membership::ban_user::v3::Request, _, _>(banning::ban_user)
+        .ruma::<membership::unban_user::v3::Request, _, _>(banning::unban_user)
+        .ruma::<membership::joined_rooms::v3::Request, _, _>(list_joined_rooms::joined_rooms)
+        .ruma::<membership::joined_members::v3::Request, _, _>(rooms::joined_members)
+        .ruma::<membership::get_member_events::v3::Request, _, _>(rooms::get_member_events)
+        .ruma::<room::get_room_event::v3::Request, _, _>(rooms::get_room_event)
+        .ruma::<state::get_state_events::v3::Request, _, _>(rooms::get_state_events)
+        .ruma_empty_last::<state::get_state_event_for_key::v3::Request, _, _>(rooms::get_state_event_for_key)
+        .ruma_empty_last::<state::send_state_event::v3::Request, _, _>(room_state::send_state_event)
+        .ruma::<message::send_message_event::v3::Request, _, _>(room_send::send_message_event)
+        .ruma::<message::get_message_events::v3::Request, _, _>(message_pagination::get_message_events)
+        .ruma::<redact::redact_event::v3::Request, _, _>(redaction::redact_event)
         // Media
         .ruma::<authenticated_media::get_media_config::v1::Request, _, _>(content_repo::get_media_config)
         .ruma::<authenticated_media::get_content::v1::Request, _, _>(content_repo::get_content)

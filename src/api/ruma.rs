@@ -14,6 +14,7 @@ use http::request::Parts;
 use ruma::UserId;
 use ruma::api::auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication};
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
 
 use crate::error::{Error, Result};
@@ -118,10 +119,14 @@ where
     T: IncomingRequest,
     <T as Metadata>::Authentication: TokenRequirement,
 {
-    let path_args: Vec<String> = match RawPathParams::from_request_parts(parts, services).await {
+    let mut path_args: Vec<String> = match RawPathParams::from_request_parts(parts, services).await {
         Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
         Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
     };
+    // A trailing parameter may be left out when empty (`/state/m.room.name` for the empty
+    // state key): the router mounts such paths too, and the missing argument is "".
+    let expected = T::PATH_BUILDER.all_paths().next().map_or(0, |path| path.matches('{').count());
+    path_args.resize(expected.max(path_args.len()), String::new());
     let ip = client_ip(parts, services);
     let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(parts)) {
         (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,

@@ -8,10 +8,8 @@
 //! renamed into place, and only then recorded, so a crash leaves at worst an unreferenced file,
 //! never a record without its content.
 
-use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -30,6 +28,7 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::store::{Store, Table, key, prefix};
 
+use super::keyed_locks::KeyedLocks;
 use super::{now_ms, random_string};
 
 /// One media ID: who made it, and its content once uploaded.
@@ -127,7 +126,7 @@ pub struct Media {
     /// that an upload has just deduplicated against.
     blob_lock: Mutex<()>,
     /// One lock per thumbnail being generated, so each is generated once.
-    thumbnail_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    thumbnail_locks: KeyedLocks<String>,
     /// Woken whenever content is uploaded, for downloads waiting on a reserved media ID.
     uploaded: Notify,
 }
@@ -141,7 +140,7 @@ impl Media {
             config,
             sync_writes,
             blob_lock: Mutex::new(()),
-            thumbnail_locks: std::sync::Mutex::new(HashMap::new()),
+            thumbnail_locks: KeyedLocks::default(),
             uploaded: Notify::new(),
         }
     }
@@ -419,19 +418,8 @@ impl Media {
             }
         }
         let name = format!("{width}x{height}-{}", method.as_str());
-        let lock = {
-            let mut locks = self.thumbnail_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(format!("{}/{name}", content.sha256)).or_default().clone()
-        };
-        let generated = {
-            let _guard = lock.lock().await;
-            self.thumbnail_file(content, &name, blob, width, height, method).await
-        };
-        {
-            let mut locks = self.thumbnail_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        generated
+        let _generating = self.thumbnail_locks.lock(format!("{}/{name}", content.sha256)).await;
+        self.thumbnail_file(content, &name, blob, width, height, method).await
     }
 
     async fn thumbnail_file(

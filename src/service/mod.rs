@@ -5,15 +5,18 @@ pub mod account_data;
 pub mod accounts;
 pub mod devices;
 pub mod filters;
+pub mod keyed_locks;
 pub mod media;
 pub mod profiles;
 pub mod rate_limit;
 pub mod registration;
 pub mod registration_tokens;
+pub mod rooms;
 pub mod server_key;
 pub mod uia;
 pub mod url_preview;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -27,7 +30,8 @@ use crate::store::Store;
 pub struct Services {
     pub config: Config,
     pub store: Store,
-    pub server_key: server_key::ServerKey,
+    pub server_key: Arc<server_key::ServerKey>,
+    pub rooms: rooms::Rooms,
     pub accounts: accounts::Accounts,
     pub devices: devices::Devices,
     pub registration_tokens: registration_tokens::RegistrationTokens,
@@ -43,8 +47,9 @@ pub struct Services {
 impl Services {
     /// Builds the services on an opened store; creates the server's signing key on first start.
     pub fn new(config: Config, store: Store) -> Result<Services> {
-        let server_key = server_key::ServerKey::load_or_generate(&store)?;
+        let server_key = Arc::new(server_key::ServerKey::load_or_generate(&store)?);
         Ok(Services {
+            rooms: rooms::Rooms::new(store.clone(), config.server_name.clone(), server_key.clone())?,
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
             devices: devices::Devices::new(store.clone()),

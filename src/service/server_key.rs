@@ -31,6 +31,11 @@ pub struct ServerKey {
 }
 
 impl ServerKey {
+    /// The key pair ruma signs with.
+    pub fn pair(&self) -> &Ed25519KeyPair {
+        &self.pair
+    }
+
     /// Loads the key, generating and storing it on first start.
     pub fn load_or_generate(store: &Store) -> Result<ServerKey> {
         let stored = match store.get_json::<StoredKey>(Table::Meta, KEY)? {

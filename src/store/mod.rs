@@ -27,13 +27,30 @@
 //! | `media_by_blob`       | content SHA-256 ‖ server name ‖ media ID | empty: who uses a file       |
 //! | `media_pending`       | uploader ‖ media ID               | u64 expiry (ms), JSON: reserved IDs without content |
 //! | `media_thumbnails`    | content SHA-256 ‖ `<w>x<h>-<method>` | the thumbnail's content type     |
+//! | `rooms`               | room ID                           | `service::rooms::RoomRecord` (version, current state, extremities) |
+//! | `events`              | event ID                          | `service::rooms::StoredEvent` (signed PDU, stream position, state before) |
+//! | `timeline`            | room short ID (u64, BE) ‖ stream position (u64, BE) | event ID        |
+//! | `state_snapshots`     | state hash (u64, BE)              | binary: parent ‖ depth ‖ (short state key, short event ID)*, see `service::rooms::state` |
+//! | `short_ids`           | `k` type ‖ state key, or `e` event ID | u64, BE                         |
+//! | `short_id_lookup`     | `k` or `e` ‖ short ID (u64, BE)   | the interned string                 |
+//! | `memberships`         | user ID ‖ room ID                 | `service::rooms::MembershipRecord`  |
+//! | `room_members`        | room ID ‖ user ID                 | the membership (`"join"`, …)        |
+//! | `transactions`        | user ID ‖ device ID ‖ room ID ‖ transaction ID | event ID            |
+//! | `relations`           | room ID ‖ parent event ID ‖ stream position (u64, BE) | JSON [rel_type, event ID, type] |
+//!
+//! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
+//! [`Counter`].
 //!
 //! Writers: `accounts` writes `users` and `profiles`; `devices` writes `devices` and
 //! `access_tokens`; `account_data` and `filters` their namesakes; `registration_tokens` its own
 //! table and, on registration, together with `accounts` in one batch; `media` the `media*`
-//! tables (the files themselves live under `<data_dir>/media/`).
+//! tables (the files themselves live under `<data_dir>/media/`); `rooms` every room table, one
+//! batch per event.
 
+mod counter;
 mod migrations;
+
+pub use counter::Counter;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +58,9 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// A raw row: key and value.
+pub type Row = (Vec<u8>, Vec<u8>);
 
 /// Separator between the parts of a key.
 pub const SEP: u8 = 0xFF;
@@ -61,11 +81,21 @@ pub enum Table {
     MediaByBlob,
     MediaPending,
     MediaThumbnails,
+    Rooms,
+    Events,
+    Timeline,
+    StateSnapshots,
+    ShortIds,
+    ShortIdLookup,
+    Memberships,
+    RoomMembers,
+    Transactions,
+    Relations,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 23] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -79,6 +109,16 @@ impl Table {
         Table::MediaByBlob,
         Table::MediaPending,
         Table::MediaThumbnails,
+        Table::Rooms,
+        Table::Events,
+        Table::Timeline,
+        Table::StateSnapshots,
+        Table::ShortIds,
+        Table::ShortIdLookup,
+        Table::Memberships,
+        Table::RoomMembers,
+        Table::Transactions,
+        Table::Relations,
     ];
 
     /// The column family's name.
@@ -97,6 +137,16 @@ impl Table {
             Table::MediaByBlob => "media_by_blob",
             Table::MediaPending => "media_pending",
             Table::MediaThumbnails => "media_thumbnails",
+            Table::Rooms => "rooms",
+            Table::Events => "events",
+            Table::Timeline => "timeline",
+            Table::StateSnapshots => "state_snapshots",
+            Table::ShortIds => "short_ids",
+            Table::ShortIdLookup => "short_id_lookup",
+            Table::Memberships => "memberships",
+            Table::RoomMembers => "room_members",
+            Table::Transactions => "transactions",
+            Table::Relations => "relations",
         }
     }
 }
@@ -129,6 +179,8 @@ pub enum StoreError {
     TooNew { found: u32, supported: u32 },
     #[error("the stored schema version is unreadable")]
     BadSchemaVersion,
+    #[error("a stored counter is unreadable")]
+    BadCounter,
     #[error("stored value in table {table} does not parse: {error}")]
     Corrupt { table: &'static str, error: serde_json::Error },
 }
@@ -223,6 +275,21 @@ impl Store {
         Ok(keys)
     }
 
+    /// Up to `limit` raw rows under `prefix`, starting at `start` (inclusive) and going forward
+    /// or backward in key order.
+    pub fn range(&self, table: Table, prefix: &[u8], start: &[u8], forward: bool, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let direction = if forward { Direction::Forward } else { Direction::Reverse };
+        let mut rows = Vec::new();
+        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(start, direction)) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || rows.len() >= limit {
+                break;
+            }
+            rows.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(rows)
+    }
+
     /// Whether a table has no rows at all.
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
         match self.db.iterator_cf(self.cf(table), IteratorMode::Start).next() {
@@ -237,6 +304,15 @@ impl Store {
             store: self,
             batch: WriteBatch::default(),
         }
+    }
+
+    /// Writes one value and fsyncs the WAL before returning, whatever `sync_writes` says (for
+    /// counter ceilings, which must never be lost).
+    pub fn put_synced(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.put_cf_opt(self.cf(table), key, value, &options)?;
+        Ok(())
     }
 
     /// Flushes memtables and the WAL to disk: called on clean shutdown.

@@ -7,4 +7,5 @@ mod common;
 mod errors;
 mod lifecycle;
 mod media;
+mod rooms;
 mod sdk;

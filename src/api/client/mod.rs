@@ -3,15 +3,27 @@
 
 pub mod account_data;
 pub mod account_deactivation;
+pub mod banning;
 pub mod capabilities;
 pub mod content_repo;
+pub mod create_room;
 pub mod device_management;
 pub mod filter;
+pub mod inviting;
+pub mod joining;
+pub mod kicking;
+pub mod leaving;
+pub mod list_joined_rooms;
 pub mod login;
 pub mod logout;
+pub mod message_pagination;
 pub mod password_management;
 pub mod profile;
+pub mod redaction;
 pub mod registration;
+pub mod room_send;
+pub mod room_state;
+pub mod rooms;
 pub mod versions;
 pub mod wellknown;
 pub mod whoami;

@@ -1,0 +1,41 @@
+//! `POST /rooms/{roomId}/join` and `POST /join/{roomIdOrAlias}`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::client::membership::{join_room_by_id, join_room_by_id_or_alias};
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::error::Error;
+use crate::service::Services;
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join_room_by_id(
+    State(services): State<Arc<Services>>,
+    req: Ruma<join_room_by_id::v3::Request>,
+) -> HandlerResult<join_room_by_id::v3::Response> {
+    let user_id = req.user_id()?;
+    let room_id = &req.body.room_id;
+    services
+        .rooms
+        .join(room_id, user_id, req.body.reason.as_deref(), &services.profiles)
+        .await?;
+    Ok(RumaResponse(join_room_by_id::v3::Response::new(room_id.clone())))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub async fn join_room_by_id_or_alias(
+    State(services): State<Arc<Services>>,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> HandlerResult<join_room_by_id_or_alias::v3::Response> {
+    let user_id = req.user_id()?;
+    let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(_) => return Err(Error::not_found("Room alias not found")),
+    };
+    services
+        .rooms
+        .join(&room_id, user_id, req.body.reason.as_deref(), &services.profiles)
+        .await?;
+    Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(room_id)))
+}

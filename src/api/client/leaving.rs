@@ -1,0 +1,40 @@
+//! `POST /rooms/{roomId}/leave` and `POST /rooms/{roomId}/forget`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::client::membership::{forget_room, leave_room};
+use ruma::events::room::member::MembershipState;
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::service::Services;
+use crate::service::rooms::membership::MembershipChange;
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`
+pub async fn leave_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<leave_room::v3::Request>,
+) -> HandlerResult<leave_room::v3::Response> {
+    let user_id = req.user_id()?;
+    let change = MembershipChange {
+        sender: user_id,
+        target: user_id,
+        membership: MembershipState::Leave,
+        reason: req.body.reason.as_deref(),
+        is_direct: false,
+    };
+    services
+        .rooms
+        .change_membership(&req.body.room_id, change, &services.profiles)
+        .await?;
+    Ok(RumaResponse(leave_room::v3::Response::new()))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<forget_room::v3::Request>,
+) -> HandlerResult<forget_room::v3::Response> {
+    services.rooms.forget(req.user_id()?, &req.body.room_id)?;
+    Ok(RumaResponse(forget_room::v3::Response::new()))
+}

@@ -1,0 +1,204 @@
+//! `GET /rooms/{roomId}/messages`: a room's history, paged backward or forward.
+//!
+//! Tokens name a point in the server-wide stream: `t<N>` is the point just before the event at
+//! stream position N. Going backward from `t<N>` returns events below N; going forward, events
+//! from N on. Events the reader may not see are left out, never counted against the limit.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::Direction;
+use ruma::api::client::filter::RoomEventFilter;
+use ruma::api::client::message::get_message_events;
+use ruma::events::StateEventType;
+use ruma::{EventId, RoomId, UserId};
+use serde_json::Value;
+
+use super::rooms::raw;
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::error::{Error, Result};
+use crate::service::Services;
+
+/// The most events one page returns.
+const MAX_LIMIT: u64 = 1000;
+
+/// Reads a pagination token; 400 `M_INVALID_PARAM` if it is not one of ours.
+pub fn parse_token(token: &str) -> Result<u64> {
+    token
+        .strip_prefix('t')
+        .and_then(|position| position.parse().ok())
+        .ok_or_else(|| Error::invalid_param(format!("Invalid pagination token: {token}")))
+}
+
+/// The token just before stream position `position`.
+pub fn token(position: u64) -> String {
+    format!("t{position}")
+}
+
+/// Whether an event type matches a filter pattern, where `*` matches any run of characters.
+fn type_matches(pattern: &str, kind: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = kind.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (index, part) in parts.iter().enumerate() {
+        if index == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Whether an event passes a room event filter's type and sender conditions.
+pub fn filter_allows(filter: &RoomEventFilter, event: &Value) -> bool {
+    let kind = event["type"].as_str().unwrap_or_default();
+    let sender = event["sender"].as_str().unwrap_or_default();
+    let types_ok = filter
+        .types
+        .as_ref()
+        .is_none_or(|types| types.iter().any(|t| type_matches(t, kind)));
+    let not_types_ok = !filter.not_types.iter().any(|t| type_matches(t, kind));
+    let senders_ok = filter.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s == sender));
+    let not_senders_ok = !filter.not_senders.iter().any(|s| s == sender);
+    types_ok && not_types_ok && senders_ok && not_senders_ok
+}
+
+/// One page of a room's visible events.
+pub struct Page {
+    /// (stream position, client-format event), in the order of the paging direction.
+    pub events: Vec<(u64, Value)>,
+    /// Whether the timeline has more events in that direction.
+    pub more: bool,
+}
+
+/// What to page through.
+pub struct PageRequest<'a> {
+    pub room_id: &'a RoomId,
+    pub user: &'a UserId,
+    pub device: Option<&'a ruma::DeviceId>,
+    /// A token's stream position (see the module doc); `None` for the end the paging starts at.
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    pub forward: bool,
+    pub limit: usize,
+    pub filter: &'a RoomEventFilter,
+}
+
+/// Reads up to `limit` events the user may see.
+pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
+    let PageRequest {
+        room_id,
+        user,
+        device,
+        from,
+        to,
+        forward,
+        limit,
+        filter,
+    } = request;
+    let mut events = Vec::new();
+    // Backward from t<N> starts at N - 1; forward from t<N> at N.
+    let mut cursor = match (from, forward) {
+        (Some(0), false) => return Ok(Page { events, more: false }),
+        (Some(position), false) => Some(position - 1),
+        (from, _) => from,
+    };
+    loop {
+        let batch = services.rooms.timeline(room_id, cursor, forward, limit.max(20) + 1)?;
+        let exhausted = batch.len() <= limit.max(20);
+        for (position, event_id) in batch {
+            let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });
+            if past_to {
+                return Ok(Page { events, more: false });
+            }
+            if events.len() == limit {
+                return Ok(Page { events, more: true });
+            }
+            cursor = Some(if forward { position + 1 } else { position.saturating_sub(1) });
+            if let Some(event) = visible_event(services, user, device, &event_id)?
+                && filter_allows(filter, &event)
+            {
+                events.push((position, event));
+            }
+            if !forward && position == 0 {
+                return Ok(Page { events, more: false });
+            }
+        }
+        if exhausted {
+            return Ok(Page { events, more: false });
+        }
+    }
+}
+
+/// An event in client format if `user` may see it.
+fn visible_event(services: &Services, user: &UserId, device: Option<&ruma::DeviceId>, event_id: &EventId) -> Result<Option<Value>> {
+    let Some(stored) = services.rooms.stored_event(event_id)? else {
+        return Ok(None);
+    };
+    if !services.rooms.can_see_event(user, event_id, &stored)? {
+        return Ok(None);
+    }
+    Ok(Some(services.rooms.client_event(event_id, &stored, device.map(|d| (user, d)))?))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/messages`
+pub async fn get_message_events(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_message_events::v3::Request>,
+) -> HandlerResult<get_message_events::v3::Response> {
+    let session = req.session()?;
+    let request = &req.body;
+    services.rooms.check_can_read_room(&request.room_id, &session.user_id)?;
+    let from = request.from.as_deref().map(parse_token).transpose()?;
+    let to = request.to.as_deref().map(parse_token).transpose()?;
+    let forward = request.dir == Direction::Forward;
+    let limit = u64::from(request.limit).clamp(1, MAX_LIMIT) as usize;
+    let page = page(
+        &services,
+        PageRequest {
+            room_id: &request.room_id,
+            user: &session.user_id,
+            device: Some(&session.device_id),
+            from,
+            to,
+            forward,
+            limit,
+            filter: &request.filter,
+        },
+    )?;
+
+    let mut response = get_message_events::v3::Response::new();
+    response.start = match from {
+        Some(from) => token(from),
+        None if forward => token(0),
+        None => token(page.events.first().map_or(0, |(position, _)| position + 1)),
+    };
+    if page.more
+        && let Some((last, _)) = page.events.last()
+    {
+        response.end = Some(token(if forward { last + 1 } else { *last }));
+    }
+    if !request.filter.lazy_load_options.is_disabled() {
+        let state = services.rooms.current_state(&request.room_id)?;
+        let mut senders: Vec<&str> = page.events.iter().filter_map(|(_, event)| event["sender"].as_str()).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        for sender in senders {
+            if let Some(member) = services.rooms.state_pdu(&state, &StateEventType::RoomMember, sender)?
+                && let Some(stored) = services.rooms.stored_event(&member.event_id)?
+            {
+                response
+                    .state
+                    .push(raw(&services.rooms.client_event(&member.event_id, &stored, None)?)?);
+            }
+        }
+    }
+    response.chunk = page.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
+    Ok(RumaResponse(response))
+}

@@ -1,0 +1,82 @@
+//! Membership changes: join, leave, invite, kick, ban, unban, knock. Each is one `m.room.member`
+//! event; the room version's authorization rules decide whether it is allowed.
+
+use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::{Value, json};
+
+use super::{NewEvent, Rooms};
+use crate::error::{Error, Result};
+use crate::service::profiles::Profiles;
+
+/// A membership change asked for by `sender`.
+pub struct MembershipChange<'a> {
+    pub sender: &'a UserId,
+    pub target: &'a UserId,
+    pub membership: MembershipState,
+    pub reason: Option<&'a str>,
+    /// For invites: whether the room is a direct chat.
+    pub is_direct: bool,
+}
+
+impl Rooms {
+    /// Appends the member event of a membership change. Joins and knocks carry the target's
+    /// profile, as clients expect; users of other servers cannot be reached without federation.
+    pub async fn change_membership(&self, room_id: &RoomId, change: MembershipChange<'_>, profiles: &Profiles) -> Result<OwnedEventId> {
+        if change.target.server_name() != self.server_name() {
+            return Err(Error::forbidden(
+                "Users of other servers cannot be reached: federation is not available yet",
+            ));
+        }
+        let mut content = json!({ "membership": change.membership.as_str() });
+        if matches!(
+            change.membership,
+            MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+        ) {
+            let profile = profiles.get(change.target)?;
+            for field in ["displayname", "avatar_url"] {
+                if let Some(value) = profile.get(field) {
+                    content[field] = value.clone();
+                }
+            }
+        }
+        if let Some(reason) = change.reason {
+            content["reason"] = json!(reason);
+        }
+        if change.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        let event = NewEvent::state(StateEventType::RoomMember, change.target.as_str(), content);
+        self.append(room_id, change.sender, event).await
+    }
+
+    /// Joins `user` to a room (or refreshes their member event when already joined).
+    pub async fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>, profiles: &Profiles) -> Result<OwnedEventId> {
+        self.room(room_id)?;
+        let change = MembershipChange {
+            sender: user,
+            target: user,
+            membership: MembershipState::Join,
+            reason,
+            is_direct: false,
+        };
+        self.change_membership(room_id, change, profiles).await
+    }
+
+    /// The room's members as `(user, member event content)`, from its current state.
+    pub fn member_events(&self, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
+        let state = self.current_state(room_id)?;
+        let mut members = Vec::new();
+        for (short_key, short_event) in state.iter() {
+            let (kind, state_key) = self.states.state_key(*short_key)?;
+            if kind != StateEventType::RoomMember {
+                continue;
+            }
+            if let Some(pdu) = self.pdu(&self.states.event_id(*short_event)?)? {
+                members.push((state_key, pdu.content_value()));
+            }
+        }
+        Ok(members)
+    }
+}

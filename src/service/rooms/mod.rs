@@ -1,0 +1,523 @@
+//! Rooms: their events, state and memberships.
+//!
+//! Every event enters through [`Rooms::append`]: under the room's lock it is built as a signed
+//! PDU on the room's forward extremities, checked against the room version's authorization
+//! rules with ruma's `state-res` (403 `M_FORBIDDEN` with the failed rule as the reason), and
+//! written in one batch with its timeline entry, its state snapshot, and the membership
+//! indexes. Rooms are appended to in parallel; events of one room in order. Every event gets
+//! a position in the server-wide stream, which orders timelines and, later, sync.
+
+pub mod create;
+pub mod membership;
+pub mod pdu;
+pub mod state;
+pub mod visibility;
+
+use std::sync::Arc;
+
+use ruma::canonical_json::CanonicalJsonObject;
+use ruma::events::room::member::MembershipState;
+use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use self::pdu::{Pdu, UnsignedPdu};
+use self::state::{RoomStates, StateHash, StateMap};
+use super::keyed_locks::KeyedLocks;
+use super::now_ms;
+use super::server_key::ServerKey;
+use crate::error::{Error, Result};
+use crate::store::{Batch, Counter, Store, Table, key, prefix};
+
+/// A room this server takes part in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub version: RoomVersionId,
+    /// Short ID used in the room's timeline keys.
+    pub short_id: u64,
+    /// The current state.
+    pub state: StateHash,
+    /// The forward extremities: the events no other event follows yet.
+    pub extremities: Vec<OwnedEventId>,
+    /// The greatest depth of the room's events.
+    pub depth: u64,
+    pub created_ts: u64,
+}
+
+/// The transaction a client sent an event in, so a retry finds it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transaction {
+    pub device_id: OwnedDeviceId,
+    pub txn_id: String,
+}
+
+/// One stored event: the PDU and what this server knows about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub room_id: OwnedRoomId,
+    /// The signed PDU (redacted once a redaction applies to it).
+    pub pdu: CanonicalJsonObject,
+    /// Position in the server-wide stream.
+    pub stream: u64,
+    /// The state before the event (`None` for the create event).
+    pub state_before: Option<StateHash>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<Transaction>,
+    /// The redaction that redacted this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_by: Option<OwnedEventId>,
+}
+
+/// A user's membership of a room, as indexed for lookups by user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MembershipRecord {
+    pub membership: MembershipState,
+    pub event_id: OwnedEventId,
+    pub stream: u64,
+    /// Set by `/forget`: the room no longer appears for this user.
+    #[serde(default)]
+    pub forgotten: bool,
+}
+
+/// An event to append, as a client or the server asks for it.
+pub struct NewEvent {
+    pub kind: TimelineEventType,
+    pub content: Value,
+    pub state_key: Option<String>,
+    pub redacts: Option<OwnedEventId>,
+    pub transaction: Option<Transaction>,
+}
+
+impl NewEvent {
+    /// A state event.
+    pub fn state(kind: StateEventType, state_key: &str, content: Value) -> NewEvent {
+        NewEvent {
+            kind: kind.to_string().into(),
+            content,
+            state_key: Some(state_key.to_owned()),
+            redacts: None,
+            transaction: None,
+        }
+    }
+}
+
+/// The rooms of this server.
+pub struct Rooms {
+    store: Store,
+    server_name: OwnedServerName,
+    key: Arc<ServerKey>,
+    pub states: RoomStates,
+    stream: Counter,
+    room_ids: Counter,
+    locks: KeyedLocks<OwnedRoomId>,
+}
+
+impl Rooms {
+    pub fn new(store: Store, server_name: OwnedServerName, key: Arc<ServerKey>) -> Result<Rooms> {
+        Ok(Rooms {
+            states: RoomStates::new(store.clone())?,
+            stream: Counter::open(&store, "stream")?,
+            room_ids: Counter::open(&store, "room_short_id")?,
+            locks: KeyedLocks::default(),
+            store,
+            server_name,
+            key,
+        })
+    }
+
+    /// The server this is.
+    pub fn server_name(&self) -> &OwnedServerName {
+        &self.server_name
+    }
+
+    /// A room's record; 404 `M_NOT_FOUND` if this server does not know it.
+    pub fn room(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        self.store
+            .get_json(Table::Rooms, room_id.as_bytes())?
+            .ok_or_else(|| Error::not_found("This server knows no such room"))
+    }
+
+    /// A stored event.
+    pub fn stored_event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
+        Ok(self.store.get_json(Table::Events, event_id.as_bytes())?)
+    }
+
+    /// A stored event, parsed.
+    pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
+        match self.stored_event(event_id)? {
+            Some(stored) => Ok(Some(Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The event holding a state key in a state.
+    pub fn state_pdu(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<Pdu>> {
+        let Some(short_key) = self.states.short_state_key(kind, state_key, false)? else {
+            return Ok(None);
+        };
+        match state.get(&short_key) {
+            Some(short_event) => self.pdu(&self.states.event_id(*short_event)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The content of a state event in a state, if set.
+    pub fn state_content(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<Value>> {
+        Ok(self.state_pdu(state, kind, state_key)?.map(|pdu| pdu.content_value()))
+    }
+
+    /// A room's current state.
+    pub fn current_state(&self, room_id: &RoomId) -> Result<Arc<StateMap>> {
+        self.states.load(self.room(room_id)?.state)
+    }
+
+    /// The state after an event: before it, plus the event itself if it is a state event.
+    pub fn state_after(&self, event_id: &EventId) -> Result<Arc<StateMap>> {
+        let stored = self.stored_event(event_id)?.ok_or_else(|| Error::not_found("Event not found"))?;
+        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let mut state = match stored.state_before {
+            Some(hash) => StateMap::clone(&*self.states.load(hash)?),
+            None => StateMap::new(),
+        };
+        if let Some(state_key) = &pdu.state_key {
+            let kind = StateEventType::from(pdu.kind.to_string().as_str());
+            if let Some(short_key) = self.states.short_state_key(&kind, state_key, false)? {
+                state.insert(short_key, self.states.short_event_id(event_id)?);
+            }
+        }
+        Ok(Arc::new(state))
+    }
+
+    /// A user's membership in a state (`leave` when absent).
+    pub fn membership_in(&self, state: &StateMap, user_id: &UserId) -> Result<MembershipState> {
+        Ok(self
+            .state_content(state, &StateEventType::RoomMember, user_id.as_str())?
+            .and_then(|content| content.get("membership").and_then(Value::as_str).map(MembershipState::from))
+            .unwrap_or(MembershipState::Leave))
+    }
+
+    /// A user's membership record for a room, if they ever had one.
+    pub fn membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<MembershipRecord>> {
+        Ok(self
+            .store
+            .get_json(Table::Memberships, &key(&[user_id.as_bytes(), room_id.as_bytes()]))?)
+    }
+
+    /// The rooms a user is in with the given membership.
+    pub fn rooms_of_user(&self, user_id: &UserId, membership: &MembershipState) -> Result<Vec<OwnedRoomId>> {
+        let user_prefix = prefix(&[user_id.as_bytes()]);
+        let rows = self.store.scan_json::<MembershipRecord>(Table::Memberships, &user_prefix)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, record)| &record.membership == membership && !record.forgotten)
+            .filter_map(|(key, _)| RoomId::parse(String::from_utf8_lossy(&key[user_prefix.len()..]).as_ref()).ok())
+            .collect())
+    }
+
+    /// Marks a room forgotten for a user who is no longer in it.
+    pub fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        let Some(mut record) = self.membership(user_id, room_id)? else {
+            return Ok(());
+        };
+        if matches!(
+            record.membership,
+            MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+        ) {
+            return Err(Error::bad_request("You must leave the room before forgetting it"));
+        }
+        record.forgotten = true;
+        let mut batch = self.store.batch();
+        batch.put_json(Table::Memberships, &key(&[user_id.as_bytes(), room_id.as_bytes()]), &record);
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// The power levels of a state, with the room's creators (who, from room version 12 on,
+    /// hold unlimited power).
+    pub fn power_levels(&self, version: &RoomVersionId, state: &StateMap) -> Result<RoomPowerLevels> {
+        let rules = rules(version)?;
+        let content: Option<RoomPowerLevelsEventContent> = self
+            .state_content(state, &StateEventType::RoomPowerLevels, "")?
+            .and_then(|content| serde_json::from_value(content).ok());
+        let mut creators = Vec::new();
+        if let Some(create) = self.state_pdu(state, &StateEventType::RoomCreate, "")? {
+            creators.push(create.sender.clone());
+            if rules.authorization.additional_room_creators
+                && let Some(additional) = create.content_value().get("additional_creators").and_then(Value::as_array)
+            {
+                creators.extend(additional.iter().filter_map(|user| UserId::parse(user.as_str()?).ok()));
+            }
+        }
+        Ok(RoomPowerLevels::new(content.into(), &rules.authorization, creators))
+    }
+
+    /// The room state as it was at a stream position: after the room's last event before it.
+    pub fn state_at_position(&self, room_id: &RoomId, position: u64) -> Result<Arc<StateMap>> {
+        match self.timeline(room_id, Some(position.saturating_sub(1)), false, 1)?.first() {
+            Some((_, event_id)) => self.state_after(event_id),
+            None => Ok(Arc::new(StateMap::new())),
+        }
+    }
+
+    /// The transaction's event, if this device already sent it to this room.
+    pub fn transaction_event(&self, user_id: &UserId, room_id: &RoomId, transaction: &Transaction) -> Result<Option<OwnedEventId>> {
+        let row = self
+            .store
+            .get(Table::Transactions, &transaction_key(user_id, room_id, transaction))?;
+        Ok(row.and_then(|bytes| EventId::parse(String::from_utf8_lossy(&bytes).as_ref()).ok()))
+    }
+
+    /// Creates a room with its `m.room.create` event; returns its ID. The rest of the room's
+    /// initial events are appended by the caller, which holds nothing: the room is not
+    /// reachable before its ID is returned.
+    pub async fn create(&self, version: &RoomVersionId, creator: &UserId, content: Value) -> Result<OwnedRoomId> {
+        let rules = rules(version)?;
+        let room_id = if rules.authorization.room_create_event_id_as_room_id {
+            None
+        } else {
+            let local = super::random_string(18);
+            Some(RoomId::parse(format!("!{local}:{}", self.server_name)).map_err(|e| Error::Internal(e.to_string()))?)
+        };
+        let kind = TimelineEventType::RoomCreate;
+        let signed = pdu::build_and_sign(
+            UnsignedPdu {
+                room_id: room_id.as_deref(),
+                sender: creator,
+                kind: &kind,
+                content: &content,
+                state_key: Some(""),
+                redacts: None,
+                prev_events: &[],
+                auth_events: &[],
+                depth: 1,
+                origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
+            },
+            &rules,
+            self.server_name.as_str(),
+            self.key.pair(),
+        )?;
+        let pdu = Pdu::from_object(&signed.event_id, &signed.room_id, &signed.object)?;
+        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |_: &EventId| None::<Pdu>)
+            .map_err(|reason| Error::bad_request(format!("The room cannot be created: {reason}")))?;
+        let _lock = self.locks.lock(signed.room_id.clone()).await;
+        if self.store.get(Table::Rooms, signed.room_id.as_bytes())?.is_some() {
+            return Err(Error::Internal("room ID collision".into()));
+        }
+        let mut room = RoomRecord {
+            version: version.clone(),
+            short_id: self.room_ids.next()?,
+            state: 0,
+            extremities: vec![],
+            depth: 0,
+            created_ts: now_ms(),
+        };
+        let mut batch = self.store.batch();
+        self.persist(&mut batch, &mut room, &pdu, signed.object, None, None)?;
+        batch.commit()?;
+        Ok(signed.room_id)
+    }
+
+    /// Appends an event to a room as `sender`; returns its event ID.
+    pub async fn append(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<OwnedEventId> {
+        let _lock = self.locks.lock(room_id.to_owned()).await;
+        if let Some(transaction) = &event.transaction
+            && let Some(existing) = self.transaction_event(sender, room_id, transaction)?
+        {
+            return Ok(existing);
+        }
+        let mut room = self.room(room_id)?;
+        let rules = rules(&room.version)?;
+        let state = self.states.load(room.state)?;
+
+        let content_raw = serde_json::value::to_raw_value(&event.content)?;
+        let auth_types =
+            ruma::state_res::auth_types_for_event(&event.kind, sender, event.state_key.as_deref(), &content_raw, &rules.authorization)
+                .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
+        let mut auth_events = Vec::new();
+        for (kind, state_key) in &auth_types {
+            if let Some(pdu) = self.state_pdu(&state, kind, state_key)? {
+                auth_events.push(pdu.event_id);
+            }
+        }
+        // The create event is an auth event until room version 12, where the room ID names it.
+        let signed = pdu::build_and_sign(
+            UnsignedPdu {
+                room_id: Some(room_id),
+                sender,
+                kind: &event.kind,
+                content: &event.content,
+                state_key: event.state_key.as_deref(),
+                redacts: event.redacts.as_deref(),
+                prev_events: &room.extremities,
+                auth_events: &auth_events,
+                depth: room.depth + 1,
+                origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
+            },
+            &rules,
+            self.server_name.as_str(),
+            self.key.pair(),
+        )?;
+        let pdu = Pdu::from_object(&signed.event_id, &signed.room_id, &signed.object)?;
+        let fetch_event = |id: &EventId| self.pdu(id).ok().flatten();
+        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event).map_err(Error::forbidden)?;
+        let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
+        ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state).map_err(Error::forbidden)?;
+
+        let mut batch = self.store.batch();
+        if let Some(target) = pdu.redacted_event() {
+            self.redact_target(&mut batch, &rules, room_id, &target, &pdu.event_id)?;
+        }
+        let state_before = Some(room.state);
+        self.persist(&mut batch, &mut room, &pdu, signed.object, state_before, event.transaction)?;
+        batch.commit()?;
+        Ok(pdu.event_id)
+    }
+
+    /// Redacts `target` (when it is in this room) in `batch`, recording `redaction_id`.
+    fn redact_target(
+        &self,
+        batch: &mut Batch<'_>,
+        rules: &RoomVersionRules,
+        room_id: &RoomId,
+        target: &EventId,
+        redaction_id: &EventId,
+    ) -> Result<()> {
+        let Some(mut stored) = self.stored_event(target)? else {
+            return Ok(());
+        };
+        if stored.room_id != room_id || stored.redacted_by.is_some() {
+            return Ok(());
+        }
+        stored.pdu = ruma::canonical_json::redact(stored.pdu, &rules.redaction, None)
+            .map_err(|e| Error::Internal(format!("redaction of {target}: {e}")))?;
+        stored.redacted_by = Some(redaction_id.to_owned());
+        batch.put_json(Table::Events, target.as_bytes(), &stored);
+        Ok(())
+    }
+
+    /// Writes an authorized event into `batch`: the event, its timeline entry, the room's new
+    /// state and extremities, and the indexes it touches.
+    fn persist(
+        &self,
+        batch: &mut Batch<'_>,
+        room: &mut RoomRecord,
+        pdu: &Pdu,
+        object: CanonicalJsonObject,
+        state_before: Option<StateHash>,
+        transaction: Option<Transaction>,
+    ) -> Result<()> {
+        let stream = self.stream.next()?;
+        let short_event = self.states.short_event_id(&pdu.event_id)?;
+        if let Some(state_key) = &pdu.state_key {
+            let kind = StateEventType::from(pdu.kind.to_string().as_str());
+            let short_key = self
+                .states
+                .short_state_key(&kind, state_key, true)?
+                .ok_or_else(|| Error::Internal("state key not interned".into()))?;
+            let (hash, _) = self.states.save(batch, state_before, &[(short_key, short_event)])?;
+            room.state = hash;
+        }
+        room.extremities = vec![pdu.event_id.clone()];
+        room.depth = u64::from(pdu.depth);
+
+        let room_id = pdu.room_id.as_bytes();
+        if pdu.kind == TimelineEventType::RoomMember
+            && let Some(target) = pdu.state_key.as_deref()
+        {
+            let membership = pdu
+                .content_value()
+                .get("membership")
+                .and_then(Value::as_str)
+                .map(MembershipState::from)
+                .unwrap_or(MembershipState::Leave);
+            let record = MembershipRecord {
+                membership: membership.clone(),
+                event_id: pdu.event_id.clone(),
+                stream,
+                forgotten: false,
+            };
+            batch.put_json(Table::Memberships, &key(&[target.as_bytes(), room_id]), &record);
+            batch.put_json(Table::RoomMembers, &key(&[room_id, target.as_bytes()]), &membership);
+        }
+        if let Some(transaction) = &transaction {
+            batch.put(
+                Table::Transactions,
+                &transaction_key(&pdu.sender, &pdu.room_id, transaction),
+                pdu.event_id.as_bytes(),
+            );
+        }
+        if let Some((rel_type, parent)) = relation(&pdu.content_value()) {
+            batch.put(
+                Table::Relations,
+                &key(&[room_id, parent.as_bytes(), &stream.to_be_bytes()]),
+                &serde_json::to_vec(&(rel_type, &pdu.event_id, &pdu.kind))?,
+            );
+        }
+        batch.put(
+            Table::Timeline,
+            &key(&[&room.short_id.to_be_bytes(), &stream.to_be_bytes()]),
+            pdu.event_id.as_bytes(),
+        );
+        let stored = StoredEvent {
+            room_id: pdu.room_id.clone(),
+            pdu: object,
+            stream,
+            state_before,
+            transaction,
+            redacted_by: None,
+        };
+        batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+        batch.put_json(Table::Rooms, room_id, room);
+        Ok(())
+    }
+
+    /// Up to `limit` events of a room's timeline from stream position `from` (inclusive),
+    /// backward or forward: (stream position, event ID) pairs.
+    pub fn timeline(&self, room_id: &RoomId, from: Option<u64>, forward: bool, limit: usize) -> Result<Vec<(u64, OwnedEventId)>> {
+        let room = self.room(room_id)?;
+        let room_short = room.short_id.to_be_bytes();
+        let room_prefix = prefix(&[&room_short]);
+        let start = match (from, forward) {
+            (Some(position), _) => key(&[&room_short, &position.to_be_bytes()]),
+            (None, true) => room_prefix.clone(),
+            (None, false) => key(&[&room_short, &u64::MAX.to_be_bytes()]),
+        };
+        let rows = self.store.range(Table::Timeline, &room_prefix, &start, forward, limit)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let position = u64::from_be_bytes(key[room_prefix.len()..].try_into().ok()?);
+                let event_id = EventId::parse(String::from_utf8_lossy(&value).as_ref()).ok()?;
+                Some((position, event_id))
+            })
+            .collect())
+    }
+}
+
+/// Where a transaction's event ID is kept: transaction IDs are scoped to a device and a room.
+fn transaction_key(user_id: &UserId, room_id: &RoomId, transaction: &Transaction) -> Vec<u8> {
+    key(&[
+        user_id.as_bytes(),
+        transaction.device_id.as_bytes(),
+        room_id.as_bytes(),
+        transaction.txn_id.as_bytes(),
+    ])
+}
+
+/// The rules of a room version this server supports.
+pub fn rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
+    version
+        .rules()
+        .ok_or_else(|| Error::Internal(format!("room version {version} is not supported")))
+}
+
+/// The (`rel_type`, parent event) of an event's `m.relates_to`, if it has one.
+pub fn relation(content: &Value) -> Option<(String, OwnedEventId)> {
+    let relates_to = content.get("m.relates_to")?;
+    let rel_type = relates_to.get("rel_type")?.as_str()?;
+    let parent = EventId::parse(relates_to.get("event_id")?.as_str()?).ok()?;
+    Some((rel_type.to_owned(), parent))
+}

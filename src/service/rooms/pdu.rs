@@ -1,0 +1,196 @@
+//! PDUs: room events in the form federation exchanges them, built, hashed and signed here.
+//!
+//! Every event a local user sends is built as a full PDU of its room's version: `prev_events`
+//! (the room's forward extremities), `auth_events` (chosen by the spec's selection rules),
+//! `depth`, the content hash, the ed25519 signature of this server, and the reference-hash
+//! event ID (for room version 12's create event, the room ID too). ruma's canonical JSON and
+//! signatures do the hashing and signing; [`Pdu`] is the parsed view ruma's `state-res` checks
+//! the authorization rules on.
+
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::TimelineEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue as RawJsonValue;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+
+/// A parsed PDU with its event ID (which the wire format of room versions 3 and later leaves out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pdu {
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+    #[serde(rename = "type")]
+    pub kind: TimelineEventType,
+    pub content: Box<RawJsonValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_key: Option<String>,
+    #[serde(default)]
+    pub prev_events: Vec<OwnedEventId>,
+    #[serde(default)]
+    pub auth_events: Vec<OwnedEventId>,
+    pub depth: UInt,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacts: Option<OwnedEventId>,
+    /// Whether the event failed the authorization rules (kept for the DAG, never shown).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
+    /// Whether the room ID is derived from the event rather than one of its fields (room
+    /// version 12's create event).
+    #[serde(skip)]
+    pub room_id_derived: bool,
+}
+
+impl Pdu {
+    /// Parses a stored PDU, given its event ID and room ID.
+    pub fn from_object(event_id: &EventId, room_id: &RoomId, object: &CanonicalJsonObject) -> Result<Pdu> {
+        let room_id_derived = !object.contains_key("room_id");
+        let mut value = serde_json::to_value(object)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("event_id".into(), json!(event_id));
+            fields.insert("room_id".into(), json!(room_id));
+        }
+        let mut pdu: Pdu =
+            serde_json::from_value(value).map_err(|e| Error::Internal(format!("stored PDU {event_id} does not parse: {e}")))?;
+        pdu.room_id_derived = room_id_derived;
+        Ok(pdu)
+    }
+
+    /// The content as JSON.
+    pub fn content_value(&self) -> Value {
+        serde_json::from_str(self.content.get()).unwrap_or(Value::Null)
+    }
+
+    /// The event that a redaction redacts: top-level `redacts` before room version 11,
+    /// `content.redacts` from 11 on (both are read, as servers send both).
+    pub fn redacted_event(&self) -> Option<OwnedEventId> {
+        if self.kind != TimelineEventType::RoomRedaction {
+            return None;
+        }
+        self.redacts.clone().or_else(|| {
+            self.content_value()
+                .get("redacts")
+                .and_then(Value::as_str)
+                .and_then(|id| EventId::parse(id).ok())
+        })
+    }
+}
+
+impl ruma::state_res::Event for Pdu {
+    type Id = OwnedEventId;
+
+    fn event_id(&self) -> &Self::Id {
+        &self.event_id
+    }
+
+    fn room_id(&self) -> Option<&RoomId> {
+        (!self.room_id_derived).then_some(&*self.room_id)
+    }
+
+    fn sender(&self) -> &UserId {
+        &self.sender
+    }
+
+    fn origin_server_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        self.origin_server_ts
+    }
+
+    fn event_type(&self) -> &TimelineEventType {
+        &self.kind
+    }
+
+    fn content(&self) -> &RawJsonValue {
+        &self.content
+    }
+
+    fn state_key(&self) -> Option<&str> {
+        self.state_key.as_deref()
+    }
+
+    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.prev_events.iter())
+    }
+
+    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.auth_events.iter())
+    }
+
+    fn redacts(&self) -> Option<&Self::Id> {
+        self.redacts.as_ref()
+    }
+
+    fn rejected(&self) -> bool {
+        self.rejected
+    }
+}
+
+/// The fields of a PDU to build.
+pub struct UnsignedPdu<'a> {
+    /// `None` for room version 12's create event, whose room ID is its own reference hash.
+    pub room_id: Option<&'a RoomId>,
+    pub sender: &'a UserId,
+    pub kind: &'a TimelineEventType,
+    pub content: &'a Value,
+    pub state_key: Option<&'a str>,
+    pub redacts: Option<&'a EventId>,
+    pub prev_events: &'a [OwnedEventId],
+    pub auth_events: &'a [OwnedEventId],
+    pub depth: u64,
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+}
+
+/// A built PDU: its signed canonical JSON, its event ID and its room ID.
+pub struct SignedPdu {
+    pub object: CanonicalJsonObject,
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+}
+
+/// Builds, hashes and signs a PDU of the room version `rules`.
+pub fn build_and_sign(
+    fields: UnsignedPdu<'_>,
+    rules: &RoomVersionRules,
+    server_name: &str,
+    key: &ruma::signatures::Ed25519KeyPair,
+) -> Result<SignedPdu> {
+    let mut value = json!({
+        "auth_events": fields.auth_events,
+        "content": fields.content,
+        "depth": fields.depth,
+        "origin_server_ts": fields.origin_server_ts,
+        "prev_events": fields.prev_events,
+        "sender": fields.sender,
+        "type": fields.kind,
+    });
+    let object_fields = value.as_object_mut().expect("built as an object");
+    if let Some(room_id) = fields.room_id {
+        object_fields.insert("room_id".into(), json!(room_id));
+    }
+    if let Some(state_key) = fields.state_key {
+        object_fields.insert("state_key".into(), json!(state_key));
+    }
+    if let Some(redacts) = fields.redacts {
+        object_fields.insert("redacts".into(), json!(redacts));
+    }
+    let mut object: CanonicalJsonObject = match ruma::canonical_json::to_canonical_value(&value) {
+        Ok(CanonicalJsonValue::Object(object)) => object,
+        Ok(_) => return Err(Error::Internal("a PDU serialized to a non-object".into())),
+        Err(e) => return Err(Error::bad_json(format!("The event is not valid canonical JSON: {e}"))),
+    };
+    ruma::signatures::hash_and_sign_event(server_name, key, &mut object, &rules.redaction)
+        .map_err(|e| Error::bad_json(format!("The event cannot be signed: {e}")))?;
+    let hash = ruma::signatures::reference_hash(&object, rules).map_err(|e| match e {
+        ruma::signatures::JsonError::PduTooLarge => Error::too_large("The event is larger than 65,536 bytes"),
+        other => Error::Internal(format!("reference hash: {other}")),
+    })?;
+    let event_id = EventId::parse(format!("${hash}")).map_err(|e| Error::Internal(format!("event ID: {e}")))?;
+    let room_id = match fields.room_id {
+        Some(room_id) => room_id.to_owned(),
+        None => RoomId::parse(format!("!{hash}")).map_err(|e| Error::Internal(format!("room ID: {e}")))?,
+    };
+    Ok(SignedPdu { object, event_id, room_id })
+}

@@ -1,0 +1,108 @@
+//! Who may see what: history visibility and membership, applied to every event a user reads,
+//! and the client format events are shown in.
+
+use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
+use ruma::{DeviceId, EventId, RoomId, UserId};
+use serde_json::{Map, Value, json};
+
+use super::pdu::Pdu;
+use super::{Rooms, StoredEvent};
+use crate::error::{Error, Result};
+use crate::service::now_ms;
+
+impl Rooms {
+    /// Refuses with 403 unless `user` is in the room now or was in it once (a user who left
+    /// still reads what they could see while they were in it); world-readable rooms are open
+    /// to all.
+    pub fn check_can_read_room(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        let state = self.current_state(room_id)?;
+        let world_readable = self
+            .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
+            .is_some_and(|content| content.get("history_visibility").and_then(Value::as_str) == Some("world_readable"));
+        if world_readable
+            || self
+                .membership(user, room_id)?
+                .is_some_and(|record| record.membership != MembershipState::Invite)
+        {
+            return Ok(());
+        }
+        Err(Error::forbidden("You are not a member of this room"))
+    }
+
+    /// Whether `user` may see an event, by the history visibility and their membership at it.
+    pub fn can_see_event(&self, user: &UserId, event_id: &EventId, stored: &StoredEvent) -> Result<bool> {
+        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let state = match stored.state_before {
+            Some(hash) => self.states.load(hash)?,
+            // The create event: visible to anyone who may read the room at all.
+            None => return Ok(true),
+        };
+        let visibility = self
+            .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
+            .and_then(|content| content.get("history_visibility").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "shared".to_owned());
+        // A user's own membership event counts as the membership it sets.
+        let membership_at_event = if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
+            pdu.content_value()
+                .get("membership")
+                .and_then(Value::as_str)
+                .map(MembershipState::from)
+                .unwrap_or(MembershipState::Leave)
+        } else {
+            self.membership_in(&state, user)?
+        };
+        Ok(match visibility.as_str() {
+            "world_readable" => true,
+            _ if membership_at_event == MembershipState::Join => true,
+            "shared" => self
+                .membership(user, &stored.room_id)?
+                .is_some_and(|record| record.membership == MembershipState::Join),
+            "invited" => membership_at_event == MembershipState::Invite,
+            _ => false,
+        })
+    }
+
+    /// An event in the client format, with `unsigned` (age, the sender device's transaction
+    /// ID, the replaced state's content, the redaction that redacted it).
+    pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer_device: Option<(&UserId, &DeviceId)>) -> Result<Value> {
+        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let mut event = json!({
+            "event_id": event_id,
+            "room_id": pdu.room_id,
+            "sender": pdu.sender,
+            "origin_server_ts": pdu.origin_server_ts,
+            "type": pdu.kind,
+            "content": pdu.content_value(),
+        });
+        if let Some(state_key) = &pdu.state_key {
+            event["state_key"] = json!(state_key);
+        }
+        if let Some(redacts) = &pdu.redacts {
+            event["redacts"] = json!(redacts);
+        }
+        let mut unsigned = Map::new();
+        unsigned.insert("age".into(), json!(now_ms().saturating_sub(u64::from(pdu.origin_server_ts.0))));
+        if let (Some(transaction), Some((user, device))) = (&stored.transaction, viewer_device)
+            && pdu.sender == user
+            && transaction.device_id == device
+        {
+            unsigned.insert("transaction_id".into(), json!(transaction.txn_id));
+        }
+        if let (Some(state_key), Some(hash)) = (&pdu.state_key, stored.state_before) {
+            let state = self.states.load(hash)?;
+            let kind = StateEventType::from(pdu.kind.to_string().as_str());
+            if let Some(previous) = self.state_pdu(&state, &kind, state_key)? {
+                unsigned.insert("prev_content".into(), previous.content_value());
+                unsigned.insert("replaces_state".into(), json!(previous.event_id));
+            }
+        }
+        if let Some(redaction_id) = &stored.redacted_by
+            && let Some(redaction) = self.stored_event(redaction_id)?
+        {
+            unsigned.insert("redacted_because".into(), self.client_event(redaction_id, &redaction, None)?);
+        }
+        event["unsigned"] = Value::Object(unsigned);
+        Ok(event)
+    }
+}

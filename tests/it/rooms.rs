@@ -1,0 +1,321 @@
+//! Rooms over plain HTTP: create, invite, join, chat, history paged both ways, power levels,
+//! bans and who may read what, in every supported room version.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, assert_error};
+
+/// Creates a room as `token` with `body`; returns its ID.
+async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, response) = server.post("/_matrix/client/v3/createRoom", Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "createRoom: {response}");
+    response["room_id"].as_str().unwrap().to_owned()
+}
+
+/// Sends a text message; returns the event ID.
+async fn send_text(server: &TestServer, token: &str, room: &str, txn: &str, body: &str) -> (StatusCode, Value) {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    server.put(&path, Some(token), json!({ "msgtype": "m.text", "body": body })).await
+}
+
+async fn messages(server: &TestServer, token: &str, room: &str, query: &str) -> (StatusCode, Value) {
+    server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?{query}"), Some(token))
+        .await
+}
+
+#[tokio::test]
+async fn create_invite_join_and_chat_in_every_room_version() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+
+    for version in ["10", "11", "12"] {
+        let room = create_room(
+            &server,
+            &alice,
+            json!({ "name": "General", "topic": "Anything goes", "invite": ["@bob:localhost"], "room_version": version }),
+        )
+        .await;
+        if version == "12" {
+            assert!(!room.contains(':'), "a v12 room ID is the create event's hash: {room}");
+        }
+        // Bob is invited, joins (with an empty body, as some clients send), and chats.
+        let (status, body) = server
+            .request(Method::POST, &format!("/_matrix/client/v3/join/{room}"), Some(&bob), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "v{version} join: {body}");
+        let (status, sent) = send_text(&server, &bob, &room, "t1", "hello from bob").await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+        // The same transaction ID is the same event.
+        let (_, again) = send_text(&server, &bob, &room, "t1", "hello from bob").await;
+        assert_eq!(again["event_id"], sent["event_id"]);
+        assert_eq!(send_text(&server, &alice, &room, "t1", "hi bob").await.0, StatusCode::OK);
+
+        let (status, joined) = server
+            .get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(&alice))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(joined["joined"].as_object().unwrap().len(), 2, "{joined}");
+        assert_eq!(joined["joined"]["@bob:localhost"]["display_name"], "bob");
+        let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob)).await;
+        assert!(rooms["joined_rooms"].as_array().unwrap().contains(&json!(room)));
+
+        let (status, name) = server
+            .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob))
+            .await;
+        assert_eq!((status, name), (StatusCode::OK, json!({ "name": "General" })));
+        let (_, state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(&bob)).await;
+        let types: Vec<&str> = state.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        for expected in [
+            "m.room.create",
+            "m.room.power_levels",
+            "m.room.join_rules",
+            "m.room.name",
+            "m.room.topic",
+            "m.room.history_visibility",
+        ] {
+            assert!(types.contains(&expected), "v{version} state lacks {expected}: {types:?}");
+        }
+
+        // History, newest first, with timestamps; the event itself by ID.
+        let (status, page) = messages(&server, &alice, &room, "dir=b&limit=2").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let chunk = page["chunk"].as_array().unwrap();
+        assert_eq!(chunk[0]["content"]["body"], "hi bob");
+        assert_eq!(chunk[1]["content"]["body"], "hello from bob");
+        assert!(chunk[0]["origin_server_ts"].as_u64().unwrap() >= chunk[1]["origin_server_ts"].as_u64().unwrap());
+        assert_eq!(
+            chunk[1]["unsigned"]["transaction_id"],
+            Value::Null,
+            "transaction IDs are only for the sender"
+        );
+        let event_path = format!("/_matrix/client/v3/rooms/{room}/event/{}", sent["event_id"].as_str().unwrap());
+        let (status, event) = server.get(&event_path, Some(&bob)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(event["unsigned"]["transaction_id"], "t1");
+        assert_eq!(event["sender"], "@bob:localhost");
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_messages_page_both_ways_without_gaps_or_doubles() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let room = create_room(&server, &alice, json!({ "preset": "private_chat" })).await;
+    for i in 0..1000 {
+        let (status, body) = send_text(&server, &alice, &room, &format!("m{i}"), &format!("message {i}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let bodies = |chunk: &Value| -> Vec<(String, u64)> {
+        chunk
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .map(|e| {
+                (
+                    e["content"]["body"].as_str().unwrap().to_owned(),
+                    e["origin_server_ts"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    // Backward from the newest, 100 at a time.
+    let mut backward = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let query = match &from {
+            Some(token) => format!("dir=b&limit=100&from={token}"),
+            None => "dir=b&limit=100".to_owned(),
+        };
+        let (status, page) = messages(&server, &alice, &room, &query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        backward.extend(bodies(&page["chunk"]));
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    backward.reverse();
+    let expected: Vec<String> = (0..1000).map(|i| format!("message {i}")).collect();
+    assert_eq!(backward.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(), expected);
+    assert!(backward.windows(2).all(|w| w[0].1 <= w[1].1), "timestamps are ordered");
+
+    // Forward from the beginning, 150 at a time.
+    let mut forward = Vec::new();
+    let mut from = "t0".to_owned();
+    loop {
+        let (status, page) = messages(&server, &alice, &room, &format!("dir=f&limit=150&from={from}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        forward.extend(bodies(&page["chunk"]));
+        match page["end"].as_str() {
+            Some(end) => from = end.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(forward.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(), expected);
+
+    // A filter by type, and a bad token.
+    let (_, page) = messages(
+        &server,
+        &alice,
+        &room,
+        "dir=f&limit=50&filter=%7B%22types%22%3A%5B%22m.room.n%2A%22%5D%7D",
+    )
+    .await;
+    let types: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(types.iter().all(|t| t.starts_with("m.room.n")), "{types:?}");
+    assert_error(
+        &messages(&server, &alice, &room, "dir=b&from=garbage").await,
+        400,
+        "M_INVALID_PARAM",
+    );
+}
+
+#[tokio::test]
+async fn power_levels_bans_and_who_may_read() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (carol, _) = server.register("carol", "carolpass").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat", "name": "Town square" })).await;
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A member cannot rename the room; promoted to 100 by the admin, they can.
+    let name_path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/");
+    assert_error(
+        &server.put(&name_path, Some(&bob), json!({ "name": "Bob's" })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let pl_path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+    let (_, mut levels) = server.get(&pl_path, Some(&alice)).await;
+    levels["users"]["@bob:localhost"] = json!(100);
+    let (status, body) = server.put(&pl_path, Some(&alice), levels).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.put(&name_path, Some(&bob), json!({ "name": "Bob's" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, name) = server.get(&name_path, Some(&alice)).await;
+    assert_eq!(name["name"], "Bob's");
+
+    // Carol never joined: no history, no state, no events.
+    let (_, sent) = send_text(&server, &alice, &room, "a1", "members only").await;
+    let event_id = sent["event_id"].as_str().unwrap();
+    assert_error(&messages(&server, &carol, &room, "dir=b").await, 403, "M_FORBIDDEN");
+    assert_error(
+        &server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(&carol)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), Some(&carol))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // Redaction: bob (now at 100) may redact alice's message; carol may not send at all.
+    let redact_path = format!("/_matrix/client/v3/rooms/{room}/redact/{event_id}/r1");
+    let (status, body) = server.put(&redact_path, Some(&bob), json!({ "reason": "spam" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, redacted) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), Some(&alice))
+        .await;
+    assert_eq!(redacted["content"], json!({}));
+    assert_eq!(redacted["unsigned"]["redacted_because"]["content"]["reason"], "spam");
+    assert_error(&send_text(&server, &carol, &room, "c1", "let me in").await, 403, "M_FORBIDDEN");
+
+    // A ban keeps a user out; unbanned, they may come back.
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/ban"),
+            Some(&alice),
+            json!({ "user_id": "@carol:localhost", "reason": "rude" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(
+        &server
+            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&carol), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/unban"),
+            Some(&alice),
+            json!({ "user_id": "@carol:localhost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&carol), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Bob leaves: he still reads what he saw, not what came after; then he forgets the room.
+    let (status, _) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send_text(&server, &alice, &room, "a2", "after bob left").await;
+    let (status, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
+    assert_eq!(status, StatusCode::OK);
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert!(!bodies.contains(&"after bob left"), "{bodies:?}");
+    let (status, _) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/forget"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob)).await;
+    assert_eq!(rooms["joined_rooms"], json!([]));
+
+    // Kick: carol is removed by the admin; members list shows who is where.
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/kick"),
+            Some(&alice),
+            json!({ "user_id": "@carol:localhost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, members) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/members?membership=join"), Some(&alice))
+        .await;
+    let joined: Vec<&str> = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, vec!["@alice:localhost"]);
+
+    // Everything persists across a crash.
+    let mut server = server;
+    server.crash_and_restart().await;
+    let (_, name) = server.get(&name_path, Some(&alice)).await;
+    assert_eq!(name["name"], "Bob's");
+    let (_, page) = messages(&server, &alice, &room, "dir=b&limit=1").await;
+    assert_eq!(page["chunk"][0]["type"], "m.room.member");
+}
