@@ -29,6 +29,7 @@ pub struct Config {
     pub storage: Storage,
     pub rate_limits: RateLimits,
     pub media: Media,
+    pub directory: Directory,
 }
 
 /// Who may register.
@@ -69,6 +70,23 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     pub sync_writes: bool,
+}
+
+/// The public room directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    pub publish: DirectoryPublishers,
+}
+
+/// Who may list rooms in the public directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryPublishers {
+    /// Room members allowed to set the room's canonical alias (its admins and moderators).
+    RoomAdmins,
+    /// Server admins only.
+    ServerAdmins,
 }
 
 /// The media repository.

@@ -85,6 +85,10 @@ matrix_errors! {
     not_yet_uploaded => GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED";
     /// 400 `M_UNSUPPORTED_ROOM_VERSION`.
     unsupported_room_version => BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION";
+    /// 400 `M_ROOM_IN_USE`: `createRoom`'s alias is taken.
+    room_in_use => BAD_REQUEST, "M_ROOM_IN_USE";
+    /// 409 `M_UNKNOWN`: the room alias exists already.
+    alias_exists => CONFLICT, "M_UNKNOWN";
     /// 502 `M_UNKNOWN`: a server this one fetched from failed.
     bad_gateway => BAD_GATEWAY, "M_UNKNOWN";
     /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the media ID already has content.

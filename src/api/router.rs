@@ -7,8 +7,8 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, get, on};
 use ruma::api::client::{
-    account, authenticated_media, config, device, discovery, filter as filters, media as legacy_media, membership, message,
-    profile as profiles, redact, room, session, state,
+    account, alias, authenticated_media, config, device, directory as room_directory, discovery, filter as filters, media as legacy_media,
+    membership, message, profile as profiles, redact, room, session, state,
 };
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
@@ -109,6 +109,15 @@ pub fn routes() -> AppRouter {
         .ruma::<message::send_message_event::v3::Request, _, _>(room_send::send_message_event)
         .ruma::<message::get_message_events::v3::Request, _, _>(message_pagination::get_message_events)
         .ruma::<redact::redact_event::v3::Request, _, _>(redaction::redact_event)
+        // Aliases and the room directory
+        .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)
+        .ruma::<alias::get_alias::v3::Request, _, _>(directory::get_alias)
+        .ruma::<alias::delete_alias::v3::Request, _, _>(directory::delete_alias)
+        .ruma::<room::aliases::v3::Request, _, _>(directory::room_aliases)
+        .ruma::<room_directory::get_public_rooms::v3::Request, _, _>(list_public_rooms::get_public_rooms)
+        .ruma::<room_directory::get_public_rooms_filtered::v3::Request, _, _>(list_public_rooms::get_public_rooms_filtered)
+        .ruma::<room_directory::get_room_visibility::v3::Request, _, _>(list_public_rooms::get_room_visibility)
+        .ruma::<room_directory::set_room_visibility::v3::Request, _, _>(list_public_rooms::set_room_visibility)
         // Media
         .ruma::<authenticated_media::get_media_config::v1::Request, _, _>(content_repo::get_media_config)
         .ruma::<authenticated_media::get_content::v1::Request, _, _>(content_repo::get_content)

@@ -37,6 +37,9 @@
 //! | `room_members`        | room ID ‖ user ID                 | the membership (`"join"`, …)        |
 //! | `transactions`        | user ID ‖ device ID ‖ room ID ‖ transaction ID | event ID            |
 //! | `relations`           | room ID ‖ parent event ID ‖ stream position (u64, BE) | JSON [rel_type, event ID, type] |
+//! | `aliases`             | room alias                        | `service::rooms::directory::AliasRecord` |
+//! | `room_aliases`        | room ID ‖ room alias              | empty                               |
+//! | `public_rooms`        | room ID                           | empty: listed in the directory      |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -91,11 +94,14 @@ pub enum Table {
     RoomMembers,
     Transactions,
     Relations,
+    Aliases,
+    RoomAliases,
+    PublicRooms,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 26] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -119,6 +125,9 @@ impl Table {
         Table::RoomMembers,
         Table::Transactions,
         Table::Relations,
+        Table::Aliases,
+        Table::RoomAliases,
+        Table::PublicRooms,
     ];
 
     /// The column family's name.
@@ -147,6 +156,9 @@ impl Table {
             Table::RoomMembers => "room_members",
             Table::Transactions => "transactions",
             Table::Relations => "relations",
+            Table::Aliases => "aliases",
+            Table::RoomAliases => "room_aliases",
+            Table::PublicRooms => "public_rooms",
         }
     }
 }

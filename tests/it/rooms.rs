@@ -319,3 +319,132 @@ async fn power_levels_bans_and_who_may_read() {
     let (_, page) = messages(&server, &alice, &room, "dir=b&limit=1").await;
     assert_eq!(page["chunk"][0]["type"], "m.room.member");
 }
+
+#[tokio::test]
+async fn aliases_and_the_public_directory() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (carol, _) = server.register("carol", "carolpass").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "room_alias_name": "general", "visibility": "public", "preset": "public_chat", "name": "General chat", "topic": "Say hi" }),
+    )
+    .await;
+
+    let (status, alias) = server.get("/_matrix/client/v3/directory/room/%23general:localhost", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(alias, json!({ "room_id": room, "servers": ["localhost"] }));
+    let (_, canonical) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(canonical["alias"], "#general:localhost");
+    let (status, joined) = server
+        .post("/_matrix/client/v3/join/%23general:localhost", Some(&bob), json!({}))
+        .await;
+    assert_eq!((status, joined["room_id"].as_str()), (StatusCode::OK, Some(room.as_str())));
+    assert_error(
+        &server
+            .post(
+                "/_matrix/client/v3/createRoom",
+                Some(&carol),
+                json!({ "room_alias_name": "general" }),
+            )
+            .await,
+        400,
+        "M_ROOM_IN_USE",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/directory/room/%23nowhere:localhost", None).await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // The directory lists the room, searchable by name, topic or alias.
+    let (status, listed) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let entry = &listed["chunk"][0];
+    assert_eq!(
+        (entry["room_id"].as_str(), entry["num_joined_members"].as_u64()),
+        (Some(room.as_str()), Some(2))
+    );
+    assert_eq!(
+        (entry["name"].as_str(), entry["canonical_alias"].as_str()),
+        (Some("General chat"), Some("#general:localhost"))
+    );
+    // `join_rule` defaults to "public" and may be left out.
+    assert!(entry["join_rule"] == "public" || entry["join_rule"].is_null(), "{entry}");
+    for (term, count) in [("GENER", 1), ("say", 1), ("nothing like it", 0)] {
+        let (_, found) = server
+            .post(
+                "/_matrix/client/v3/publicRooms",
+                Some(&carol),
+                json!({ "filter": { "generic_search_term": term } }),
+            )
+            .await;
+        assert_eq!(found["chunk"].as_array().unwrap().len(), count, "{term}: {found}");
+    }
+
+    // More aliases: a member may add one; only its creator or the room's admins remove it.
+    let (status, body) = server
+        .put(
+            "/_matrix/client/v3/directory/room/%23lobby:localhost",
+            Some(&bob),
+            json!({ "room_id": room }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(
+        &server
+            .put(
+                "/_matrix/client/v3/directory/room/%23lobby:localhost",
+                Some(&alice),
+                json!({ "room_id": room }),
+            )
+            .await,
+        409,
+        "M_UNKNOWN",
+    );
+    let (_, aliases) = server.get(&format!("/_matrix/client/v3/rooms/{room}/aliases"), Some(&bob)).await;
+    assert_eq!(aliases["aliases"], json!(["#general:localhost", "#lobby:localhost"]));
+    assert_error(
+        &server
+            .request(
+                Method::DELETE,
+                "/_matrix/client/v3/directory/room/%23lobby:localhost",
+                Some(&carol),
+                None,
+            )
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, _) = server
+        .request(
+            Method::DELETE,
+            "/_matrix/client/v3/directory/room/%23lobby:localhost",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Listing: a plain member may not unlist the room; its admin may.
+    let list_path = format!("/_matrix/client/v3/directory/list/room/{room}");
+    assert_error(
+        &server.put(&list_path, Some(&bob), json!({ "visibility": "private" })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server.put(&list_path, Some(&alice), json!({ "visibility": "private" })).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(server.get(&list_path, None).await.1, json!({ "visibility": "private" }));
+    let (_, listed) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(listed["chunk"], json!([]));
+}

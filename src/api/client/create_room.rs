@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use ruma::RoomAliasId;
 use ruma::api::client::room::Visibility;
 use ruma::api::client::room::create_room;
 use serde_json::{Map, Value};
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::config::DirectoryPublishers;
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::rooms::create::{DEFAULT_ROOM_VERSION, RoomSettings};
@@ -27,8 +29,16 @@ pub async fn create_room(
 ) -> HandlerResult<create_room::v3::Response> {
     let user_id = req.user_id()?.to_owned();
     let request = req.body;
-    if request.room_alias_name.is_some() {
-        return Err(Error::bad_request("Room aliases are not available on this server yet"));
+    let alias = match &request.room_alias_name {
+        Some(name) => Some(
+            RoomAliasId::parse(format!("#{name}:{}", services.config.server_name))
+                .map_err(|e| Error::invalid_param(format!("Invalid room alias name: {e}")))?,
+        ),
+        None => None,
+    };
+    let publish = request.visibility == Visibility::Public;
+    if publish && services.config.directory.publish == DirectoryPublishers::ServerAdmins && !services.accounts.get_active(&user_id)?.admin {
+        return Err(Error::forbidden("Only server admins may list rooms in the directory here"));
     }
     if !request.invite_3pid.is_empty() {
         return Err(Error::bad_request("Invites by email or phone are not available on this server"));
@@ -66,6 +76,8 @@ pub async fn create_room(
         topic: request.topic,
         invite: request.invite,
         is_direct: request.is_direct,
+        alias,
+        publish,
     };
     let room_id = services.rooms.create_room(&user_id, settings, &services.profiles).await?;
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))

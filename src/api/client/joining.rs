@@ -6,7 +6,6 @@ use axum::extract::State;
 use ruma::api::client::membership::{join_room_by_id, join_room_by_id_or_alias};
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
-use crate::error::Error;
 use crate::service::Services;
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
@@ -31,7 +30,7 @@ pub async fn join_room_by_id_or_alias(
     let user_id = req.user_id()?;
     let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(_) => return Err(Error::not_found("Room alias not found")),
+        Err(alias) => services.rooms.resolve_alias(&alias)?,
     };
     services
         .rooms

@@ -4,7 +4,7 @@
 
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::membership::MembershipChange;
@@ -32,6 +32,10 @@ pub struct RoomSettings {
     pub topic: Option<String>,
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
+    /// The alias to create and make canonical.
+    pub alias: Option<OwnedRoomAliasId>,
+    /// Whether to list the room in the public directory.
+    pub publish: bool,
 }
 
 impl Rooms {
@@ -44,6 +48,11 @@ impl Rooms {
             )));
         }
         let rules = rules(&settings.version)?;
+        if let Some(alias) = &settings.alias
+            && self.resolve_alias(alias).is_ok()
+        {
+            return Err(Error::room_in_use(format!("The alias {alias} is taken")));
+        }
         let mut create_content = settings.creation_content;
         create_content.insert("room_version".into(), json!(settings.version));
         if !rules.authorization.use_room_create_sender {
@@ -68,6 +77,10 @@ impl Rooms {
             self.append(&room_id, creator, NewEvent::state(kind, state_key, content)).await
         };
         send_state(StateEventType::RoomPowerLevels, "", Value::Object(power_levels)).await?;
+        if let Some(alias) = &settings.alias {
+            self.create_alias(alias, &room_id, creator)?;
+            send_state(StateEventType::RoomCanonicalAlias, "", json!({ "alias": alias })).await?;
+        }
 
         let (join_rule, guest_access) = match settings.preset.as_str() {
             "public_chat" => ("public", "forbidden"),
@@ -96,6 +109,9 @@ impl Rooms {
                 is_direct: settings.is_direct,
             };
             self.change_membership(&room_id, change, profiles).await?;
+        }
+        if settings.publish {
+            self.set_published(&room_id, true)?;
         }
         Ok(room_id)
     }

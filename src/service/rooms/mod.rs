@@ -8,6 +8,7 @@
 //! a position in the server-wide stream, which orders timelines and, later, sync.
 
 pub mod create;
+pub mod directory;
 pub mod membership;
 pub mod pdu;
 pub mod state;
@@ -113,6 +114,8 @@ pub struct Rooms {
     stream: Counter,
     room_ids: Counter,
     locks: KeyedLocks<OwnedRoomId>,
+    /// Serializes alias creation, so one alias never points at two rooms.
+    aliases_lock: std::sync::Mutex<()>,
 }
 
 impl Rooms {
@@ -122,6 +125,7 @@ impl Rooms {
             stream: Counter::open(&store, "stream")?,
             room_ids: Counter::open(&store, "room_short_id")?,
             locks: KeyedLocks::default(),
+            aliases_lock: std::sync::Mutex::new(()),
             store,
             server_name,
             key,

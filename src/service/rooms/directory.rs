@@ -1,0 +1,163 @@
+//! Room aliases (`#general:example.org` → room ID) and the public room directory.
+
+use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Rooms;
+use crate::error::{Error, Result};
+use crate::store::{Table, key, prefix};
+
+/// Where an alias points, and who made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub room_id: OwnedRoomId,
+    pub creator: OwnedUserId,
+}
+
+/// Who may change an alias or a room's directory listing.
+pub struct Actor<'a> {
+    pub user: &'a UserId,
+    pub server_admin: bool,
+}
+
+impl Rooms {
+    /// Creates an alias for a room the creator is in; 409 if it exists.
+    pub fn create_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
+        if alias.server_name() != self.server_name() {
+            return Err(Error::invalid_param("Aliases can only be created on this server's name"));
+        }
+        self.room(room_id)?;
+        let state = self.current_state(room_id)?;
+        if self.membership_in(&state, creator)? != MembershipState::Join {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        let _aliases = self.aliases_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.store.get(Table::Aliases, alias.as_bytes())?.is_some() {
+            return Err(Error::alias_exists(format!("The alias {alias} already exists")));
+        }
+        let record = AliasRecord {
+            room_id: room_id.to_owned(),
+            creator: creator.to_owned(),
+        };
+        let mut batch = self.store.batch();
+        batch.put_json(Table::Aliases, alias.as_bytes(), &record);
+        batch.put(Table::RoomAliases, &key(&[room_id.as_bytes(), alias.as_bytes()]), &[]);
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// The room an alias points to; 404 `M_NOT_FOUND` if none.
+    pub fn resolve_alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+        self.store
+            .get_json::<AliasRecord>(Table::Aliases, alias.as_bytes())?
+            .map(|record| record.room_id)
+            .ok_or_else(|| Error::not_found(format!("The alias {alias} does not exist")))
+    }
+
+    /// Deletes an alias: its creator, a server admin, or a room member allowed to set the
+    /// canonical alias may.
+    pub fn delete_alias(&self, alias: &RoomAliasId, actor: Actor<'_>) -> Result<()> {
+        let record: AliasRecord = self
+            .store
+            .get_json(Table::Aliases, alias.as_bytes())?
+            .ok_or_else(|| Error::not_found(format!("The alias {alias} does not exist")))?;
+        if record.creator != actor.user && !actor.server_admin && !self.may_manage_listing(&record.room_id, actor.user)? {
+            return Err(Error::forbidden("You may not delete this alias"));
+        }
+        let mut batch = self.store.batch();
+        batch.delete(Table::Aliases, alias.as_bytes());
+        batch.delete(Table::RoomAliases, &key(&[record.room_id.as_bytes(), alias.as_bytes()]));
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// The local aliases of a room.
+    pub fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        Ok(self
+            .store
+            .scan_keys(Table::RoomAliases, &room_prefix)?
+            .into_iter()
+            .filter_map(|row| RoomAliasId::parse(String::from_utf8_lossy(&row[room_prefix.len()..]).as_ref()).ok())
+            .collect())
+    }
+
+    /// Whether a user may change the room's aliases and listing: they can set its canonical alias.
+    pub fn may_manage_listing(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
+        let room = self.room(room_id)?;
+        let state = self.states.load(room.state)?;
+        if self.membership_in(&state, user)? != MembershipState::Join {
+            return Ok(false);
+        }
+        Ok(self
+            .power_levels(&room.version, &state)?
+            .user_can_send_state(user, StateEventType::RoomCanonicalAlias))
+    }
+
+    /// Lists or unlists a room in the public directory.
+    pub fn set_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
+        self.room(room_id)?;
+        let mut batch = self.store.batch();
+        if published {
+            batch.put(Table::PublicRooms, room_id.as_bytes(), &[]);
+        } else {
+            batch.delete(Table::PublicRooms, room_id.as_bytes());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Whether a room is in the public directory.
+    pub fn is_published(&self, room_id: &RoomId) -> Result<bool> {
+        Ok(self.store.get(Table::PublicRooms, room_id.as_bytes())?.is_some())
+    }
+
+    /// The rooms in the public directory, as directory entries (the spec's `PublicRoomsChunk`).
+    pub fn public_rooms(&self) -> Result<Vec<Value>> {
+        let mut rooms = Vec::new();
+        for row in self.store.scan_keys(Table::PublicRooms, &[])? {
+            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&row).as_ref()) {
+                rooms.push(self.summary(&room_id)?);
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// A room's directory entry: name, topic, alias, avatar, members, join rule, type.
+    pub fn summary(&self, room_id: &RoomId) -> Result<Value> {
+        let state = self.current_state(room_id)?;
+        let field = |kind: StateEventType, name: &str| -> Result<Option<Value>> {
+            Ok(self
+                .state_content(&state, &kind, "")?
+                .and_then(|content| content.get(name).cloned()))
+        };
+        let mut joined = 0u64;
+        for (_, content) in self.member_events(room_id)? {
+            if content.get("membership").and_then(Value::as_str) == Some("join") {
+                joined += 1;
+            }
+        }
+        let mut summary = json!({
+            "room_id": room_id,
+            "num_joined_members": joined,
+            "world_readable": field(StateEventType::RoomHistoryVisibility, "history_visibility")? == Some(json!("world_readable")),
+            "guest_can_join": field(StateEventType::RoomGuestAccess, "guest_access")? == Some(json!("can_join")),
+            "join_rule": field(StateEventType::RoomJoinRules, "join_rule")?.unwrap_or(json!("invite")),
+        });
+        for (kind, name, key) in [
+            (StateEventType::RoomName, "name", "name"),
+            (StateEventType::RoomTopic, "topic", "topic"),
+            (StateEventType::RoomAvatar, "url", "avatar_url"),
+            (StateEventType::RoomCanonicalAlias, "alias", "canonical_alias"),
+            (StateEventType::RoomCreate, "type", "room_type"),
+        ] {
+            if let Some(value) = field(kind, name)? {
+                summary[key] = value;
+            }
+        }
+        Ok(summary)
+    }
+}
