@@ -10,6 +10,7 @@ use ruma::api::client::{
     account, alias, authenticated_media, config, device, directory as room_directory, discovery, filter as filters, media as legacy_media,
     membership, message, profile as profiles, redact, room, session, state,
 };
+use ruma::api::client::{context, knock, relations as relating};
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
@@ -109,6 +110,14 @@ pub fn routes() -> AppRouter {
         .ruma::<message::send_message_event::v3::Request, _, _>(room_send::send_message_event)
         .ruma::<message::get_message_events::v3::Request, _, _>(message_pagination::get_message_events)
         .ruma::<redact::redact_event::v3::Request, _, _>(redaction::redact_event)
+        .ruma::<context::get_context::v3::Request, _, _>(event_context::get_context)
+        .ruma::<relating::get_relating_events::v1::Request, _, _>(relations::get_relating_events)
+        .ruma::<relating::get_relating_events_with_rel_type::v1::Request, _, _>(relations::get_relating_events_with_rel_type)
+        .ruma::<relating::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
+            relations::get_relating_events_with_rel_type_and_event_type,
+        )
+        .ruma::<room::get_event_by_timestamp::v1::Request, _, _>(room_event_by_timestamp::get_event_by_timestamp)
+        .ruma::<knock::knock_room::v3::Request, _, _>(knocking::knock_room)
         // Aliases and the room directory
         .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)
         .ruma::<alias::get_alias::v3::Request, _, _>(directory::get_alias)

@@ -448,3 +448,138 @@ async fn aliases_and_the_public_directory() {
     let (_, listed) = server.get("/_matrix/client/v3/publicRooms", None).await;
     assert_eq!(listed["chunk"], json!([]));
 }
+
+#[tokio::test]
+async fn relations_context_timestamps_and_knocking() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }] }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (i, body) in ["first", "second", "third"].iter().enumerate() {
+        let (_, sent) = send_text(&server, &alice, &room, &format!("m{i}"), body).await;
+        ids.push(sent["event_id"].as_str().unwrap().to_owned());
+    }
+    let first = &ids[0];
+    let send = |kind: &'static str, txn: &'static str, content: Value| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}");
+        let server = &server;
+        let alice = alice.clone();
+        async move { server.put(&path, Some(&alice), content).await }
+    };
+    let (status, _) = send(
+        "m.reaction",
+        "r1",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": first, "key": "👍" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let edit = json!({
+        "msgtype": "m.text", "body": "* first (edited)",
+        "m.new_content": { "msgtype": "m.text", "body": "first (edited)" },
+        "m.relates_to": { "rel_type": "m.replace", "event_id": first },
+    });
+    assert_eq!(send("m.room.message", "e1", edit).await.0, StatusCode::OK);
+    let reply = json!({ "msgtype": "m.text", "body": "in a thread", "m.relates_to": { "rel_type": "m.thread", "event_id": first } });
+    assert_eq!(send("m.room.message", "t1", reply).await.0, StatusCode::OK);
+
+    let relations = |suffix: String| {
+        let server = &server;
+        let alice = alice.clone();
+        let room = room.clone();
+        let first = first.clone();
+        async move {
+            server
+                .get(&format!("/_matrix/client/v1/rooms/{room}/relations/{first}{suffix}"), Some(&alice))
+                .await
+        }
+    };
+    let (status, all) = relations(String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let kinds: Vec<&str> = all["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["m.relates_to"]["rel_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["m.thread", "m.replace", "m.annotation"], "newest first");
+    let (_, reactions) = relations("/m.annotation".into()).await;
+    assert_eq!(reactions["chunk"][0]["content"]["m.relates_to"]["key"], "👍");
+    let (_, edits) = relations("/m.replace/m.room.message".into()).await;
+    assert_eq!(edits["chunk"].as_array().unwrap().len(), 1);
+    let (_, page) = relations("?limit=2".into()).await;
+    assert_eq!(page["chunk"].as_array().unwrap().len(), 2);
+    let next = page["next_batch"].as_str().expect("a next page");
+    let (_, rest) = relations(format!("?limit=2&from={next}")).await;
+    assert_eq!(rest["chunk"][0]["content"]["m.relates_to"]["rel_type"], "m.annotation");
+    assert!(rest["next_batch"].is_null());
+
+    // Context: the second message between the first and the third.
+    let (status, context) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/context/{}?limit=2", ids[1]), Some(&alice))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{context}");
+    assert_eq!(context["event"]["content"]["body"], "second");
+    assert_eq!(context["events_before"][0]["content"]["body"], "first");
+    assert_eq!(context["events_after"][0]["content"]["body"], "third");
+    assert!(context["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
+
+    // Timestamps: the first event from the beginning of time, the last from far in the future.
+    let (status, oldest) = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts=0&dir=f"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{oldest}");
+    let (_, create) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{}", oldest["event_id"].as_str().unwrap()),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(create["type"], "m.room.create");
+    let (_, newest) = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts=99999999999999&dir=b"),
+            Some(&alice),
+        )
+        .await;
+    let (_, last) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{}", newest["event_id"].as_str().unwrap()),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(last["content"]["body"], "in a thread");
+
+    // Knocking: bob asks to join; alice sees the knock and lets him in.
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/knock/{room}"), Some(&bob), json!({ "reason": "hi" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/members?membership=knock"), Some(&alice))
+        .await;
+    assert_eq!(members["chunk"][0]["state_key"], "@bob:localhost");
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&alice),
+            json!({ "user_id": "@bob:localhost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+}

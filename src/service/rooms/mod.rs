@@ -501,6 +501,38 @@ impl Rooms {
     }
 }
 
+/// An event relating to another, as indexed: (stream position, rel_type, event ID, type).
+pub type RelationRow = (u64, String, OwnedEventId, String);
+
+impl Rooms {
+    /// Up to `limit` events relating to `parent`, from stream position `from` (inclusive)
+    /// backward or forward.
+    pub fn relations(
+        &self,
+        room_id: &RoomId,
+        parent: &EventId,
+        from: Option<u64>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<RelationRow>> {
+        let parent_prefix = prefix(&[room_id.as_bytes(), parent.as_bytes()]);
+        let start = match (from, forward) {
+            (Some(position), _) => key(&[room_id.as_bytes(), parent.as_bytes(), &position.to_be_bytes()]),
+            (None, true) => parent_prefix.clone(),
+            (None, false) => key(&[room_id.as_bytes(), parent.as_bytes(), &u64::MAX.to_be_bytes()]),
+        };
+        let rows = self.store.range(Table::Relations, &parent_prefix, &start, forward, limit)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let position = u64::from_be_bytes(key[parent_prefix.len()..].try_into().ok()?);
+                let (rel_type, event_id, kind): (String, OwnedEventId, String) = serde_json::from_slice(&value).ok()?;
+                Some((position, rel_type, event_id, kind))
+            })
+            .collect())
+    }
+}
+
 /// Where a transaction's event ID is kept: transaction IDs are scoped to a device and a room.
 fn transaction_key(user_id: &UserId, room_id: &RoomId, transaction: &Transaction) -> Vec<u8> {
     key(&[
