@@ -66,6 +66,8 @@ type BenchResult<T> = Result<T, String>;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // reqwest is built without a default TLS provider; https URLs use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let figures = match run(&cli).await {
         Ok(figures) => figures,
         Err(error) => {
