@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::admin;
@@ -29,6 +30,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
         "Hearth is serving"
     );
     let app = crate::api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Small responses go out at once instead of waiting on Nagle's algorithm (40 ms stalls).
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     admin_socket.abort();
     let _ = std::fs::remove_file(services.config.admin_socket_path());

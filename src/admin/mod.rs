@@ -3,6 +3,7 @@
 //! server is stopped, on the store opened directly.
 
 pub mod cli;
+pub mod rooms;
 pub mod socket;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use crate::service::media::MediaSummary;
 use crate::service::registration::NewAccount;
 use crate::service::registration_tokens::RegistrationToken;
 use crate::service::{Services, now_ms, random_string};
+use rooms::{CommunityCommand, RoomCommand, RoomLine};
 
 /// Everything `hearth admin` can do.
 #[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
@@ -31,6 +33,12 @@ pub enum AdminCommand {
     /// Manage uploaded media.
     #[command(subcommand)]
     Media(MediaCommand),
+    /// Manage rooms.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Manage communities: a space with its channels.
+    #[command(subcommand)]
+    Community(CommunityCommand),
 }
 
 /// `hearth admin user …`
@@ -127,6 +135,9 @@ pub enum AdminOutput {
     Token(RegistrationToken),
     Tokens(Vec<RegistrationToken>),
     Media(Vec<MediaSummary>),
+    Rooms(Vec<RoomLine>),
+    /// Structured details, printed as JSON for people too.
+    Details(serde_json::Value),
     Done(String),
 }
 
@@ -186,6 +197,20 @@ impl fmt::Display for AdminOutput {
                 }
                 write!(f, "{} item(s)", items.len())
             }
+            AdminOutput::Rooms(rooms) => {
+                writeln!(f, "{:<50} {:<8} {:>7}  {:<24} NAME", "ROOM", "VERSION", "MEMBERS", "ALIAS")?;
+                for room in rooms {
+                    let alias = room.alias.as_deref().unwrap_or("-");
+                    let name = room.name.as_deref().unwrap_or("-");
+                    writeln!(
+                        f,
+                        "{:<50} {:<8} {:>7}  {:<24} {name}",
+                        room.room_id, room.version, room.joined_members, alias
+                    )?;
+                }
+                write!(f, "{} room(s)", rooms.len())
+            }
+            AdminOutput::Details(details) => write!(f, "{}", serde_json::to_string_pretty(details).unwrap_or_default()),
             AdminOutput::Done(message) => write!(f, "{message}"),
         }
     }
@@ -206,6 +231,11 @@ impl AdminCommand {
             AdminCommand::Media(MediaCommand::List { .. }) => "media list",
             AdminCommand::Media(MediaCommand::Delete { .. }) => "media delete",
             AdminCommand::Media(MediaCommand::Purge { .. }) => "media purge",
+            AdminCommand::Room(RoomCommand::List) => "room list",
+            AdminCommand::Room(RoomCommand::Show { .. }) => "room show",
+            AdminCommand::Room(RoomCommand::Delete { .. }) => "room delete",
+            AdminCommand::Room(RoomCommand::Promote { .. }) => "room promote",
+            AdminCommand::Community(CommunityCommand::Create { .. }) => "community create",
         }
     }
 }
@@ -216,6 +246,8 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::User(command) => execute_user(services, command).await,
         AdminCommand::RegistrationToken(command) => execute_token(services, command),
         AdminCommand::Media(command) => execute_media(services, command).await,
+        AdminCommand::Room(command) => rooms::execute_room(services, command).await,
+        AdminCommand::Community(command) => rooms::execute_community(services, command).await,
     }
 }
 

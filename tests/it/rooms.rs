@@ -583,3 +583,105 @@ async fn relations_context_timestamps_and_knocking() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn communities_spaces_and_the_room_admin_cli() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+
+    let (output, created) = server.admin(&[
+        "community",
+        "create",
+        "Hearth Friends",
+        "--channels",
+        "general,random",
+        "--owner",
+        "alice",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let space = created["details"]["space"].as_str().unwrap().to_owned();
+    let general = created["details"]["channels"][0]["room_id"].as_str().unwrap().to_owned();
+    let random = created["details"]["channels"][1]["room_id"].as_str().unwrap().to_owned();
+
+    // The space lists its channels, as Element's space bar shows them.
+    let (status, hierarchy) = server
+        .get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"), Some(&alice))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hierarchy}");
+    let rooms = hierarchy["rooms"].as_array().unwrap();
+    assert_eq!(rooms[0]["room_type"], "m.space");
+    assert_eq!(rooms[0]["name"], "Hearth Friends");
+    assert_eq!(rooms[0]["children_state"].as_array().unwrap().len(), 2);
+    let names: Vec<&str> = rooms[1..].iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["general", "random"]);
+    assert_error(
+        &server.get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"), Some(&bob)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // Invited to the space, bob may join its channels without another invite.
+    assert_error(
+        &server
+            .post(&format!("/_matrix/client/v3/join/{general}"), Some(&bob), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{space}/invite"),
+            Some(&alice),
+            json!({ "user_id": "@bob:localhost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/join/{space}"), Some(&bob), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/join/{general}"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The admin CLI lists and shows rooms, and promotes bob so he may rename the channel.
+    let (output, listed) = server.admin(&["room", "list"]);
+    assert!(output.status.success());
+    assert_eq!(listed["rooms"].as_array().unwrap().len(), 3);
+    let (_, shown) = server.admin(&["room", "show", &general]);
+    assert_eq!(shown["details"]["members"]["@bob:localhost"]["membership"], "join");
+    let name_path = format!("/_matrix/client/v3/rooms/{general}/state/m.room.name");
+    assert_error(
+        &server.put(&name_path, Some(&bob), json!({ "name": "lobby" })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (output, _) = server.admin(&["room", "promote", &general, "bob"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        server.put(&name_path, Some(&bob), json!({ "name": "lobby" })).await.0,
+        StatusCode::OK
+    );
+
+    // Deleting a channel removes it from the server and from the space's listing.
+    let (output, _) = server.admin(&["room", "delete", &random]);
+    assert!(output.status.success(), "{output:?}");
+    let (_, listed) = server.admin(&["room", "list"]);
+    assert_eq!(listed["rooms"].as_array().unwrap().len(), 2);
+    let (_, hierarchy) = server
+        .get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"), Some(&alice))
+        .await;
+    assert_eq!(hierarchy["rooms"].as_array().unwrap().len(), 2);
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v3/rooms/{random}/messages?dir=b"), Some(&alice))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+}

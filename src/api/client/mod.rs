@@ -30,6 +30,7 @@ pub mod room_event_by_timestamp;
 pub mod room_send;
 pub mod room_state;
 pub mod rooms;
+pub mod space_hierarchy;
 pub mod versions;
 pub mod wellknown;
 pub mod whoami;

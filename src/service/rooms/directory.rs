@@ -147,12 +147,21 @@ impl Rooms {
             "guest_can_join": field(StateEventType::RoomGuestAccess, "guest_access")? == Some(json!("can_join")),
             "join_rule": field(StateEventType::RoomJoinRules, "join_rule")?.unwrap_or(json!("invite")),
         });
+        let join_rules = self
+            .state_content(&state, &StateEventType::RoomJoinRules, "")?
+            .unwrap_or(Value::Null);
+        if let Some(allow) = join_rules.get("allow").and_then(Value::as_array) {
+            let allowed: Vec<&Value> = allow.iter().filter_map(|rule| rule.get("room_id")).collect();
+            summary["allowed_room_ids"] = json!(allowed);
+        }
+        summary["room_version"] = json!(self.room(room_id)?.version);
         for (kind, name, key) in [
             (StateEventType::RoomName, "name", "name"),
             (StateEventType::RoomTopic, "topic", "topic"),
             (StateEventType::RoomAvatar, "url", "avatar_url"),
             (StateEventType::RoomCanonicalAlias, "alias", "canonical_alias"),
             (StateEventType::RoomCreate, "type", "room_type"),
+            (StateEventType::RoomEncryption, "algorithm", "encryption"),
         ] {
             if let Some(value) = field(kind, name)? {
                 summary[key] = value;

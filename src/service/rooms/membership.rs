@@ -3,7 +3,7 @@
 
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedEventId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{NewEvent, Rooms};
@@ -47,6 +47,12 @@ impl Rooms {
         if change.is_direct {
             content["is_direct"] = json!(true);
         }
+        if change.membership == MembershipState::Join
+            && change.sender == change.target
+            && let Some(authoriser) = self.join_authoriser(room_id, change.target)?
+        {
+            content["join_authorised_via_users_server"] = json!(authoriser);
+        }
         let event = NewEvent::state(StateEventType::RoomMember, change.target.as_str(), content);
         self.append(room_id, change.sender, event).await
     }
@@ -62,6 +68,47 @@ impl Rooms {
             is_direct: false,
         };
         self.change_membership(room_id, change, profiles).await
+    }
+
+    /// For a join to a `restricted` room by someone not invited: a local member who may invite,
+    /// vouching for the join (the auth rules want one); 403 unless the user is in one of the
+    /// rooms the join rule allows. `None` when the room is not restricted or the user invited.
+    fn join_authoriser(&self, room_id: &RoomId, user: &UserId) -> Result<Option<OwnedUserId>> {
+        let room = self.room(room_id)?;
+        let state = self.states.load(room.state)?;
+        let join_rules = self
+            .state_content(&state, &StateEventType::RoomJoinRules, "")?
+            .unwrap_or(Value::Null);
+        let restricted = matches!(
+            join_rules.get("join_rule").and_then(Value::as_str),
+            Some("restricted" | "knock_restricted")
+        );
+        if !restricted || matches!(self.membership_in(&state, user)?, MembershipState::Invite | MembershipState::Join) {
+            return Ok(None);
+        }
+        let allowed = join_rules.get("allow").and_then(Value::as_array).into_iter().flatten().any(|rule| {
+            rule.get("room_id")
+                .and_then(Value::as_str)
+                .and_then(|id| RoomId::parse(id).ok())
+                .and_then(|allowed_room| self.membership(user, &allowed_room).ok().flatten())
+                .is_some_and(|record| record.membership == MembershipState::Join)
+        });
+        if !allowed {
+            return Err(Error::forbidden(
+                "Joining this room needs membership of a room it allows (or an invite)",
+            ));
+        }
+        let power = self.power_levels(&room.version, &state)?;
+        for (member, content) in self.member_events(room_id)? {
+            if let Ok(member) = UserId::parse(member.as_str())
+                && member.server_name() == self.server_name()
+                && content.get("membership").and_then(Value::as_str) == Some("join")
+                && power.user_can_invite(&member)
+            {
+                return Ok(Some(member));
+            }
+        }
+        Err(Error::forbidden("No member of this server can let you in"))
     }
 
     /// The room's members as `(user, member event content)`, from its current state.

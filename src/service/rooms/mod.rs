@@ -11,6 +11,8 @@ pub mod create;
 pub mod directory;
 pub mod membership;
 pub mod pdu;
+pub mod purge;
+pub mod spaces;
 pub mod state;
 pub mod visibility;
 

@@ -1,0 +1,175 @@
+//! Spaces: a space is a room of type `m.space` whose `m.space.child` state events name its
+//! rooms — in Discord's words, a server and its channels. This walks that tree for
+//! `/hierarchy` and builds a community (a space with its channels) for the admin CLI.
+
+use std::collections::{HashSet, VecDeque};
+
+use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde_json::{Map, Value, json};
+
+use super::create::{DEFAULT_ROOM_VERSION, RoomSettings};
+use super::{NewEvent, Rooms};
+use crate::error::{Error, Result};
+use crate::service::profiles::Profiles;
+
+/// One room of a space hierarchy: its directory summary and its `m.space.child` events.
+pub struct HierarchyRoom {
+    pub summary: Value,
+    pub children_state: Vec<Value>,
+}
+
+impl Rooms {
+    /// Whether `user` may see a room's summary: they are in it, or anyone (or any member of
+    /// a room its join rule allows) could join or read it.
+    pub fn may_preview(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
+        let state = self.current_state(room_id)?;
+        if self.membership_in(&state, user)? == MembershipState::Join {
+            return Ok(true);
+        }
+        let field = |kind: StateEventType, name: &str| -> Result<Option<Value>> {
+            Ok(self
+                .state_content(&state, &kind, "")?
+                .and_then(|content| content.get(name).cloned()))
+        };
+        if field(StateEventType::RoomHistoryVisibility, "history_visibility")? == Some(json!("world_readable")) {
+            return Ok(true);
+        }
+        let join_rules = self
+            .state_content(&state, &StateEventType::RoomJoinRules, "")?
+            .unwrap_or(Value::Null);
+        match join_rules.get("join_rule").and_then(Value::as_str) {
+            Some("public" | "knock") => Ok(true),
+            Some("restricted" | "knock_restricted") => {
+                for allowed in join_rules.get("allow").and_then(Value::as_array).into_iter().flatten() {
+                    let Some(allowed_room) = allowed.get("room_id").and_then(Value::as_str).and_then(|id| RoomId::parse(id).ok()) else {
+                        continue;
+                    };
+                    if self
+                        .membership(user, &allowed_room)?
+                        .is_some_and(|record| record.membership == MembershipState::Join)
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The rooms of a space, breadth first from `root`, down to `max_depth`, that `user` may
+    /// preview; 403 if they may not preview the root.
+    pub fn hierarchy(&self, root: &RoomId, user: &UserId, max_depth: usize, suggested_only: bool) -> Result<Vec<HierarchyRoom>> {
+        self.room(root)?;
+        if !self.may_preview(root, user)? {
+            return Err(Error::forbidden("You may not see this space"));
+        }
+        let mut rooms = Vec::new();
+        let mut seen = HashSet::from([root.to_owned()]);
+        let mut queue = VecDeque::from([(root.to_owned(), 0usize)]);
+        while let Some((room_id, depth)) = queue.pop_front() {
+            if self.room(&room_id).is_err() || !self.may_preview(&room_id, user)? {
+                continue;
+            }
+            let mut children_state = Vec::new();
+            let state = self.current_state(&room_id)?;
+            for (short_key, short_event) in state.iter() {
+                let (kind, state_key) = self.states.state_key(*short_key)?;
+                if kind != StateEventType::SpaceChild {
+                    continue;
+                }
+                let Some(pdu) = self.pdu(&self.states.event_id(*short_event)?)? else {
+                    continue;
+                };
+                let content = pdu.content_value();
+                let linked = content.get("via").and_then(Value::as_array).is_some_and(|via| !via.is_empty());
+                let suggested = content.get("suggested").and_then(Value::as_bool).unwrap_or(false);
+                if !linked || (suggested_only && !suggested) {
+                    continue;
+                }
+                children_state.push(json!({
+                    "type": "m.space.child",
+                    "state_key": state_key,
+                    "content": content,
+                    "sender": pdu.sender,
+                    "origin_server_ts": pdu.origin_server_ts,
+                }));
+                if depth < max_depth
+                    && let Ok(child) = RoomId::parse(state_key.as_str())
+                    && seen.insert(child.clone())
+                {
+                    queue.push_back((child, depth + 1));
+                }
+            }
+            rooms.push(HierarchyRoom {
+                summary: self.summary(&room_id)?,
+                children_state,
+            });
+        }
+        Ok(rooms)
+    }
+
+    /// Creates a community: a space named `name` owned by `owner`, and one channel room per
+    /// name in `channels`, linked both ways and joinable by the space's members.
+    pub async fn create_community(
+        &self,
+        owner: &UserId,
+        name: &str,
+        channels: &[String],
+        profiles: &Profiles,
+    ) -> Result<(OwnedRoomId, Vec<OwnedRoomId>)> {
+        let space = self
+            .create_room(
+                owner,
+                RoomSettings {
+                    version: DEFAULT_ROOM_VERSION,
+                    preset: "private_chat".into(),
+                    creation_content: Map::from_iter([("type".to_owned(), json!("m.space"))]),
+                    power_level_override: Some(Map::from_iter([("events_default".to_owned(), json!(100))])),
+                    initial_state: vec![],
+                    name: Some(name.to_owned()),
+                    topic: None,
+                    invite: vec![],
+                    is_direct: false,
+                    alias: None,
+                    publish: false,
+                },
+                profiles,
+            )
+            .await?;
+        let via = json!([self.server_name()]);
+        let mut rooms = Vec::new();
+        for (index, channel) in channels.iter().enumerate() {
+            let join_rule = json!({ "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] });
+            let room = self
+                .create_room(
+                    owner,
+                    RoomSettings {
+                        version: DEFAULT_ROOM_VERSION,
+                        preset: "private_chat".into(),
+                        creation_content: Map::new(),
+                        power_level_override: None,
+                        initial_state: vec![
+                            ("m.room.join_rules".into(), String::new(), join_rule),
+                            ("m.space.parent".into(), space.to_string(), json!({ "via": via, "canonical": true })),
+                        ],
+                        name: Some(channel.clone()),
+                        topic: None,
+                        invite: vec![],
+                        is_direct: false,
+                        alias: None,
+                        publish: false,
+                    },
+                    profiles,
+                )
+                .await?;
+            let child = json!({ "via": via, "suggested": index == 0, "order": format!("{index:04}") });
+            self.append(&space, owner, NewEvent::state(StateEventType::SpaceChild, room.as_str(), child))
+                .await?;
+            rooms.push(room);
+        }
+        Ok((space, rooms))
+    }
+}
