@@ -65,3 +65,72 @@ async fn matrix_sdk_register_login_profile_logout() {
     assert!(alice.whoami().await.is_ok());
     assert_eq!(alice.devices().await.unwrap().devices.len(), 1);
 }
+
+/// A logged-in `matrix-sdk` client for a freshly registered user.
+async fn user(server: &TestServer, name: &str) -> Client {
+    server.register(name, "correct horse").await;
+    let client = client(server).await;
+    client
+        .matrix_auth()
+        .login_username(name, "correct horse")
+        .send()
+        .await
+        .expect("login succeeds");
+    client
+}
+
+#[tokio::test]
+async fn matrix_sdk_rooms_invite_join_chat_promote_and_history() {
+    use matrix_sdk::room::MessagesOptions;
+    use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
+    use matrix_sdk::ruma::api::client::state::get_state_event_for_key;
+    use matrix_sdk::ruma::events::StateEventType;
+    use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+    use matrix_sdk::ruma::user_id;
+
+    let server = TestServer::start(&[]).await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+
+    let mut request = CreateRoomRequest::new();
+    request.name = Some("Book club".into());
+    request.invite = vec![user_id!("@bob:localhost").to_owned()];
+    let room = alice.create_room(request).await.expect("room created");
+    let bobs_room = bob.join_room_by_id(room.room_id()).await.expect("bob joins");
+
+    bobs_room
+        .send(RoomMessageEventContent::text_plain("hello alice"))
+        .await
+        .expect("bob sends");
+    room.send(RoomMessageEventContent::text_plain("hello bob"))
+        .await
+        .expect("alice sends");
+
+    // Bob may not rename the room until alice makes him an admin.
+    assert!(bobs_room.set_name("Bob's club".into()).await.is_err());
+    // The SDK's own power-level helpers read the state that /sync brings; fetch it instead.
+    let request = get_state_event_for_key::v3::Request::new(room.room_id().to_owned(), StateEventType::RoomPowerLevels, String::new());
+    let current = alice.send(request).await.expect("power levels");
+    let mut levels: serde_json::Value = serde_json::from_str(current.event_or_content.get()).unwrap();
+    levels["users"]["@bob:localhost"] = serde_json::json!(100);
+    room.send_state_event_raw("m.room.power_levels", "", levels)
+        .await
+        .expect("promotion");
+    bobs_room.set_name("Bob's club".into()).await.expect("an admin renames");
+
+    let messages = room.messages(MessagesOptions::backward()).await.expect("history");
+    let texts: Vec<(String, u64)> = messages
+        .chunk
+        .iter()
+        .filter_map(|event| {
+            let content: serde_json::Value = event.raw().get_field("content").ok()??;
+            let timestamp: u64 = event.raw().get_field("origin_server_ts").ok()??;
+            Some((content.get("body")?.as_str()?.to_owned(), timestamp))
+        })
+        .collect();
+    assert_eq!(
+        texts.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
+        vec!["hello bob", "hello alice"]
+    );
+    assert!(texts[0].1 >= texts[1].1 && texts[1].1 > 0, "timestamps present and ordered");
+}
