@@ -234,6 +234,7 @@ impl AdminCommand {
             AdminCommand::Room(RoomCommand::List) => "room list",
             AdminCommand::Room(RoomCommand::Show { .. }) => "room show",
             AdminCommand::Room(RoomCommand::Delete { .. }) => "room delete",
+            AdminCommand::Room(RoomCommand::Event { .. }) => "room event",
             AdminCommand::Room(RoomCommand::Promote { .. }) => "room promote",
             AdminCommand::Community(CommunityCommand::Create { .. }) => "community create",
         }

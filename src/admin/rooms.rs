@@ -22,6 +22,8 @@ pub enum RoomCommand {
     /// Delete a room from this server: its members leave, its aliases and listing go, and its
     /// history is purged.
     Delete { room: String },
+    /// Print an event as its signed federation PDU, e.g. to check its hashes and signature.
+    Event { event_id: String },
     /// Set a member's power level in a room (100: admin), sent by the room's most powerful
     /// local member.
     Promote {
@@ -104,6 +106,12 @@ pub async fn execute_room(services: &Services, command: RoomCommand) -> Result<A
             details["created_ts"] = json!(record.created_ts);
             details["state_events"] = json!(state.len());
             Ok(AdminOutput::Details(details))
+        }
+        RoomCommand::Event { event_id } => {
+            let event_id = ruma::EventId::parse(event_id.as_str()).map_err(|e| Error::invalid_param(format!("{event_id} is not an event ID: {e}")))?;
+            let stored = rooms.stored_event(&event_id)?.ok_or_else(|| Error::not_found(format!("no event {event_id}")))?;
+            let version = rooms.room(&stored.room_id)?.version;
+            Ok(AdminOutput::Details(json!({ "room_id": stored.room_id, "room_version": version, "pdu": stored.pdu })))
         }
         RoomCommand::Delete { room } => {
             let room_id = room_id(services, &room)?;

@@ -685,3 +685,38 @@ async fn communities_spaces_and_the_room_admin_cli() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn events_are_hashed_and_signed_pdus_of_their_room_version() {
+    use ruma::RoomVersionId;
+    use ruma::canonical_json::CanonicalJsonObject;
+    use ruma::signatures::{PublicKeyMap, Verified, reference_hash, verify_event};
+
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (_, keys) = server.get("/_matrix/key/v2/server", None).await;
+    let mut public_keys = std::collections::BTreeMap::new();
+    for (key_id, key) in keys["verify_keys"].as_object().unwrap() {
+        public_keys.insert(key_id.clone(), ruma::serde::Base64::parse(key["key"].as_str().unwrap()).unwrap());
+    }
+    let key_map: PublicKeyMap = [("localhost".to_owned(), public_keys)].into();
+
+    for (version, room_version) in [("10", RoomVersionId::V10), ("11", RoomVersionId::V11), ("12", RoomVersionId::V12)] {
+        let rules = room_version.rules().unwrap();
+        let room = create_room(&server, &alice, json!({ "room_version": version, "name": "Signed" })).await;
+        let (_, sent) = send_text(&server, &alice, &room, "s1", "signed and sealed").await;
+        let (_, create) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.create?format=event"), Some(&alice)).await;
+        for event_id in [sent["event_id"].as_str().unwrap(), create["event_id"].as_str().unwrap()] {
+            let (output, shown) = server.admin(&["room", "event", event_id]);
+            assert!(output.status.success(), "{output:?}");
+            let pdu: CanonicalJsonObject = serde_json::from_value(shown["details"]["pdu"].clone()).unwrap();
+            assert!(matches!(verify_event(&key_map, &pdu, &rules), Ok(Verified::All)), "v{version} {event_id}: hash and signature");
+            let hash = reference_hash(&pdu, &rules).unwrap();
+            assert_eq!(format!("${hash}"), event_id, "v{version}: the event ID is the reference hash");
+            if event_id == create["event_id"].as_str().unwrap() && version == "12" {
+                assert_eq!(format!("!{hash}"), room, "v12: the room ID is the create event's reference hash");
+                assert!(!pdu.contains_key("room_id"));
+            }
+        }
+    }
+}
