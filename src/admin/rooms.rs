@@ -108,10 +108,15 @@ pub async fn execute_room(services: &Services, command: RoomCommand) -> Result<A
             Ok(AdminOutput::Details(details))
         }
         RoomCommand::Event { event_id } => {
-            let event_id = ruma::EventId::parse(event_id.as_str()).map_err(|e| Error::invalid_param(format!("{event_id} is not an event ID: {e}")))?;
-            let stored = rooms.stored_event(&event_id)?.ok_or_else(|| Error::not_found(format!("no event {event_id}")))?;
+            let event_id =
+                ruma::EventId::parse(event_id.as_str()).map_err(|e| Error::invalid_param(format!("{event_id} is not an event ID: {e}")))?;
+            let stored = rooms
+                .stored_event(&event_id)?
+                .ok_or_else(|| Error::not_found(format!("no event {event_id}")))?;
             let version = rooms.room(&stored.room_id)?.version;
-            Ok(AdminOutput::Details(json!({ "room_id": stored.room_id, "room_version": version, "pdu": stored.pdu })))
+            Ok(AdminOutput::Details(
+                json!({ "room_id": stored.room_id, "room_version": version, "pdu": stored.pdu }),
+            ))
         }
         RoomCommand::Delete { room } => {
             let room_id = room_id(services, &room)?;

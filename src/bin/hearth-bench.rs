@@ -5,6 +5,8 @@
 //! Workloads:
 //! - `media`: upload and download throughput of a large file, thumbnail generation and
 //!   cached-thumbnail time.
+//! - `messages`: K concurrent senders × M messages into one room (messages/s, p50/p99 send
+//!   latency), then the room's history paged back 100 events at a time.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
+    /// Concurrent senders into one room, then back-pagination of its history.
+    Messages {
+        /// How many users send at once.
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        /// How many messages each sends.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+    },
     /// Media upload and download throughput and thumbnail time.
     Media {
         /// Size of the uploaded file in MiB.
@@ -87,13 +98,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
-    let session = register(cli).await?;
     match cli.workload {
         Workload::Media {
             size_mib,
             rounds,
             image_side,
-        } => media(&session, size_mib, rounds, image_side).await,
+        } => media(&register(cli).await?, size_mib, rounds, image_side).await,
+        Workload::Messages { senders, messages: count } => messages(cli, senders, count).await,
     }
 }
 
@@ -133,6 +144,21 @@ async fn register(cli: &Cli) -> BenchResult<Session> {
 }
 
 impl Session {
+    /// Sends a request with a JSON body (none when `body` is null) and returns the JSON answer.
+    async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status} {body}"));
+        }
+        Ok(body)
+    }
+
     async fn upload(&self, content_type: &str, bytes: Vec<u8>) -> BenchResult<String> {
         let response = self
             .http
@@ -163,6 +189,119 @@ impl Session {
         }
         Ok(response.bytes().await.map_err(|e| e.to_string())?.len())
     }
+}
+
+/// The value at quantile `q` (0..=1) of sorted durations, in milliseconds.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    millis(sorted[index])
+}
+
+async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Figure>> {
+    let mut users = Vec::new();
+    for _ in 0..senders.max(1) {
+        users.push(register(cli).await?);
+    }
+    let created = users[0]
+        .json(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            json!({ "preset": "public_chat" }),
+        )
+        .await?;
+    let room = created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned();
+    for user in &users[1..] {
+        user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+            .await?;
+    }
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, user) in users.iter().enumerate() {
+        let user = Session {
+            http: user.http.clone(),
+            url: user.url.clone(),
+            token: user.token.clone(),
+        };
+        let room = room.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for n in 0..count {
+                let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/b{index}-{n}");
+                let sent = Instant::now();
+                user.json(
+                    reqwest::Method::PUT,
+                    &path,
+                    json!({ "msgtype": "m.text", "body": format!("message {n} from {index}") }),
+                )
+                .await?;
+                latencies.push(sent.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let total = latencies.len();
+    let mut figures = vec![
+        Figure {
+            name: format!("send: {senders} senders x {count} messages, throughput"),
+            value: total as f64 / elapsed.as_secs_f64(),
+            unit: "messages/s",
+        },
+        Figure {
+            name: "send latency p50".into(),
+            value: quantile_ms(&latencies, 0.5),
+            unit: "ms",
+        },
+        Figure {
+            name: "send latency p99".into(),
+            value: quantile_ms(&latencies, 0.99),
+            unit: "ms",
+        },
+    ];
+
+    // The whole history, newest first, 100 events per page.
+    let mut pages = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let query = match &from {
+            Some(token) => format!("dir=b&limit=100&from={token}"),
+            None => "dir=b&limit=100".to_owned(),
+        };
+        let started = Instant::now();
+        let page = users[0]
+            .json(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/rooms/{room}/messages?{query}"),
+                Value::Null,
+            )
+            .await?;
+        pages.push(started.elapsed());
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    pages.sort();
+    figures.push(Figure {
+        name: format!("/messages, 100 events per page ({} pages), p50", pages.len()),
+        value: quantile_ms(&pages, 0.5),
+        unit: "ms",
+    });
+    figures.push(Figure {
+        name: "/messages, 100 events per page, p99".into(),
+        value: quantile_ms(&pages, 0.99),
+        unit: "ms",
+    });
+    Ok(figures)
 }
 
 fn mib_per_second(bytes: usize, elapsed: Duration) -> f64 {

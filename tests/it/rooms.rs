@@ -705,12 +705,20 @@ async fn events_are_hashed_and_signed_pdus_of_their_room_version() {
         let rules = room_version.rules().unwrap();
         let room = create_room(&server, &alice, json!({ "room_version": version, "name": "Signed" })).await;
         let (_, sent) = send_text(&server, &alice, &room, "s1", "signed and sealed").await;
-        let (_, create) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.create?format=event"), Some(&alice)).await;
+        let (_, create) = server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.create?format=event"),
+                Some(&alice),
+            )
+            .await;
         for event_id in [sent["event_id"].as_str().unwrap(), create["event_id"].as_str().unwrap()] {
             let (output, shown) = server.admin(&["room", "event", event_id]);
             assert!(output.status.success(), "{output:?}");
             let pdu: CanonicalJsonObject = serde_json::from_value(shown["details"]["pdu"].clone()).unwrap();
-            assert!(matches!(verify_event(&key_map, &pdu, &rules), Ok(Verified::All)), "v{version} {event_id}: hash and signature");
+            assert!(
+                matches!(verify_event(&key_map, &pdu, &rules), Ok(Verified::All)),
+                "v{version} {event_id}: hash and signature"
+            );
             let hash = reference_hash(&pdu, &rules).unwrap();
             assert_eq!(format!("${hash}"), event_id, "v{version}: the event ID is the reference hash");
             if event_id == create["event_id"].as_str().unwrap() && version == "12" {
