@@ -728,3 +728,106 @@ async fn events_are_hashed_and_signed_pdus_of_their_room_version() {
         }
     }
 }
+
+#[tokio::test]
+async fn upgrades_and_the_user_directory() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_dave, _) = server.register("dave", "davepass1").await;
+    let old = create_room(
+        &server,
+        &alice,
+        json!({ "room_version": "10", "name": "Club", "room_alias_name": "club", "preset": "public_chat", "visibility": "public" }),
+    )
+    .await;
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/join/{old}"), Some(&bob), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{old}/ban"),
+            Some(&alice),
+            json!({ "user_id": "@dave:localhost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let upgrade_path = format!("/_matrix/client/v3/rooms/{old}/upgrade");
+    assert_error(
+        &server.post(&upgrade_path, Some(&bob), json!({ "new_version": "12" })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.post(&upgrade_path, Some(&alice), json!({ "new_version": "99" })).await,
+        400,
+        "M_UNSUPPORTED_ROOM_VERSION",
+    );
+    let (status, upgraded) = server.post(&upgrade_path, Some(&alice), json!({ "new_version": "12" })).await;
+    assert_eq!(status, StatusCode::OK, "{upgraded}");
+    let new = upgraded["replacement_room"].as_str().unwrap();
+
+    let (_, tombstone) = server
+        .get(&format!("/_matrix/client/v3/rooms/{old}/state/m.room.tombstone"), Some(&bob))
+        .await;
+    assert_eq!(tombstone["replacement_room"], new);
+    assert_error(&send_text(&server, &bob, &old, "late", "anyone here?").await, 403, "M_FORBIDDEN");
+    let (_, create) = server
+        .get(&format!("/_matrix/client/v3/rooms/{new}/state/m.room.create"), Some(&alice))
+        .await;
+    assert_eq!(create["predecessor"]["room_id"], old.as_str());
+    let (_, name) = server
+        .get(&format!("/_matrix/client/v3/rooms/{new}/state/m.room.name"), Some(&alice))
+        .await;
+    assert_eq!(name["name"], "Club");
+    let (_, alias) = server.get("/_matrix/client/v3/directory/room/%23club:localhost", None).await;
+    assert_eq!(alias["room_id"], new);
+    let (_, banned) = server
+        .get(&format!("/_matrix/client/v3/rooms/{new}/members?membership=ban"), Some(&alice))
+        .await;
+    assert_eq!(banned["chunk"][0]["state_key"], "@dave:localhost");
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/join/{new}"), Some(&bob), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // The user directory finds people one shares a room with, by ID or display name.
+    server
+        .put(
+            "/_matrix/client/v3/profile/@bob:localhost/displayname",
+            Some(&bob),
+            json!({ "displayname": "Robert" }),
+        )
+        .await;
+    let search = |term: &'static str| {
+        let server = &server;
+        let alice = alice.clone();
+        async move {
+            let (status, found) = server
+                .post(
+                    "/_matrix/client/v3/user_directory/search",
+                    Some(&alice),
+                    json!({ "search_term": term }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{found}");
+            found["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["user_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("bob").await, vec!["@bob:localhost"]);
+    assert_eq!(search("rob").await, vec!["@bob:localhost"]);
+    assert!(search("dave").await.is_empty(), "dave shares no room with alice");
+}

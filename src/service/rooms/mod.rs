@@ -14,6 +14,7 @@ pub mod pdu;
 pub mod purge;
 pub mod spaces;
 pub mod state;
+pub mod upgrade;
 pub mod visibility;
 
 use std::sync::Arc;
