@@ -17,7 +17,8 @@ pub mod state;
 pub mod upgrade;
 pub mod visibility;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::events::room::member::MembershipState;
@@ -119,7 +120,16 @@ pub struct Rooms {
     locks: KeyedLocks<OwnedRoomId>,
     /// Serializes alias creation, so one alias never points at two rooms.
     aliases_lock: std::sync::Mutex<()>,
+    /// Room records as last written; filled and updated only under the room's lock, so a
+    /// reader never puts an older record back.
+    records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
+    /// Parsed PDUs of recent events: every auth check reads the same few (create, power
+    /// levels, the sender's membership).
+    pdus: Mutex<HashMap<OwnedEventId, Pdu>>,
 }
+
+/// PDUs kept parsed in memory.
+const CACHED_PDUS: usize = 20_000;
 
 impl Rooms {
     pub fn new(store: Store, server_name: OwnedServerName, key: Arc<ServerKey>) -> Result<Rooms> {
@@ -129,6 +139,8 @@ impl Rooms {
             room_ids: Counter::open(&store, "room_short_id")?,
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
+            records: Mutex::new(HashMap::new()),
+            pdus: Mutex::new(HashMap::new()),
             store,
             server_name,
             key,
@@ -142,9 +154,33 @@ impl Rooms {
 
     /// A room's record; 404 `M_NOT_FOUND` if this server does not know it.
     pub fn room(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        if let Some(record) = self.records.lock().unwrap_or_else(|e| e.into_inner()).get(room_id) {
+            return Ok(record.clone());
+        }
         self.store
             .get_json(Table::Rooms, room_id.as_bytes())?
             .ok_or_else(|| Error::not_found("This server knows no such room"))
+    }
+
+    /// A room's record, for a caller holding the room's lock: cached from here on.
+    fn room_locked(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        let record = self.room(room_id)?;
+        self.remember_room(room_id, &record);
+        Ok(record)
+    }
+
+    /// Caches a room record written under the room's lock.
+    fn remember_room(&self, room_id: &RoomId, record: &RoomRecord) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(room_id.to_owned(), record.clone());
+    }
+
+    /// Drops cached data of a room being deleted.
+    fn forget_room_caches(&self, room_id: &RoomId) {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
+        self.pdus.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// A stored event.
@@ -154,10 +190,19 @@ impl Rooms {
 
     /// A stored event, parsed.
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        match self.stored_event(event_id)? {
-            Some(stored) => Ok(Some(Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?)),
-            None => Ok(None),
+        if let Some(pdu) = self.pdus.lock().unwrap_or_else(|e| e.into_inner()).get(event_id) {
+            return Ok(Some(pdu.clone()));
         }
+        let Some(stored) = self.stored_event(event_id)? else {
+            return Ok(None);
+        };
+        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let mut cache = self.pdus.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHED_PDUS {
+            cache.clear();
+        }
+        cache.insert(event_id.to_owned(), pdu.clone());
+        Ok(Some(pdu))
     }
 
     /// The event holding a state key in a state.
@@ -324,6 +369,7 @@ impl Rooms {
         let mut batch = self.store.batch();
         self.persist(&mut batch, &mut room, &pdu, signed.object, None, None)?;
         batch.commit()?;
+        self.remember_room(&signed.room_id, &room);
         Ok(signed.room_id)
     }
 
@@ -335,7 +381,7 @@ impl Rooms {
         {
             return Ok(existing);
         }
-        let mut room = self.room(room_id)?;
+        let mut room = self.room_locked(room_id)?;
         let rules = rules(&room.version)?;
         let state = self.states.load(room.state)?;
 
@@ -374,12 +420,18 @@ impl Rooms {
         ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state).map_err(Error::forbidden)?;
 
         let mut batch = self.store.batch();
-        if let Some(target) = pdu.redacted_event() {
-            self.redact_target(&mut batch, &rules, room_id, &target, &pdu.event_id)?;
+        let redacted = pdu.redacted_event();
+        if let Some(target) = &redacted {
+            self.redact_target(&mut batch, &rules, room_id, target, &pdu.event_id)?;
         }
         let state_before = Some(room.state);
         self.persist(&mut batch, &mut room, &pdu, signed.object, state_before, event.transaction)?;
         batch.commit()?;
+        self.remember_room(room_id, &room);
+        if let Some(target) = redacted {
+            // Dropped only now: a read before the commit may have cached the unredacted event.
+            self.pdus.lock().unwrap_or_else(|e| e.into_inner()).remove(&target);
+        }
         Ok(pdu.event_id)
     }
 

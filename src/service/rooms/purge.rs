@@ -55,7 +55,7 @@ impl Rooms {
         self.set_published(room_id, false)?;
 
         let _lock = self.locks.lock(room_id.to_owned()).await;
-        let record = self.room(room_id).unwrap_or(record);
+        let record = self.room_locked(room_id).unwrap_or(record);
         let mut states = BTreeSet::from([record.state]);
         let room_short = record.short_id.to_be_bytes();
         let timeline_prefix = prefix(&[&room_short]);
@@ -93,6 +93,7 @@ impl Rooms {
         }
         batch.delete(Table::Rooms, room_id.as_bytes());
         batch.commit()?;
+        self.forget_room_caches(room_id);
         Ok(purged)
     }
 }
