@@ -10,7 +10,7 @@ use ruma::api::client::{
     account, alias, authenticated_media, config, device, directory as room_directory, discovery, filter as filters, media as legacy_media,
     membership, message, profile as profiles, redact, room, session, state,
 };
-use ruma::api::client::{context, knock, relations as relating, space, user_directory};
+use ruma::api::client::{context, knock, read_marker, relations as relating, space, user_directory};
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
@@ -120,6 +120,7 @@ pub fn routes() -> AppRouter {
         .ruma::<knock::knock_room::v3::Request, _, _>(knocking::knock_room)
         .ruma::<space::get_hierarchy::v1::Request, _, _>(space_hierarchy::get_hierarchy)
         .ruma::<room::upgrade_room::v3::Request, _, _>(room_upgrades::upgrade_room)
+        .ruma::<read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
         .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)
         // Aliases and the room directory
         .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)

@@ -40,6 +40,7 @@
 //! | `aliases`             | room alias                        | `service::rooms::directory::AliasRecord` |
 //! | `room_aliases`        | room ID ‖ room alias              | empty                               |
 //! | `public_rooms`        | room ID                           | empty: listed in the directory      |
+//! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -97,11 +98,12 @@ pub enum Table {
     Aliases,
     RoomAliases,
     PublicRooms,
+    Receipts,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 27] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -128,6 +130,7 @@ impl Table {
         Table::Aliases,
         Table::RoomAliases,
         Table::PublicRooms,
+        Table::Receipts,
     ];
 
     /// The column family's name.
@@ -159,6 +162,7 @@ impl Table {
             Table::Aliases => "aliases",
             Table::RoomAliases => "room_aliases",
             Table::PublicRooms => "public_rooms",
+            Table::Receipts => "receipts",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod logout;
 pub mod message_pagination;
 pub mod password_management;
 pub mod profile;
+pub mod read_markers;
 pub mod redaction;
 pub mod registration;
 pub mod relations;

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod membership;
 pub mod pdu;
 pub mod purge;
+pub mod receipts;
 pub mod spaces;
 pub mod state;
 pub mod upgrade;

@@ -29,9 +29,9 @@ pub struct Pdu {
     pub content: Box<RawJsonValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "event_references")]
     pub prev_events: Vec<OwnedEventId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "event_references")]
     pub auth_events: Vec<OwnedEventId>,
     pub depth: UInt,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +43,26 @@ pub struct Pdu {
     /// version 12's create event).
     #[serde(skip)]
     pub room_id_derived: bool,
+}
+
+/// An event reference: an event ID (room versions 3 and later) or an `[event ID, hashes]` pair
+/// (versions 1 and 2).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EventReference {
+    Id(OwnedEventId),
+    WithHashes(OwnedEventId, serde::de::IgnoredAny),
+}
+
+/// Reads `prev_events` / `auth_events` in the format of any room version.
+fn event_references<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<OwnedEventId>, D::Error> {
+    let references: Vec<EventReference> = Deserialize::deserialize(deserializer)?;
+    Ok(references
+        .into_iter()
+        .map(|reference| match reference {
+            EventReference::Id(id) | EventReference::WithHashes(id, _) => id,
+        })
+        .collect())
 }
 
 impl Pdu {
@@ -193,4 +213,39 @@ pub fn build_and_sign(
         None => RoomId::parse(format!("!{hash}")).map_err(|e| Error::Internal(format!("room ID: {e}")))?,
     };
     Ok(SignedPdu { object, event_id, room_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::canonical_json::CanonicalJsonObject;
+    use ruma::{event_id, room_id};
+    use serde_json::json;
+
+    use super::Pdu;
+
+    fn object(value: serde_json::Value) -> CanonicalJsonObject {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn reads_event_references_of_every_room_version() {
+        let common = json!({
+            "room_id": "!r:x", "sender": "@a:x", "origin_server_ts": 1, "type": "m.room.message", "content": { "body": "hi" },
+            "depth": 3, "hashes": { "sha256": "abc" }, "signatures": {},
+        });
+        // Room versions 1 and 2: [event ID, hashes] pairs.
+        let mut old = common.clone();
+        old["prev_events"] = json!([["$a:x", { "sha256": "abc" }]]);
+        old["auth_events"] = json!([["$b:x", { "sha256": "def" }], ["$c:x", { "sha256": "ghi" }]]);
+        let pdu = Pdu::from_object(event_id!("$e:x"), room_id!("!r:x"), &object(old)).unwrap();
+        assert_eq!(pdu.prev_events, vec![event_id!("$a:x").to_owned()]);
+        assert_eq!(pdu.auth_events.len(), 2);
+        // Room versions 3 and later: bare event IDs.
+        let mut new = common;
+        new["prev_events"] = json!(["$abc"]);
+        new["auth_events"] = json!(["$def", "$ghi"]);
+        let pdu = Pdu::from_object(event_id!("$e"), room_id!("!r:x"), &object(new)).unwrap();
+        assert_eq!(pdu.prev_events, vec![event_id!("$abc").to_owned()]);
+        assert!(!pdu.room_id_derived, "the room ID is a field of the event");
+    }
 }
