@@ -831,3 +831,26 @@ async fn upgrades_and_the_user_directory() {
     assert_eq!(search("rob").await, vec!["@bob:localhost"]);
     assert!(search("dave").await.is_empty(), "dave shares no room with alice");
 }
+
+#[tokio::test]
+async fn joined_history_visibility_hides_what_came_before_the_join() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({ "preset": "public_chat", "initial_state": [{ "type": "m.room.history_visibility", "content": { "history_visibility": "joined" } }] }),
+    )
+    .await;
+    let (_, before) = send_text(&server, &alice, &room, "b", "before bob").await;
+    assert_eq!(server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await.0, StatusCode::OK);
+    send_text(&server, &alice, &room, "a", "after bob").await;
+
+    let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
+    let bodies: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(bodies, vec!["after bob"]);
+    let before_path = format!("/_matrix/client/v3/rooms/{room}/event/{}", before["event_id"].as_str().unwrap());
+    assert_error(&server.get(&before_path, Some(&bob)).await, 404, "M_NOT_FOUND");
+    assert_eq!(server.get(&before_path, Some(&alice)).await.0, StatusCode::OK);
+}
