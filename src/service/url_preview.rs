@@ -137,12 +137,7 @@ impl UrlPreviews {
         self.policy.check_url(&parsed)?;
         let response = self.fetch(parsed).await?;
         let final_url = response.url().clone();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(super::media::media_type)
-            .unwrap_or_default();
+        let content_type = media_type_of(&response);
         let preview = if content_type.starts_with("image/") {
             let mut og = Map::new();
             self.store_image(media, user, response, &content_type, &mut og).await?;
@@ -215,12 +210,7 @@ impl UrlPreviews {
     async fn fetch_image(&self, media: &Media, user: &UserId, url: reqwest::Url, og: &mut Map<String, Value>) -> Result<()> {
         self.policy.check_url(&url)?;
         let response = self.fetch(url).await?;
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(super::media::media_type)
-            .unwrap_or_default();
+        let content_type = media_type_of(&response);
         if !content_type.starts_with("image/") {
             return Err(Error::bad_gateway("The preview image is not an image"));
         }
@@ -248,6 +238,16 @@ impl UrlPreviews {
         og.insert("matrix:image:size".into(), json!(size));
         Ok(())
     }
+}
+
+/// The media type a response says it carries, lowercased, without parameters.
+fn media_type_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(super::media::media_type)
+        .unwrap_or_default()
 }
 
 /// The OpenGraph properties of a page, with the `<title>` and the meta description standing in

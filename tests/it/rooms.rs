@@ -19,6 +19,20 @@ async fn send_text(server: &TestServer, token: &str, room: &str, txn: &str, body
     server.put(&path, Some(token), json!({ "msgtype": "m.text", "body": body })).await
 }
 
+/// Joins a room (by ID or alias) with an empty body, as some clients send.
+async fn join(server: &TestServer, token: &str, room: &str) -> (StatusCode, Value) {
+    server
+        .post(&format!("/_matrix/client/v3/join/{room}"), Some(token), json!({}))
+        .await
+}
+
+/// `POST /rooms/{room}/{action}` (invite, kick, ban, unban, leave, forget, …).
+async fn room_post(server: &TestServer, token: &str, room: &str, action: &str, body: Value) -> (StatusCode, Value) {
+    server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/{action}"), Some(token), body)
+        .await
+}
+
 async fn messages(server: &TestServer, token: &str, room: &str, query: &str) -> (StatusCode, Value) {
     server
         .get(&format!("/_matrix/client/v3/rooms/{room}/messages?{query}"), Some(token))
@@ -187,9 +201,7 @@ async fn power_levels_bans_and_who_may_read() {
     let (bob, _) = server.register("bob", "bobpassword").await;
     let (carol, _) = server.register("carol", "carolpass").await;
     let room = create_room(&server, &alice, json!({ "preset": "public_chat", "name": "Town square" })).await;
-    let (status, body) = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob), json!({}))
-        .await;
+    let (status, body) = room_post(&server, &bob, &room, "join", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // A member cannot rename the room; promoted to 100 by the admin, they can.
@@ -238,41 +250,22 @@ async fn power_levels_bans_and_who_may_read() {
     assert_error(&send_text(&server, &carol, &room, "c1", "let me in").await, 403, "M_FORBIDDEN");
 
     // A ban keeps a user out; unbanned, they may come back.
-    let (status, body) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/ban"),
-            Some(&alice),
-            json!({ "user_id": "@carol:localhost", "reason": "rude" }),
-        )
-        .await;
+    let (status, body) = room_post(
+        &server,
+        &alice,
+        &room,
+        "ban",
+        json!({ "user_id": "@carol:localhost", "reason": "rude" }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_error(
-        &server
-            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&carol), json!({}))
-            .await,
-        403,
-        "M_FORBIDDEN",
-    );
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/unban"),
-            Some(&alice),
-            json!({ "user_id": "@carol:localhost" }),
-        )
-        .await;
+    assert_error(&join(&server, &carol, &room).await, 403, "M_FORBIDDEN");
+    let (status, _) = room_post(&server, &alice, &room, "unban", json!({ "user_id": "@carol:localhost" })).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&carol), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(join(&server, &carol, &room).await.0, StatusCode::OK);
 
     // Bob leaves: he still reads what he saw, not what came after; then he forgets the room.
-    let (status, _) = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob), json!({}))
-        .await;
+    let (status, _) = room_post(&server, &bob, &room, "leave", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     send_text(&server, &alice, &room, "a2", "after bob left").await;
     let (status, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
@@ -284,21 +277,13 @@ async fn power_levels_bans_and_who_may_read() {
         .filter_map(|e| e["content"]["body"].as_str())
         .collect();
     assert!(!bodies.contains(&"after bob left"), "{bodies:?}");
-    let (status, _) = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/forget"), Some(&bob), json!({}))
-        .await;
+    let (status, _) = room_post(&server, &bob, &room, "forget", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob)).await;
     assert_eq!(rooms["joined_rooms"], json!([]));
 
     // Kick: carol is removed by the admin; members list shows who is where.
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/kick"),
-            Some(&alice),
-            json!({ "user_id": "@carol:localhost" }),
-        )
-        .await;
+    let (status, _) = room_post(&server, &alice, &room, "kick", json!({ "user_id": "@carol:localhost" })).await;
     assert_eq!(status, StatusCode::OK);
     let (_, members) = server
         .get(&format!("/_matrix/client/v3/rooms/{room}/members?membership=join"), Some(&alice))
@@ -567,21 +552,9 @@ async fn relations_context_timestamps_and_knocking() {
         .get(&format!("/_matrix/client/v3/rooms/{room}/members?membership=knock"), Some(&alice))
         .await;
     assert_eq!(members["chunk"][0]["state_key"], "@bob:localhost");
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/invite"),
-            Some(&alice),
-            json!({ "user_id": "@bob:localhost" }),
-        )
-        .await;
+    let (status, _) = room_post(&server, &alice, &room, "invite", json!({ "user_id": "@bob:localhost" })).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(room_post(&server, &bob, &room, "join", json!({})).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -622,31 +595,11 @@ async fn communities_spaces_and_the_room_admin_cli() {
     );
 
     // Invited to the space, bob may join its channels without another invite.
-    assert_error(
-        &server
-            .post(&format!("/_matrix/client/v3/join/{general}"), Some(&bob), json!({}))
-            .await,
-        403,
-        "M_FORBIDDEN",
-    );
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{space}/invite"),
-            Some(&alice),
-            json!({ "user_id": "@bob:localhost" }),
-        )
-        .await;
+    assert_error(&join(&server, &bob, &general).await, 403, "M_FORBIDDEN");
+    let (status, _) = room_post(&server, &alice, &space, "invite", json!({ "user_id": "@bob:localhost" })).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{space}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    let (status, body) = server
-        .post(&format!("/_matrix/client/v3/join/{general}"), Some(&bob), json!({}))
-        .await;
+    assert_eq!(join(&server, &bob, &space).await.0, StatusCode::OK);
+    let (status, body) = join(&server, &bob, &general).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The admin CLI lists and shows rooms, and promotes bob so he may rename the channel.
@@ -741,20 +694,8 @@ async fn upgrades_and_the_user_directory() {
         json!({ "room_version": "10", "name": "Club", "room_alias_name": "club", "preset": "public_chat", "visibility": "public" }),
     )
     .await;
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{old}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{old}/ban"),
-            Some(&alice),
-            json!({ "user_id": "@dave:localhost" }),
-        )
-        .await;
+    assert_eq!(join(&server, &bob, &old).await.0, StatusCode::OK);
+    let (status, _) = room_post(&server, &alice, &old, "ban", json!({ "user_id": "@dave:localhost" })).await;
     assert_eq!(status, StatusCode::OK);
 
     let upgrade_path = format!("/_matrix/client/v3/rooms/{old}/upgrade");
@@ -791,13 +732,7 @@ async fn upgrades_and_the_user_directory() {
         .get(&format!("/_matrix/client/v3/rooms/{new}/members?membership=ban"), Some(&alice))
         .await;
     assert_eq!(banned["chunk"][0]["state_key"], "@dave:localhost");
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{new}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(join(&server, &bob, new).await.0, StatusCode::OK);
 
     // The user directory finds people one shares a room with, by ID or display name.
     server
@@ -844,11 +779,16 @@ async fn joined_history_visibility_hides_what_came_before_the_join() {
     )
     .await;
     let (_, before) = send_text(&server, &alice, &room, "b", "before bob").await;
-    assert_eq!(server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await.0, StatusCode::OK);
+    assert_eq!(join(&server, &bob, &room).await.0, StatusCode::OK);
     send_text(&server, &alice, &room, "a", "after bob").await;
 
     let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
-    let bodies: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
     assert_eq!(bodies, vec!["after bob"]);
     let before_path = format!("/_matrix/client/v3/rooms/{room}/event/{}", before["event_id"].as_str().unwrap());
     assert_error(&server.get(&before_path, Some(&bob)).await, 404, "M_NOT_FOUND");

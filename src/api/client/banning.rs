@@ -13,13 +13,7 @@ use crate::service::rooms::membership::MembershipChange;
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
 pub async fn ban_user(State(services): State<Arc<Services>>, req: Ruma<ban_user::v3::Request>) -> HandlerResult<ban_user::v3::Response> {
-    let change = MembershipChange {
-        sender: req.user_id()?,
-        target: &req.body.user_id,
-        membership: MembershipState::Ban,
-        reason: req.body.reason.as_deref(),
-        is_direct: false,
-    };
+    let change = MembershipChange::new(req.user_id()?, &req.body.user_id, MembershipState::Ban, req.body.reason.as_deref());
     services
         .rooms
         .change_membership(&req.body.room_id, change, &services.profiles)
@@ -36,13 +30,12 @@ pub async fn unban_user(
     if services.rooms.membership_in(&state, &req.body.user_id)? != MembershipState::Ban {
         return Err(Error::forbidden("The user is not banned"));
     }
-    let change = MembershipChange {
-        sender: req.user_id()?,
-        target: &req.body.user_id,
-        membership: MembershipState::Leave,
-        reason: req.body.reason.as_deref(),
-        is_direct: false,
-    };
+    let change = MembershipChange::new(
+        req.user_id()?,
+        &req.body.user_id,
+        MembershipState::Leave,
+        req.body.reason.as_deref(),
+    );
     services
         .rooms
         .change_membership(&req.body.room_id, change, &services.profiles)

@@ -160,65 +160,83 @@ pub async fn create_content_async(
     Ok(axum::Json(serde_json::json!({})))
 }
 
-/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
-pub async fn get_content(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    req: Ruma<get_content::v1::Request>,
-) -> Result<Response> {
-    let request = req.body;
-    download(
-        &services,
-        &headers,
-        &request.server_name,
-        &request.media_id,
-        request.timeout_ms,
-        None,
-    )
-    .await
-}
-
-/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
-pub async fn get_content_as_filename(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    req: Ruma<get_content_as_filename::v1::Request>,
-) -> Result<Response> {
-    let request = req.body;
-    download(
-        &services,
-        &headers,
-        &request.server_name,
-        &request.media_id,
-        request.timeout_ms,
-        Some(request.filename),
-    )
-    .await
-}
-
-/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
-pub async fn get_content_thumbnail(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    req: Ruma<get_content_thumbnail::v1::Request>,
-) -> Result<Response> {
-    let request = req.body;
-    let size = ThumbnailSize {
-        width: request.width,
-        height: request.height,
-        method: request.method,
-        animated: request.animated,
+/// The download and thumbnail endpoints of both APIs differ only in their request type and
+/// whether they are the legacy ones: each handler is this one, with its own request and call.
+macro_rules! media_handler {
+    ($(#[$attr:meta])* $name:ident, $request_type:ty, legacy: $legacy:literal, |$services:ident, $headers:ident, $request:ident| $call:expr) => {
+        $(#[$attr])*
+        pub async fn $name(State($services): State<Arc<Services>>, $headers: HeaderMap, req: Ruma<$request_type>) -> Result<Response> {
+            if $legacy {
+                check_legacy_allowed(&$services)?;
+            }
+            let $request = req.body;
+            $call.await
+        }
     };
-    thumbnail(
-        &services,
-        &headers,
-        &request.server_name,
-        &request.media_id,
-        request.timeout_ms,
-        size,
-    )
-    .await
 }
+
+media_handler!(
+    /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
+    get_content,
+    get_content::v1::Request,
+    legacy: false,
+    |services, headers, request| download(&services, &headers, &request.server_name, &request.media_id, request.timeout_ms, None)
+);
+
+media_handler!(
+    /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
+    get_content_as_filename,
+    get_content_as_filename::v1::Request,
+    legacy: false,
+    |services, headers, request| {
+        let filename = Some(request.filename);
+        download(&services, &headers, &request.server_name, &request.media_id, request.timeout_ms, filename)
+    }
+);
+
+media_handler!(
+    /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
+    get_content_thumbnail,
+    get_content_thumbnail::v1::Request,
+    legacy: false,
+    |services, headers, request| {
+        let size = ThumbnailSize::new(request.width, request.height, request.method, request.animated);
+        thumbnail(&services, &headers, &request.server_name, &request.media_id, request.timeout_ms, size)
+    }
+);
+
+media_handler!(
+    /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (legacy, unauthenticated)
+    #[allow(deprecated)] // served for clients that predate authenticated media
+    legacy_get_content,
+    legacy_get_content::v3::Request,
+    legacy: true,
+    |services, headers, request| download(&services, &headers, &request.server_name, &request.media_id, request.timeout_ms, None)
+);
+
+media_handler!(
+    /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (legacy, unauthenticated)
+    #[allow(deprecated)] // served for clients that predate authenticated media
+    legacy_get_content_as_filename,
+    legacy_get_content_as_filename::v3::Request,
+    legacy: true,
+    |services, headers, request| {
+        let filename = Some(request.filename);
+        download(&services, &headers, &request.server_name, &request.media_id, request.timeout_ms, filename)
+    }
+);
+
+media_handler!(
+    /// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (legacy, unauthenticated)
+    #[allow(deprecated)] // served for clients that predate authenticated media
+    legacy_get_content_thumbnail,
+    legacy_get_content_thumbnail::v3::Request,
+    legacy: true,
+    |services, headers, request| {
+        let size = ThumbnailSize::new(request.width, request.height, request.method, request.animated);
+        thumbnail(&services, &headers, &request.server_name, &request.media_id, request.timeout_ms, size)
+    }
+);
 
 /// Refuses the legacy unauthenticated downloads unless the configuration allows them; the
 /// answer is the one Synapse gives with authenticated media enforced.
@@ -229,72 +247,6 @@ fn check_legacy_allowed(services: &Services) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (legacy, unauthenticated)
-#[allow(deprecated)] // served for clients that predate authenticated media
-pub async fn legacy_get_content(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    req: Ruma<legacy_get_content::v3::Request>,
-) -> Result<Response> {
-    check_legacy_allowed(&services)?;
-    let request = req.body;
-    download(
-        &services,
-        &headers,
-        &request.server_name,
-        &request.media_id,
-        request.timeout_ms,
-        None,
-    )
-    .await
-}
-
-/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (legacy, unauthenticated)
-#[allow(deprecated)] // served for clients that predate authenticated media
-pub async fn legacy_get_content_as_filename(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    req: Ruma<legacy_get_content_as_filename::v3::Request>,
-) -> Result<Response> {
-    check_legacy_allowed(&services)?;
-    let request = req.body;
-    download(
-        &services,
-        &headers,
-        &request.server_name,
-        &request.media_id,
-        request.timeout_ms,
-        Some(request.filename),
-    )
-    .await
-}
-
-/// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (legacy, unauthenticated)
-#[allow(deprecated)] // served for clients that predate authenticated media
-pub async fn legacy_get_content_thumbnail(
-    State(services): State<Arc<Services>>,
-    headers: HeaderMap,
-    req: Ruma<legacy_get_content_thumbnail::v3::Request>,
-) -> Result<Response> {
-    check_legacy_allowed(&services)?;
-    let request = req.body;
-    let size = ThumbnailSize {
-        width: request.width,
-        height: request.height,
-        method: request.method,
-        animated: request.animated,
-    };
-    thumbnail(
-        &services,
-        &headers,
-        &request.server_name,
-        &request.media_id,
-        request.timeout_ms,
-        size,
-    )
-    .await
 }
 
 /// A URL preview, or 404 `M_UNRECOGNIZED` when previews are off (as Synapse answers then).
@@ -332,6 +284,17 @@ struct ThumbnailSize {
     height: UInt,
     method: Option<Method>,
     animated: Option<bool>,
+}
+
+impl ThumbnailSize {
+    fn new(width: UInt, height: UInt, method: Option<Method>, animated: Option<bool>) -> Self {
+        ThumbnailSize {
+            width,
+            height,
+            method,
+            animated,
+        }
+    }
 }
 
 async fn download(

@@ -24,13 +24,7 @@ pub async fn invite_user(
         .accounts
         .get_active(&recipient.user_id)
         .map_err(|_| Error::not_found("No such user"))?;
-    let change = MembershipChange {
-        sender,
-        target: &recipient.user_id,
-        membership: MembershipState::Invite,
-        reason: recipient.reason.as_deref(),
-        is_direct: false,
-    };
+    let change = MembershipChange::new(sender, &recipient.user_id, MembershipState::Invite, recipient.reason.as_deref());
     services
         .rooms
         .change_membership(&req.body.room_id, change, &services.profiles)

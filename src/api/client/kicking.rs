@@ -12,13 +12,12 @@ use crate::service::rooms::membership::MembershipChange;
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`
 pub async fn kick_user(State(services): State<Arc<Services>>, req: Ruma<kick_user::v3::Request>) -> HandlerResult<kick_user::v3::Response> {
-    let change = MembershipChange {
-        sender: req.user_id()?,
-        target: &req.body.user_id,
-        membership: MembershipState::Leave,
-        reason: req.body.reason.as_deref(),
-        is_direct: false,
-    };
+    let change = MembershipChange::new(
+        req.user_id()?,
+        &req.body.user_id,
+        MembershipState::Leave,
+        req.body.reason.as_deref(),
+    );
     services
         .rooms
         .change_membership(&req.body.room_id, change, &services.profiles)

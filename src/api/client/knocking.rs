@@ -21,13 +21,7 @@ pub async fn knock_room(
         Err(alias) => services.rooms.resolve_alias(&alias)?,
     };
     services.rooms.room(&room_id)?;
-    let change = MembershipChange {
-        sender: user,
-        target: user,
-        membership: MembershipState::Knock,
-        reason: req.body.reason.as_deref(),
-        is_direct: false,
-    };
+    let change = MembershipChange::new(user, user, MembershipState::Knock, req.body.reason.as_deref());
     services.rooms.change_membership(&room_id, change, &services.profiles).await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }

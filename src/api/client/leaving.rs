@@ -16,13 +16,7 @@ pub async fn leave_room(
     req: Ruma<leave_room::v3::Request>,
 ) -> HandlerResult<leave_room::v3::Response> {
     let user_id = req.user_id()?;
-    let change = MembershipChange {
-        sender: user_id,
-        target: user_id,
-        membership: MembershipState::Leave,
-        reason: req.body.reason.as_deref(),
-        is_direct: false,
-    };
+    let change = MembershipChange::new(user_id, user_id, MembershipState::Leave, req.body.reason.as_deref());
     services
         .rooms
         .change_membership(&req.body.room_id, change, &services.profiles)

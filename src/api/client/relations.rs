@@ -81,69 +81,49 @@ fn relating_events(services: &Services, session: &Session, query: RelationsQuery
     }
 }
 
-/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}`
-pub async fn get_relating_events(
-    State(services): State<Arc<Services>>,
-    req: Ruma<get_relating_events::v1::Request>,
-) -> HandlerResult<get_relating_events::v1::Response> {
-    let request = &req.body;
-    let query = RelationsQuery {
-        room_id: &request.room_id,
-        event_id: &request.event_id,
-        rel_type: None,
-        event_type: None,
-        from: request.from.as_deref(),
-        to: request.to.as_deref(),
-        dir: &request.dir,
-        limit: request.limit,
+/// The three relations endpoints differ only in how far they narrow the relation: one handler
+/// each, written once.
+macro_rules! relations_handler {
+    ($(#[$doc:meta])* $name:ident, $endpoint:ident, |$request:ident| ($rel_type:expr, $event_type:expr)) => {
+        $(#[$doc])*
+        pub async fn $name(State(services): State<Arc<Services>>, req: Ruma<$endpoint::v1::Request>) -> HandlerResult<$endpoint::v1::Response> {
+            let $request = &req.body;
+            let event_type: Option<String> = $event_type;
+            let query = RelationsQuery {
+                room_id: &$request.room_id,
+                event_id: &$request.event_id,
+                rel_type: $rel_type,
+                event_type: event_type.as_deref(),
+                from: $request.from.as_deref(),
+                to: $request.to.as_deref(),
+                dir: &$request.dir,
+                limit: $request.limit,
+            };
+            let (events, next_batch) = relating_events(&services, req.session()?, query)?;
+            let mut response = $endpoint::v1::Response::new(events.iter().map(raw).collect::<Result<_>>()?);
+            response.next_batch = next_batch;
+            Ok(RumaResponse(response))
+        }
     };
-    let (events, next_batch) = relating_events(&services, req.session()?, query)?;
-    let mut response = get_relating_events::v1::Response::new(events.iter().map(raw).collect::<Result<_>>()?);
-    response.next_batch = next_batch;
-    Ok(RumaResponse(response))
 }
 
-/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}`
-pub async fn get_relating_events_with_rel_type(
-    State(services): State<Arc<Services>>,
-    req: Ruma<get_relating_events_with_rel_type::v1::Request>,
-) -> HandlerResult<get_relating_events_with_rel_type::v1::Response> {
-    let request = &req.body;
-    let query = RelationsQuery {
-        room_id: &request.room_id,
-        event_id: &request.event_id,
-        rel_type: Some(request.rel_type.as_str()),
-        event_type: None,
-        from: request.from.as_deref(),
-        to: request.to.as_deref(),
-        dir: &request.dir,
-        limit: request.limit,
-    };
-    let (events, next_batch) = relating_events(&services, req.session()?, query)?;
-    let mut response = get_relating_events_with_rel_type::v1::Response::new(events.iter().map(raw).collect::<Result<_>>()?);
-    response.next_batch = next_batch;
-    Ok(RumaResponse(response))
-}
+relations_handler!(
+    /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}`
+    get_relating_events,
+    get_relating_events,
+    |request| (None, None)
+);
 
-/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`
-pub async fn get_relating_events_with_rel_type_and_event_type(
-    State(services): State<Arc<Services>>,
-    req: Ruma<get_relating_events_with_rel_type_and_event_type::v1::Request>,
-) -> HandlerResult<get_relating_events_with_rel_type_and_event_type::v1::Response> {
-    let request = &req.body;
-    let event_type = request.event_type.to_string();
-    let query = RelationsQuery {
-        room_id: &request.room_id,
-        event_id: &request.event_id,
-        rel_type: Some(request.rel_type.as_str()),
-        event_type: Some(&event_type),
-        from: request.from.as_deref(),
-        to: request.to.as_deref(),
-        dir: &request.dir,
-        limit: request.limit,
-    };
-    let (events, next_batch) = relating_events(&services, req.session()?, query)?;
-    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(events.iter().map(raw).collect::<Result<_>>()?);
-    response.next_batch = next_batch;
-    Ok(RumaResponse(response))
-}
+relations_handler!(
+    /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}`
+    get_relating_events_with_rel_type,
+    get_relating_events_with_rel_type,
+    |request| (Some(request.rel_type.as_str()), None)
+);
+
+relations_handler!(
+    /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`
+    get_relating_events_with_rel_type_and_event_type,
+    get_relating_events_with_rel_type_and_event_type,
+    |request| (Some(request.rel_type.as_str()), Some(request.event_type.to_string()))
+);

@@ -38,6 +38,25 @@ pub struct RoomSettings {
     pub publish: bool,
 }
 
+impl RoomSettings {
+    /// A room of the default version with `preset`, a name, and nothing else set.
+    pub fn named(preset: &str, name: &str) -> RoomSettings {
+        RoomSettings {
+            version: DEFAULT_ROOM_VERSION,
+            preset: preset.to_owned(),
+            creation_content: Map::new(),
+            power_level_override: None,
+            initial_state: vec![],
+            name: Some(name.to_owned()),
+            topic: None,
+            invite: vec![],
+            is_direct: false,
+            alias: None,
+            publish: false,
+        }
+    }
+}
+
 impl Rooms {
     /// Creates a room as the spec's `createRoom` does; returns its ID.
     pub async fn create_room(&self, creator: &UserId, settings: RoomSettings, profiles: &Profiles) -> Result<OwnedRoomId> {

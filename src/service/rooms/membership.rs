@@ -20,6 +20,19 @@ pub struct MembershipChange<'a> {
     pub is_direct: bool,
 }
 
+impl<'a> MembershipChange<'a> {
+    /// A change that is not about a direct chat.
+    pub fn new(sender: &'a UserId, target: &'a UserId, membership: MembershipState, reason: Option<&'a str>) -> Self {
+        MembershipChange {
+            sender,
+            target,
+            membership,
+            reason,
+            is_direct: false,
+        }
+    }
+}
+
 impl Rooms {
     /// Appends the member event of a membership change. Joins and knocks carry the target's
     /// profile, as clients expect; users of other servers cannot be reached without federation.
@@ -60,13 +73,7 @@ impl Rooms {
     /// Joins `user` to a room (or refreshes their member event when already joined).
     pub async fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>, profiles: &Profiles) -> Result<OwnedEventId> {
         self.room(room_id)?;
-        let change = MembershipChange {
-            sender: user,
-            target: user,
-            membership: MembershipState::Join,
-            reason,
-            is_direct: false,
-        };
+        let change = MembershipChange::new(user, user, MembershipState::Join, reason);
         self.change_membership(room_id, change, profiles).await
     }
 

@@ -323,6 +323,13 @@ impl Rooms {
         Ok(row.and_then(|bytes| EventId::parse(String::from_utf8_lossy(&bytes).as_ref()).ok()))
     }
 
+    /// Builds and signs a PDU as this server, and parses it for the auth checks.
+    fn sign(&self, fields: UnsignedPdu<'_>, rules: &RoomVersionRules) -> Result<(pdu::SignedPdu, Pdu)> {
+        let signed = pdu::build_and_sign(fields, rules, self.server_name.as_str(), self.key.pair())?;
+        let pdu = Pdu::from_object(&signed.event_id, &signed.room_id, &signed.object)?;
+        Ok((signed, pdu))
+    }
+
     /// Creates a room with its `m.room.create` event; returns its ID. The rest of the room's
     /// initial events are appended by the caller, which holds nothing: the room is not
     /// reachable before its ID is returned.
@@ -335,7 +342,7 @@ impl Rooms {
             Some(RoomId::parse(format!("!{local}:{}", self.server_name)).map_err(|e| Error::Internal(e.to_string()))?)
         };
         let kind = TimelineEventType::RoomCreate;
-        let signed = pdu::build_and_sign(
+        let (signed, pdu) = self.sign(
             UnsignedPdu {
                 room_id: room_id.as_deref(),
                 sender: creator,
@@ -349,10 +356,7 @@ impl Rooms {
                 origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
             },
             &rules,
-            self.server_name.as_str(),
-            self.key.pair(),
         )?;
-        let pdu = Pdu::from_object(&signed.event_id, &signed.room_id, &signed.object)?;
         ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |_: &EventId| None::<Pdu>)
             .map_err(|reason| Error::bad_request(format!("The room cannot be created: {reason}")))?;
         let _lock = self.locks.lock(signed.room_id.clone()).await;
@@ -397,7 +401,7 @@ impl Rooms {
             }
         }
         // The create event is an auth event until room version 12, where the room ID names it.
-        let signed = pdu::build_and_sign(
+        let (signed, pdu) = self.sign(
             UnsignedPdu {
                 room_id: Some(room_id),
                 sender,
@@ -411,10 +415,7 @@ impl Rooms {
                 origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
             },
             &rules,
-            self.server_name.as_str(),
-            self.key.pair(),
         )?;
-        let pdu = Pdu::from_object(&signed.event_id, &signed.room_id, &signed.object)?;
         let fetch_event = |id: &EventId| self.pdu(id).ok().flatten();
         ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event).map_err(Error::forbidden)?;
         let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
@@ -539,12 +540,7 @@ impl Rooms {
     pub fn timeline(&self, room_id: &RoomId, from: Option<u64>, forward: bool, limit: usize) -> Result<Vec<(u64, OwnedEventId)>> {
         let room = self.room(room_id)?;
         let room_short = room.short_id.to_be_bytes();
-        let room_prefix = prefix(&[&room_short]);
-        let start = match (from, forward) {
-            (Some(position), _) => key(&[&room_short, &position.to_be_bytes()]),
-            (None, true) => room_prefix.clone(),
-            (None, false) => key(&[&room_short, &u64::MAX.to_be_bytes()]),
-        };
+        let (room_prefix, start) = stream_range(&[&room_short], from, forward);
         let rows = self.store.range(Table::Timeline, &room_prefix, &start, forward, limit)?;
         Ok(rows
             .into_iter()
@@ -571,12 +567,7 @@ impl Rooms {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<RelationRow>> {
-        let parent_prefix = prefix(&[room_id.as_bytes(), parent.as_bytes()]);
-        let start = match (from, forward) {
-            (Some(position), _) => key(&[room_id.as_bytes(), parent.as_bytes(), &position.to_be_bytes()]),
-            (None, true) => parent_prefix.clone(),
-            (None, false) => key(&[room_id.as_bytes(), parent.as_bytes(), &u64::MAX.to_be_bytes()]),
-        };
+        let (parent_prefix, start) = stream_range(&[room_id.as_bytes(), parent.as_bytes()], from, forward);
         let rows = self.store.range(Table::Relations, &parent_prefix, &start, forward, limit)?;
         Ok(rows
             .into_iter()
@@ -587,6 +578,19 @@ impl Rooms {
             })
             .collect())
     }
+}
+
+/// For keys `parts ‖ stream position`: the prefix of them all, and the key a scan from stream
+/// position `from` (or from the first or last, when `None`) starts at.
+fn stream_range(parts: &[&[u8]], from: Option<u64>, forward: bool) -> (Vec<u8>, Vec<u8>) {
+    let position = match (from, forward) {
+        (Some(position), _) => position,
+        (None, true) => 0,
+        (None, false) => u64::MAX,
+    };
+    let mut start = prefix(parts);
+    start.extend_from_slice(&position.to_be_bytes());
+    (prefix(parts), start)
 }
 
 /// Where a transaction's event ID is kept: transaction IDs are scoped to a device and a room.

@@ -36,13 +36,12 @@ impl Rooms {
             if user.server_name() != self.server_name() || !matches!(membership, "join" | "invite" | "knock") {
                 continue;
             }
-            let change = MembershipChange {
-                sender: &user,
-                target: &user,
-                membership: MembershipState::Leave,
-                reason: Some("This room was deleted by the server's administrator"),
-                is_direct: false,
-            };
+            let change = MembershipChange::new(
+                &user,
+                &user,
+                MembershipState::Leave,
+                Some("This room was deleted by the server's administrator"),
+            );
             // A member who cannot leave (the auth rules say no) is purged all the same.
             let _ = self.change_membership(room_id, change, profiles).await;
         }

@@ -9,7 +9,7 @@ use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use super::create::{DEFAULT_ROOM_VERSION, RoomSettings};
+use super::create::RoomSettings;
 use super::{NewEvent, Rooms};
 use crate::error::{Error, Result};
 use crate::service::profiles::Profiles;
@@ -124,17 +124,9 @@ impl Rooms {
             .create_room(
                 owner,
                 RoomSettings {
-                    version: DEFAULT_ROOM_VERSION,
-                    preset: "private_chat".into(),
                     creation_content: Map::from_iter([("type".to_owned(), json!("m.space"))]),
                     power_level_override: Some(Map::from_iter([("events_default".to_owned(), json!(100))])),
-                    initial_state: vec![],
-                    name: Some(name.to_owned()),
-                    topic: None,
-                    invite: vec![],
-                    is_direct: false,
-                    alias: None,
-                    publish: false,
+                    ..RoomSettings::named("private_chat", name)
                 },
                 profiles,
             )
@@ -147,20 +139,11 @@ impl Rooms {
                 .create_room(
                     owner,
                     RoomSettings {
-                        version: DEFAULT_ROOM_VERSION,
-                        preset: "private_chat".into(),
-                        creation_content: Map::new(),
-                        power_level_override: None,
                         initial_state: vec![
                             ("m.room.join_rules".into(), String::new(), join_rule),
                             ("m.space.parent".into(), space.to_string(), json!({ "via": via, "canonical": true })),
                         ],
-                        name: Some(channel.clone()),
-                        topic: None,
-                        invite: vec![],
-                        is_direct: false,
-                        alias: None,
-                        publish: false,
+                        ..RoomSettings::named("private_chat", channel)
                     },
                     profiles,
                 )

@@ -108,13 +108,7 @@ impl Rooms {
             }
             if kind == StateEventType::RoomMember {
                 let Ok(banned) = UserId::parse(state_key.as_str()) else { continue };
-                let change = MembershipChange {
-                    sender: user,
-                    target: &banned,
-                    membership: MembershipState::Ban,
-                    reason: Some("Banned in the room this one replaces"),
-                    is_direct: false,
-                };
+                let change = MembershipChange::new(user, &banned, MembershipState::Ban, Some("Banned in the room this one replaces"));
                 self.change_membership(&new, change, profiles).await?;
             } else if let Some(content) = self.state_content(&old_state, &kind, &state_key)? {
                 self.append(&new, user, NewEvent::state(kind, &state_key, content)).await?;
