@@ -10,7 +10,7 @@ use ruma::api::client::{
     account, alias, authenticated_media, config, device, directory as room_directory, discovery, filter as filters, media as legacy_media,
     membership, message, profile as profiles, redact, room, session, state,
 };
-use ruma::api::client::{context, knock, read_marker, relations as relating, space, user_directory};
+use ruma::api::client::{context, knock, read_marker, relations as relating, space, sync as syncing, user_directory};
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
@@ -90,6 +90,8 @@ pub fn routes() -> AppRouter {
         .ruma::<config::set_room_account_data::v3::Request, _, _>(account_data::set_room)
         .ruma::<filters::create_filter::v3::Request, _, _>(filter::create_filter)
         .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
+        // Sync
+        .ruma::<syncing::sync_events::v3::Request, _, _>(sync::sync_events)
         // Rooms
         .ruma::<room::create_room::v3::Request, _, _>(create_room::create_room)
         .ruma::<membership::join_room_by_id::v3::Request, _, _>(joining::join_room_by_id)

@@ -13,6 +13,7 @@ pub mod registration;
 pub mod registration_tokens;
 pub mod rooms;
 pub mod server_key;
+pub mod stream;
 pub mod uia;
 pub mod url_preview;
 
@@ -48,15 +49,16 @@ impl Services {
     /// Builds the services on an opened store; creates the server's signing key on first start.
     pub fn new(config: Config, store: Store) -> Result<Services> {
         let server_key = Arc::new(server_key::ServerKey::load_or_generate(&store)?);
+        let stream = Arc::new(stream::Stream::new(&store)?);
         Ok(Services {
-            rooms: rooms::Rooms::new(store.clone(), config.server_name.clone(), server_key.clone())?,
+            rooms: rooms::Rooms::new(store.clone(), config.server_name.clone(), server_key.clone(), stream.clone())?,
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
             devices: devices::Devices::new(store.clone()),
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
             uia: uia::Uia::default(),
             profiles: profiles::Profiles::new(store.clone()),
-            account_data: account_data::AccountData::new(store.clone()),
+            account_data: account_data::AccountData::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),
             media: media::Media::new(
                 store.clone(),

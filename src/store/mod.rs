@@ -41,6 +41,8 @@
 //! | `room_aliases`        | room ID ‖ room alias              | empty                               |
 //! | `public_rooms`        | room ID                           | empty: listed in the directory      |
 //! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
+//! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
+//! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event at it: what changed since a sync token |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -99,11 +101,13 @@ pub enum Table {
     RoomAliases,
     PublicRooms,
     Receipts,
+    StreamRooms,
+    AccountDataChanges,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 27] = [
+    pub const ALL: [Table; 29] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -131,6 +135,8 @@ impl Table {
         Table::RoomAliases,
         Table::PublicRooms,
         Table::Receipts,
+        Table::StreamRooms,
+        Table::AccountDataChanges,
     ];
 
     /// The column family's name.
@@ -163,6 +169,8 @@ impl Table {
             Table::RoomAliases => "room_aliases",
             Table::PublicRooms => "public_rooms",
             Table::Receipts => "receipts",
+            Table::StreamRooms => "stream_rooms",
+            Table::AccountDataChanges => "account_data_changes",
         }
     }
 }

@@ -9,3 +9,4 @@ mod lifecycle;
 mod media;
 mod rooms;
 mod sdk;
+mod sync;

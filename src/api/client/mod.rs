@@ -33,6 +33,7 @@ pub mod room_state;
 pub mod room_upgrades;
 pub mod rooms;
 pub mod space_hierarchy;
+pub mod sync;
 pub mod users;
 pub mod versions;
 pub mod wellknown;

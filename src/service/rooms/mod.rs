@@ -26,7 +26,10 @@ use ruma::events::room::member::MembershipState;
 use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent};
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, UserId};
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId,
+    UserId,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,6 +38,7 @@ use self::state::{RoomStates, StateHash, StateMap};
 use super::keyed_locks::KeyedLocks;
 use super::now_ms;
 use super::server_key::ServerKey;
+use super::stream::Stream;
 use crate::error::{Error, Result};
 use crate::store::{Batch, Counter, Store, Table, key, prefix};
 
@@ -88,6 +92,13 @@ pub struct MembershipRecord {
     pub forgotten: bool,
 }
 
+/// What is written with an event besides the PDU.
+struct Written {
+    state_before: Option<StateHash>,
+    transaction: Option<Transaction>,
+    stream: u64,
+}
+
 /// An event to append, as a client or the server asks for it.
 pub struct NewEvent {
     pub kind: TimelineEventType,
@@ -116,7 +127,7 @@ pub struct Rooms {
     server_name: OwnedServerName,
     key: Arc<ServerKey>,
     pub states: RoomStates,
-    stream: Counter,
+    stream: Arc<Stream>,
     room_ids: Counter,
     locks: KeyedLocks<OwnedRoomId>,
     /// Serializes alias creation, so one alias never points at two rooms.
@@ -133,10 +144,10 @@ pub struct Rooms {
 const CACHED_PDUS: usize = 20_000;
 
 impl Rooms {
-    pub fn new(store: Store, server_name: OwnedServerName, key: Arc<ServerKey>) -> Result<Rooms> {
+    pub fn new(store: Store, server_name: OwnedServerName, key: Arc<ServerKey>, stream: Arc<Stream>) -> Result<Rooms> {
         Ok(Rooms {
             states: RoomStates::new(store.clone())?,
-            stream: Counter::open(&store, "stream")?,
+            stream,
             room_ids: Counter::open(&store, "room_short_id")?,
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
@@ -270,6 +281,37 @@ impl Rooms {
             .collect())
     }
 
+    /// The users an event in the room concerns: its members, invitees and knockers.
+    pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
+            .filter_map(|(key, _)| UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok())
+            .collect())
+    }
+
+    /// The rooms with events after stream position `since`, up to `until`.
+    pub fn rooms_changed(&self, since: u64, until: u64) -> Result<std::collections::BTreeSet<OwnedRoomId>> {
+        let start = (since + 1).to_be_bytes();
+        let mut rooms = std::collections::BTreeSet::new();
+        for (position, room_id) in self.store.range(Table::StreamRooms, &[], &start, true, usize::MAX)? {
+            if position.as_slice() > until.to_be_bytes().as_slice() {
+                break;
+            }
+            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&room_id).as_ref()) {
+                rooms.insert(room_id);
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// The server-wide stream.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
     /// Marks a room forgotten for a user who is no longer in it.
     pub fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
         let Some(mut record) = self.membership(user_id, room_id)? else {
@@ -371,10 +413,17 @@ impl Rooms {
             depth: 0,
             created_ts: now_ms(),
         };
+        let ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
-        self.persist(&mut batch, &mut room, &pdu, signed.object, None, None)?;
+        let written = Written {
+            state_before: None,
+            transaction: None,
+            stream: ticket.position(),
+        };
+        self.persist(&mut batch, &mut room, &pdu, signed.object, written)?;
         batch.commit()?;
         self.remember_room(&signed.room_id, &room);
+        ticket.complete(vec![creator.to_owned()]);
         Ok(signed.room_id)
     }
 
@@ -421,15 +470,27 @@ impl Rooms {
         let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
         ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state).map_err(Error::forbidden)?;
 
+        let ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
         let redacted = pdu.redacted_event();
         if let Some(target) = &redacted {
             self.redact_target(&mut batch, &rules, room_id, target, &pdu.event_id)?;
         }
-        let state_before = Some(room.state);
-        self.persist(&mut batch, &mut room, &pdu, signed.object, state_before, event.transaction)?;
+        let written = Written {
+            state_before: Some(room.state),
+            transaction: event.transaction,
+            stream: ticket.position(),
+        };
+        self.persist(&mut batch, &mut room, &pdu, signed.object, written)?;
         batch.commit()?;
         self.remember_room(room_id, &room);
+        let mut woken = self.users_to_wake(room_id)?;
+        if pdu.kind == TimelineEventType::RoomMember
+            && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
+        {
+            woken.push(target);
+        }
+        ticket.complete(woken);
         if let Some(target) = redacted {
             // Dropped only now: a read before the commit may have cached the unredacted event.
             self.pdus.lock().unwrap_or_else(|e| e.into_inner()).remove(&target);
@@ -467,10 +528,13 @@ impl Rooms {
         room: &mut RoomRecord,
         pdu: &Pdu,
         object: CanonicalJsonObject,
-        state_before: Option<StateHash>,
-        transaction: Option<Transaction>,
+        written: Written,
     ) -> Result<()> {
-        let stream = self.stream.next()?;
+        let Written {
+            state_before,
+            transaction,
+            stream,
+        } = written;
         let short_event = self.states.short_event_id(&pdu.event_id)?;
         if let Some(state_key) = &pdu.state_key {
             let kind = StateEventType::from(pdu.kind.to_string().as_str());
@@ -522,6 +586,7 @@ impl Rooms {
             &key(&[&room.short_id.to_be_bytes(), &stream.to_be_bytes()]),
             pdu.event_id.as_bytes(),
         );
+        batch.put(Table::StreamRooms, &stream.to_be_bytes(), room_id);
         let stored = StoredEvent {
             room_id: pdu.room_id.clone(),
             pdu: object,

@@ -28,10 +28,11 @@ impl Rooms {
         if !self.can_see_event(user, event_id, &stored)? {
             return Err(Error::not_found("The event is not in this room"));
         }
+        let ticket = self.stream.begin()?;
         let receipt = Receipt {
             event_id: event_id.to_owned(),
             ts: now_ms(),
-            stream: self.stream.next()?,
+            stream: ticket.position(),
         };
         let mut batch = self.store.batch();
         batch.put_json(
@@ -40,6 +41,7 @@ impl Rooms {
             &receipt,
         );
         batch.commit()?;
+        ticket.complete(Vec::new());
         Ok(())
     }
 }

@@ -1,0 +1,308 @@
+//! `GET /sync` (v3): the rooms a user is in, invited to and has left, their timelines and
+//! state, and account data — all of it on the first sync, what changed since the token after.
+//!
+//! A sync token `s<N>` is a position of the server-wide stream. What changed since it is read
+//! from the stream's indexes (`stream_rooms`, `account_data_changes`), so an incremental sync
+//! costs what changed, not the number of rooms. A long poll waits on the user's wake-up, which
+//! it subscribes to before reading, so a write landing in between is never slept through.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use ruma::api::client::filter::{FilterDefinition, RoomEventFilter};
+use ruma::api::client::sync::sync_events::v3::{
+    Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, State as SyncState, StateEvents,
+};
+use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
+use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
+use serde_json::{Value, json};
+
+use super::message_pagination::{PageRequest, page, token};
+use super::rooms::raw;
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::error::{Error, Result};
+use crate::service::Services;
+use crate::service::rooms::state::StateMap;
+
+/// The longest a sync long-polls, whatever the client asks.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeline events per room when the filter sets no limit.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// State events shown to invitees and knockers.
+const STRIPPED_STATE: [&str; 6] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+fn parse_since(since: &str, visible: u64) -> Result<u64> {
+    let position = since
+        .strip_prefix('s')
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| Error::invalid_param(format!("Invalid sync token: {since}")))?;
+    if position > visible {
+        return Err(Error::invalid_param(format!("Unknown sync token: {since}")));
+    }
+    Ok(position)
+}
+
+/// Who is syncing, and how.
+struct SyncContext<'a> {
+    services: &'a Services,
+    user: &'a UserId,
+    device: &'a DeviceId,
+    since: Option<u64>,
+    visible: u64,
+    full_state: bool,
+    filter: &'a FilterDefinition,
+}
+
+/// `GET /_matrix/client/v3/sync`
+pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Request>) -> HandlerResult<Response> {
+    let session = req.session()?;
+    let request = &req.body;
+    let filter = match &request.filter {
+        Some(Filter::FilterDefinition(definition)) => definition.clone(),
+        Some(Filter::FilterId(id)) => services
+            .filters
+            .get(&session.user_id, id)?
+            .ok_or_else(|| Error::invalid_param(format!("Unknown filter {id}")))?,
+        _ => FilterDefinition::default(),
+    };
+    let stream = services.rooms.stream();
+    let since = match &request.since {
+        Some(since) => Some(parse_since(since, stream.visible())?),
+        None => None,
+    };
+    let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let waker = stream.waker(&session.user_id);
+    loop {
+        let woken = waker.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let context = SyncContext {
+            services: &services,
+            user: &session.user_id,
+            device: &session.device_id,
+            since,
+            visible: stream.visible(),
+            full_state: request.full_state,
+            filter: &filter,
+        };
+        let (response, changed) = build(&context)?;
+        if changed || since.is_none() || request.full_state || tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return Ok(RumaResponse(response));
+        }
+    }
+}
+
+/// One sync response; `true` when it carries anything new.
+fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
+    let services = context.services;
+    let mut response = Response::new(format!("s{}", context.visible));
+    let mut changed = false;
+
+    let rooms: BTreeSet<OwnedRoomId> = match context.since {
+        None => {
+            let mut rooms = BTreeSet::new();
+            for membership in [
+                MembershipState::Join,
+                MembershipState::Invite,
+                MembershipState::Knock,
+                MembershipState::Leave,
+                MembershipState::Ban,
+            ] {
+                rooms.extend(services.rooms.rooms_of_user(context.user, &membership)?);
+            }
+            rooms
+        }
+        Some(since) => services.rooms.rooms_changed(since, context.visible)?,
+    };
+    for room_id in rooms {
+        if !room_allowed(&context.filter.room.rooms, &context.filter.room.not_rooms, &room_id) {
+            continue;
+        }
+        let Some(record) = services.rooms.membership(context.user, &room_id)? else {
+            continue;
+        };
+        if record.forgotten || record.stream > context.visible {
+            continue;
+        }
+        let membership_is_new = context.since.is_none_or(|since| record.stream > since);
+        match record.membership {
+            MembershipState::Join => {
+                let joined = joined_room(context, &room_id, membership_is_new)?;
+                if let Some(joined) = joined {
+                    response.rooms.join.insert(room_id, joined);
+                    changed = true;
+                }
+            }
+            MembershipState::Invite if membership_is_new => {
+                let mut invited = InvitedRoom::new();
+                invited.invite_state = InviteState::from(stripped_state(context, &room_id, &record.event_id)?);
+                response.rooms.invite.insert(room_id, invited);
+                changed = true;
+            }
+            MembershipState::Knock if membership_is_new => {
+                let mut knocked = KnockedRoom::new();
+                knocked.knock_state.events = stripped_state(context, &room_id, &record.event_id)?;
+                response.rooms.knock.insert(room_id, knocked);
+                changed = true;
+            }
+            MembershipState::Leave | MembershipState::Ban
+                if membership_is_new && (context.since.is_some() || context.filter.room.include_leave) =>
+            {
+                let mut left = LeftRoom::new();
+                let stored = services.rooms.stored_event(&record.event_id)?;
+                if let Some(stored) = stored {
+                    left.timeline.events = vec![raw(&services.rooms.client_event(&record.event_id, &stored, None)?)?];
+                }
+                response.rooms.leave.insert(room_id, left);
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+
+    for entry in services.account_data.changed(context.user, context.since, context.visible)? {
+        let event = json!({ "type": entry.event_type, "content": serde_json::from_str::<Value>(entry.content.get())? });
+        changed = true;
+        match entry.room_id {
+            None => response.account_data.events.push(raw(&event)?),
+            Some(room_id) => {
+                let in_room = services
+                    .rooms
+                    .membership(context.user, &room_id)?
+                    .is_some_and(|record| record.membership == MembershipState::Join && !record.forgotten);
+                if in_room {
+                    response
+                        .rooms
+                        .join
+                        .entry(room_id)
+                        .or_default()
+                        .account_data
+                        .events
+                        .push(raw(&event)?);
+                }
+            }
+        }
+    }
+    Ok((response, changed))
+}
+
+fn room_allowed(rooms: &Option<Vec<OwnedRoomId>>, not_rooms: &[OwnedRoomId], room_id: &RoomId) -> bool {
+    rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r == room_id)) && !not_rooms.iter().any(|r| r == room_id)
+}
+
+/// A joined room's section: the timeline since the token (or its end), the state before the
+/// timeline when it is the first sync of the room or the timeline was cut, and the summary.
+fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) -> Result<Option<JoinedRoom>> {
+    let services = context.services;
+    let timeline_filter: &RoomEventFilter = &context.filter.room.timeline;
+    let limit = timeline_filter
+        .limit
+        .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
+        .clamp(1, 100);
+    let since = if newly_joined { None } else { context.since };
+    let page = page(
+        services,
+        PageRequest {
+            room_id,
+            user: context.user,
+            device: Some(context.device),
+            from: Some(context.visible + 1),
+            to: since.map(|since| since + 1),
+            forward: false,
+            limit,
+            filter: timeline_filter,
+        },
+    )?;
+    let mut events = page.events;
+    events.reverse();
+    if since.is_some() && events.is_empty() && !context.full_state {
+        return Ok(None);
+    }
+    let mut joined = JoinedRoom::new();
+    joined.timeline.limited = page.more;
+    joined.timeline.prev_batch = Some(token(events.first().map_or(context.visible + 1, |(position, _)| *position)));
+
+    // The state before the timeline: whole on a first sync, full_state or a fresh join; the
+    // changes since the token when the timeline was cut; nothing otherwise.
+    let timeline_start = events.first().map_or(context.visible + 1, |(position, _)| *position);
+    let state_at_start = services.rooms.state_at_position(room_id, timeline_start)?;
+    let state: Vec<u64> = if since.is_none() || context.full_state {
+        state_at_start.values().copied().collect()
+    } else if page.more {
+        let state_at_since = services.rooms.state_at_position(room_id, since.unwrap_or(0) + 1)?;
+        state_at_start
+            .iter()
+            .filter(|(key, event)| state_at_since.get(key) != Some(event))
+            .map(|(_, event)| *event)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut state_events = Vec::new();
+    for short_event in state {
+        let event_id = services.rooms.states.event_id(short_event)?;
+        if let Some(stored) = services.rooms.stored_event(&event_id)? {
+            state_events.push(raw(&services.rooms.client_event(&event_id, &stored, None)?)?);
+        }
+    }
+    let mut state = StateEvents::new();
+    state.events = state_events;
+    joined.state = SyncState::Before(state);
+    joined.timeline.events = events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
+    summarize(services, room_id, context.user, &mut joined)?;
+    Ok(Some(joined))
+}
+
+/// The room summary: up to five other members as heroes, and the member counts.
+fn summarize(services: &Services, room_id: &RoomId, user: &UserId, joined: &mut JoinedRoom) -> Result<()> {
+    let (mut join_count, mut invite_count) = (0u64, 0u64);
+    for (member, content) in services.rooms.member_events(room_id)? {
+        match content.get("membership").and_then(Value::as_str) {
+            Some("join") => join_count += 1,
+            Some("invite") => invite_count += 1,
+            _ => continue,
+        }
+        if member != user.as_str()
+            && joined.summary.heroes.len() < 5
+            && let Ok(hero) = UserId::parse(member.as_str())
+        {
+            joined.summary.heroes.push(hero);
+        }
+    }
+    joined.summary.joined_member_count = UInt::new(join_count);
+    joined.summary.invited_member_count = UInt::new(invite_count);
+    Ok(())
+}
+
+/// The stripped state an invitee or knocker sees: the room's name, rules and avatar, and the
+/// membership event itself.
+fn stripped_state<T>(context: &SyncContext<'_>, room_id: &RoomId, membership_event: &ruma::EventId) -> Result<Vec<ruma::serde::Raw<T>>> {
+    let services = context.services;
+    let state: Arc<StateMap> = services.rooms.current_state(room_id)?;
+    let mut events = Vec::new();
+    let mut add = |pdu: crate::service::rooms::pdu::Pdu| -> Result<()> {
+        let event = json!({ "type": pdu.kind, "state_key": pdu.state_key, "content": pdu.content_value(), "sender": pdu.sender });
+        events.push(raw(&event)?);
+        Ok(())
+    };
+    for kind in STRIPPED_STATE {
+        if let Some(pdu) = services.rooms.state_pdu(&state, &StateEventType::from(kind), "")? {
+            add(pdu)?;
+        }
+    }
+    if let Some(pdu) = services.rooms.pdu(membership_event)? {
+        add(pdu)?;
+    }
+    Ok(events)
+}

@@ -1,0 +1,180 @@
+//! `/sync`: initial and incremental, invites, joins and leaves, account data, long polls that
+//! wake on a new message, bad tokens, crash safety, and matrix-sdk living on it.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, assert_error};
+
+async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms: u64) -> Value {
+    let path = match since {
+        Some(since) => format!("/_matrix/client/v3/sync?since={since}&timeout={timeout_ms}"),
+        None => "/_matrix/client/v3/sync".to_owned(),
+    };
+    let (status, body) = server.get(&path, Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn initial_and_incremental_sync_and_long_polls() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_, created) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "name": "Porch", "invite": ["@bob:localhost"] }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+
+    // Bob's first sync shows the invite with the room's name.
+    let first = sync(&server, &bob, None, 0).await;
+    let invite_state = first["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap();
+    assert!(
+        invite_state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Porch"),
+        "{first}"
+    );
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+
+    // He joins: the next sync has the room with its whole state (in `state`, or in the
+    // timeline when the room's history is short enough to fit).
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let joined = sync(&server, &bob, Some(&since), 0).await;
+    let section = &joined["rooms"]["join"][&room];
+    let types: Vec<&str> = [&section["state"]["events"], &section["timeline"]["events"]]
+        .iter()
+        .filter_map(|events| events.as_array())
+        .flatten()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for expected in ["m.room.create", "m.room.power_levels", "m.room.name", "m.room.member"] {
+        assert!(types.contains(&expected), "{expected}: {joined}");
+    }
+    assert_eq!(joined["rooms"]["join"][&room]["summary"]["m.joined_member_count"], 2);
+    let since = joined["next_batch"].as_str().unwrap().to_owned();
+
+    // A long poll returns with alice's message (a missed wake-up would sleep 30 s and fail).
+    let poll = {
+        let (base, bob, since) = (server.base_url.clone(), bob.clone(), since.clone());
+        tokio::spawn(async move {
+            let url = format!("{base}/_matrix/client/v3/sync?since={since}&timeout=30000");
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(bob)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/hi");
+    server
+        .put(&path, Some(&alice), json!({ "msgtype": "m.text", "body": "welcome!" }))
+        .await;
+    let woken = poll.await.unwrap();
+    assert_eq!(timeline_bodies(&woken, &room), vec!["welcome!"], "{woken}");
+    let since = woken["next_batch"].as_str().unwrap().to_owned();
+
+    // Nothing new: an empty answer once the (short) timeout passes.
+    let idle = sync(&server, &bob, Some(&since), 50).await;
+    assert!(idle["rooms"]["join"].as_object().is_none_or(|rooms| rooms.is_empty()), "{idle}");
+
+    // Account data reaches the user's own sync.
+    let alice_since = sync(&server, &alice, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(
+            "/_matrix/client/v3/user/@alice:localhost/account_data/org.example.settings",
+            Some(&alice),
+            json!({ "theme": "dark" }),
+        )
+        .await;
+    let changed = sync(&server, &alice, Some(&alice_since), 0).await;
+    let events = changed["account_data"]["events"].as_array().unwrap();
+    assert_eq!(events[0]["content"]["theme"], "dark", "{changed}");
+
+    // Bob leaves: his next sync says so.
+    server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob), json!({}))
+        .await;
+    let left = sync(&server, &bob, Some(&since), 0).await;
+    assert!(left["rooms"]["leave"][&room].is_object(), "{left}");
+
+    // Bad tokens are refused, never silently reset.
+    assert_error(
+        &server.get("/_matrix/client/v3/sync?since=nonsense", Some(&bob)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/sync?since=s99999999", Some(&bob)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_send_and_sync_loses_nothing() {
+    let mut server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (_, created) = server.post("/_matrix/client/v3/createRoom", Some(&alice), json!({})).await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let since = sync(&server, &alice, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/k1");
+    let (status, _) = server
+        .put(&path, Some(&alice), json!({ "msgtype": "m.text", "body": "still here" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.crash_and_restart().await;
+    let after = sync(&server, &alice, Some(&since), 0).await;
+    assert_eq!(timeline_bodies(&after, &room), vec!["still here"], "{after}");
+}
+
+#[tokio::test]
+async fn matrix_sdk_syncs_rooms_and_messages() {
+    use matrix_sdk::config::SyncSettings;
+    use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
+    use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+
+    let server = TestServer::start(&[]).await;
+    server.register("alice", "alicepass").await;
+    let client = matrix_sdk::Client::builder()
+        .homeserver_url(&server.base_url)
+        .build()
+        .await
+        .unwrap();
+    client.matrix_auth().login_username("alice", "alicepass").send().await.unwrap();
+    let mut request = CreateRoomRequest::new();
+    request.name = Some("Garden".into());
+    let room = client.create_room(request).await.unwrap();
+    room.send(RoomMessageEventContent::text_plain("first")).await.unwrap();
+
+    let response = client.sync_once(SyncSettings::default()).await.expect("the SDK parses /sync");
+    assert!(response.rooms.joined.contains_key(room.room_id()));
+    let synced = client.get_room(room.room_id()).expect("the SDK knows the room");
+    assert_eq!(synced.name().as_deref(), Some("Garden"));
+    let settings = SyncSettings::default()
+        .token(response.next_batch)
+        .timeout(std::time::Duration::from_millis(100));
+    let again = client.sync_once(settings).await.expect("an incremental sync");
+    assert!(again.rooms.joined.is_empty(), "nothing changed");
+}
