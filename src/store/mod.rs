@@ -42,7 +42,7 @@
 //! | `public_rooms`        | room ID                           | empty: listed in the directory      |
 //! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
-//! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event at it: what changed since a sync token |
+//! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].

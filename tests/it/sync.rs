@@ -178,3 +178,44 @@ async fn matrix_sdk_syncs_rooms_and_messages() {
     let again = client.sync_once(settings).await.expect("an incremental sync");
     assert!(again.rooms.joined.is_empty(), "nothing changed");
 }
+
+#[tokio::test]
+async fn read_receipts_reach_the_other_members() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let (_, sent) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r1"),
+            Some(&alice),
+            json!({ "msgtype": "m.text", "body": "seen?" }),
+        )
+        .await;
+    let event_id = sent["event_id"].as_str().unwrap();
+    let since = sync(&server, &alice, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    let receipt = |kind: &'static str| format!("/_matrix/client/v3/rooms/{room}/receipt/{kind}/{event_id}");
+    let (status, body) = server.post(&receipt("m.read.private"), Some(&bob), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.post(&receipt("m.read"), Some(&bob), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let update = sync(&server, &alice, Some(&since), 0).await;
+    let ephemeral = &update["rooms"]["join"][&room]["ephemeral"]["events"][0];
+    assert_eq!(ephemeral["type"], "m.receipt", "{update}");
+    assert!(
+        ephemeral["content"][event_id]["m.read"]["@bob:localhost"]["ts"].is_u64(),
+        "{update}"
+    );
+    assert!(
+        ephemeral["content"][event_id]["m.read.private"].is_null(),
+        "bob's private receipt is his own"
+    );
+    let (_, bobs) = server.get("/_matrix/client/v3/sync", Some(&bob)).await;
+    assert!(bobs["rooms"]["join"][&room]["ephemeral"]["events"][0]["content"][event_id]["m.read.private"]["@bob:localhost"].is_object());
+}

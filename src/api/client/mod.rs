@@ -24,6 +24,7 @@ pub mod message_pagination;
 pub mod password_management;
 pub mod profile;
 pub mod read_markers;
+pub mod receipts;
 pub mod redaction;
 pub mod registration;
 pub mod relations;

@@ -226,10 +226,14 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     )?;
     let mut events = page.events;
     events.reverse();
-    if since.is_some() && events.is_empty() && !context.full_state {
+    let receipts = services.rooms.receipt_event(room_id, context.user, since, context.visible)?;
+    if since.is_some() && events.is_empty() && receipts.is_none() && !context.full_state {
         return Ok(None);
     }
     let mut joined = JoinedRoom::new();
+    if let Some(receipts) = receipts {
+        joined.ephemeral.events.push(raw(&receipts)?);
+    }
     joined.timeline.limited = page.more;
     joined.timeline.prev_batch = Some(token(events.first().map_or(context.visible + 1, |(position, _)| *position)));
 

@@ -1,13 +1,15 @@
 //! Read receipts (`m.read`, `m.read.private`): where each user has read up to in a room, per
-//! thread. Each update takes a stream position, so sync can deliver it.
+//! thread. Each update takes a stream position (indexed in `stream_rooms` like events), so sync
+//! delivers it as the room's `m.receipt` ephemeral event.
 
 use ruma::{EventId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use super::Rooms;
 use crate::error::{Error, Result};
 use crate::service::now_ms;
-use crate::store::{Table, key};
+use crate::store::{SEP, Table, key, prefix};
 
 /// One user's receipt of one type in one room and thread.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,8 +42,49 @@ impl Rooms {
             &key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]),
             &receipt,
         );
+        batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
         batch.commit()?;
-        ticket.complete(Vec::new());
+        // A private receipt concerns only its owner.
+        let woken = if receipt_type == PRIVATE_READ {
+            vec![user.to_owned()]
+        } else {
+            self.users_to_wake(room_id)?
+        };
+        ticket.complete(woken);
         Ok(())
     }
+
+    /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
+    /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
+    pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Value>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        let mut content = Map::new();
+        for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
+            if since.is_some_and(|since| receipt.stream <= since) || receipt.stream > until {
+                continue;
+            }
+            let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);
+            let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let (user, receipt_type, thread) = (
+                String::from_utf8_lossy(user),
+                String::from_utf8_lossy(receipt_type),
+                String::from_utf8_lossy(thread),
+            );
+            if receipt_type == PRIVATE_READ && user != viewer.as_str() {
+                continue;
+            }
+            let mut entry = json!({ "ts": receipt.ts });
+            if !thread.is_empty() {
+                entry["thread_id"] = json!(thread);
+            }
+            let by_type = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
+            by_type[receipt_type.as_ref()][user.as_ref()] = entry;
+        }
+        Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
+    }
 }
+
+/// The receipt type only its owner sees.
+const PRIVATE_READ: &str = "m.read.private";
