@@ -10,7 +10,9 @@ use ruma::api::client::{
     account, alias, authenticated_media, config, device, directory as room_directory, discovery, filter as filters, media as legacy_media,
     membership, message, profile as profiles, redact, room, session, state,
 };
-use ruma::api::client::{context, knock, read_marker, receipt, relations as relating, space, sync as syncing, user_directory};
+use ruma::api::client::{
+    context, knock, read_marker, receipt, relations as relating, space, sync as syncing, typing as typing_events, user_directory,
+};
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
@@ -124,6 +126,7 @@ pub fn routes() -> AppRouter {
         .ruma::<room::upgrade_room::v3::Request, _, _>(room_upgrades::upgrade_room)
         .ruma::<read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
         .ruma::<receipt::create_receipt::v3::Request, _, _>(receipts::create_receipt)
+        .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
         .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)
         // Aliases and the room directory
         .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)

@@ -14,6 +14,7 @@ pub mod registration_tokens;
 pub mod rooms;
 pub mod server_key;
 pub mod stream;
+pub mod typing;
 pub mod uia;
 pub mod url_preview;
 
@@ -33,6 +34,7 @@ pub struct Services {
     pub store: Store,
     pub server_key: Arc<server_key::ServerKey>,
     pub rooms: rooms::Rooms,
+    pub typing: typing::Typing,
     pub accounts: accounts::Accounts,
     pub devices: devices::Devices,
     pub registration_tokens: registration_tokens::RegistrationTokens,
@@ -59,6 +61,7 @@ impl Services {
             uia: uia::Uia::default(),
             profiles: profiles::Profiles::new(store.clone()),
             account_data: account_data::AccountData::new(store.clone(), stream.clone()),
+            typing: typing::Typing::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),
             media: media::Media::new(
                 store.clone(),

@@ -219,3 +219,56 @@ async fn read_receipts_reach_the_other_members() {
     let (_, bobs) = server.get("/_matrix/client/v3/sync", Some(&bob)).await;
     assert!(bobs["rooms"]["join"][&room]["ephemeral"]["events"][0]["content"][event_id]["m.read.private"]["@bob:localhost"].is_object());
 }
+
+#[tokio::test]
+async fn typing_reaches_the_other_members_and_lapses() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let since = sync(&server, &alice, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let typing = |sync: &Value| -> Option<Vec<String>> {
+        let events = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array()?;
+        let typing = events.iter().find(|e| e["type"] == "m.typing")?;
+        Some(
+            typing["content"]["user_ids"]
+                .as_array()?
+                .iter()
+                .map(|u| u.as_str().unwrap().to_owned())
+                .collect(),
+        )
+    };
+
+    let path = format!("/_matrix/client/v3/rooms/{room}/typing/@bob:localhost");
+    assert_error(
+        &server
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/typing/@alice:localhost"),
+                Some(&bob),
+                json!({ "typing": true, "timeout": 1000 }),
+            )
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, body) = server.put(&path, Some(&bob), json!({ "typing": true, "timeout": 300 })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = sync(&server, &alice, Some(&since), 0).await;
+    assert_eq!(typing(&started), Some(vec!["@bob:localhost".to_owned()]), "{started}");
+
+    // The notification lapses after its timeout, and a long poll is woken for it.
+    let since = started["next_batch"].as_str().unwrap().to_owned();
+    let lapsed = sync(&server, &alice, Some(&since), 30_000).await;
+    assert_eq!(typing(&lapsed), Some(vec![]), "{lapsed}");
+
+    // Stopping explicitly works too.
+    let since = lapsed["next_batch"].as_str().unwrap().to_owned();
+    server.put(&path, Some(&bob), json!({ "typing": true, "timeout": 30000 })).await;
+    server.put(&path, Some(&bob), json!({ "typing": false })).await;
+    let stopped = sync(&server, &alice, Some(&since), 0).await;
+    assert_eq!(typing(&stopped), Some(vec![]), "{stopped}");
+}

@@ -35,6 +35,7 @@ pub mod room_upgrades;
 pub mod rooms;
 pub mod space_hierarchy;
 pub mod sync;
+pub mod typing;
 pub mod users;
 pub mod versions;
 pub mod wellknown;

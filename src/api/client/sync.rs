@@ -226,14 +226,18 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     )?;
     let mut events = page.events;
     events.reverse();
-    let receipts = services.rooms.receipt_event(room_id, context.user, since, context.visible)?;
-    if since.is_some() && events.is_empty() && receipts.is_none() && !context.full_state {
+    let mut ephemeral = Vec::new();
+    if let Some(receipts) = services.rooms.receipt_event(room_id, context.user, since, context.visible)? {
+        ephemeral.push(raw(&receipts)?);
+    }
+    if let Some(typing) = services.typing.typing_since(room_id, since, context.visible) {
+        ephemeral.push(raw(&json!({ "type": "m.typing", "content": { "user_ids": typing } }))?);
+    }
+    if since.is_some() && events.is_empty() && ephemeral.is_empty() && !context.full_state {
         return Ok(None);
     }
     let mut joined = JoinedRoom::new();
-    if let Some(receipts) = receipts {
-        joined.ephemeral.events.push(raw(&receipts)?);
-    }
+    joined.ephemeral.events = ephemeral;
     joined.timeline.limited = page.more;
     joined.timeline.prev_batch = Some(token(events.first().map_or(context.visible + 1, |(position, _)| *position)));
 

@@ -1,0 +1,42 @@
+//! `PUT /rooms/{roomId}/typing/{userId}`: typing notifications, which lapse after their timeout.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::client::typing::create_typing_event::{self, v3::Typing};
+use ruma::events::room::member::MembershipState;
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::error::Error;
+use crate::service::Services;
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
+pub async fn create_typing_event(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_typing_event::v3::Request>,
+) -> HandlerResult<create_typing_event::v3::Response> {
+    let request = &req.body;
+    req.require_owner(&request.user_id, "You can only say whether you are typing")?;
+    let state = services.rooms.current_state(&request.room_id)?;
+    if services.rooms.membership_in(&state, &request.user_id)? != MembershipState::Join {
+        return Err(Error::forbidden("You are not in this room"));
+    }
+    let timeout = match &request.state {
+        Typing::Yes(info) => Some(info.timeout),
+        _ => None,
+    };
+    let members = services.rooms.users_to_wake(&request.room_id)?;
+    if let Some(until) = services.typing.set(&request.room_id, &request.user_id, timeout, members)? {
+        let (services, room_id, user_id) = (services.clone(), request.room_id.clone(), request.user_id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(until).await;
+            if services.typing.lapsed(&room_id, &user_id)
+                && let Ok(members) = services.rooms.users_to_wake(&room_id)
+                && let Err(error) = services.typing.set(&room_id, &user_id, None, members)
+            {
+                tracing::warn!(%error, "could not end a typing notification");
+            }
+        });
+    }
+    Ok(RumaResponse(create_typing_event::v3::Response::new()))
+}

@@ -1,0 +1,90 @@
+//! Typing notifications: who is typing in which room, in memory only, each until their
+//! timeout. A change takes a stream position (indexed in `stream_rooms`) so sync delivers the
+//! room's `m.typing` event, and wakes the room's members.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use tokio::time::Instant;
+
+use super::stream::Stream;
+use crate::error::Result;
+use crate::store::{Store, Table};
+
+/// The longest anyone is shown typing without saying so again.
+const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Who types where.
+#[derive(Default)]
+struct RoomTyping {
+    /// Typing users and when they stop.
+    users: BTreeMap<OwnedUserId, Instant>,
+    /// The stream position of the last change.
+    changed_at: u64,
+}
+
+/// The typing notifications of every room.
+pub struct Typing {
+    store: Store,
+    stream: Arc<Stream>,
+    rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
+}
+
+impl Typing {
+    pub fn new(store: Store, stream: Arc<Stream>) -> Typing {
+        Typing {
+            store,
+            stream,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets whether `user` is typing in a room, for `timeout`; `members` are woken. Returns
+    /// the time the typing lapses, for the caller to check [`Typing::lapsed`] then.
+    pub fn set(&self, room_id: &RoomId, user: &UserId, typing: Option<Duration>, members: Vec<OwnedUserId>) -> Result<Option<Instant>> {
+        let ticket = self.stream.begin()?;
+        let mut batch = self.store.batch();
+        batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
+        batch.commit()?;
+        let until = typing.map(|timeout| Instant::now() + timeout.min(MAX_TIMEOUT));
+        {
+            let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            let room = rooms.entry(room_id.to_owned()).or_default();
+            match until {
+                Some(until) => room.users.insert(user.to_owned(), until),
+                None => room.users.remove(user),
+            };
+            room.changed_at = ticket.position();
+        }
+        ticket.complete(members);
+        Ok(until)
+    }
+
+    /// Whether `user`'s typing in a room has run out (and was not renewed).
+    pub fn lapsed(&self, room_id: &RoomId, user: &UserId) -> bool {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .get(room_id)
+            .and_then(|room| room.users.get(user))
+            .is_some_and(|until| *until <= Instant::now())
+    }
+
+    /// The users typing in a room if that changed after `since` (always on a first sync).
+    pub fn typing_since(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Option<Vec<OwnedUserId>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let room = rooms.get(room_id)?;
+        if since.is_some_and(|since| room.changed_at <= since) || room.changed_at > until {
+            return None;
+        }
+        let now = Instant::now();
+        Some(
+            room.users
+                .iter()
+                .filter(|(_, stops)| **stops > now)
+                .map(|(user, _)| user.clone())
+                .collect(),
+        )
+    }
+}
