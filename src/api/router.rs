@@ -11,7 +11,8 @@ use ruma::api::client::{
     membership, message, profile as profiles, redact, room, session, state,
 };
 use ruma::api::client::{
-    context, knock, read_marker, receipt, relations as relating, space, sync as syncing, typing as typing_events, user_directory,
+    context, knock, presence as presence_status, read_marker, receipt, relations as relating, space, sync as syncing, tag,
+    typing as typing_events, user_directory,
 };
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
@@ -127,6 +128,11 @@ pub fn routes() -> AppRouter {
         .ruma::<read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
         .ruma::<receipt::create_receipt::v3::Request, _, _>(receipts::create_receipt)
         .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
+        .ruma::<tag::get_tags::v3::Request, _, _>(tags::get_tags)
+        .ruma::<presence_status::get_presence::v3::Request, _, _>(presence::get_presence)
+        .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
+        .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
+        .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)
         .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)
         // Aliases and the room directory
         .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)

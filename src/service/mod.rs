@@ -7,6 +7,7 @@ pub mod devices;
 pub mod filters;
 pub mod keyed_locks;
 pub mod media;
+pub mod presence;
 pub mod profiles;
 pub mod rate_limit;
 pub mod registration;
@@ -35,6 +36,7 @@ pub struct Services {
     pub server_key: Arc<server_key::ServerKey>,
     pub rooms: rooms::Rooms,
     pub typing: typing::Typing,
+    pub presence: presence::Presence,
     pub accounts: accounts::Accounts,
     pub devices: devices::Devices,
     pub registration_tokens: registration_tokens::RegistrationTokens,
@@ -62,6 +64,7 @@ impl Services {
             profiles: profiles::Profiles::new(store.clone()),
             account_data: account_data::AccountData::new(store.clone(), stream.clone()),
             typing: typing::Typing::new(store.clone(), stream.clone()),
+            presence: presence::Presence::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),
             media: media::Media::new(
                 store.clone(),

@@ -42,6 +42,7 @@
 //! | `public_rooms`        | room ID                           | empty: listed in the directory      |
 //! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
+//! | `presence`            | user ID                           | `service::presence::PresenceRecord` |
 //! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
@@ -103,11 +104,12 @@ pub enum Table {
     Receipts,
     StreamRooms,
     AccountDataChanges,
+    Presence,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 29] = [
+    pub const ALL: [Table; 30] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -137,6 +139,7 @@ impl Table {
         Table::Receipts,
         Table::StreamRooms,
         Table::AccountDataChanges,
+        Table::Presence,
     ];
 
     /// The column family's name.
@@ -171,6 +174,7 @@ impl Table {
             Table::Receipts => "receipts",
             Table::StreamRooms => "stream_rooms",
             Table::AccountDataChanges => "account_data_changes",
+            Table::Presence => "presence",
         }
     }
 }

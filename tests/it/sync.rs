@@ -272,3 +272,70 @@ async fn typing_reaches_the_other_members_and_lapses() {
     let stopped = sync(&server, &alice, Some(&since), 0).await;
     assert_eq!(typing(&stopped), Some(vec![]), "{stopped}");
 }
+
+#[tokio::test]
+async fn presence_and_room_tags() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (carol, _) = server.register("carol", "carolpass").await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let since = sync(&server, &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    let status_path = "/_matrix/client/v3/presence/@alice:localhost/status";
+    let (status, body) = server
+        .put(
+            status_path,
+            Some(&alice),
+            json!({ "presence": "unavailable", "status_msg": "in a meeting" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, seen) = server.get(status_path, Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(
+        (seen["presence"].as_str(), seen["status_msg"].as_str()),
+        (Some("unavailable"), Some("in a meeting"))
+    );
+    assert_error(&server.get(status_path, Some(&carol)).await, 403, "M_FORBIDDEN");
+    assert_error(
+        &server.put(status_path, Some(&bob), json!({ "presence": "online" })).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let update = sync(&server, &bob, Some(&since), 0).await;
+    let presence = update["presence"]["events"].as_array().unwrap();
+    let alices = presence
+        .iter()
+        .find(|e| e["sender"] == "@alice:localhost")
+        .expect("alice's presence");
+    assert_eq!(alices["content"]["status_msg"], "in a meeting", "{update}");
+
+    // Tags live in the room's account data and reach the user's sync.
+    let since = update["next_batch"].as_str().unwrap().to_owned();
+    let tag_path = format!("/_matrix/client/v3/user/@bob:localhost/rooms/{room}/tags/m.favourite");
+    let (status, _) = server.put(&tag_path, Some(&bob), json!({ "order": 0.5 })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, tags) = server
+        .get(&format!("/_matrix/client/v3/user/@bob:localhost/rooms/{room}/tags"), Some(&bob))
+        .await;
+    assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5);
+    let tagged = sync(&server, &bob, Some(&since), 0).await;
+    let account_data = tagged["rooms"]["join"][&room]["account_data"]["events"].as_array().unwrap();
+    assert!(
+        account_data
+            .iter()
+            .any(|e| e["type"] == "m.tag" && e["content"]["tags"]["m.favourite"].is_object()),
+        "{tagged}"
+    );
+    let (status, _) = server.request(reqwest::Method::DELETE, &tag_path, Some(&bob), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, tags) = server
+        .get(&format!("/_matrix/client/v3/user/@bob:localhost/rooms/{room}/tags"), Some(&bob))
+        .await;
+    assert_eq!(tags["tags"], json!({}));
+}

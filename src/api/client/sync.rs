@@ -17,6 +17,7 @@ use ruma::api::client::sync::sync_events::v3::{
 };
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
+use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
@@ -75,6 +76,11 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
             .ok_or_else(|| Error::invalid_param(format!("Unknown filter {id}")))?,
         _ => FilterDefinition::default(),
     };
+    if request.set_presence != PresenceState::Offline {
+        services
+            .presence
+            .set(&services.rooms, &session.user_id, request.set_presence.as_str(), None)?;
+    }
     let stream = services.rooms.stream();
     let since = match &request.since {
         Some(since) => Some(parse_since(since, stream.visible())?),
@@ -169,6 +175,16 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
             }
             _ => {}
         }
+    }
+
+    for user in services.presence.audience(&services.rooms, context.user)? {
+        let Some(record) = services.presence.get(&user)? else { continue };
+        if context.since.is_some_and(|since| record.stream <= since) || record.stream > context.visible {
+            continue;
+        }
+        let event = json!({ "type": "m.presence", "sender": user, "content": record.content() });
+        response.presence.events.push(raw(&event)?);
+        changed = true;
     }
 
     for entry in services.account_data.changed(context.user, context.since, context.visible)? {

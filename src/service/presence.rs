@@ -1,0 +1,116 @@
+//! Presence: online, unavailable (idle after inactivity) or offline, with a status message.
+//! Kept in the store so a status survives restarts; each change takes a stream position and
+//! wakes everyone who shares a room with the user, so sync delivers it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ruma::events::room::member::MembershipState;
+use ruma::{OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::now_ms;
+use super::rooms::Rooms;
+use super::stream::Stream;
+use crate::error::Result;
+use crate::store::{Store, Table};
+
+/// Inactivity after which an online user shows as unavailable.
+const IDLE_AFTER_MS: u64 = 5 * 60 * 1000;
+/// How stale the stored last activity may get before activity alone is written again.
+const ACTIVITY_WRITE_INTERVAL_MS: u64 = 60 * 1000;
+
+/// A user's presence as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    /// `online`, `unavailable` or `offline`.
+    pub presence: String,
+    pub status_msg: Option<String>,
+    pub last_active_ts: u64,
+    pub stream: u64,
+}
+
+impl PresenceRecord {
+    /// The presence as others see it now: online users idle for long enough are unavailable.
+    pub fn effective(&self) -> &str {
+        if self.presence == "online" && now_ms().saturating_sub(self.last_active_ts) > IDLE_AFTER_MS {
+            "unavailable"
+        } else {
+            &self.presence
+        }
+    }
+
+    /// The `m.presence` event content.
+    pub fn content(&self) -> Value {
+        let last_active_ago = now_ms().saturating_sub(self.last_active_ts);
+        let mut content = json!({
+            "presence": self.effective(),
+            "last_active_ago": last_active_ago,
+            "currently_active": self.effective() == "online" && last_active_ago < IDLE_AFTER_MS,
+        });
+        if let Some(status) = &self.status_msg {
+            content["status_msg"] = json!(status);
+        }
+        content
+    }
+}
+
+/// The presence of this server's users.
+pub struct Presence {
+    store: Store,
+    stream: Arc<Stream>,
+}
+
+impl Presence {
+    pub fn new(store: Store, stream: Arc<Stream>) -> Presence {
+        Presence { store, stream }
+    }
+
+    /// A user's presence, if they ever had one.
+    pub fn get(&self, user: &UserId) -> Result<Option<PresenceRecord>> {
+        Ok(self.store.get_json(Table::Presence, user.as_bytes())?)
+    }
+
+    /// Sets a user's presence (and status message, when given); wakes those who share a room
+    /// with them. Activity without a change is written at most once a minute.
+    pub fn set(&self, rooms: &Rooms, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<()> {
+        let current = self.get(user)?;
+        let now = now_ms();
+        let unchanged = current.as_ref().is_some_and(|record| {
+            record.presence == presence
+                && status_msg.as_ref().is_none_or(|status| *status == record.status_msg)
+                && now.saturating_sub(record.last_active_ts) < ACTIVITY_WRITE_INTERVAL_MS
+        });
+        if unchanged {
+            return Ok(());
+        }
+        let ticket = self.stream.begin()?;
+        let record = PresenceRecord {
+            presence: presence.to_owned(),
+            status_msg: status_msg.unwrap_or_else(|| current.and_then(|record| record.status_msg)),
+            last_active_ts: now,
+            stream: ticket.position(),
+        };
+        let mut batch = self.store.batch();
+        batch.put_json(Table::Presence, user.as_bytes(), &record);
+        batch.commit()?;
+        ticket.complete(self.audience(rooms, user)?.into_iter().collect());
+        Ok(())
+    }
+
+    /// Everyone who shares a joined room with `user`, and `user`.
+    pub fn audience(&self, rooms: &Rooms, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
+        let mut users = BTreeSet::from([user.to_owned()]);
+        for room in rooms.rooms_of_user(user, &MembershipState::Join)? {
+            for (member, content) in rooms.member_events(&room)? {
+                if content.get("membership").and_then(Value::as_str) == Some("join")
+                    && let Ok(member) = UserId::parse(member.as_str())
+                {
+                    users.insert(member);
+                }
+            }
+        }
+        Ok(users)
+    }
+}
