@@ -11,7 +11,7 @@ use ruma::api::client::{
     membership, message, profile as profiles, redact, room, session, state,
 };
 use ruma::api::client::{
-    context, knock, presence as presence_status, read_marker, receipt, relations as relating, space, sync as syncing, tag,
+    context, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space, sync as syncing, tag,
     typing as typing_events, user_directory,
 };
 use ruma::api::federation::discovery::get_server_keys;
@@ -130,6 +130,17 @@ pub fn routes() -> AppRouter {
         .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
         .ruma::<tag::get_tags::v3::Request, _, _>(tags::get_tags)
         .ruma::<presence_status::get_presence::v3::Request, _, _>(presence::get_presence)
+        // Push rules and notifications
+        .ruma::<push::get_pushrules_all::v3::Request, _, _>(pushrules::get_pushrules_all)
+        .ruma::<push::get_pushrules_global_scope::v3::Request, _, _>(pushrules::get_pushrules_global_scope)
+        .ruma::<push::get_pushrule::v3::Request, _, _>(pushrules::get_pushrule)
+        .ruma::<push::set_pushrule::v3::Request, _, _>(pushrules::set_pushrule)
+        .ruma::<push::delete_pushrule::v3::Request, _, _>(pushrules::delete_pushrule)
+        .ruma::<push::get_pushrule_enabled::v3::Request, _, _>(pushrules::get_pushrule_enabled)
+        .ruma::<push::set_pushrule_enabled::v3::Request, _, _>(pushrules::set_pushrule_enabled)
+        .ruma::<push::get_pushrule_actions::v3::Request, _, _>(pushrules::get_pushrule_actions)
+        .ruma::<push::set_pushrule_actions::v3::Request, _, _>(pushrules::set_pushrule_actions)
+        .ruma::<push::get_notifications::v3::Request, _, _>(notifications::get_notifications)
         .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
         .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
         .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)

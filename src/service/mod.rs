@@ -9,6 +9,7 @@ pub mod keyed_locks;
 pub mod media;
 pub mod presence;
 pub mod profiles;
+pub mod push;
 pub mod rate_limit;
 pub mod registration;
 pub mod registration_tokens;
@@ -42,7 +43,8 @@ pub struct Services {
     pub registration_tokens: registration_tokens::RegistrationTokens,
     pub uia: uia::Uia,
     pub profiles: profiles::Profiles,
-    pub account_data: account_data::AccountData,
+    pub account_data: Arc<account_data::AccountData>,
+    pub push: push::Push,
     pub filters: filters::Filters,
     pub media: media::Media,
     pub rate_limits: rate_limit::RateLimiters,
@@ -54,6 +56,7 @@ impl Services {
     pub fn new(config: Config, store: Store) -> Result<Services> {
         let server_key = Arc::new(server_key::ServerKey::load_or_generate(&store)?);
         let stream = Arc::new(stream::Stream::new(&store)?);
+        let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
         Ok(Services {
             rooms: rooms::Rooms::new(store.clone(), config.server_name.clone(), server_key.clone(), stream.clone())?,
             server_key,
@@ -62,7 +65,8 @@ impl Services {
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
             uia: uia::Uia::default(),
             profiles: profiles::Profiles::new(store.clone()),
-            account_data: account_data::AccountData::new(store.clone(), stream.clone()),
+            push: push::Push::new(store.clone(), account_data.clone()),
+            account_data,
             typing: typing::Typing::new(store.clone(), stream.clone()),
             presence: presence::Presence::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),

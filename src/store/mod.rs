@@ -42,6 +42,8 @@
 //! | `public_rooms`        | room ID                           | empty: listed in the directory      |
 //! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
+//! | `notifications`       | user ID ‖ stream position (u64, BE) | `service::push::NotificationRecord` |
+//! | `room_notifications`  | user ID ‖ room ID ‖ stream position (u64, BE) | 1 byte: highlight (for unread counts) |
 //! | `presence`            | user ID                           | `service::presence::PresenceRecord` |
 //! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
 //!
@@ -105,11 +107,13 @@ pub enum Table {
     StreamRooms,
     AccountDataChanges,
     Presence,
+    Notifications,
+    RoomNotifications,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 30] = [
+    pub const ALL: [Table; 32] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -140,6 +144,8 @@ impl Table {
         Table::StreamRooms,
         Table::AccountDataChanges,
         Table::Presence,
+        Table::Notifications,
+        Table::RoomNotifications,
     ];
 
     /// The column family's name.
@@ -175,6 +181,8 @@ impl Table {
             Table::StreamRooms => "stream_rooms",
             Table::AccountDataChanges => "account_data_changes",
             Table::Presence => "presence",
+            Table::Notifications => "notifications",
+            Table::RoomNotifications => "room_notifications",
         }
     }
 }

@@ -339,3 +339,124 @@ async fn presence_and_room_tags() {
         .await;
     assert_eq!(tags["tags"], json!({}));
 }
+
+#[tokio::test]
+async fn unread_counts_highlights_push_rules_and_notifications() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+
+    // Bob's rules start as the spec's defaults, in his account data too.
+    let (status, rules) = server.get("/_matrix/client/v3/pushrules/", Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        rules["global"]["override"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule_id"] == ".m.rule.master")
+    );
+    let first = sync(&server, &bob, None, 0).await;
+    assert!(
+        first["account_data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.push_rules")
+    );
+    // He adds a keyword.
+    let (status, body) = server
+        .put(
+            "/_matrix/client/v3/pushrules/global/content/pizza",
+            Some(&bob),
+            json!({ "pattern": "pizza", "actions": ["notify", { "set_tweak": "highlight" }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, enabled) = server
+        .get("/_matrix/client/v3/pushrules/global/content/pizza/enabled", Some(&bob))
+        .await;
+    assert_eq!(enabled["enabled"], true);
+
+    let send = |txn: &'static str, content: Value| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        let (server, alice) = (&server, alice.clone());
+        async move {
+            server.put(&path, Some(&alice), content).await.1["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    send("1", json!({ "msgtype": "m.text", "body": "hello" })).await;
+    send(
+        "2",
+        json!({ "msgtype": "m.text", "body": "bob: lunch?", "m.mentions": { "user_ids": ["@bob:localhost"] } }),
+    )
+    .await;
+    let last = send("3", json!({ "msgtype": "m.text", "body": "pizza it is" })).await;
+
+    let counts = sync(&server, &bob, None, 0).await;
+    let unread = &counts["rooms"]["join"][&room]["unread_notifications"];
+    assert_eq!(
+        (unread["notification_count"].as_u64(), unread["highlight_count"].as_u64()),
+        (Some(3), Some(2)),
+        "{unread}"
+    );
+    let (_, listed) = server.get("/_matrix/client/v3/notifications", Some(&bob)).await;
+    let bodies: Vec<&str> = listed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["pizza it is", "bob: lunch?", "hello"]);
+    let (_, highlights) = server.get("/_matrix/client/v3/notifications?only=highlight", Some(&bob)).await;
+    assert_eq!(highlights["notifications"].as_array().unwrap().len(), 2);
+
+    // Reading resets the counts.
+    let since = counts["next_batch"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    let read = sync(&server, &bob, Some(&since), 0).await;
+    let unread = &read["rooms"]["join"][&room]["unread_notifications"];
+    assert_eq!(
+        (unread["notification_count"].as_u64(), unread["highlight_count"].as_u64()),
+        (Some(0), Some(0)),
+        "{read}"
+    );
+
+    // Rules can be switched off and removed.
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/pushrules/global/content/pizza/enabled",
+            Some(&bob),
+            json!({ "enabled": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .request(
+            reqwest::Method::DELETE,
+            "/_matrix/client/v3/pushrules/global/content/pizza",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &server.get("/_matrix/client/v3/pushrules/global/content/pizza", Some(&bob)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+}

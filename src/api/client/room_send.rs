@@ -27,6 +27,6 @@ pub async fn send_message_event(
             txn_id: request.txn_id.to_string(),
         }),
     };
-    let event_id = services.rooms.append(&request.room_id, &session.user_id, event).await?;
+    let event_id = services.send_event(&request.room_id, &session.user_id, event).await?;
     Ok(RumaResponse(send_message_event::v3::Response::new(event_id)))
 }

@@ -17,6 +17,6 @@ pub async fn send_state_event(
     let request = &req.body;
     let content = serde_json::from_str(request.body.json().get())?;
     let event = NewEvent::state(request.event_type.clone(), &request.state_key, content);
-    let event_id = services.rooms.append(&request.room_id, req.user_id()?, event).await?;
+    let event_id = services.send_event(&request.room_id, req.user_id()?, event).await?;
     Ok(RumaResponse(send_state_event::v3::Response::new(event_id)))
 }

@@ -26,6 +26,7 @@ use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::push::PUSH_RULES;
 use crate::service::rooms::state::StateMap;
 
 /// The longest a sync long-polls, whatever the client asks.
@@ -187,6 +188,14 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         changed = true;
     }
 
+    // Clients read the push rules from account data: the defaults until the user changes them.
+    if context.since.is_none() && services.account_data.get(context.user, None, PUSH_RULES)?.is_none() {
+        let rules = services.push.rules(context.user)?;
+        response
+            .account_data
+            .events
+            .push(raw(&json!({ "type": PUSH_RULES, "content": { "global": rules } }))?);
+    }
     for entry in services.account_data.changed(context.user, context.since, context.visible)? {
         let event = json!({ "type": entry.event_type, "content": serde_json::from_str::<Value>(entry.content.get())? });
         changed = true;
@@ -285,6 +294,11 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     joined.state = SyncState::Before(state);
     joined.timeline.events = events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
     summarize(services, room_id, context.user, &mut joined)?;
+    let unread = services
+        .push
+        .unread(context.user, room_id, services.rooms.read_position(room_id, context.user)?)?;
+    joined.unread_notifications.notification_count = UInt::new(unread.notifications);
+    joined.unread_notifications.highlight_count = UInt::new(unread.highlights);
     Ok(Some(joined))
 }
 

@@ -54,6 +54,14 @@ impl Rooms {
         Ok(())
     }
 
+    /// A user's receipt of a type in a room and thread, if any.
+    pub fn receipt(&self, room_id: &RoomId, user: &UserId, receipt_type: &str, thread: &str) -> Result<Option<Receipt>> {
+        Ok(self.store.get_json(
+            Table::Receipts,
+            &key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]),
+        )?)
+    }
+
     /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Value>> {

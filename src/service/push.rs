@@ -1,0 +1,179 @@
+//! Push rules and notifications.
+//!
+//! Each user's rules are the spec's default rule set (ruma's `Ruleset::server_default`) plus
+//! their changes, kept as the global account data `m.push_rules` (where clients read them in
+//! sync). Every new room event is evaluated against the rules of each local member but its
+//! sender; an event whose actions notify is recorded (`notifications`, `room_notifications`),
+//! and a room's unread counts are the notifications after the member's read receipt.
+
+use std::sync::Arc;
+
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::serde::Raw;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, UInt, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::account_data::AccountData;
+use super::now_ms;
+use super::rooms::Rooms;
+use crate::error::Result;
+use crate::store::{Store, Table, key, prefix};
+
+/// The account data type the rules live in.
+pub const PUSH_RULES: &str = "m.push_rules";
+
+/// A notification as kept for `/notifications`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    pub actions: Vec<Action>,
+    pub highlight: bool,
+    pub ts: u64,
+}
+
+/// Unread counts of one room.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unread {
+    pub notifications: u64,
+    pub highlights: u64,
+}
+
+/// Push rules and the notifications they make.
+pub struct Push {
+    store: Store,
+    account_data: Arc<AccountData>,
+}
+
+impl Push {
+    pub fn new(store: Store, account_data: Arc<AccountData>) -> Push {
+        Push { store, account_data }
+    }
+
+    /// A user's rules: the defaults with their changes.
+    pub fn rules(&self, user: &UserId) -> Result<Ruleset> {
+        let stored = self
+            .account_data
+            .get(user, None, PUSH_RULES)?
+            .and_then(|content| serde_json::from_str::<Value>(content.get()).ok())
+            .and_then(|content| serde_json::from_value::<Ruleset>(content["global"].clone()).ok());
+        Ok(stored.unwrap_or_else(|| Ruleset::server_default(user)))
+    }
+
+    /// Stores a user's rules.
+    pub fn save_rules(&self, user: &UserId, rules: &Ruleset) -> Result<()> {
+        let content = serde_json::value::to_raw_value(&json!({ "global": rules }))?;
+        self.account_data.set(user, None, PUSH_RULES, &content)
+    }
+
+    /// Evaluates a new event for every local member of its room but the sender, recording
+    /// the notifications it makes.
+    pub async fn evaluate(&self, rooms: &Rooms, room_id: &RoomId, event_id: &EventId, event: &Value, stream: u64) -> Result<()> {
+        let state = rooms.current_state(room_id)?;
+        let record = rooms.room(room_id)?;
+        let power_levels = rooms.power_levels(&record.version, &state)?;
+        let members = rooms.member_events(room_id)?;
+        let joined: Vec<(String, Value)> = members
+            .into_iter()
+            .filter(|(_, content)| content.get("membership").and_then(Value::as_str) == Some("join"))
+            .collect();
+        let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
+        let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
+        let raw: Raw<Value> = Raw::from_json(serde_json::value::to_raw_value(event)?);
+        for (member, content) in &joined {
+            let Ok(user) = UserId::parse(member.as_str()) else { continue };
+            if user.as_str() == sender || user.server_name() != rooms.server_name() {
+                continue;
+            }
+            let display_name = content
+                .get("displayname")
+                .and_then(Value::as_str)
+                .unwrap_or(user.localpart())
+                .to_owned();
+            let mut context = PushConditionRoomCtx::new(room_id.to_owned(), member_count, user.clone(), display_name);
+            context.power_levels = Some(PushConditionPowerLevelsCtx::from(power_levels.clone()));
+            let rules = self.rules(&user)?;
+            let actions = rules.get_actions(&raw, &context).await.to_vec();
+            if !actions.iter().any(Action::should_notify) {
+                continue;
+            }
+            let highlight = actions.iter().any(Action::is_highlight);
+            let record = NotificationRecord {
+                room_id: room_id.to_owned(),
+                event_id: event_id.to_owned(),
+                actions,
+                highlight,
+                ts: now_ms(),
+            };
+            let mut batch = self.store.batch();
+            batch.put_json(Table::Notifications, &key(&[user.as_bytes(), &stream.to_be_bytes()]), &record);
+            batch.put(
+                Table::RoomNotifications,
+                &key(&[user.as_bytes(), room_id.as_bytes(), &stream.to_be_bytes()]),
+                &[u8::from(highlight)],
+            );
+            batch.commit()?;
+        }
+        Ok(())
+    }
+
+    /// A room's unread counts for a user: the notifications after stream position `read`.
+    pub fn unread(&self, user: &UserId, room_id: &RoomId, read: u64) -> Result<Unread> {
+        let room_prefix = prefix(&[user.as_bytes(), room_id.as_bytes()]);
+        let start = key(&[user.as_bytes(), room_id.as_bytes(), &(read + 1).to_be_bytes()]);
+        let mut unread = Unread::default();
+        for (_, highlight) in self.store.range(Table::RoomNotifications, &room_prefix, &start, true, usize::MAX)? {
+            unread.notifications += 1;
+            unread.highlights += u64::from(highlight.first() == Some(&1));
+        }
+        Ok(unread)
+    }
+
+    /// A user's notifications, newest first, from stream position `before` (exclusive).
+    pub fn notifications(&self, user: &UserId, before: Option<u64>, limit: usize) -> Result<Vec<(u64, NotificationRecord)>> {
+        let user_prefix = prefix(&[user.as_bytes()]);
+        let start = key(&[user.as_bytes(), &before.unwrap_or(u64::MAX).saturating_sub(1).to_be_bytes()]);
+        let rows = self.store.range(Table::Notifications, &user_prefix, &start, false, limit)?;
+        let mut notifications = Vec::new();
+        for (row, value) in rows {
+            let Ok(position) = row[user_prefix.len()..].try_into().map(u64::from_be_bytes) else {
+                continue;
+            };
+            notifications.push((position, serde_json::from_slice(&value)?));
+        }
+        Ok(notifications)
+    }
+}
+
+impl super::Services {
+    /// Appends an event a user sends (a message, state, a redaction) and records the
+    /// notifications it makes for the room's other members.
+    pub async fn send_event(&self, room_id: &RoomId, sender: &UserId, event: super::rooms::NewEvent) -> Result<OwnedEventId> {
+        let event_id = self.rooms.append(room_id, sender, event).await?;
+        if let Some(stored) = self.rooms.stored_event(&event_id)? {
+            let client_event = self.rooms.client_event(&event_id, &stored, None)?;
+            self.push
+                .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)
+                .await?;
+        }
+        Ok(event_id)
+    }
+}
+
+impl Rooms {
+    /// The stream position up to which `user` has read a room: their latest read receipt.
+    pub fn read_position(&self, room_id: &RoomId, user: &UserId) -> Result<u64> {
+        let mut position = 0;
+        for receipt_type in ["m.read", "m.read.private"] {
+            for thread in ["", "main"] {
+                if let Some(receipt) = self.receipt(room_id, user, receipt_type, thread)?
+                    && let Some(event) = self.stored_event(&receipt.event_id)?
+                {
+                    position = position.max(event.stream);
+                }
+            }
+        }
+        Ok(position)
+    }
+}
