@@ -141,6 +141,8 @@ pub fn routes() -> AppRouter {
         .ruma::<push::get_pushrule_actions::v3::Request, _, _>(pushrules::get_pushrule_actions)
         .ruma::<push::set_pushrule_actions::v3::Request, _, _>(pushrules::set_pushrule_actions)
         .ruma::<push::get_notifications::v3::Request, _, _>(notifications::get_notifications)
+        .ruma::<push::get_pushers::v3::Request, _, _>(pusher::get_pushers)
+        .ruma::<push::set_pusher::v3::Request, _, _>(pusher::set_pusher)
         .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
         .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
         .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)

@@ -10,6 +10,7 @@ pub mod media;
 pub mod presence;
 pub mod profiles;
 pub mod push;
+pub mod pushers;
 pub mod rate_limit;
 pub mod registration;
 pub mod registration_tokens;
@@ -45,6 +46,7 @@ pub struct Services {
     pub profiles: profiles::Profiles,
     pub account_data: Arc<account_data::AccountData>,
     pub push: push::Push,
+    pub pushers: pushers::Pushers,
     pub filters: filters::Filters,
     pub media: media::Media,
     pub rate_limits: rate_limit::RateLimiters,
@@ -66,6 +68,7 @@ impl Services {
             uia: uia::Uia::default(),
             profiles: profiles::Profiles::new(store.clone()),
             push: push::Push::new(store.clone(), account_data.clone()),
+            pushers: pushers::Pushers::new(store.clone())?,
             account_data,
             typing: typing::Typing::new(store.clone(), stream.clone()),
             presence: presence::Presence::new(store.clone(), stream.clone()),

@@ -8,14 +8,16 @@
 
 use std::sync::Arc;
 
+use ruma::events::StateEventType;
 use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::serde::Raw;
-use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, UInt, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::account_data::AccountData;
 use super::now_ms;
+use super::pushers::PushMessage;
 use super::rooms::Rooms;
 use crate::error::Result;
 use crate::store::{Store, Table, key, prefix};
@@ -68,8 +70,16 @@ impl Push {
     }
 
     /// Evaluates a new event for every local member of its room but the sender, recording
-    /// the notifications it makes.
-    pub async fn evaluate(&self, rooms: &Rooms, room_id: &RoomId, event_id: &EventId, event: &Value, stream: u64) -> Result<()> {
+    /// the notifications it makes; returns who was notified, with the actions.
+    pub async fn evaluate(
+        &self,
+        rooms: &Rooms,
+        room_id: &RoomId,
+        event_id: &EventId,
+        event: &Value,
+        stream: u64,
+    ) -> Result<Vec<(OwnedUserId, Vec<Action>)>> {
+        let mut notified = Vec::new();
         let state = rooms.current_state(room_id)?;
         let record = rooms.room(room_id)?;
         let power_levels = rooms.power_levels(&record.version, &state)?;
@@ -102,7 +112,7 @@ impl Push {
             let record = NotificationRecord {
                 room_id: room_id.to_owned(),
                 event_id: event_id.to_owned(),
-                actions,
+                actions: actions.clone(),
                 highlight,
                 ts: now_ms(),
             };
@@ -114,8 +124,9 @@ impl Push {
                 &[u8::from(highlight)],
             );
             batch.commit()?;
+            notified.push((user, actions));
         }
-        Ok(())
+        Ok(notified)
     }
 
     /// A room's unread counts for a user: the notifications after stream position `read`.
@@ -151,11 +162,39 @@ impl super::Services {
     /// notifications it makes for the room's other members.
     pub async fn send_event(&self, room_id: &RoomId, sender: &UserId, event: super::rooms::NewEvent) -> Result<OwnedEventId> {
         let event_id = self.rooms.append(room_id, sender, event).await?;
-        if let Some(stored) = self.rooms.stored_event(&event_id)? {
-            let client_event = self.rooms.client_event(&event_id, &stored, None)?;
-            self.push
-                .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)
-                .await?;
+        let Some(stored) = self.rooms.stored_event(&event_id)? else {
+            return Ok(event_id);
+        };
+        let client_event = self.rooms.client_event(&event_id, &stored, None)?;
+        let notified = self
+            .push
+            .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)
+            .await?;
+        if notified.is_empty() {
+            return Ok(event_id);
+        }
+        let state = self.rooms.current_state(room_id)?;
+        let room_name = self
+            .rooms
+            .state_content(&state, &StateEventType::RoomName, "")?
+            .and_then(|content| content.get("name").and_then(Value::as_str).map(str::to_owned));
+        let sender_display_name = self
+            .rooms
+            .state_content(&state, &StateEventType::RoomMember, sender.as_str())?
+            .and_then(|content| content.get("displayname").and_then(Value::as_str).map(str::to_owned));
+        for (user, actions) in notified {
+            let unread = self
+                .push
+                .unread(&user, room_id, self.rooms.read_position(room_id, &user)?)?
+                .notifications;
+            let message = PushMessage {
+                event: client_event.clone(),
+                sender_display_name: sender_display_name.clone(),
+                room_name: room_name.clone(),
+                unread,
+                actions,
+            };
+            self.pushers.deliver(&user, message)?;
         }
         Ok(event_id)
     }

@@ -44,6 +44,7 @@
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
 //! | `notifications`       | user ID ‖ stream position (u64, BE) | `service::push::NotificationRecord` |
 //! | `room_notifications`  | user ID ‖ room ID ‖ stream position (u64, BE) | 1 byte: highlight (for unread counts) |
+//! | `pushers`             | user ID ‖ app ID ‖ pushkey         | ruma's `Pusher`                     |
 //! | `presence`            | user ID                           | `service::presence::PresenceRecord` |
 //! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
 //!
@@ -109,11 +110,12 @@ pub enum Table {
     Presence,
     Notifications,
     RoomNotifications,
+    Pushers,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 32] = [
+    pub const ALL: [Table; 33] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -146,6 +148,7 @@ impl Table {
         Table::Presence,
         Table::Notifications,
         Table::RoomNotifications,
+        Table::Pushers,
     ];
 
     /// The column family's name.
@@ -183,6 +186,7 @@ impl Table {
             Table::Presence => "presence",
             Table::Notifications => "notifications",
             Table::RoomNotifications => "room_notifications",
+            Table::Pushers => "pushers",
         }
     }
 }

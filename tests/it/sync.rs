@@ -460,3 +460,76 @@ async fn unread_counts_highlights_push_rules_and_notifications() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn a_push_gateway_receives_the_notification() {
+    use axum::routing::post;
+    use tokio::sync::mpsc;
+
+    let (received, mut inbox) = mpsc::unbounded_channel::<Value>();
+    let gateway = axum::Router::new().route(
+        "/_matrix/push/v1/notify",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let received = received.clone();
+            async move {
+                received.send(body).unwrap();
+                axum::Json(json!({ "rejected": [] }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, gateway).await.unwrap() });
+
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_, created) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "public_chat", "name": "Kitchen" }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+
+    let pusher = |url: &str| {
+        json!({
+            "kind": "http", "app_id": "org.example.app", "pushkey": "bobs-phone",
+            "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+            "data": { "url": url, "format": "event_id_only" },
+        })
+    };
+    assert_error(
+        &server
+            .post("/_matrix/client/v3/pushers/set", Some(&bob), pusher("http://127.0.0.1:1/elsewhere"))
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    let (status, body) = server
+        .post("/_matrix/client/v3/pushers/set", Some(&bob), pusher(&gateway_url))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, pushers) = server.get("/_matrix/client/v3/pushers", Some(&bob)).await;
+    assert_eq!(pushers["pushers"][0]["pushkey"], "bobs-phone");
+
+    let (_, sent) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/p1"),
+            Some(&alice),
+            json!({ "msgtype": "m.text", "body": "dinner!" }),
+        )
+        .await;
+    let notification = tokio::time::timeout(std::time::Duration::from_secs(30), inbox.recv())
+        .await
+        .expect("the gateway is called")
+        .unwrap();
+    let notification = &notification["notification"];
+    assert_eq!(notification["event_id"], sent["event_id"]);
+    assert_eq!(notification["room_id"], room.as_str());
+    assert_eq!(notification["room_name"], "Kitchen");
+    assert_eq!(notification["counts"]["unread"], 1);
+    assert_eq!(notification["devices"][0]["pushkey"], "bobs-phone");
+}

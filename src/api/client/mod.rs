@@ -25,6 +25,7 @@ pub mod notifications;
 pub mod password_management;
 pub mod presence;
 pub mod profile;
+pub mod pusher;
 pub mod pushrules;
 pub mod read_markers;
 pub mod receipts;
