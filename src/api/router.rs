@@ -12,7 +12,7 @@ use ruma::api::client::{
 };
 use ruma::api::client::{
     context, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space, sync as syncing, tag,
-    typing as typing_events, user_directory,
+    to_device as to_devices, typing as typing_events, user_directory,
 };
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
@@ -129,6 +129,7 @@ pub fn routes() -> AppRouter {
         .ruma::<receipt::create_receipt::v3::Request, _, _>(receipts::create_receipt)
         .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
         .ruma::<tag::get_tags::v3::Request, _, _>(tags::get_tags)
+        .ruma::<to_devices::send_event_to_device::v3::Request, _, _>(to_device::send_event_to_device)
         .ruma::<presence_status::get_presence::v3::Request, _, _>(presence::get_presence)
         // Push rules and notifications
         .ruma::<push::get_pushrules_all::v3::Request, _, _>(pushrules::get_pushrules_all)

@@ -17,6 +17,7 @@ pub mod registration_tokens;
 pub mod rooms;
 pub mod server_key;
 pub mod stream;
+pub mod to_device;
 pub mod typing;
 pub mod uia;
 pub mod url_preview;
@@ -38,6 +39,7 @@ pub struct Services {
     pub server_key: Arc<server_key::ServerKey>,
     pub rooms: rooms::Rooms,
     pub typing: typing::Typing,
+    pub to_device: to_device::ToDevice,
     pub presence: presence::Presence,
     pub accounts: accounts::Accounts,
     pub devices: devices::Devices,
@@ -71,6 +73,7 @@ impl Services {
             pushers: pushers::Pushers::new(store.clone())?,
             account_data,
             typing: typing::Typing::new(store.clone(), stream.clone()),
+            to_device: to_device::ToDevice::new(store.clone(), stream.clone()),
             presence: presence::Presence::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),
             media: media::Media::new(

@@ -45,6 +45,8 @@
 //! | `notifications`       | user ID ‖ stream position (u64, BE) | `service::push::NotificationRecord` |
 //! | `room_notifications`  | user ID ‖ room ID ‖ stream position (u64, BE) | 1 byte: highlight (for unread counts) |
 //! | `pushers`             | user ID ‖ app ID ‖ pushkey         | ruma's `Pusher`                     |
+//! | `to_device`           | user ID ‖ device ID ‖ stream position (u64, BE) index (u32, BE) | the message: `{type, sender, content}` |
+//! | `to_device_transactions` | sender ‖ device ID ‖ transaction ID | empty: the transaction was sent   |
 //! | `presence`            | user ID                           | `service::presence::PresenceRecord` |
 //! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
 //!
@@ -111,11 +113,13 @@ pub enum Table {
     Notifications,
     RoomNotifications,
     Pushers,
+    ToDevice,
+    ToDeviceTransactions,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 33] = [
+    pub const ALL: [Table; 35] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -149,6 +153,8 @@ impl Table {
         Table::Notifications,
         Table::RoomNotifications,
         Table::Pushers,
+        Table::ToDevice,
+        Table::ToDeviceTransactions,
     ];
 
     /// The column family's name.
@@ -187,6 +193,8 @@ impl Table {
             Table::Notifications => "notifications",
             Table::RoomNotifications => "room_notifications",
             Table::Pushers => "pushers",
+            Table::ToDevice => "to_device",
+            Table::ToDeviceTransactions => "to_device_transactions",
         }
     }
 }

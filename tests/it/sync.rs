@@ -533,3 +533,35 @@ async fn a_push_gateway_receives_the_notification() {
     assert_eq!(notification["counts"]["unread"], 1);
     assert_eq!(notification["devices"][0]["pushkey"], "bobs-phone");
 }
+
+#[tokio::test]
+async fn to_device_messages_are_delivered_once() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, bob_device) = server.register("bob", "bobpassword").await;
+    let since = sync(&server, &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    let body = json!({ "messages": { "@bob:localhost": { bob_device.clone(): { "hello": "device" }, "*": { "hello": "everyone" } } } });
+    for _ in 0..2 {
+        // The second time is a retry of the same transaction: nothing new is queued.
+        let (status, answer) = server
+            .put("/_matrix/client/v3/sendToDevice/org.example.ping/t1", Some(&alice), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let delivered = sync(&server, &bob, Some(&since), 0).await;
+    let events = delivered["to_device"]["events"].as_array().expect("to-device events");
+    let mut greetings: Vec<&str> = events.iter().map(|e| e["content"]["hello"].as_str().unwrap()).collect();
+    greetings.sort();
+    assert_eq!(greetings, vec!["device", "everyone"], "{delivered}");
+    assert_eq!(events[0]["sender"], "@alice:localhost");
+    assert_eq!(events[0]["type"], "org.example.ping");
+
+    // Acknowledged by the next sync: not delivered again.
+    let next = delivered["next_batch"].as_str().unwrap().to_owned();
+    let again = sync(&server, &bob, Some(&next), 0).await;
+    assert!(
+        again["to_device"]["events"].as_array().is_none_or(|events| events.is_empty()),
+        "{again}"
+    );
+}

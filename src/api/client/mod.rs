@@ -40,6 +40,7 @@ pub mod rooms;
 pub mod space_hierarchy;
 pub mod sync;
 pub mod tags;
+pub mod to_device;
 pub mod typing;
 pub mod users;
 pub mod versions;

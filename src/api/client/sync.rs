@@ -188,6 +188,14 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         changed = true;
     }
 
+    let to_device = services
+        .to_device
+        .take(context.user, context.device, context.since, context.visible)?;
+    if !to_device.is_empty() {
+        response.to_device.events = to_device.iter().map(raw).collect::<Result<_>>()?;
+        changed = true;
+    }
+
     // Clients read the push rules from account data: the defaults until the user changes them.
     if context.since.is_none() && services.account_data.get(context.user, None, PUSH_RULES)?.is_none() {
         let rules = services.push.rules(context.user)?;

@@ -1,0 +1,82 @@
+//! To-device messages: events sent straight to a user's devices (key sharing, verification).
+//! Each message waits in the store for its device's next sync, and is deleted once the device
+//! syncs with a token past it: delivered at least once, and gone after it was acknowledged.
+
+use std::sync::Arc;
+
+use ruma::{DeviceId, OwnedDeviceId, UserId};
+use serde_json::{Value, json};
+
+use super::stream::Stream;
+use crate::error::Result;
+use crate::store::{Store, Table, key, prefix};
+
+/// The to-device inboxes.
+pub struct ToDevice {
+    store: Store,
+    stream: Arc<Stream>,
+}
+
+impl ToDevice {
+    pub fn new(store: Store, stream: Arc<Stream>) -> ToDevice {
+        ToDevice { store, stream }
+    }
+
+    /// Queues one message (`{type, sender, content}`) for each device, in one batch; the
+    /// transaction makes a retry a no-op.
+    pub fn send(
+        &self,
+        sender: &UserId,
+        sender_device: &DeviceId,
+        txn_id: &str,
+        event_type: &str,
+        deliveries: Vec<(&UserId, OwnedDeviceId, Value)>,
+    ) -> Result<()> {
+        let txn_key = key(&[sender.as_bytes(), sender_device.as_bytes(), txn_id.as_bytes()]);
+        if self.store.get(Table::ToDeviceTransactions, &txn_key)?.is_some() {
+            return Ok(());
+        }
+        let ticket = self.stream.begin()?;
+        let mut batch = self.store.batch();
+        let mut woken = Vec::new();
+        for (index, (user, device, content)) in deliveries.into_iter().enumerate() {
+            let message = json!({ "type": event_type, "sender": sender, "content": content });
+            // One transaction may hold several messages for one device: numbered in order.
+            let mut position = ticket.position().to_be_bytes().to_vec();
+            position.extend_from_slice(&(index as u32).to_be_bytes());
+            batch.put_json(Table::ToDevice, &key(&[user.as_bytes(), device.as_bytes(), &position]), &message);
+            woken.push(user.to_owned());
+        }
+        batch.put(Table::ToDeviceTransactions, &txn_key, &[]);
+        batch.commit()?;
+        ticket.complete(woken);
+        Ok(())
+    }
+
+    /// The messages waiting for a device up to stream position `until`, after deleting those
+    /// the device acknowledged by syncing from `acknowledged`.
+    pub fn take(&self, user: &UserId, device: &DeviceId, acknowledged: Option<u64>, until: u64) -> Result<Vec<Value>> {
+        let device_prefix = prefix(&[user.as_bytes(), device.as_bytes()]);
+        let rows = self
+            .store
+            .range(Table::ToDevice, &device_prefix, &device_prefix, true, usize::MAX)?;
+        let mut batch = self.store.batch();
+        let mut messages = Vec::new();
+        for (row, value) in rows {
+            let Some(position) = row
+                .get(device_prefix.len()..device_prefix.len() + 8)
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if acknowledged.is_some_and(|acknowledged| position <= acknowledged) {
+                batch.delete(Table::ToDevice, &row);
+            } else if position <= until {
+                messages.push(serde_json::from_slice(&value)?);
+            }
+        }
+        batch.commit()?;
+        Ok(messages)
+    }
+}
