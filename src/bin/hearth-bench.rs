@@ -7,6 +7,8 @@
 //!   cached-thumbnail time.
 //! - `messages`: K concurrent senders × M messages into one room (messages/s, p50/p99 send
 //!   latency), then the room's history paged back 100 events at a time.
+//! - `sync`: end-to-end delivery latency (send → the other user's long-poll returns it, with
+//!   missed wake-ups counted), and incremental sync time for users in 1, 100 and 1,000 rooms.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
+    /// Delivery latency through long-polling sync, and incremental sync cost by room count.
+    Sync {
+        /// How many messages are timed through a long poll.
+        #[arg(long, default_value_t = 1000)]
+        pings: usize,
+        /// Room counts of the incremental sync measurement.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        rooms: Vec<usize>,
+    },
     /// Concurrent senders into one room, then back-pagination of its history.
     Messages {
         /// How many users send at once.
@@ -105,6 +116,7 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             image_side,
         } => media(&register(cli).await?, size_mib, rounds, image_side).await,
         Workload::Messages { senders, messages: count } => messages(cli, senders, count).await,
+        Workload::Sync { pings, ref rooms } => sync(cli, pings, rooms).await,
     }
 }
 
@@ -301,6 +313,132 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
         value: quantile_ms(&pages, 0.99),
         unit: "ms",
     });
+    Ok(figures)
+}
+
+/// A sync token from a `/sync` answer.
+fn next_batch(sync: &Value) -> BenchResult<String> {
+    sync["next_batch"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no next_batch in {sync}"))
+}
+
+async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec<Figure>> {
+    let sender = register(cli).await?;
+    let receiver = register(cli).await?;
+    let created = sender
+        .json(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            json!({ "preset": "public_chat" }),
+        )
+        .await?;
+    let room = created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned();
+    receiver
+        .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+        .await?;
+    let mut since = next_batch(
+        &receiver
+            .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
+            .await?,
+    )?;
+
+    // Each ping: the receiver long-polls, the sender sends, the clock runs until the poll
+    // returns the message. A poll that comes back without it is a missed wake-up.
+    let mut latencies = Vec::with_capacity(pings);
+    let mut missed = 0;
+    for n in 0..pings {
+        let poll = {
+            let (http, url, token, since) = (receiver.http.clone(), receiver.url.clone(), receiver.token.clone(), since.clone());
+            tokio::spawn(async move {
+                let response = http
+                    .get(format!("{url}/_matrix/client/v3/sync?since={since}&timeout=30000"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body: Value = response.json().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((body, Instant::now()))
+            })
+        };
+        // Let the poll reach the server and wait.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let sent = Instant::now();
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/ping{n}");
+        sender
+            .json(
+                reqwest::Method::PUT,
+                &path,
+                json!({ "msgtype": "m.text", "body": format!("ping {n}") }),
+            )
+            .await?;
+        let (body, returned) = poll.await.map_err(|e| e.to_string())??;
+        let delivered = body["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == format!("ping {n}")));
+        if delivered {
+            latencies.push(returned.saturating_duration_since(sent));
+        } else {
+            missed += 1;
+        }
+        since = next_batch(&body)?;
+    }
+    latencies.sort();
+    let mut figures = vec![
+        Figure {
+            name: format!("delivery send -> long-poll sync, p50 ({pings} pings)"),
+            value: quantile_ms(&latencies, 0.5),
+            unit: "ms",
+        },
+        Figure {
+            name: "delivery send -> long-poll sync, p99".into(),
+            value: quantile_ms(&latencies, 0.99),
+            unit: "ms",
+        },
+        Figure {
+            name: "missed wake-ups".into(),
+            value: missed as f64,
+            unit: "pings",
+        },
+    ];
+
+    // Incremental sync for a user in R rooms, one of which changed.
+    for &count in room_counts {
+        let user = register(cli).await?;
+        let mut rooms = Vec::with_capacity(count);
+        for _ in 0..count {
+            let created = user.json(reqwest::Method::POST, "/_matrix/client/v3/createRoom", json!({})).await?;
+            rooms.push(created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned());
+        }
+        let mut since = next_batch(
+            &user
+                .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
+                .await?,
+        )?;
+        let mut times = Vec::new();
+        for n in 0..20 {
+            let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/inc{n}", rooms[n % rooms.len()]);
+            user.json(reqwest::Method::PUT, &path, json!({ "msgtype": "m.text", "body": "changed" }))
+                .await?;
+            let started = Instant::now();
+            let body = user
+                .json(
+                    reqwest::Method::GET,
+                    &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+                    Value::Null,
+                )
+                .await?;
+            times.push(started.elapsed());
+            since = next_batch(&body)?;
+        }
+        times.sort();
+        figures.push(Figure {
+            name: format!("incremental sync, user in {count} rooms, p50"),
+            value: quantile_ms(&times, 0.5),
+            unit: "ms",
+        });
+    }
     Ok(figures)
 }
 
