@@ -794,3 +794,21 @@ async fn joined_history_visibility_hides_what_came_before_the_join() {
     assert_error(&server.get(&before_path, Some(&bob)).await, 404, "M_NOT_FOUND");
     assert_eq!(server.get(&before_path, Some(&alice)).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn identical_rooms_created_at_once_get_distinct_ids() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let creations = (0..20).map(|_| server.post("/_matrix/client/v3/createRoom", Some(&alice), json!({})));
+    let created = futures_util::future::join_all(creations).await;
+    let mut ids: Vec<String> = created
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["room_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+}

@@ -565,3 +565,58 @@ async fn to_device_messages_are_delivered_once() {
         "{again}"
     );
 }
+
+#[tokio::test]
+async fn lazy_loaded_members_and_state_filters() {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (carol, _) = server.register("carol", "carolpass").await;
+    let (_, created) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "public_chat", "name": "Lazy" }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    for token in [&bob, &carol] {
+        server
+            .post(&format!("/_matrix/client/v3/join/{room}"), Some(token), json!({}))
+            .await;
+    }
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/l1"),
+            Some(&alice),
+            json!({ "msgtype": "m.text", "body": "hi" }),
+        )
+        .await;
+
+    let state_of = |filter: Value| {
+        let (server, bob, room) = (&server, bob.clone(), room.clone());
+        async move {
+            let filter = url::form_urlencoded::byte_serialize(filter.to_string().as_bytes()).collect::<String>();
+            let (status, body) = server.get(&format!("/_matrix/client/v3/sync?filter={filter}"), Some(&bob)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["rooms"]["join"][&room]["state"]["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["state_key"].as_str().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let lazy = state_of(json!({ "room": { "timeline": { "limit": 1 }, "state": { "lazy_load_members": true } } })).await;
+    assert!(lazy.contains(&"m.room.member @alice:localhost".to_owned()), "the sender: {lazy:?}");
+    assert!(lazy.contains(&"m.room.member @bob:localhost".to_owned()), "the user: {lazy:?}");
+    assert!(
+        !lazy.contains(&"m.room.member @carol:localhost".to_owned()),
+        "a silent member: {lazy:?}"
+    );
+    assert!(lazy.contains(&"m.room.name ".to_owned()));
+    let eager = state_of(json!({ "room": { "timeline": { "limit": 1 } } })).await;
+    assert!(eager.contains(&"m.room.member @carol:localhost".to_owned()), "{eager:?}");
+    let names_only = state_of(json!({ "room": { "timeline": { "limit": 1 }, "state": { "types": ["m.room.name"] } } })).await;
+    assert_eq!(names_only, vec!["m.room.name ".to_owned()]);
+}

@@ -21,7 +21,7 @@ use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
-use super::message_pagination::{PageRequest, page, token};
+use super::message_pagination::{PageRequest, filter_allows, page, token};
 use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
@@ -278,7 +278,9 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     // changes since the token when the timeline was cut; nothing otherwise.
     let timeline_start = events.first().map_or(context.visible + 1, |(position, _)| *position);
     let state_at_start = services.rooms.state_at_position(room_id, timeline_start)?;
-    let state: Vec<u64> = if since.is_none() || context.full_state {
+    let state_filter = &context.filter.room.state;
+    let lazy_members = !state_filter.lazy_load_options.is_disabled();
+    let mut state: Vec<u64> = if since.is_none() || context.full_state {
         state_at_start.values().copied().collect()
     } else if page.more {
         let state_at_since = services.rooms.state_at_position(room_id, since.unwrap_or(0) + 1)?;
@@ -290,11 +292,33 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     } else {
         Vec::new()
     };
+    // Lazy-loaded members: only those who speak in the timeline (and the user), always sent
+    // with it, even when the client may have them already.
+    let senders: BTreeSet<&str> = events
+        .iter()
+        .filter_map(|(_, event)| event["sender"].as_str())
+        .chain([context.user.as_str()])
+        .collect();
+    if lazy_members {
+        for sender in &senders {
+            if let Some(member) = services.rooms.state_pdu(&state_at_start, &StateEventType::RoomMember, sender)? {
+                state.push(services.rooms.states.short_event_id(&member.event_id)?);
+            }
+        }
+        state.sort_unstable();
+        state.dedup();
+    }
     let mut state_events = Vec::new();
     for short_event in state {
         let event_id = services.rooms.states.event_id(short_event)?;
-        if let Some(stored) = services.rooms.stored_event(&event_id)? {
-            state_events.push(raw(&services.rooms.client_event(&event_id, &stored, None)?)?);
+        let Some(stored) = services.rooms.stored_event(&event_id)? else {
+            continue;
+        };
+        let event = services.rooms.client_event(&event_id, &stored, None)?;
+        let unneeded_member =
+            lazy_members && event["type"] == "m.room.member" && !event["state_key"].as_str().is_some_and(|key| senders.contains(key));
+        if !unneeded_member && filter_allows(state_filter, &event) {
+            state_events.push(raw(&event)?);
         }
     }
     let mut state = StateEvents::new();

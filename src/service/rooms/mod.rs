@@ -384,27 +384,39 @@ impl Rooms {
             Some(RoomId::parse(format!("!{local}:{}", self.server_name)).map_err(|e| Error::Internal(e.to_string()))?)
         };
         let kind = TimelineEventType::RoomCreate;
-        let (signed, pdu) = self.sign(
-            UnsignedPdu {
-                room_id: room_id.as_deref(),
-                sender: creator,
-                kind: &kind,
-                content: &content,
-                state_key: Some(""),
-                redacts: None,
-                prev_events: &[],
-                auth_events: &[],
-                depth: 1,
-                origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
-            },
-            &rules,
-        )?;
-        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |_: &EventId| None::<Pdu>)
-            .map_err(|reason| Error::bad_request(format!("The room cannot be created: {reason}")))?;
-        let _lock = self.locks.lock(signed.room_id.clone()).await;
-        if self.store.get(Table::Rooms, signed.room_id.as_bytes())?.is_some() {
-            return Err(Error::Internal("room ID collision".into()));
-        }
+        // In room version 12 the room ID is the create event's hash: the same creator making
+        // two rooms alike within one millisecond would make one ID, so a taken ID moves the
+        // timestamp on.
+        let now = MilliSecondsSinceUnixEpoch::now();
+        let mut attempt = 0u32;
+        let (signed, pdu, _lock) = loop {
+            let origin_server_ts = MilliSecondsSinceUnixEpoch(now.0.saturating_add(ruma::UInt::from(attempt)));
+            let (signed, pdu) = self.sign(
+                UnsignedPdu {
+                    room_id: room_id.as_deref(),
+                    sender: creator,
+                    kind: &kind,
+                    content: &content,
+                    state_key: Some(""),
+                    redacts: None,
+                    prev_events: &[],
+                    auth_events: &[],
+                    depth: 1,
+                    origin_server_ts,
+                },
+                &rules,
+            )?;
+            ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |_: &EventId| None::<Pdu>)
+                .map_err(|reason| Error::bad_request(format!("The room cannot be created: {reason}")))?;
+            let lock = self.locks.lock(signed.room_id.clone()).await;
+            if self.store.get(Table::Rooms, signed.room_id.as_bytes())?.is_none() {
+                break (signed, pdu, lock);
+            }
+            attempt += 1;
+            if attempt > 1000 {
+                return Err(Error::Internal("no free room ID".into()));
+            }
+        };
         let mut room = RoomRecord {
             version: version.clone(),
             short_id: self.room_ids.next()?,
