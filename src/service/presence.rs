@@ -94,9 +94,39 @@ impl Presence {
         };
         let mut batch = self.store.batch();
         batch.put_json(Table::Presence, user.as_bytes(), &record);
+        batch.put(Table::PresenceChanges, &record.stream.to_be_bytes(), user.as_bytes());
         batch.commit()?;
         ticket.complete(self.audience(rooms, user)?.into_iter().collect());
         Ok(())
+    }
+
+    /// The users whose presence changed after stream position `since`, up to `until`.
+    pub fn changed(&self, since: u64, until: u64) -> Result<BTreeSet<OwnedUserId>> {
+        let mut users = BTreeSet::new();
+        for (position, user) in self
+            .store
+            .range(Table::PresenceChanges, &[], &(since + 1).to_be_bytes(), true, usize::MAX)?
+        {
+            if position.as_slice() > until.to_be_bytes().as_slice() {
+                break;
+            }
+            if let Ok(user) = UserId::parse(String::from_utf8_lossy(&user).as_ref()) {
+                users.insert(user);
+            }
+        }
+        Ok(users)
+    }
+
+    /// Whether `viewer` may see `user`'s presence: it is theirs, or they share a joined room.
+    pub fn visible_to(&self, rooms: &Rooms, user: &UserId, viewer: &UserId) -> Result<bool> {
+        if user == viewer {
+            return Ok(true);
+        }
+        let theirs: BTreeSet<_> = rooms.rooms_of_user(user, &MembershipState::Join)?.into_iter().collect();
+        Ok(rooms
+            .rooms_of_user(viewer, &MembershipState::Join)?
+            .iter()
+            .any(|room| theirs.contains(room)))
     }
 
     /// Everyone who shares a joined room with `user`, and `user`.

@@ -48,6 +48,7 @@
 //! | `to_device`           | user ID ‖ device ID ‖ stream position (u64, BE) index (u32, BE) | the message: `{type, sender, content}` |
 //! | `to_device_transactions` | sender ‖ device ID ‖ transaction ID | empty: the transaction was sent   |
 //! | `presence`            | user ID                           | `service::presence::PresenceRecord` |
+//! | `presence_changes`    | stream position (u64, BE)         | the user whose presence changed     |
 //! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
@@ -115,11 +116,12 @@ pub enum Table {
     Pushers,
     ToDevice,
     ToDeviceTransactions,
+    PresenceChanges,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 35] = [
+    pub const ALL: [Table; 36] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -155,6 +157,7 @@ impl Table {
         Table::Pushers,
         Table::ToDevice,
         Table::ToDeviceTransactions,
+        Table::PresenceChanges,
     ];
 
     /// The column family's name.
@@ -195,6 +198,7 @@ impl Table {
             Table::Pushers => "pushers",
             Table::ToDevice => "to_device",
             Table::ToDeviceTransactions => "to_device_transactions",
+            Table::PresenceChanges => "presence_changes",
         }
     }
 }

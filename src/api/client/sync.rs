@@ -178,7 +178,21 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         }
     }
 
-    for user in services.presence.audience(&services.rooms, context.user)? {
+    // On a first sync, everyone the user shares a room with; after, whoever changed and may be
+    // seen: the cost follows the changes, not the number of rooms.
+    let presence_users = match context.since {
+        None => services.presence.audience(&services.rooms, context.user)?,
+        Some(since) => {
+            let mut visible = BTreeSet::new();
+            for user in services.presence.changed(since, context.visible)? {
+                if services.presence.visible_to(&services.rooms, &user, context.user)? {
+                    visible.insert(user);
+                }
+            }
+            visible
+        }
+    };
+    for user in presence_users {
         let Some(record) = services.presence.get(&user)? else { continue };
         if context.since.is_some_and(|since| record.stream <= since) || record.stream > context.visible {
             continue;
