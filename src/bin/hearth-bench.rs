@@ -156,6 +156,18 @@ async fn register(cli: &Cli) -> BenchResult<Session> {
 }
 
 impl Session {
+    /// Creates a public room; returns its ID.
+    async fn create_public_room(&self) -> BenchResult<String> {
+        let created = self
+            .json(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                json!({ "preset": "public_chat" }),
+            )
+            .await?;
+        Ok(created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned())
+    }
+
     /// Sends a request with a JSON body (none when `body` is null) and returns the JSON answer.
     async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
@@ -217,14 +229,7 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
     for _ in 0..senders.max(1) {
         users.push(register(cli).await?);
     }
-    let created = users[0]
-        .json(
-            reqwest::Method::POST,
-            "/_matrix/client/v3/createRoom",
-            json!({ "preset": "public_chat" }),
-        )
-        .await?;
-    let room = created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned();
+    let room = users[0].create_public_room().await?;
     for user in &users[1..] {
         user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
             .await?;
@@ -327,14 +332,7 @@ fn next_batch(sync: &Value) -> BenchResult<String> {
 async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec<Figure>> {
     let sender = register(cli).await?;
     let receiver = register(cli).await?;
-    let created = sender
-        .json(
-            reqwest::Method::POST,
-            "/_matrix/client/v3/createRoom",
-            json!({ "preset": "public_chat" }),
-        )
-        .await?;
-    let room = created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned();
+    let room = sender.create_public_room().await?;
     receiver
         .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
         .await?;

@@ -16,6 +16,19 @@ async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms:
     body
 }
 
+/// A server where alice made a public room that bob joined: (server, alice, bob, room).
+async fn alice_and_bob_in_a_public_room() -> (TestServer, String, String, String) {
+    let server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    (server, alice, bob, room)
+}
+
 fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
     sync["rooms"]["join"][room]["timeline"]["events"]
         .as_array()
@@ -181,14 +194,7 @@ async fn matrix_sdk_syncs_rooms_and_messages() {
 
 #[tokio::test]
 async fn read_receipts_reach_the_other_members() {
-    let server = TestServer::start(&[]).await;
-    let (alice, _) = server.register("alice", "alicepass").await;
-    let (bob, _) = server.register("bob", "bobpassword").await;
-    let (_, created) = server
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
     let (_, sent) = server
         .put(
             &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r1"),
@@ -222,14 +228,7 @@ async fn read_receipts_reach_the_other_members() {
 
 #[tokio::test]
 async fn typing_reaches_the_other_members_and_lapses() {
-    let server = TestServer::start(&[]).await;
-    let (alice, _) = server.register("alice", "alicepass").await;
-    let (bob, _) = server.register("bob", "bobpassword").await;
-    let (_, created) = server
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
     let since = sync(&server, &alice, None, 0).await["next_batch"].as_str().unwrap().to_owned();
     let typing = |sync: &Value| -> Option<Vec<String>> {
         let events = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array()?;
@@ -342,14 +341,7 @@ async fn presence_and_room_tags() {
 
 #[tokio::test]
 async fn unread_counts_highlights_push_rules_and_notifications() {
-    let server = TestServer::start(&[]).await;
-    let (alice, _) = server.register("alice", "alicepass").await;
-    let (bob, _) = server.register("bob", "bobpassword").await;
-    let (_, created) = server
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
 
     // Bob's rules start as the spec's defaults, in his account data too.
     let (status, rules) = server.get("/_matrix/client/v3/pushrules/", Some(&bob)).await;

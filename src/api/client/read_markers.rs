@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::api::client::read_marker::set_read_marker;
-use ruma::events::room::member::MembershipState;
 use serde_json::json;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -19,10 +18,7 @@ pub async fn set_read_marker(
 ) -> HandlerResult<set_read_marker::v3::Response> {
     let user = req.user_id()?;
     let request = &req.body;
-    let state = services.rooms.current_state(&request.room_id)?;
-    if services.rooms.membership_in(&state, user)? != MembershipState::Join {
-        return Err(Error::forbidden("You are not in this room"));
-    }
+    services.rooms.check_joined(&request.room_id, user)?;
     if let Some(event_id) = &request.fully_read {
         if services
             .rooms

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use ruma::api::client::receipt::create_receipt::{self, v3::ReceiptType};
 use ruma::events::receipt::ReceiptThread;
-use ruma::events::room::member::MembershipState;
 use serde_json::json;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -20,10 +19,7 @@ pub async fn create_receipt(
 ) -> HandlerResult<create_receipt::v3::Response> {
     let user = req.user_id()?;
     let request = &req.body;
-    let state = services.rooms.current_state(&request.room_id)?;
-    if services.rooms.membership_in(&state, user)? != MembershipState::Join {
-        return Err(Error::forbidden("You are not in this room"));
-    }
+    services.rooms.check_joined(&request.room_id, user)?;
     let thread = match &request.thread {
         ReceiptThread::Unthreaded => String::new(),
         ReceiptThread::Main => "main".to_owned(),

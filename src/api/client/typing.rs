@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::api::client::typing::create_typing_event::{self, v3::Typing};
-use ruma::events::room::member::MembershipState;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
-use crate::error::Error;
 use crate::service::Services;
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
@@ -17,10 +15,7 @@ pub async fn create_typing_event(
 ) -> HandlerResult<create_typing_event::v3::Response> {
     let request = &req.body;
     req.require_owner(&request.user_id, "You can only say whether you are typing")?;
-    let state = services.rooms.current_state(&request.room_id)?;
-    if services.rooms.membership_in(&state, &request.user_id)? != MembershipState::Join {
-        return Err(Error::forbidden("You are not in this room"));
-    }
+    services.rooms.check_joined(&request.room_id, &request.user_id)?;
     let timeout = match &request.state {
         Typing::Yes(info) => Some(info.timeout),
         _ => None,

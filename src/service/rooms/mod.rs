@@ -263,6 +263,14 @@ impl Rooms {
             .unwrap_or(MembershipState::Leave))
     }
 
+    /// Refuses with 403 unless `user` is joined to the room now.
+    pub fn check_joined(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        if self.membership_in(&*self.current_state(room_id)?, user)? != MembershipState::Join {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        Ok(())
+    }
+
     /// A user's membership record for a room, if they ever had one.
     pub fn membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<MembershipRecord>> {
         Ok(self
