@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod federation;
+pub mod hearth;
 pub mod router;
 pub mod ruma;
 

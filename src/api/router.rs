@@ -173,6 +173,9 @@ pub fn routes() -> AppRouter {
         .ruma::<legacy_media::get_media_preview::v3::Request, _, _>(content_repo::legacy_get_media_preview)
         // Federation
         .ruma::<get_server_keys::v2::Request, _, _>(federation::keys::get_server_keys)
+        // Hearth's own
+        .route("/_hearth/health/live", get(super::hearth::health::live))
+        .route("/_hearth/health/ready", get(super::hearth::health::ready))
         // Everything else
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed("Method not allowed") })

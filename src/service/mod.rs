@@ -91,6 +91,14 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Whether the server can serve requests: the store answers reads.
+    pub fn check_ready(&self) -> Result<()> {
+        self.store.is_empty(crate::store::Table::Meta)?;
+        Ok(())
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

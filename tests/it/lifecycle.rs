@@ -118,3 +118,12 @@ async fn every_acknowledged_write_survives_sigkill() {
         "M_UNKNOWN_TOKEN",
     );
 }
+
+#[tokio::test]
+async fn health_endpoints_answer_for_probes() {
+    let server = TestServer::start(&[]).await;
+    let (status, live) = server.get("/_hearth/health/live", None).await;
+    assert_eq!((status.as_u16(), live["status"].as_str()), (200, Some("live")));
+    let (status, ready) = server.get("/_hearth/health/ready", None).await;
+    assert_eq!((status.as_u16(), ready["status"].as_str()), (200, Some("ready")));
+}
