@@ -127,7 +127,11 @@ pub fn routes() -> AppRouter {
         .ruma::<room::upgrade_room::v3::Request, _, _>(room_upgrades::upgrade_room)
         .ruma::<read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
         .ruma::<receipt::create_receipt::v3::Request, _, _>(receipts::create_receipt)
-        .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
+        .merge(
+            Router::new()
+                .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
+                .route_layer(axum::middleware::map_request(typing::default_timeout)),
+        )
         .ruma::<tag::get_tags::v3::Request, _, _>(tags::get_tags)
         .ruma::<to_devices::send_event_to_device::v3::Request, _, _>(to_device::send_event_to_device)
         .ruma::<presence_status::get_presence::v3::Request, _, _>(presence::get_presence)
