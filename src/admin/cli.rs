@@ -19,6 +19,14 @@ const UNREACHABLE: u8 = 3;
 
 /// Runs one admin command and prints its outcome.
 pub async fn run(config: Config, command: AdminCommand, json: bool) -> ExitCode {
+    // The server may run in another directory: paths go to it absolute.
+    let command = match command {
+        AdminCommand::Backup { dir } => AdminCommand::Backup {
+            dir: std::path::absolute(&dir).unwrap_or(dir),
+        },
+        AdminCommand::Restore { dir } => return restore(&config, &dir, json).await,
+        other => other,
+    };
     let reply = match UnixStream::connect(config.admin_socket_path()).await {
         Ok(stream) => match send(stream, &command).await {
             Ok(reply) => reply,
@@ -29,6 +37,11 @@ pub async fn run(config: Config, command: AdminCommand, json: bool) -> ExitCode 
             Err(message) => return unreachable(&message),
         },
     };
+    print_reply(reply, json)
+}
+
+/// Prints an outcome; its exit code.
+fn print_reply(reply: SocketReply, json: bool) -> ExitCode {
     match reply {
         SocketReply::Ok(output) => {
             print_output(&output, json);
@@ -56,6 +69,17 @@ fn print_output(output: &AdminOutput, json: bool) {
 fn unreachable(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(UNREACHABLE)
+}
+
+/// Restores a backup: only while no server answers on the admin socket.
+async fn restore(config: &Config, dir: &std::path::Path, json: bool) -> ExitCode {
+    if UnixStream::connect(config.admin_socket_path()).await.is_ok() {
+        return print_reply(SocketReply::Error("the server is running: stop it before restoring".into()), json);
+    }
+    match super::backup::restore(&config.data_dir, dir) {
+        Ok(message) => print_reply(SocketReply::Ok(AdminOutput::Done(message)), json),
+        Err(message) => print_reply(SocketReply::Error(message), json),
+    }
 }
 
 /// The server is not running: open the store ourselves.

@@ -2,6 +2,7 @@
 //! server: the same [`AdminCommand`] runs in the server (through the socket) or, when the
 //! server is stopped, on the store opened directly.
 
+pub mod backup;
 pub mod cli;
 pub mod rooms;
 pub mod socket;
@@ -39,6 +40,11 @@ pub enum AdminCommand {
     /// Manage communities: a space with its channels.
     #[command(subcommand)]
     Community(CommunityCommand),
+    /// Back up the database and media into a new directory, while the server runs.
+    Backup { dir: std::path::PathBuf },
+    /// Restore a backup into this configuration's data directory (server stopped, no database
+    /// there yet).
+    Restore { dir: std::path::PathBuf },
 }
 
 /// `hearth admin user …`
@@ -237,6 +243,8 @@ impl AdminCommand {
             AdminCommand::Room(RoomCommand::Event { .. }) => "room event",
             AdminCommand::Room(RoomCommand::Promote { .. }) => "room promote",
             AdminCommand::Community(CommunityCommand::Create { .. }) => "community create",
+            AdminCommand::Backup { .. } => "backup",
+            AdminCommand::Restore { .. } => "restore",
         }
     }
 }
@@ -249,6 +257,8 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Media(command) => execute_media(services, command).await,
         AdminCommand::Room(command) => rooms::execute_room(services, command).await,
         AdminCommand::Community(command) => rooms::execute_community(services, command).await,
+        AdminCommand::Backup { dir } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
+        AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),
     }
 }
 

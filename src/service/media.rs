@@ -145,6 +145,12 @@ impl Media {
         }
     }
 
+    /// Runs `work` while no media file is added or removed (for a consistent backup).
+    pub async fn while_files_hold<T>(&self, work: impl AsyncFnOnce() -> T) -> T {
+        let _guard = self.blob_lock.lock().await;
+        work().await
+    }
+
     /// The largest upload accepted, in bytes.
     pub fn max_upload_size(&self) -> u64 {
         self.config.max_upload_size

@@ -367,6 +367,13 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent checkpoint of the whole database into `path` (which must not
+    /// exist), as of now, while writes go on.
+    pub fn checkpoint(&self, path: &Path) -> Result<(), StoreError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(path)?;
+        Ok(())
+    }
+
     /// Flushes memtables and the WAL to disk: called on clean shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true)?;

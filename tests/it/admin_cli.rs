@@ -101,3 +101,80 @@ async fn admin_cli_manages_users_while_the_server_runs() {
         .unwrap();
     assert_eq!(output.status.code(), Some(3), "{output:?}");
 }
+
+#[tokio::test]
+async fn backup_while_writing_then_restore_keeps_every_acknowledged_message() {
+    let mut server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", Some(&alice), serde_json::json!({}))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let send = |n: usize| {
+        let (server, alice, room) = (&server, alice.clone(), room.clone());
+        async move {
+            let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/b{n}");
+            let (status, _) = server
+                .put(
+                    &path,
+                    Some(&alice),
+                    serde_json::json!({ "msgtype": "m.text", "body": format!("before {n}") }),
+                )
+                .await;
+            assert_eq!(status.as_u16(), 200);
+        }
+    };
+    for n in 0..50 {
+        send(n).await;
+    }
+
+    // Writes go on while the backup runs.
+    let writer = {
+        let (base, alice, room) = (server.base_url.clone(), alice.clone(), room.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for n in 0..100 {
+                let url = format!("{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/during{n}");
+                let _ = http
+                    .put(url)
+                    .bearer_auth(&alice)
+                    .json(&serde_json::json!({ "msgtype": "m.text", "body": "during" }))
+                    .send()
+                    .await;
+            }
+        })
+    };
+    let backup_dir = server.dir.path().join("backup");
+    let (output, done) = server.admin(&["backup", backup_dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(done["done"].as_str().unwrap().starts_with("backed up"), "{done}");
+    writer.await.unwrap();
+
+    // A running server refuses a restore; a stopped one with its data moved away takes it.
+    let (output, _) = server.admin(&["restore", backup_dir.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    server.stop();
+    let data = server.dir.path().join("data");
+    std::fs::rename(&data, server.dir.path().join("data.old")).unwrap();
+    let (output, restored) = server.admin(&["restore", backup_dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?} {restored}");
+    server.restart().await;
+
+    let (_, login) = server.login("alice", "alicepass").await;
+    let token = login["access_token"].as_str().unwrap();
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=1000"), Some(token))
+        .await;
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    for n in 0..50 {
+        assert!(
+            bodies.contains(&format!("before {n}").as_str()),
+            "message {n} acknowledged before the backup is restored"
+        );
+    }
+}
