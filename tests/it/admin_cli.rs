@@ -1,7 +1,7 @@
 //! `hearth admin` against a running server (through its admin socket) and a stopped one
 //! (on the store directly), with exit codes scripts can trust.
 
-use crate::common::{TestServer, assert_error};
+use crate::common::{TestServer, assert_error, message_bodies};
 
 #[tokio::test]
 async fn admin_cli_manages_users_while_the_server_runs() {
@@ -165,15 +165,10 @@ async fn backup_while_writing_then_restore_keeps_every_acknowledged_message() {
     let (_, page) = server
         .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=1000"), Some(token))
         .await;
-    let bodies: Vec<&str> = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str())
-        .collect();
+    let bodies = message_bodies(&page["chunk"]);
     for n in 0..50 {
         assert!(
-            bodies.contains(&format!("before {n}").as_str()),
+            bodies.contains(&format!("before {n}")),
             "message {n} acknowledged before the backup is restored"
         );
     }

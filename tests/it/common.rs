@@ -206,3 +206,16 @@ pub fn assert_error(answer: &(StatusCode, Value), status: u16, errcode: &str) {
     assert_eq!(answer.1["errcode"], errcode, "unexpected body: {}", answer.1);
     assert!(answer.1["error"].is_string(), "error message missing: {}", answer.1);
 }
+
+/// The `body` of each event in a list of events that has one.
+pub fn message_bodies(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

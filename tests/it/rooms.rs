@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_error};
+use crate::common::{TestServer, assert_error, message_bodies};
 
 /// Creates a room as `token` with `body`; returns its ID.
 async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -270,13 +270,8 @@ async fn power_levels_bans_and_who_may_read() {
     send_text(&server, &alice, &room, "a2", "after bob left").await;
     let (status, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
     assert_eq!(status, StatusCode::OK);
-    let bodies: Vec<&str> = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str())
-        .collect();
-    assert!(!bodies.contains(&"after bob left"), "{bodies:?}");
+    let bodies = message_bodies(&page["chunk"]);
+    assert!(!bodies.iter().any(|b| b == "after bob left"), "{bodies:?}");
     let (status, _) = room_post(&server, &bob, &room, "forget", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob)).await;
@@ -783,12 +778,7 @@ async fn joined_history_visibility_hides_what_came_before_the_join() {
     send_text(&server, &alice, &room, "a", "after bob").await;
 
     let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
-    let bodies: Vec<&str> = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str())
-        .collect();
+    let bodies = message_bodies(&page["chunk"]);
     assert_eq!(bodies, vec!["after bob"]);
     let before_path = format!("/_matrix/client/v3/rooms/{room}/event/{}", before["event_id"].as_str().unwrap());
     assert_error(&server.get(&before_path, Some(&bob)).await, 404, "M_NOT_FOUND");

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_error};
+use crate::common::{TestServer, assert_error, message_bodies};
 
 async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms: u64) -> Value {
     let path = match since {
@@ -30,15 +30,7 @@ async fn alice_and_bob_in_a_public_room() -> (TestServer, String, String, String
 }
 
 fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
-    sync["rooms"]["join"][room]["timeline"]["events"]
-        .as_array()
-        .map(|events| {
-            events
-                .iter()
-                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    message_bodies(&sync["rooms"]["join"][room]["timeline"]["events"])
 }
 
 #[tokio::test]
