@@ -30,6 +30,7 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub media: Media,
     pub directory: Directory,
+    pub tls: Tls,
 }
 
 /// Who may register.
@@ -70,6 +71,14 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     pub sync_writes: bool,
+}
+
+/// Serving HTTPS directly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// The public room directory.
@@ -156,6 +165,9 @@ impl Config {
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(format!("configuration key `log.level`: {error}"));
+        }
+        if self.tls.certificate.is_some() != self.tls.key.is_some() {
+            return Err("configuration key `tls`: set both `certificate` and `key`, or neither".into());
         }
         if self.max_request_size < 1024 {
             return Err("configuration key `max_request_size`: must be at least 1024 bytes".into());

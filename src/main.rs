@@ -8,6 +8,7 @@ mod error;
 mod server;
 mod service;
 mod store;
+mod tls;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -30,13 +30,24 @@ pub async fn serve(config: Config) -> Result<(), String> {
         "Hearth is serving"
     );
     let app = crate::api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Small responses go out at once instead of waiting on Nagle's algorithm (40 ms stalls).
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
+    let served = match (&services.config.tls.certificate, &services.config.tls.key) {
+        (Some(certificate), Some(key)) => {
+            let acceptor = crate::tls::acceptor(certificate, key)?;
+            let listener = crate::tls::TlsListener::new(listener, acceptor).map_err(|e| e.to_string())?;
+            // `tap_io` gives the handlers the client's address, as for plain TCP.
+            let listener = listener.tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
         }
-    });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+        _ => {
+            // Small responses go out at once instead of waiting on Nagle's algorithm (40 ms stalls).
+            let listener = listener.tap_io(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        }
+    };
     admin_socket.abort();
     let _ = std::fs::remove_file(services.config.admin_socket_path());
     services.store.flush().map_err(|e| format!("flushing the store: {e}"))?;

@@ -42,14 +42,20 @@ impl TestServer {
             all_env.retain(|(k, _)| k != key);
             all_env.push((key.to_string(), value.to_string()));
         }
+        let scheme = if all_env.iter().any(|(key, _)| key == "HEARTH_TLS__CERTIFICATE") {
+            "https"
+        } else {
+            "http"
+        };
         all_env.push(("HEARTH_DATA_DIR".into(), dir.path().join("data").display().to_string()));
         all_env.push(("HEARTH_LISTEN".into(), format!("127.0.0.1:{port}")));
         let mut server = TestServer {
             child: None,
             dir,
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!("{scheme}://127.0.0.1:{port}"),
             env: all_env,
-            http: reqwest::Client::new(),
+            // Servers with TLS use a self-signed certificate made by the test.
+            http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
         };
         server.spawn().await;
         server

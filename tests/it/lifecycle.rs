@@ -127,3 +127,48 @@ async fn health_endpoints_answer_for_probes() {
     let (status, ready) = server.get("/_hearth/health/ready", None).await;
     assert_eq!((status.as_u16(), ready["status"].as_str()), (200, Some("ready")));
 }
+
+#[tokio::test]
+async fn serves_https_with_its_own_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+
+    let server = TestServer::start(&[
+        ("HEARTH_TLS__CERTIFICATE", cert.to_str().unwrap()),
+        ("HEARTH_TLS__KEY", key.to_str().unwrap()),
+    ])
+    .await;
+    assert!(server.base_url.starts_with("https://"));
+    let (status, versions) = server.get("/_matrix/client/versions", None).await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(versions["versions"].as_array().unwrap().iter().any(|v| v == "v1.11"));
+    let (token, _) = server.register("alice", "alicepass").await;
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&token)).await.0.as_u16(), 200);
+
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = reqwest::Client::new()
+        .get(server.base_url.replace("https://", "http://") + "/_matrix/client/versions")
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
