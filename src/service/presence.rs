@@ -133,10 +133,8 @@ impl Presence {
     pub fn audience(&self, rooms: &Rooms, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
         let mut users = BTreeSet::from([user.to_owned()]);
         for room in rooms.rooms_of_user(user, &MembershipState::Join)? {
-            for (member, content) in rooms.member_events(&room)? {
-                if content.get("membership").and_then(Value::as_str) == Some("join")
-                    && let Ok(member) = UserId::parse(member.as_str())
-                {
+            for (member, membership) in rooms.members(&room)? {
+                if membership == MembershipState::Join {
                     users.insert(member);
                 }
             }

@@ -117,19 +117,12 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
     let mut changed = false;
 
     let rooms: BTreeSet<OwnedRoomId> = match context.since {
-        None => {
-            let mut rooms = BTreeSet::new();
-            for membership in [
-                MembershipState::Join,
-                MembershipState::Invite,
-                MembershipState::Knock,
-                MembershipState::Leave,
-                MembershipState::Ban,
-            ] {
-                rooms.extend(services.rooms.rooms_of_user(context.user, &membership)?);
-            }
-            rooms
-        }
+        None => services
+            .rooms
+            .memberships_of(context.user)?
+            .into_iter()
+            .map(|(room_id, _)| room_id)
+            .collect(),
         Some(since) => services.rooms.rooms_changed(since, context.visible)?,
     };
     for room_id in rooms {
@@ -351,17 +344,14 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
 /// The room summary: up to five other members as heroes, and the member counts.
 fn summarize(services: &Services, room_id: &RoomId, user: &UserId, joined: &mut JoinedRoom) -> Result<()> {
     let (mut join_count, mut invite_count) = (0u64, 0u64);
-    for (member, content) in services.rooms.member_events(room_id)? {
-        match content.get("membership").and_then(Value::as_str) {
-            Some("join") => join_count += 1,
-            Some("invite") => invite_count += 1,
+    for (member, membership) in services.rooms.members(room_id)? {
+        match membership {
+            MembershipState::Join => join_count += 1,
+            MembershipState::Invite => invite_count += 1,
             _ => continue,
         }
-        if member != user.as_str()
-            && joined.summary.heroes.len() < 5
-            && let Ok(hero) = UserId::parse(member.as_str())
-        {
-            joined.summary.heroes.push(hero);
+        if member != user && joined.summary.heroes.len() < 5 {
+            joined.summary.heroes.push(member);
         }
     }
     joined.summary.joined_member_count = UInt::new(join_count);

@@ -24,10 +24,8 @@ fn visible_users(services: &Services, searcher: &UserId) -> Result<BTreeSet<Owne
     }
     let mut users = BTreeSet::new();
     for room in rooms {
-        for (user, content) in services.rooms.member_events(&room)? {
-            if content.get("membership").and_then(Value::as_str) == Some("join")
-                && let Ok(user) = UserId::parse(user.as_str())
-            {
+        for (user, membership) in services.rooms.members(&room)? {
+            if membership == MembershipState::Join {
                 users.insert(user);
             }
         }

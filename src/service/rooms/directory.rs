@@ -134,12 +134,11 @@ impl Rooms {
                 .state_content(&state, &kind, "")?
                 .and_then(|content| content.get(name).cloned()))
         };
-        let mut joined = 0u64;
-        for (_, content) in self.member_events(room_id)? {
-            if content.get("membership").and_then(Value::as_str) == Some("join") {
-                joined += 1;
-            }
-        }
+        let joined = self
+            .members(room_id)?
+            .iter()
+            .filter(|(_, membership)| *membership == MembershipState::Join)
+            .count();
         let mut summary = json!({
             "room_id": room_id,
             "num_joined_members": joined,

@@ -280,23 +280,48 @@ impl Rooms {
 
     /// The rooms a user is in with the given membership.
     pub fn rooms_of_user(&self, user_id: &UserId, membership: &MembershipState) -> Result<Vec<OwnedRoomId>> {
+        Ok(self
+            .memberships_of(user_id)?
+            .into_iter()
+            .filter(|(_, record)| &record.membership == membership)
+            .map(|(room_id, _)| room_id)
+            .collect())
+    }
+
+    /// Every room a user has a membership in (forgotten ones left out), with the record.
+    pub fn memberships_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
         let user_prefix = prefix(&[user_id.as_bytes()]);
         let rows = self.store.scan_json::<MembershipRecord>(Table::Memberships, &user_prefix)?;
         Ok(rows
             .into_iter()
-            .filter(|(_, record)| &record.membership == membership && !record.forgotten)
-            .filter_map(|(key, _)| RoomId::parse(String::from_utf8_lossy(&key[user_prefix.len()..]).as_ref()).ok())
+            .filter(|(_, record)| !record.forgotten)
+            .filter_map(|(key, record)| {
+                let room_id = RoomId::parse(String::from_utf8_lossy(&key[user_prefix.len()..]).as_ref()).ok()?;
+                Some((room_id, record))
+            })
+            .collect())
+    }
+
+    /// A room's members of every membership, from the membership index (no events read).
+    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, membership)| {
+                let user = UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok()?;
+                Some((user, membership))
+            })
             .collect())
     }
 
     /// The users an event in the room concerns: its members, invitees and knockers.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        let room_prefix = prefix(&[room_id.as_bytes()]);
-        let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
-        Ok(rows
+        Ok(self
+            .members(room_id)?
             .into_iter()
             .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
-            .filter_map(|(key, _)| UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok())
+            .map(|(user, _)| user)
             .collect())
     }
 
