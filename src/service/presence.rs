@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -117,16 +117,16 @@ impl Presence {
         Ok(users)
     }
 
-    /// Whether `viewer` may see `user`'s presence: it is theirs, or they share a joined room.
-    pub fn visible_to(&self, rooms: &Rooms, user: &UserId, viewer: &UserId) -> Result<bool> {
+    /// Whether `viewer`, joined to `viewer_rooms`, may see `user`'s presence: it is theirs, or
+    /// they share a joined room.
+    pub fn visible_to(&self, rooms: &Rooms, user: &UserId, viewer: &UserId, viewer_rooms: &BTreeSet<OwnedRoomId>) -> Result<bool> {
         if user == viewer {
             return Ok(true);
         }
-        let theirs: BTreeSet<_> = rooms.rooms_of_user(user, &MembershipState::Join)?.into_iter().collect();
         Ok(rooms
-            .rooms_of_user(viewer, &MembershipState::Join)?
+            .rooms_of_user(user, &MembershipState::Join)?
             .iter()
-            .any(|room| theirs.contains(room)))
+            .any(|room| viewer_rooms.contains(room)))
     }
 
     /// Everyone who shares a joined room with `user`, and `user`.

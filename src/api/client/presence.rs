@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use ruma::api::client::presence::{get_presence, set_presence};
+use ruma::events::room::member::MembershipState;
 use ruma::presence::PresenceState;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -34,7 +35,8 @@ pub async fn get_presence(
 ) -> HandlerResult<get_presence::v3::Response> {
     let viewer = req.user_id()?;
     let user = &req.body.user_id;
-    if !services.presence.audience(&services.rooms, user)?.contains(viewer) {
+    let viewer_rooms = services.rooms.rooms_of_user(viewer, &MembershipState::Join)?.into_iter().collect();
+    if !services.presence.visible_to(&services.rooms, user, viewer, &viewer_rooms)? {
         return Err(Error::forbidden("You share no room with this user"));
     }
     let record = services

@@ -177,8 +177,17 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         None => services.presence.audience(&services.rooms, context.user)?,
         Some(since) => {
             let mut visible = BTreeSet::new();
-            for user in services.presence.changed(since, context.visible)? {
-                if services.presence.visible_to(&services.rooms, &user, context.user)? {
+            let changed = services.presence.changed(since, context.visible)?;
+            let my_rooms: BTreeSet<OwnedRoomId> = match changed.is_empty() {
+                true => BTreeSet::new(),
+                false => services
+                    .rooms
+                    .rooms_of_user(context.user, &MembershipState::Join)?
+                    .into_iter()
+                    .collect(),
+            };
+            for user in changed {
+                if services.presence.visible_to(&services.rooms, &user, context.user, &my_rooms)? {
                     visible.insert(user);
                 }
             }

@@ -17,11 +17,7 @@ use crate::service::Services;
 /// Everyone the searcher may find: members of their rooms and of public rooms.
 fn visible_users(services: &Services, searcher: &UserId) -> Result<BTreeSet<OwnedUserId>> {
     let mut rooms = services.rooms.rooms_of_user(searcher, &MembershipState::Join)?;
-    for room in services.rooms.public_rooms()? {
-        if let Some(room_id) = room["room_id"].as_str().and_then(|id| ruma::RoomId::parse(id).ok()) {
-            rooms.push(room_id);
-        }
-    }
+    rooms.extend(services.rooms.published_rooms()?);
     let mut users = BTreeSet::new();
     for room in rooms {
         for (user, membership) in services.rooms.members(&room)? {

@@ -117,13 +117,17 @@ impl Rooms {
 
     /// The rooms in the public directory, as directory entries (the spec's `PublicRoomsChunk`).
     pub fn public_rooms(&self) -> Result<Vec<Value>> {
-        let mut rooms = Vec::new();
-        for row in self.store.scan_keys(Table::PublicRooms, &[])? {
-            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&row).as_ref()) {
-                rooms.push(self.summary(&room_id)?);
-            }
-        }
-        Ok(rooms)
+        self.published_rooms()?.iter().map(|room_id| self.summary(room_id)).collect()
+    }
+
+    /// The IDs of the rooms in the public directory.
+    pub fn published_rooms(&self) -> Result<Vec<OwnedRoomId>> {
+        Ok(self
+            .store
+            .scan_keys(Table::PublicRooms, &[])?
+            .iter()
+            .filter_map(|row| RoomId::parse(String::from_utf8_lossy(row).as_ref()).ok())
+            .collect())
     }
 
     /// A room's directory entry: name, topic, alias, avatar, members, join rule, type.
