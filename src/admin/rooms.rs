@@ -120,7 +120,7 @@ pub async fn execute_room(services: &Services, command: RoomCommand) -> Result<A
         }
         RoomCommand::Delete { room } => {
             let room_id = room_id(services, &room)?;
-            let purged = rooms.delete_room(&room_id, &services.profiles).await?;
+            let purged = rooms.delete_room(&room_id).await?;
             Ok(AdminOutput::Done(format!("deleted {room_id} ({purged} events purged)")))
         }
         RoomCommand::Promote { room, user, level } => {
@@ -168,10 +168,7 @@ pub async fn execute_community(services: &Services, command: CommunityCommand) -
                 .map(|c| c.trim().to_owned())
                 .filter(|c| !c.is_empty())
                 .collect();
-            let (space, rooms) = services
-                .rooms
-                .create_community(&owner, &name, &channels, &services.profiles)
-                .await?;
+            let (space, rooms) = services.rooms.create_community(&owner, &name, &channels).await?;
             Ok(AdminOutput::Details(json!({
                 "space": space,
                 "channels": channels.iter().zip(&rooms).map(|(name, room)| json!({ "name": name, "room_id": room })).collect::<Vec<_>>(),

@@ -45,7 +45,7 @@ pub struct Services {
     pub devices: devices::Devices,
     pub registration_tokens: registration_tokens::RegistrationTokens,
     pub uia: uia::Uia,
-    pub profiles: profiles::Profiles,
+    pub profiles: Arc<profiles::Profiles>,
     pub account_data: Arc<account_data::AccountData>,
     pub push: push::Push,
     pub pushers: pushers::Pushers,
@@ -60,15 +60,22 @@ impl Services {
     pub fn new(config: Config, store: Store) -> Result<Services> {
         let server_key = Arc::new(server_key::ServerKey::load_or_generate(&store)?);
         let stream = Arc::new(stream::Stream::new(&store)?);
+        let profiles = Arc::new(profiles::Profiles::new(store.clone()));
         let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
         Ok(Services {
-            rooms: rooms::Rooms::new(store.clone(), config.server_name.clone(), server_key.clone(), stream.clone())?,
+            rooms: rooms::Rooms::new(
+                store.clone(),
+                config.server_name.clone(),
+                server_key.clone(),
+                stream.clone(),
+                profiles.clone(),
+            )?,
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
             devices: devices::Devices::new(store.clone()),
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
             uia: uia::Uia::default(),
-            profiles: profiles::Profiles::new(store.clone()),
+            profiles: profiles.clone(),
             push: push::Push::new(store.clone(), account_data.clone()),
             pushers: pushers::Pushers::new(store.clone())?,
             account_data,

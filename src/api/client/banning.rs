@@ -14,10 +14,7 @@ use crate::service::rooms::membership::MembershipChange;
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
 pub async fn ban_user(State(services): State<Arc<Services>>, req: Ruma<ban_user::v3::Request>) -> HandlerResult<ban_user::v3::Response> {
     let change = MembershipChange::new(req.user_id()?, &req.body.user_id, MembershipState::Ban, req.body.reason.as_deref());
-    services
-        .rooms
-        .change_membership(&req.body.room_id, change, &services.profiles)
-        .await?;
+    services.rooms.change_membership(&req.body.room_id, change).await?;
     Ok(RumaResponse(ban_user::v3::Response::new()))
 }
 
@@ -36,9 +33,6 @@ pub async fn unban_user(
         MembershipState::Leave,
         req.body.reason.as_deref(),
     );
-    services
-        .rooms
-        .change_membership(&req.body.room_id, change, &services.profiles)
-        .await?;
+    services.rooms.change_membership(&req.body.room_id, change).await?;
     Ok(RumaResponse(unban_user::v3::Response::new()))
 }

@@ -79,6 +79,6 @@ pub async fn create_room(
         alias,
         publish,
     };
-    let room_id = services.rooms.create_room(&user_id, settings, &services.profiles).await?;
+    let room_id = services.rooms.create_room(&user_id, settings).await?;
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))
 }

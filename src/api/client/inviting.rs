@@ -25,9 +25,6 @@ pub async fn invite_user(
         .get_active(&recipient.user_id)
         .map_err(|_| Error::not_found("No such user"))?;
     let change = MembershipChange::new(sender, &recipient.user_id, MembershipState::Invite, recipient.reason.as_deref());
-    services
-        .rooms
-        .change_membership(&req.body.room_id, change, &services.profiles)
-        .await?;
+    services.rooms.change_membership(&req.body.room_id, change).await?;
     Ok(RumaResponse(invite_user::v3::Response::new()))
 }

@@ -15,10 +15,7 @@ pub async fn join_room_by_id(
 ) -> HandlerResult<join_room_by_id::v3::Response> {
     let user_id = req.user_id()?;
     let room_id = &req.body.room_id;
-    services
-        .rooms
-        .join(room_id, user_id, req.body.reason.as_deref(), &services.profiles)
-        .await?;
+    services.rooms.join(room_id, user_id, req.body.reason.as_deref()).await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(room_id.clone())))
 }
 
@@ -32,9 +29,6 @@ pub async fn join_room_by_id_or_alias(
         Ok(room_id) => room_id,
         Err(alias) => services.rooms.resolve_alias(&alias)?,
     };
-    services
-        .rooms
-        .join(&room_id, user_id, req.body.reason.as_deref(), &services.profiles)
-        .await?;
+    services.rooms.join(&room_id, user_id, req.body.reason.as_deref()).await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(room_id)))
 }

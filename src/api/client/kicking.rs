@@ -18,9 +18,6 @@ pub async fn kick_user(State(services): State<Arc<Services>>, req: Ruma<kick_use
         MembershipState::Leave,
         req.body.reason.as_deref(),
     );
-    services
-        .rooms
-        .change_membership(&req.body.room_id, change, &services.profiles)
-        .await?;
+    services.rooms.change_membership(&req.body.room_id, change).await?;
     Ok(RumaResponse(kick_user::v3::Response::new()))
 }

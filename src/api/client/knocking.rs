@@ -22,6 +22,6 @@ pub async fn knock_room(
     };
     services.rooms.room(&room_id)?;
     let change = MembershipChange::new(user, user, MembershipState::Knock, req.body.reason.as_deref());
-    services.rooms.change_membership(&room_id, change, &services.profiles).await?;
+    services.rooms.change_membership(&room_id, change).await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }

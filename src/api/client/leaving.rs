@@ -17,10 +17,7 @@ pub async fn leave_room(
 ) -> HandlerResult<leave_room::v3::Response> {
     let user_id = req.user_id()?;
     let change = MembershipChange::new(user_id, user_id, MembershipState::Leave, req.body.reason.as_deref());
-    services
-        .rooms
-        .change_membership(&req.body.room_id, change, &services.profiles)
-        .await?;
+    services.rooms.change_membership(&req.body.room_id, change).await?;
     Ok(RumaResponse(leave_room::v3::Response::new()))
 }
 

@@ -21,7 +21,6 @@ pub async fn upgrade_room(
             req.user_id()?,
             &request.new_version,
             request.additional_creators.clone(),
-            &services.profiles,
         )
         .await?;
     Ok(RumaResponse(upgrade_room::v3::Response::new(new)))

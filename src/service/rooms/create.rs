@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 use super::membership::MembershipChange;
 use super::{NewEvent, Rooms, rules};
 use crate::error::{Error, Result};
-use crate::service::profiles::Profiles;
 
 /// The room versions this server creates and joins.
 pub const SUPPORTED_ROOM_VERSIONS: [RoomVersionId; 3] = [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
@@ -59,7 +58,7 @@ impl RoomSettings {
 
 impl Rooms {
     /// Creates a room as the spec's `createRoom` does; returns its ID.
-    pub async fn create_room(&self, creator: &UserId, settings: RoomSettings, profiles: &Profiles) -> Result<OwnedRoomId> {
+    pub async fn create_room(&self, creator: &UserId, settings: RoomSettings) -> Result<OwnedRoomId> {
         if !SUPPORTED_ROOM_VERSIONS.contains(&settings.version) {
             return Err(Error::unsupported_room_version(format!(
                 "Room version {} is not supported here",
@@ -79,7 +78,7 @@ impl Rooms {
         }
         let room_id = self.create(&settings.version, creator, Value::Object(create_content)).await?;
 
-        self.join(&room_id, creator, None, profiles).await?;
+        self.join(&room_id, creator, None).await?;
 
         let creators_are_privileged = rules.authorization.explicitly_privilege_room_creators;
         let mut power_levels = default_power_levels(creator, creators_are_privileged, &settings.preset, &settings.invite);
@@ -127,7 +126,7 @@ impl Rooms {
                 reason: None,
                 is_direct: settings.is_direct,
             };
-            self.change_membership(&room_id, change, profiles).await?;
+            self.change_membership(&room_id, change).await?;
         }
         if settings.publish {
             self.set_published(&room_id, true)?;

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use super::{NewEvent, Rooms};
 use crate::error::{Error, Result};
-use crate::service::profiles::Profiles;
 
 /// A membership change asked for by `sender`.
 pub struct MembershipChange<'a> {
@@ -36,7 +35,7 @@ impl<'a> MembershipChange<'a> {
 impl Rooms {
     /// Appends the member event of a membership change. Joins and knocks carry the target's
     /// profile, as clients expect; users of other servers cannot be reached without federation.
-    pub async fn change_membership(&self, room_id: &RoomId, change: MembershipChange<'_>, profiles: &Profiles) -> Result<OwnedEventId> {
+    pub async fn change_membership(&self, room_id: &RoomId, change: MembershipChange<'_>) -> Result<OwnedEventId> {
         if change.target.server_name() != self.server_name() {
             return Err(Error::forbidden(
                 "Users of other servers cannot be reached: federation is not available yet",
@@ -47,7 +46,7 @@ impl Rooms {
             change.membership,
             MembershipState::Join | MembershipState::Invite | MembershipState::Knock
         ) {
-            let profile = profiles.get(change.target)?;
+            let profile = self.profiles.get(change.target)?;
             for field in ["displayname", "avatar_url"] {
                 if let Some(value) = profile.get(field) {
                     content[field] = value.clone();
@@ -71,10 +70,10 @@ impl Rooms {
     }
 
     /// Joins `user` to a room (or refreshes their member event when already joined).
-    pub async fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>, profiles: &Profiles) -> Result<OwnedEventId> {
+    pub async fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<OwnedEventId> {
         self.room(room_id)?;
         let change = MembershipChange::new(user, user, MembershipState::Join, reason);
-        self.change_membership(room_id, change, profiles).await
+        self.change_membership(room_id, change).await
     }
 
     /// For a join to a `restricted` room by someone not invited: a local member who may invite,

@@ -37,6 +37,7 @@ use self::pdu::{Pdu, UnsignedPdu};
 use self::state::{RoomStates, StateHash, StateMap};
 use super::keyed_locks::KeyedLocks;
 use super::now_ms;
+use super::profiles::Profiles;
 use super::server_key::ServerKey;
 use super::stream::Stream;
 use crate::error::{Error, Result};
@@ -138,13 +139,21 @@ pub struct Rooms {
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
     /// levels, the sender's membership).
     pdus: Mutex<HashMap<OwnedEventId, Pdu>>,
+    /// The profiles joins and invites carry.
+    profiles: Arc<Profiles>,
 }
 
 /// PDUs kept parsed in memory.
 const CACHED_PDUS: usize = 20_000;
 
 impl Rooms {
-    pub fn new(store: Store, server_name: OwnedServerName, key: Arc<ServerKey>, stream: Arc<Stream>) -> Result<Rooms> {
+    pub fn new(
+        store: Store,
+        server_name: OwnedServerName,
+        key: Arc<ServerKey>,
+        stream: Arc<Stream>,
+        profiles: Arc<Profiles>,
+    ) -> Result<Rooms> {
         Ok(Rooms {
             states: RoomStates::new(store.clone())?,
             stream,
@@ -152,6 +161,7 @@ impl Rooms {
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
+            profiles,
             pdus: Mutex::new(HashMap::new()),
             store,
             server_name,

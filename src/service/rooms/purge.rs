@@ -10,7 +10,6 @@ use serde_json::Value;
 use super::membership::MembershipChange;
 use super::{RoomRecord, Rooms, StoredEvent};
 use crate::error::Result;
-use crate::service::profiles::Profiles;
 use crate::store::{Table, key, prefix};
 
 /// Rows deleted per batch while purging.
@@ -27,7 +26,7 @@ impl Rooms {
     }
 
     /// Deletes a room; returns how many events were purged.
-    pub async fn delete_room(&self, room_id: &RoomId, profiles: &Profiles) -> Result<usize> {
+    pub async fn delete_room(&self, room_id: &RoomId) -> Result<usize> {
         let record = self.room(room_id)?;
         let members = self.member_events(room_id)?;
         for (user, content) in &members {
@@ -43,7 +42,7 @@ impl Rooms {
                 Some("This room was deleted by the server's administrator"),
             );
             // A member who cannot leave (the auth rules say no) is purged all the same.
-            let _ = self.change_membership(room_id, change, profiles).await;
+            let _ = self.change_membership(room_id, change).await;
         }
         for alias in self.room_aliases(room_id)? {
             let mut batch = self.store.batch();

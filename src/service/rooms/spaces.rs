@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use super::create::RoomSettings;
 use super::{NewEvent, Rooms};
 use crate::error::{Error, Result};
-use crate::service::profiles::Profiles;
 
 /// One room of a space hierarchy: its directory summary and its `m.space.child` events.
 pub struct HierarchyRoom {
@@ -113,13 +112,7 @@ impl Rooms {
 
     /// Creates a community: a space named `name` owned by `owner`, and one channel room per
     /// name in `channels`, linked both ways and joinable by the space's members.
-    pub async fn create_community(
-        &self,
-        owner: &UserId,
-        name: &str,
-        channels: &[String],
-        profiles: &Profiles,
-    ) -> Result<(OwnedRoomId, Vec<OwnedRoomId>)> {
+    pub async fn create_community(&self, owner: &UserId, name: &str, channels: &[String]) -> Result<(OwnedRoomId, Vec<OwnedRoomId>)> {
         let space = self
             .create_room(
                 owner,
@@ -128,7 +121,6 @@ impl Rooms {
                     power_level_override: Some(Map::from_iter([("events_default".to_owned(), json!(100))])),
                     ..RoomSettings::named("private_chat", name)
                 },
-                profiles,
             )
             .await?;
         let via = json!([self.server_name()]);
@@ -145,7 +137,6 @@ impl Rooms {
                         ],
                         ..RoomSettings::named("private_chat", channel)
                     },
-                    profiles,
                 )
                 .await?;
             let child = json!({ "via": via, "suggested": index == 0, "order": format!("{index:04}") });

@@ -12,7 +12,6 @@ use super::create::SUPPORTED_ROOM_VERSIONS;
 use super::membership::MembershipChange;
 use super::{NewEvent, Rooms, rules};
 use crate::error::{Error, Result};
-use crate::service::profiles::Profiles;
 use crate::store::{Table, key};
 
 /// State copied into the replacement room, in this order (power levels first, so the
@@ -37,7 +36,6 @@ impl Rooms {
         user: &UserId,
         version: &RoomVersionId,
         additional_creators: Vec<OwnedUserId>,
-        profiles: &Profiles,
     ) -> Result<OwnedRoomId> {
         if !SUPPORTED_ROOM_VERSIONS.contains(version) {
             return Err(Error::unsupported_room_version(format!(
@@ -68,7 +66,7 @@ impl Rooms {
             create["additional_creators"] = json!(additional_creators);
         }
         let new = self.create(version, user, create).await?;
-        self.join(&new, user, None, profiles).await?;
+        self.join(&new, user, None).await?;
 
         for kind in COPIED_STATE {
             let kind = StateEventType::from(kind);
@@ -109,7 +107,7 @@ impl Rooms {
             if kind == StateEventType::RoomMember {
                 let Ok(banned) = UserId::parse(state_key.as_str()) else { continue };
                 let change = MembershipChange::new(user, &banned, MembershipState::Ban, Some("Banned in the room this one replaces"));
-                self.change_membership(&new, change, profiles).await?;
+                self.change_membership(&new, change).await?;
             } else if let Some(content) = self.state_content(&old_state, &kind, &state_key)? {
                 self.append(&new, user, NewEvent::state(kind, &state_key, content)).await?;
             }
