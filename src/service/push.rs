@@ -80,6 +80,8 @@ impl Push {
         stream: u64,
     ) -> Result<Vec<(OwnedUserId, Vec<Action>)>> {
         let mut notified = Vec::new();
+        // One batch for every member's notification of this event.
+        let mut batch = self.store.batch();
         let state = rooms.current_state(room_id)?;
         let record = rooms.room(room_id)?;
         let power_levels = rooms.power_levels(&record.version, &state)?;
@@ -116,16 +118,15 @@ impl Push {
                 highlight,
                 ts: now_ms(),
             };
-            let mut batch = self.store.batch();
             batch.put_json(Table::Notifications, &key(&[user.as_bytes(), &stream.to_be_bytes()]), &record);
             batch.put(
                 Table::RoomNotifications,
                 &key(&[user.as_bytes(), room_id.as_bytes(), &stream.to_be_bytes()]),
                 &[u8::from(highlight)],
             );
-            batch.commit()?;
             notified.push((user, actions));
         }
+        batch.commit()?;
         Ok(notified)
     }
 
@@ -183,6 +184,10 @@ impl super::Services {
             .state_content(&state, &StateEventType::RoomMember, sender.as_str())?
             .and_then(|content| content.get("displayname").and_then(Value::as_str).map(str::to_owned));
         for (user, actions) in notified {
+            // The unread count is only worth reading for a user with somewhere to push to.
+            if !self.pushers.any(&user)? {
+                continue;
+            }
             let unread = self
                 .push
                 .unread(&user, room_id, self.rooms.read_position(room_id, &user)?)?

@@ -59,6 +59,11 @@ impl Pushers {
             .collect())
     }
 
+    /// Whether a user has any pusher.
+    pub fn any(&self, user: &UserId) -> Result<bool> {
+        Ok(!self.store.scan_keys(Table::Pushers, &prefix(&[user.as_bytes()]))?.is_empty())
+    }
+
     /// Adds or replaces a pusher; unless `append`, the same pushkey of other users goes.
     pub fn set(&self, user: &UserId, pusher: &Pusher, append: bool) -> Result<()> {
         if let PusherKind::Http(data) = &pusher.kind
