@@ -6,7 +6,8 @@
 //! sender; an event whose actions notify is recorded (`notifications`, `room_notifications`),
 //! and a room's unread counts are the notifications after the member's read receipt.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use ruma::events::StateEventType;
 use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
@@ -46,21 +47,39 @@ pub struct Unread {
 pub struct Push {
     store: Store,
     account_data: Arc<AccountData>,
+    /// Parsed rules by user, with the stored JSON they came from (empty for the defaults):
+    /// every message is evaluated against every member's rules.
+    parsed: Mutex<HashMap<OwnedUserId, (String, Arc<Ruleset>)>>,
 }
 
 impl Push {
     pub fn new(store: Store, account_data: Arc<AccountData>) -> Push {
-        Push { store, account_data }
+        Push {
+            store,
+            account_data,
+            parsed: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A user's rules: the defaults with their changes.
-    pub fn rules(&self, user: &UserId) -> Result<Ruleset> {
-        let stored = self
-            .account_data
-            .get(user, None, PUSH_RULES)?
-            .and_then(|content| serde_json::from_str::<Value>(content.get()).ok())
+    pub fn rules(&self, user: &UserId) -> Result<Arc<Ruleset>> {
+        let stored = self.account_data.get(user, None, PUSH_RULES)?;
+        let source = stored.as_ref().map_or("", |content| content.get());
+        if let Some((cached_source, rules)) = self.parsed.lock().unwrap_or_else(|e| e.into_inner()).get(user)
+            && cached_source == source
+        {
+            return Ok(rules.clone());
+        }
+        let parsed = serde_json::from_str::<Value>(source)
+            .ok()
             .and_then(|content| serde_json::from_value::<Ruleset>(content["global"].clone()).ok());
-        Ok(stored.unwrap_or_else(|| Ruleset::server_default(user)))
+        let rules = Arc::new(parsed.unwrap_or_else(|| Ruleset::server_default(user)));
+        let mut cache = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(user.to_owned(), (source.to_owned(), rules.clone()));
+        Ok(rules)
     }
 
     /// Stores a user's rules.

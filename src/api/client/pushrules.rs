@@ -21,7 +21,7 @@ fn not_found() -> Error {
 
 /// Changes a user's rules with `change` and stores them.
 fn update(services: &Services, user: &UserId, change: impl FnOnce(&mut Ruleset) -> Result<()>) -> Result<()> {
-    let mut rules = services.push.rules(user)?;
+    let mut rules = Ruleset::clone(&*services.push.rules(user)?);
     change(&mut rules)?;
     services.push.save_rules(user, &rules)
 }
@@ -35,9 +35,9 @@ pub async fn get_pushrules_all(
     State(services): State<Arc<Services>>,
     req: Ruma<get_pushrules_all::v3::Request>,
 ) -> HandlerResult<get_pushrules_all::v3::Response> {
-    Ok(RumaResponse(get_pushrules_all::v3::Response::new(
-        services.push.rules(req.user_id()?)?,
-    )))
+    Ok(RumaResponse(get_pushrules_all::v3::Response::new(Ruleset::clone(
+        &*services.push.rules(req.user_id()?)?,
+    ))))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/`
@@ -45,9 +45,9 @@ pub async fn get_pushrules_global_scope(
     State(services): State<Arc<Services>>,
     req: Ruma<get_pushrules_global_scope::v3::Request>,
 ) -> HandlerResult<get_pushrules_global_scope::v3::Response> {
-    Ok(RumaResponse(get_pushrules_global_scope::v3::Response::new(
-        services.push.rules(req.user_id()?)?,
-    )))
+    Ok(RumaResponse(get_pushrules_global_scope::v3::Response::new(Ruleset::clone(
+        &*services.push.rules(req.user_id()?)?,
+    ))))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
