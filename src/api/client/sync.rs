@@ -218,7 +218,7 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         response
             .account_data
             .events
-            .push(raw(&json!({ "type": PUSH_RULES, "content": { "global": rules } }))?);
+            .push(raw(&json!({ "type": PUSH_RULES, "content": { "global": &*rules } }))?);
     }
     for entry in services.account_data.changed(context.user, context.since, context.visible)? {
         let event = json!({ "type": entry.event_type, "content": serde_json::from_str::<Value>(entry.content.get())? });
