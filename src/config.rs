@@ -31,6 +31,7 @@ pub struct Config {
     pub media: Media,
     pub directory: Directory,
     pub tls: Tls,
+    pub metrics: MetricsConfig,
 }
 
 /// Who may register.
@@ -79,6 +80,13 @@ pub struct Storage {
 pub struct Tls {
     pub certificate: Option<PathBuf>,
     pub key: Option<PathBuf>,
+}
+
+/// The Prometheus metrics listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 /// The public room directory.

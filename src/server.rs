@@ -23,6 +23,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let listener = TcpListener::bind(services.config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", services.config.listen))?;
+    let metrics = match services.config.metrics.listen {
+        Some(address) => Some(serve_metrics(services.clone(), address).await?),
+        None => None,
+    };
     let admin_socket = admin::socket::listen(services.clone()).map_err(|e| e.to_string())?;
     tracing::info!(
         server_name = %services.config.server_name,
@@ -30,13 +34,22 @@ pub async fn serve(config: Config) -> Result<(), String> {
         "Hearth is serving"
     );
     let app = crate::api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = {
+        let services = services.clone();
+        async move {
+            shutdown_signal().await;
+            // Long polls return now rather than at their timeouts, so shutting down waits only
+            // for requests doing work.
+            services.rooms.stream().shut_down();
+        }
+    };
     let served = match (&services.config.tls.certificate, &services.config.tls.key) {
         (Some(certificate), Some(key)) => {
             let acceptor = crate::tls::acceptor(certificate, key)?;
             let listener = crate::tls::TlsListener::new(listener, acceptor).map_err(|e| e.to_string())?;
             // `tap_io` gives the handlers the client's address, as for plain TCP.
             let listener = listener.tap_io(|_| {});
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
         }
         _ => {
             // Small responses go out at once instead of waiting on Nagle's algorithm (40 ms stalls).
@@ -45,14 +58,31 @@ pub async fn serve(config: Config) -> Result<(), String> {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
             });
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
         }
     };
     admin_socket.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     let _ = std::fs::remove_file(services.config.admin_socket_path());
     services.store.flush().map_err(|e| format!("flushing the store: {e}"))?;
     tracing::info!("stopped cleanly");
     served.map_err(|e| format!("server error: {e}"))
+}
+
+/// Starts the metrics listener; the task serves until aborted.
+async fn serve_metrics(services: Arc<Services>, address: SocketAddr) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+    tracing::info!(listen = %listener.local_addr().map_err(|e| e.to_string())?, "serving metrics");
+    let app = crate::api::hearth::metrics::app(services);
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics listener failed");
+        }
+    }))
 }
 
 /// While the server has no account, log the one-time token that registers the first (admin)

@@ -1,6 +1,6 @@
 //! Backups: `hearth admin backup <dir>` writes a consistent RocksDB checkpoint and the media
-//! files while the server runs; `hearth admin restore <dir>` (server stopped) puts them back
-//! into an empty data directory.
+//! files while the server runs (`--keep N` keeps a rotating set of dated backups in `<dir>`);
+//! `hearth admin restore <dir>` (server stopped) puts one back into an empty data directory.
 
 use std::path::Path;
 
@@ -50,6 +50,27 @@ pub async fn backup(services: &Services, dir: &Path) -> Result<String> {
         "backed up the database and {media_files} media file(s) into {}",
         dir.display()
     ))
+}
+
+/// What dated backups are named: `hearth-` and their UTC time, so names sort by age.
+const DATED_PREFIX: &str = "hearth-";
+
+/// Writes a backup into `parent/hearth-<UTC time>`, then removes all but the newest `keep`
+/// dated backups in `parent`.
+pub async fn backup_rotated(services: &Services, parent: &Path, keep: u32) -> Result<String> {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    let done = backup(services, &parent.join(format!("{DATED_PREFIX}{now}"))).await?;
+    let mut dated: Vec<_> = std::fs::read_dir(parent)?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(DATED_PREFIX) && entry.path().is_dir())
+        .map(|entry| entry.path())
+        .collect();
+    dated.sort();
+    let surplus = dated.len().saturating_sub(keep as usize);
+    for old in &dated[..surplus] {
+        std::fs::remove_dir_all(old)?;
+    }
+    Ok(format!("{done}; removed {surplus} older backup(s), keeping {keep}"))
 }
 
 /// Restores a backup into the data directory of a stopped server, which must hold no database.

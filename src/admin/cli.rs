@@ -21,8 +21,9 @@ const UNREACHABLE: u8 = 3;
 pub async fn run(config: Config, command: AdminCommand, json: bool) -> ExitCode {
     // The server may run in another directory: paths go to it absolute.
     let command = match command {
-        AdminCommand::Backup { dir } => AdminCommand::Backup {
+        AdminCommand::Backup { dir, keep } => AdminCommand::Backup {
             dir: std::path::absolute(&dir).unwrap_or(dir),
+            keep,
         },
         AdminCommand::Restore { dir } => return restore(&config, &dir, json).await,
         other => other,

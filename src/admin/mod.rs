@@ -41,7 +41,13 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Community(CommunityCommand),
     /// Back up the database and media into a new directory, while the server runs.
-    Backup { dir: std::path::PathBuf },
+    Backup {
+        dir: std::path::PathBuf,
+        /// Treat DIR as a folder of backups: write this one into DIR/hearth-<UTC time> and
+        /// remove all but the newest N there (for scheduled backups).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
     /// Restore a backup into this configuration's data directory (server stopped, no database
     /// there yet).
     Restore { dir: std::path::PathBuf },
@@ -257,7 +263,8 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Media(command) => execute_media(services, command).await,
         AdminCommand::Room(command) => rooms::execute_room(services, command).await,
         AdminCommand::Community(command) => rooms::execute_community(services, command).await,
-        AdminCommand::Backup { dir } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
+        AdminCommand::Backup { dir, keep: None } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
+        AdminCommand::Backup { dir, keep: Some(keep) } => Ok(AdminOutput::Done(backup::backup_rotated(services, &dir, keep).await?)),
         AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),
     }
 }

@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::Error;
 use crate::service::Services;
 
-/// The whole HTTP application: routes plus CORS, panic catching and request tracing.
+/// The whole HTTP application: routes plus CORS, panic catching, metrics and request tracing.
 pub fn app(services: Arc<Services>) -> Router {
     // The spec's CORS headers, so web clients on any origin (Element Web) can connect.
     let cors = CorsLayer::new()
@@ -40,10 +40,12 @@ pub fn app(services: Arc<Services>) -> Router {
         ])
         .max_age(Duration::from_secs(86400));
     router::routes()
-        .with_state(services)
+        .with_state(services.clone())
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
             Error::Internal("a request handler panicked".into()).into_response()
         }))
+        // Outside the panic catcher, so the 500s it makes are counted too.
+        .layer(axum::middleware::from_fn_with_state(services, hearth::metrics::record))
         .layer(cors)
         .layer(TraceLayer::new_for_http())
 }

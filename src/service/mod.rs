@@ -7,6 +7,7 @@ pub mod devices;
 pub mod filters;
 pub mod keyed_locks;
 pub mod media;
+pub mod metrics;
 pub mod presence;
 pub mod profiles;
 pub mod push;
@@ -36,6 +37,7 @@ use crate::store::Store;
 pub struct Services {
     pub config: Config,
     pub store: Store,
+    pub metrics: Arc<metrics::Metrics>,
     pub server_key: Arc<server_key::ServerKey>,
     pub rooms: rooms::Rooms,
     pub typing: typing::Typing,
@@ -62,6 +64,7 @@ impl Services {
         let stream = Arc::new(stream::Stream::new(&store)?);
         let profiles = Arc::new(profiles::Profiles::new(store.clone()));
         let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
+        let metrics = Arc::new(metrics::Metrics::new(store.clone()));
         Ok(Services {
             rooms: rooms::Rooms::new(
                 store.clone(),
@@ -69,7 +72,9 @@ impl Services {
                 server_key.clone(),
                 stream.clone(),
                 profiles.clone(),
+                metrics.clone(),
             )?,
+            metrics,
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
             devices: devices::Devices::new(store.clone()),

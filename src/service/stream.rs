@@ -8,6 +8,7 @@
 //! woken early would read below it and then sleep through it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedUserId, UserId};
@@ -31,6 +32,7 @@ pub struct Stream {
     counter: Counter,
     progress: Mutex<Progress>,
     wakers: Mutex<HashMap<OwnedUserId, Arc<Notify>>>,
+    shutting_down: AtomicBool,
 }
 
 /// A position being written; complete it once the batch is committed.
@@ -72,6 +74,7 @@ impl Stream {
                 ..Progress::default()
             }),
             wakers: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -127,5 +130,20 @@ impl Stream {
             wakers.retain(|_, notify| Arc::strong_count(notify) > 1);
         }
         wakers.entry(user.to_owned()).or_default().clone()
+    }
+
+    /// Ends every long poll now and every later one at once: the server is shutting down, and
+    /// its in-flight requests should finish instead of waiting out their timeouts.
+    pub fn shut_down(&self) {
+        // Set before waking, so a poll that subscribes after the wake-ups still sees it.
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for notify in self.wakers.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Whether [`Stream::shut_down`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 }

@@ -173,3 +173,36 @@ async fn backup_while_writing_then_restore_keeps_every_acknowledged_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn scheduled_backups_keep_the_newest_n() {
+    let server = TestServer::start(&[]).await;
+    server.register("alice", "alicepass").await;
+    let backups = server.dir.path().join("backups");
+    std::fs::create_dir_all(backups.join("unrelated")).unwrap();
+    for round in 1..=3 {
+        let (output, done) = server.admin(&["backup", backups.to_str().unwrap(), "--keep", "2"]);
+        assert!(output.status.success(), "{output:?}");
+        let expected_removed = if round == 3 { 1 } else { 0 };
+        assert!(
+            done["done"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("removed {expected_removed} older")),
+            "{done}"
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[2], "unrelated", "only dated backups are rotated: {names:?}");
+    for name in &names[..2] {
+        assert!(name.starts_with("hearth-"), "{names:?}");
+        assert!(backups.join(name).join("db").join("CURRENT").is_file(), "{name} holds a checkpoint");
+    }
+    let (output, _) = server.admin(&["backup", backups.to_str().unwrap(), "--keep", "0"]);
+    assert_eq!(output.status.code(), Some(2), "--keep 0 is bad usage: {output:?}");
+}

@@ -7,6 +7,7 @@ mod common;
 mod errors;
 mod lifecycle;
 mod media;
+mod metrics;
 mod rooms;
 mod sdk;
 mod sync;

@@ -90,6 +90,7 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     let waker = stream.waker(&session.user_id);
+    let mut waiting = None;
     loop {
         let woken = waker.notified();
         tokio::pin!(woken);
@@ -104,7 +105,11 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
             filter: &filter,
         };
         let (response, changed) = build(&context)?;
-        if changed || since.is_none() || request.full_state || tokio::time::timeout_at(deadline, woken).await.is_err() {
+        if changed || since.is_none() || request.full_state || stream.is_shutting_down() {
+            return Ok(RumaResponse(response));
+        }
+        waiting.get_or_insert_with(|| services.metrics.long_poll());
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
             return Ok(RumaResponse(response));
         }
     }

@@ -36,6 +36,7 @@ use serde_json::Value;
 use self::pdu::{Pdu, UnsignedPdu};
 use self::state::{RoomStates, StateHash, StateMap};
 use super::keyed_locks::KeyedLocks;
+use super::metrics::Metrics;
 use super::now_ms;
 use super::profiles::Profiles;
 use super::server_key::ServerKey;
@@ -141,6 +142,7 @@ pub struct Rooms {
     pdus: Mutex<HashMap<OwnedEventId, Pdu>>,
     /// The profiles joins and invites carry.
     profiles: Arc<Profiles>,
+    metrics: Arc<Metrics>,
 }
 
 /// PDUs kept parsed in memory.
@@ -153,6 +155,7 @@ impl Rooms {
         key: Arc<ServerKey>,
         stream: Arc<Stream>,
         profiles: Arc<Profiles>,
+        metrics: Arc<Metrics>,
     ) -> Result<Rooms> {
         Ok(Rooms {
             states: RoomStates::new(store.clone())?,
@@ -162,6 +165,7 @@ impl Rooms {
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
             profiles,
+            metrics,
             pdus: Mutex::new(HashMap::new()),
             store,
             server_name,
@@ -477,6 +481,7 @@ impl Rooms {
         };
         self.persist(&mut batch, &mut room, &pdu, signed.object, written)?;
         batch.commit()?;
+        self.metrics.event_persisted();
         self.remember_room(&signed.room_id, &room);
         ticket.complete(vec![creator.to_owned()]);
         Ok(signed.room_id)
@@ -538,6 +543,7 @@ impl Rooms {
         };
         self.persist(&mut batch, &mut room, &pdu, signed.object, written)?;
         batch.commit()?;
+        self.metrics.event_persisted();
         self.remember_room(room_id, &room);
         let mut woken = self.users_to_wake(room_id)?;
         if pdu.kind == TimelineEventType::RoomMember
