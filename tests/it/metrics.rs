@@ -1,6 +1,6 @@
-//! Prometheus metrics on their own listener: requests by endpoint and status with latency
-//! histograms, syncs waiting, events persisted, RocksDB and memory figures; and a shutdown that
-//! ends waiting syncs instead of sitting out their timeouts.
+//! Observability: Prometheus metrics on their own listener (requests by endpoint and status
+//! with latency histograms, syncs waiting, events persisted, RocksDB and memory figures), JSON
+//! logs, and a shutdown that ends waiting syncs instead of sitting out their timeouts.
 
 use std::time::{Duration, Instant};
 
@@ -146,4 +146,23 @@ async fn sigterm_ends_waiting_long_polls_at_once() {
     // Well before the poll's 60 s timeout: shutting down did not wait it out.
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     assert!(server.log().contains("stopped cleanly"), "{}", server.log());
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let server = TestServer::start(&[("HEARTH_LOG__FORMAT", "json"), ("HEARTH_LOG__LEVEL", "info")]).await;
+    server.register("alice", "alicepass").await;
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "Hearth is serving")
+        .unwrap_or_else(|| panic!("no start-up line:\n{log}"));
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["fields"]["server_name"], "localhost");
+    assert!(serving["fields"]["listen"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(serving["timestamp"].is_string(), "{serving}");
 }
