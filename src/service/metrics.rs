@@ -18,14 +18,14 @@ use crate::store::{Store, TableStatistics};
 /// the number of series stays bounded).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Endpoint {
-    pub method: String,
+    pub method: &'static str,
     pub endpoint: String,
 }
 
 /// A request's endpoint and the status it got.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
-    method: String,
+    method: &'static str,
     endpoint: String,
     status: u16,
 }
@@ -39,12 +39,6 @@ pub struct Metrics {
     request_duration: HistogramFamily,
     long_polls: Gauge,
     events_persisted: Counter,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
 }
 
 /// Keeps the long-poll gauge raised while a sync waits; lowered when dropped.

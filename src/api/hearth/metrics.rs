@@ -21,10 +21,14 @@ pub async fn record(State(services): State<Arc<Services>>, request: Request, nex
     let started = Instant::now();
     // Label values come from a fixed set, so a client cannot grow the number of series.
     let method = match *request.method() {
-        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::OPTIONS | Method::PATCH => {
-            request.method().as_str().to_owned()
-        }
-        _ => "other".to_owned(),
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
     };
     let endpoint = request
         .extensions()
