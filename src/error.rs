@@ -29,6 +29,10 @@ pub enum Error {
         info: Box<UiaaInfo>,
         stage_error: Option<(&'static str, String)>,
     },
+    /// 403 `M_WRONG_ROOM_KEYS_VERSION`: keys were sent to a backup version that is not the
+    /// current one.
+    #[error("wrong room keys version, current is {current_version}")]
+    WrongRoomKeysVersion { current_version: String },
     /// The store failed: the request is not acknowledged and nothing was written.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
@@ -91,6 +95,8 @@ matrix_errors! {
     alias_exists => CONFLICT, "M_UNKNOWN";
     /// 502 `M_UNKNOWN`: a server this one fetched from failed.
     bad_gateway => BAD_GATEWAY, "M_UNKNOWN";
+    /// 400 `M_UNKNOWN_POS`: a sliding-sync position the server no longer knows.
+    unknown_pos => BAD_REQUEST, "M_UNKNOWN_POS";
     /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the media ID already has content.
     cannot_overwrite_media => CONFLICT, "M_CANNOT_OVERWRITE_MEDIA";
 }
@@ -116,6 +122,14 @@ impl Error {
                 }
                 (StatusCode::UNAUTHORIZED, body)
             }
+            Error::WrongRoomKeysVersion { current_version } => (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "errcode": "M_WRONG_ROOM_KEYS_VERSION",
+                    "error": "That backup version is not the current one",
+                    "current_version": current_version,
+                }),
+            ),
             Error::Storage(_) | Error::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "errcode": "M_UNKNOWN", "error": "Internal server error" }),

@@ -7,12 +7,12 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, get, on};
 use ruma::api::client::{
-    account, alias, authenticated_media, config, device, directory as room_directory, discovery, filter as filters, media as legacy_media,
-    membership, message, profile as profiles, redact, room, session, state,
+    account, alias, authenticated_media, backup, config, device, directory as room_directory, discovery, filter as filters,
+    media as legacy_media, membership, message, profile as profiles, redact, room, session, state,
 };
 use ruma::api::client::{
-    context, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space, sync as syncing, tag,
-    to_device as to_devices, typing as typing_events, user_directory,
+    context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
+    sync as syncing, tag, to_device as to_devices, typing as typing_events, user_directory,
 };
 use ruma::api::federation::discovery::get_server_keys;
 use ruma::api::path_builder::PathBuilder;
@@ -81,6 +81,27 @@ pub fn routes() -> AppRouter {
         .ruma::<device::update_device::v3::Request, _, _>(device_management::update_device)
         .ruma::<device::delete_device::v3::Request, _, _>(device_management::delete_device)
         .ruma::<device::delete_devices::v3::Request, _, _>(device_management::delete_devices)
+        // End-to-end encryption
+        .ruma::<e2ee_keys::upload_keys::v3::Request, _, _>(keys::upload_keys)
+        .ruma::<e2ee_keys::get_keys::v3::Request, _, _>(keys::get_keys)
+        .ruma::<e2ee_keys::claim_keys::v3::Request, _, _>(keys::claim_keys)
+        .ruma::<e2ee_keys::get_key_changes::v3::Request, _, _>(keys::get_key_changes)
+        .ruma::<e2ee_keys::upload_signing_keys::v3::Request, _, _>(cross_signing::upload_signing_keys)
+        .ruma::<e2ee_keys::upload_signatures::v3::Request, _, _>(cross_signing::upload_signatures)
+        .ruma::<backup::create_backup_version::v3::Request, _, _>(key_backup::create_backup_version)
+        .ruma::<backup::get_latest_backup_info::v3::Request, _, _>(key_backup::get_latest_backup_info)
+        .ruma::<backup::get_backup_info::v3::Request, _, _>(key_backup::get_backup_info)
+        .ruma::<backup::update_backup_version::v3::Request, _, _>(key_backup::update_backup_version)
+        .ruma::<backup::delete_backup_version::v3::Request, _, _>(key_backup::delete_backup_version)
+        .ruma::<backup::add_backup_keys::v3::Request, _, _>(key_backup::add_backup_keys)
+        .ruma::<backup::add_backup_keys_for_room::v3::Request, _, _>(key_backup::add_backup_keys_for_room)
+        .ruma::<backup::add_backup_keys_for_session::v3::Request, _, _>(key_backup::add_backup_keys_for_session)
+        .ruma::<backup::get_backup_keys::v3::Request, _, _>(key_backup::get_backup_keys)
+        .ruma::<backup::get_backup_keys_for_room::v3::Request, _, _>(key_backup::get_backup_keys_for_room)
+        .ruma::<backup::get_backup_keys_for_session::v3::Request, _, _>(key_backup::get_backup_keys_for_session)
+        .ruma::<backup::delete_backup_keys::v3::Request, _, _>(key_backup::delete_backup_keys)
+        .ruma::<backup::delete_backup_keys_for_room::v3::Request, _, _>(key_backup::delete_backup_keys_for_room)
+        .ruma::<backup::delete_backup_keys_for_session::v3::Request, _, _>(key_backup::delete_backup_keys_for_session)
         // Profiles
         .ruma::<profiles::get_profile::v3::Request, _, _>(profile::get_profile)
         .ruma::<profiles::get_profile_field::v3::Request, _, _>(profile::get_profile_field)
@@ -95,6 +116,7 @@ pub fn routes() -> AppRouter {
         .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
         // Sync
         .ruma::<syncing::sync_events::v3::Request, _, _>(sync::sync_events)
+        .ruma::<syncing::sync_events::v5::Request, _, _>(sliding_sync::sync_events)
         // Rooms
         .ruma::<room::create_room::v3::Request, _, _>(create_room::create_room)
         .ruma::<membership::join_room_by_id::v3::Request, _, _>(joining::join_room_by_id)

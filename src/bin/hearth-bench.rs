@@ -9,6 +9,8 @@
 //!   latency), then the room's history paged back 100 events at a time.
 //! - `sync`: end-to-end delivery latency (send → the other user's long-poll returns it, with
 //!   missed wake-ups counted), and incremental sync time for users in 1, 100 and 1,000 rooms.
+//! - `sliding`: Simplified Sliding Sync (MSC4186): the first response for a user in R rooms,
+//!   and delivery latency through a long-polling sliding sync.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,15 @@ enum Workload {
         /// Room counts of the incremental sync measurement.
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
         rooms: Vec<usize>,
+    },
+    /// Simplified Sliding Sync: first response by room count, and delivery latency.
+    Sliding {
+        /// How many messages are timed through a long poll.
+        #[arg(long, default_value_t = 1000)]
+        pings: usize,
+        /// How many rooms the user of the first-response measurement is in.
+        #[arg(long, default_value_t = 1000)]
+        rooms: usize,
     },
     /// Concurrent senders into one room, then back-pagination of its history.
     Messages {
@@ -117,6 +128,7 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         } => media(&register(cli).await?, size_mib, rounds, image_side).await,
         Workload::Messages { senders, messages: count } => messages(cli, senders, count).await,
         Workload::Sync { pings, ref rooms } => sync(cli, pings, rooms).await,
+        Workload::Sliding { pings, rooms } => sliding(cli, pings, rooms).await,
     }
 }
 
@@ -438,6 +450,143 @@ async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec
         });
     }
     Ok(figures)
+}
+
+const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+/// A sliding-sync request like Element X's room list: the 20 most recent rooms with the state
+/// a room list shows and the latest event.
+fn room_list_request(conn_id: &str) -> Value {
+    json!({
+        "conn_id": conn_id,
+        "lists": { "all": {
+            "ranges": [[0, 19]], "timeline_limit": 1,
+            "required_state": [["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""],
+                               ["m.room.member", "$LAZY"], ["m.room.member", "$ME"], ["m.room.canonical_alias", ""],
+                               ["m.room.power_levels", ""], ["m.room.create", ""], ["m.room.topic", ""]]
+        } },
+        "extensions": { "to_device": { "enabled": true }, "e2ee": { "enabled": true },
+                        "account_data": { "enabled": true }, "receipts": { "enabled": true }, "typing": { "enabled": true } }
+    })
+}
+
+fn pos_of(response: &Value) -> BenchResult<String> {
+    response["pos"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no pos in {response}"))
+}
+
+async fn sliding(cli: &Cli, pings: usize, room_count: usize) -> BenchResult<Vec<Figure>> {
+    // First response of a fresh connection for a user in many rooms, each with a message.
+    let user = register(cli).await?;
+    for n in 0..room_count {
+        let created = user
+            .json(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                json!({ "name": format!("room {n}") }),
+            )
+            .await?;
+        let room = created["room_id"].as_str().ok_or("createRoom returned no room_id")?;
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/first");
+        user.json(reqwest::Method::PUT, &path, json!({ "msgtype": "m.text", "body": "hello" }))
+            .await?;
+    }
+    let mut firsts = Vec::new();
+    for n in 0..10 {
+        let started = Instant::now();
+        let response = user
+            .json(reqwest::Method::POST, SLIDING_SYNC, room_list_request(&format!("first{n}")))
+            .await?;
+        firsts.push(started.elapsed());
+        if response["rooms"].as_object().map_or(0, |rooms| rooms.len()) != room_count.min(20) {
+            return Err(format!(
+                "the first response lists {} rooms",
+                response["rooms"].as_object().map_or(0, |r| r.len())
+            ));
+        }
+    }
+    firsts.sort();
+
+    // Delivery: the receiver long-polls its connection, the sender sends.
+    let sender = register(cli).await?;
+    let receiver = register(cli).await?;
+    let room = sender.create_public_room().await?;
+    receiver
+        .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+        .await?;
+    let mut pos = pos_of(
+        &receiver
+            .json(reqwest::Method::POST, SLIDING_SYNC, room_list_request("live"))
+            .await?,
+    )?;
+    let mut latencies = Vec::with_capacity(pings);
+    let mut missed = 0;
+    for n in 0..pings {
+        let poll = {
+            let (http, url, token, pos) = (receiver.http.clone(), receiver.url.clone(), receiver.token.clone(), pos.clone());
+            tokio::spawn(async move {
+                let response = http
+                    .post(format!("{url}{SLIDING_SYNC}?pos={pos}&timeout=30000"))
+                    .bearer_auth(token)
+                    .json(&json!({ "conn_id": "live" }))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body: Value = response.json().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((body, Instant::now()))
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let sent = Instant::now();
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/ping{n}");
+        sender
+            .json(
+                reqwest::Method::PUT,
+                &path,
+                json!({ "msgtype": "m.text", "body": format!("ping {n}") }),
+            )
+            .await?;
+        let (body, returned) = poll.await.map_err(|e| e.to_string())??;
+        let delivered = body["rooms"][&room]["timeline"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == format!("ping {n}")));
+        if delivered {
+            latencies.push(returned.saturating_duration_since(sent));
+        } else {
+            missed += 1;
+        }
+        pos = pos_of(&body)?;
+    }
+    latencies.sort();
+    Ok(vec![
+        Figure {
+            name: format!("sliding sync first response, {room_count} rooms, p50"),
+            value: quantile_ms(&firsts, 0.5),
+            unit: "ms",
+        },
+        Figure {
+            name: format!("sliding sync first response, {room_count} rooms, max"),
+            value: quantile_ms(&firsts, 1.0),
+            unit: "ms",
+        },
+        Figure {
+            name: format!("delivery send -> sliding sync, p50 ({pings} pings)"),
+            value: quantile_ms(&latencies, 0.5),
+            unit: "ms",
+        },
+        Figure {
+            name: "delivery send -> sliding sync, p99".into(),
+            value: quantile_ms(&latencies, 0.99),
+            unit: "ms",
+        },
+        Figure {
+            name: "missed wake-ups (sliding sync)".into(),
+            value: missed as f64,
+            unit: "pings",
+        },
+    ])
 }
 
 fn mib_per_second(bytes: usize, elapsed: Duration) -> f64 {

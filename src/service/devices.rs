@@ -166,28 +166,23 @@ impl Devices {
     }
 
     /// Adds to `batch` the removal of devices of a user: those in `only`, or all of them, except
-    /// `keep`.
+    /// `keep`; returns the devices removed.
     pub fn stage_delete_many(
         &self,
         batch: &mut Batch<'_>,
         user_id: &UserId,
         only: Option<&[OwnedDeviceId]>,
         keep: Option<&DeviceId>,
-    ) -> Result<()> {
+    ) -> Result<Vec<OwnedDeviceId>> {
+        let mut deleted = Vec::new();
         for device in self.list(user_id)? {
             let selected = only.is_none_or(|ids| ids.contains(&device.device_id));
             if selected && keep != Some(&*device.device_id) {
                 self.stage_delete(batch, user_id, &device);
+                deleted.push(device.device_id);
             }
         }
-        Ok(())
-    }
-
-    /// Deletes devices of a user (those in `only`, or all but `keep`) in one batch.
-    pub fn delete_many(&self, user_id: &UserId, only: Option<&[OwnedDeviceId]>, keep: Option<&DeviceId>) -> Result<()> {
-        let mut batch = self.store.batch();
-        self.stage_delete_many(&mut batch, user_id, only, keep)?;
-        Ok(batch.commit()?)
+        Ok(deleted)
     }
 
     fn put(&self, batch: &mut Batch<'_>, user_id: &UserId, device: &Device) {

@@ -5,7 +5,9 @@ pub mod account_data;
 pub mod accounts;
 pub mod devices;
 pub mod filters;
+pub mod key_backup;
 pub mod keyed_locks;
+pub mod keys;
 pub mod media;
 pub mod metrics;
 pub mod presence;
@@ -17,6 +19,7 @@ pub mod registration;
 pub mod registration_tokens;
 pub mod rooms;
 pub mod server_key;
+pub mod sliding_sync;
 pub mod stream;
 pub mod to_device;
 pub mod typing;
@@ -31,7 +34,9 @@ use rand::distributions::Alphanumeric;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::store::Store;
+use ruma::{DeviceId, OwnedDeviceId, UserId};
+
+use crate::store::{Batch, Store};
 
 /// Every service of one running server (or of one admin command on a stopped server).
 pub struct Services {
@@ -45,6 +50,8 @@ pub struct Services {
     pub presence: presence::Presence,
     pub accounts: accounts::Accounts,
     pub devices: devices::Devices,
+    pub keys: keys::Keys,
+    pub key_backup: key_backup::KeyBackup,
     pub registration_tokens: registration_tokens::RegistrationTokens,
     pub uia: uia::Uia,
     pub profiles: Arc<profiles::Profiles>,
@@ -55,6 +62,7 @@ pub struct Services {
     pub media: media::Media,
     pub rate_limits: rate_limit::RateLimiters,
     pub url_previews: url_preview::UrlPreviews,
+    pub sliding_sync: sliding_sync::SlidingSync,
 }
 
 impl Services {
@@ -78,6 +86,8 @@ impl Services {
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
             devices: devices::Devices::new(store.clone()),
+            keys: keys::Keys::new(store.clone(), stream.clone()),
+            key_backup: key_backup::KeyBackup::new(store.clone()),
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
             uia: uia::Uia::default(),
             profiles: profiles.clone(),
@@ -97,6 +107,7 @@ impl Services {
             ),
             rate_limits: rate_limit::RateLimiters::new(&config.rate_limits, &config.media),
             url_previews: url_preview::UrlPreviews::new(config.media.url_preview.clone())?,
+            sliding_sync: sliding_sync::SlidingSync::default(),
             config,
             store,
         })
@@ -104,6 +115,34 @@ impl Services {
 }
 
 impl Services {
+    /// Adds to `batch` the removal of devices of a user (those in `only`, or all but `keep`)
+    /// with their keys and to-device inboxes; returns whether any device went.
+    pub fn stage_delete_devices(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: &UserId,
+        only: Option<&[OwnedDeviceId]>,
+        keep: Option<&DeviceId>,
+    ) -> Result<bool> {
+        let deleted = self.devices.stage_delete_many(batch, user_id, only, keep)?;
+        for device in &deleted {
+            self.keys.stage_delete_device(batch, user_id, device)?;
+            self.to_device.stage_delete_inbox(batch, user_id, device)?;
+        }
+        Ok(!deleted.is_empty())
+    }
+
+    /// Deletes devices of a user (those in `only`, or all but `keep`) with their keys, and
+    /// tells everyone who shares a room with the user.
+    pub fn delete_devices(&self, user_id: &UserId, only: Option<&[OwnedDeviceId]>, keep: Option<&DeviceId>) -> Result<()> {
+        let mut batch = self.store.batch();
+        if self.stage_delete_devices(&mut batch, user_id, only, keep)? {
+            self.keys.commit_device_list_change(&self.rooms, batch, user_id)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether the server can serve requests: the store answers reads.
     pub fn check_ready(&self) -> Result<()> {
         self.store.is_empty(crate::store::Table::Meta)?;

@@ -6,7 +6,7 @@
 //! sender; an event whose actions notify is recorded (`notifications`, `room_notifications`),
 //! and a room's unread counts are the notifications after the member's read receipt.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use ruma::events::StateEventType;
@@ -41,6 +41,25 @@ pub struct NotificationRecord {
 pub struct Unread {
     pub notifications: u64,
     pub highlights: u64,
+}
+
+/// Unread counts of one room, split by thread.
+#[derive(Debug, Clone, Default)]
+pub struct UnreadCounts {
+    /// The main timeline's (events in no thread).
+    pub main: Unread,
+    /// Each thread's, by thread root.
+    pub threads: BTreeMap<OwnedEventId, Unread>,
+}
+
+impl UnreadCounts {
+    /// The whole room's: the main timeline's and every thread's.
+    pub fn total(&self) -> Unread {
+        self.threads.values().fold(self.main, |total, thread| Unread {
+            notifications: total.notifications + thread.notifications,
+            highlights: total.highlights + thread.highlights,
+        })
+    }
 }
 
 /// Push rules and the notifications they make.
@@ -112,6 +131,9 @@ impl Push {
         let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
         let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
         let raw: Raw<Value> = Raw::from_json(serde_json::value::to_raw_value(event)?);
+        let thread_root = super::rooms::relation(&event["content"])
+            .filter(|(rel_type, _)| rel_type == "m.thread")
+            .map(|(_, root)| root);
         for (member, content) in &joined {
             let Ok(user) = UserId::parse(member.as_str()) else { continue };
             if user.as_str() == sender || user.server_name() != rooms.server_name() {
@@ -138,10 +160,13 @@ impl Push {
                 ts: now_ms(),
             };
             batch.put_json(Table::Notifications, &key(&[user.as_bytes(), &stream.to_be_bytes()]), &record);
+            // The highlight flag, then the thread root when the event is in a thread.
+            let mut value = vec![u8::from(highlight)];
+            value.extend_from_slice(thread_root.as_ref().map_or(&b""[..], |root| root.as_bytes()));
             batch.put(
                 Table::RoomNotifications,
                 &key(&[user.as_bytes(), room_id.as_bytes(), &stream.to_be_bytes()]),
-                &[u8::from(highlight)],
+                &value,
             );
             notified.push((user, actions));
         }
@@ -149,16 +174,48 @@ impl Push {
         Ok(notified)
     }
 
-    /// A room's unread counts for a user: the notifications after stream position `read`.
-    pub fn unread(&self, user: &UserId, room_id: &RoomId, read: u64) -> Result<Unread> {
+    /// A room's unread counts for a user, for the main timeline and each thread: a
+    /// notification is read once an unthreaded receipt, or a receipt of its own thread (`main`
+    /// for the main timeline), is at or past it.
+    pub fn unread(&self, rooms: &Rooms, user: &UserId, room_id: &RoomId) -> Result<UnreadCounts> {
+        let unthreaded = rooms.read_position_in(room_id, user, "")?;
+        let mut thread_reads: HashMap<Vec<u8>, u64> = HashMap::new();
         let room_prefix = prefix(&[user.as_bytes(), room_id.as_bytes()]);
-        let start = key(&[user.as_bytes(), room_id.as_bytes(), &(read + 1).to_be_bytes()]);
-        let mut unread = Unread::default();
-        for (_, highlight) in self.store.range(Table::RoomNotifications, &room_prefix, &start, true, usize::MAX)? {
+        let start = key(&[user.as_bytes(), room_id.as_bytes(), &(unthreaded + 1).to_be_bytes()]);
+        let mut counts = UnreadCounts::default();
+        for (row, value) in self.store.range(Table::RoomNotifications, &room_prefix, &start, true, usize::MAX)? {
+            let Some(position) = row
+                .get(room_prefix.len()..)
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            let (highlight, root) = value.split_first().map_or((false, &[][..]), |(flag, root)| (*flag == 1, root));
+            let read = match thread_reads.get(root) {
+                Some(read) => *read,
+                None => {
+                    let thread = if root.is_empty() {
+                        "main".into()
+                    } else {
+                        String::from_utf8_lossy(root)
+                    };
+                    let read = rooms.read_position_in(room_id, user, &thread)?;
+                    thread_reads.insert(root.to_vec(), read);
+                    read
+                }
+            };
+            if position <= read {
+                continue;
+            }
+            let unread = match EventId::parse(String::from_utf8_lossy(root).as_ref()) {
+                Ok(root) => counts.threads.entry(root).or_default(),
+                Err(_) => &mut counts.main,
+            };
             unread.notifications += 1;
-            unread.highlights += u64::from(highlight.first() == Some(&1));
+            unread.highlights += u64::from(highlight);
         }
-        Ok(unread)
+        Ok(counts)
     }
 
     /// A user's notifications, newest first, from stream position `before` (exclusive).
@@ -207,10 +264,7 @@ impl super::Services {
             if !self.pushers.any(&user)? {
                 continue;
             }
-            let unread = self
-                .push
-                .unread(&user, room_id, self.rooms.read_position(room_id, &user)?)?
-                .notifications;
+            let unread = self.push.unread(&self.rooms, &user, room_id)?.total().notifications;
             let message = PushMessage {
                 event: client_event.clone(),
                 sender_display_name: sender_display_name.clone(),
@@ -225,16 +279,23 @@ impl super::Services {
 }
 
 impl Rooms {
-    /// The stream position up to which `user` has read a room: their latest read receipt.
+    /// The stream position up to which `user` has read a room: their latest unthreaded or
+    /// main-timeline read receipt.
     pub fn read_position(&self, room_id: &RoomId, user: &UserId) -> Result<u64> {
+        Ok(self
+            .read_position_in(room_id, user, "")?
+            .max(self.read_position_in(room_id, user, "main")?))
+    }
+
+    /// The stream position of `user`'s latest read receipt (public or private) in one thread:
+    /// `""` for unthreaded receipts, `main` or a thread root.
+    pub fn read_position_in(&self, room_id: &RoomId, user: &UserId, thread: &str) -> Result<u64> {
         let mut position = 0;
         for receipt_type in ["m.read", "m.read.private"] {
-            for thread in ["", "main"] {
-                if let Some(receipt) = self.receipt(room_id, user, receipt_type, thread)?
-                    && let Some(event) = self.stored_event(&receipt.event_id)?
-                {
-                    position = position.max(event.stream);
-                }
+            if let Some(receipt) = self.receipt(room_id, user, receipt_type, thread)?
+                && let Some(event) = self.stored_event(&receipt.event_id)?
+            {
+                position = position.max(event.stream);
             }
         }
         Ok(position)

@@ -204,8 +204,8 @@ impl Services {
         record.password_hash = Some(hash_password(new_password).await?);
         let mut batch = self.store.batch();
         self.accounts.put(&mut batch, user_id, &record);
-        if logout_devices {
-            self.devices.stage_delete_many(&mut batch, user_id, None, keep)?;
+        if logout_devices && self.stage_delete_devices(&mut batch, user_id, None, keep)? {
+            return self.keys.commit_device_list_change(&self.rooms, batch, user_id);
         }
         Ok(batch.commit()?)
     }
@@ -218,9 +218,13 @@ impl Services {
         record.password_hash = None;
         let mut batch = self.store.batch();
         self.accounts.put(&mut batch, user_id, &record);
-        self.devices.stage_delete_many(&mut batch, user_id, None, None)?;
+        let devices_deleted = self.stage_delete_devices(&mut batch, user_id, None, None)?;
         batch.delete(Table::Profiles, user_id.as_bytes());
-        batch.commit()?;
+        if devices_deleted {
+            self.keys.commit_device_list_change(&self.rooms, batch, user_id)?;
+        } else {
+            batch.commit()?;
+        }
         tracing::info!(%user_id, "account deactivated");
         Ok(())
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::stream::Stream;
 use crate::error::Result;
-use crate::store::{Store, Table, key, prefix};
+use crate::store::{Batch, Store, Table, key, prefix};
 
 /// The to-device inboxes.
 pub struct ToDevice {
@@ -50,6 +50,17 @@ impl ToDevice {
         batch.put(Table::ToDeviceTransactions, &txn_key, &[]);
         batch.commit()?;
         ticket.complete(woken);
+        Ok(())
+    }
+
+    /// Adds to `batch` the removal of a device's waiting messages (the device is deleted).
+    pub fn stage_delete_inbox(&self, batch: &mut Batch<'_>, user: &UserId, device: &DeviceId) -> Result<()> {
+        for row in self
+            .store
+            .scan_keys(Table::ToDevice, &prefix(&[user.as_bytes(), device.as_bytes()]))?
+        {
+            batch.delete(Table::ToDevice, &row);
+        }
         Ok(())
     }
 

@@ -43,13 +43,22 @@
 //! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
 //! | `notifications`       | user ID ‖ stream position (u64, BE) | `service::push::NotificationRecord` |
-//! | `room_notifications`  | user ID ‖ room ID ‖ stream position (u64, BE) | 1 byte: highlight (for unread counts) |
+//! | `room_notifications`  | user ID ‖ room ID ‖ stream position (u64, BE) | 1 byte: highlight, then the thread root's event ID if in a thread (for unread counts) |
 //! | `pushers`             | user ID ‖ app ID ‖ pushkey         | ruma's `Pusher`                     |
 //! | `to_device`           | user ID ‖ device ID ‖ stream position (u64, BE) index (u32, BE) | the message: `{type, sender, content}` |
 //! | `to_device_transactions` | sender ‖ device ID ‖ transaction ID | empty: the transaction was sent   |
 //! | `presence`            | user ID                           | `service::presence::PresenceRecord` |
 //! | `presence_changes`    | stream position (u64, BE)         | the user whose presence changed     |
 //! | `stream_rooms`        | stream position (u64, BE)         | the room ID of the event or receipt at it: what changed since a sync token |
+//! | `device_keys`         | user ID ‖ device ID               | the device's signed identity keys, as uploaded |
+//! | `one_time_keys`       | user ID ‖ device ID ‖ key ID (`algorithm:id`) | the one-time key, deleted when claimed |
+//! | `fallback_keys`       | user ID ‖ device ID ‖ algorithm   | `service::keys::FallbackKey` (key, used flag) |
+//! | `cross_signing_keys`  | user ID ‖ `master`, `self_signing` or `user_signing` | the cross-signing key, as uploaded |
+//! | `key_signatures`      | target user ‖ device ID or public key ‖ signer ‖ signer's key ID | the signature (JSON string) |
+//! | `device_list_changes` | stream position (u64, BE) ‖ user ID | empty: the user's devices or keys changed |
+//! | `member_changes`      | stream position (u64, BE)         | JSON [room ID, user ID, membership]: whose membership changed |
+//! | `backup_versions`     | user ID ‖ version (u64, BE)       | `service::key_backup::BackupVersion` |
+//! | `backup_keys`         | user ID ‖ version (u64, BE) ‖ room ID ‖ session ID | the backed-up session key |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -57,8 +66,9 @@
 //! Writers: `accounts` writes `users` and `profiles`; `devices` writes `devices` and
 //! `access_tokens`; `account_data` and `filters` their namesakes; `registration_tokens` its own
 //! table and, on registration, together with `accounts` in one batch; `media` the `media*`
-//! tables (the files themselves live under `<data_dir>/media/`); `rooms` every room table, one
-//! batch per event.
+//! tables (the files themselves live under `<data_dir>/media/`); `keys` the key tables and
+//! `device_list_changes`; `key_backup` the `backup_*` tables; `rooms` every room table
+//! (`member_changes` among them), one batch per event.
 
 mod counter;
 mod migrations;
@@ -117,11 +127,20 @@ pub enum Table {
     ToDevice,
     ToDeviceTransactions,
     PresenceChanges,
+    DeviceKeys,
+    OneTimeKeys,
+    FallbackKeys,
+    CrossSigningKeys,
+    KeySignatures,
+    DeviceListChanges,
+    MemberChanges,
+    BackupVersions,
+    BackupKeys,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 36] = [
+    pub const ALL: [Table; 45] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -158,6 +177,15 @@ impl Table {
         Table::ToDevice,
         Table::ToDeviceTransactions,
         Table::PresenceChanges,
+        Table::DeviceKeys,
+        Table::OneTimeKeys,
+        Table::FallbackKeys,
+        Table::CrossSigningKeys,
+        Table::KeySignatures,
+        Table::DeviceListChanges,
+        Table::MemberChanges,
+        Table::BackupVersions,
+        Table::BackupKeys,
     ];
 
     /// The column family's name.
@@ -199,6 +227,15 @@ impl Table {
             Table::ToDevice => "to_device",
             Table::ToDeviceTransactions => "to_device_transactions",
             Table::PresenceChanges => "presence_changes",
+            Table::DeviceKeys => "device_keys",
+            Table::OneTimeKeys => "one_time_keys",
+            Table::FallbackKeys => "fallback_keys",
+            Table::CrossSigningKeys => "cross_signing_keys",
+            Table::KeySignatures => "key_signatures",
+            Table::DeviceListChanges => "device_list_changes",
+            Table::MemberChanges => "member_changes",
+            Table::BackupVersions => "backup_versions",
+            Table::BackupKeys => "backup_keys",
         }
     }
 }

@@ -4,10 +4,12 @@
 mod accounts;
 mod admin_cli;
 mod common;
+mod e2ee;
 mod errors;
 mod lifecycle;
 mod media;
 mod metrics;
 mod rooms;
 mod sdk;
+mod sliding_sync;
 mod sync;

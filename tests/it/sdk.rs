@@ -7,7 +7,8 @@ use matrix_sdk::ruma::api::client::uiaa::{AuthData, Dummy};
 
 use crate::common::TestServer;
 
-async fn client(server: &TestServer) -> Client {
+/// A `matrix-sdk` client of the test server, not logged in.
+pub async fn client(server: &TestServer) -> Client {
     Client::builder()
         .homeserver_url(&server.base_url)
         .build()
@@ -67,7 +68,7 @@ async fn matrix_sdk_register_login_profile_logout() {
 }
 
 /// A logged-in `matrix-sdk` client for a freshly registered user.
-async fn user(server: &TestServer, name: &str) -> Client {
+pub async fn user(server: &TestServer, name: &str) -> Client {
     server.register(name, "correct horse").await;
     let client = client(server).await;
     client

@@ -605,3 +605,65 @@ async fn lazy_loaded_members_and_state_filters() {
     let names_only = state_of(json!({ "room": { "timeline": { "limit": 1 }, "state": { "types": ["m.room.name"] } } })).await;
     assert_eq!(names_only, vec!["m.room.name ".to_owned()]);
 }
+
+#[tokio::test]
+async fn unread_thread_notifications_count_each_thread_apart() {
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
+    let send = |txn: &'static str, content: Value| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        let (server, alice) = (&server, alice.clone());
+        async move {
+            server.put(&path, Some(&alice), content).await.1["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let root = send("1", json!({ "msgtype": "m.text", "body": "who is in for a hike?" })).await;
+    let in_thread = |body: &str| {
+        json!({ "msgtype": "m.text", "body": body, "m.mentions": { "user_ids": ["@bob:localhost"] },
+                "m.relates_to": { "rel_type": "m.thread", "event_id": root, "is_falling_back": true, "m.in_reply_to": { "event_id": root } } })
+    };
+    send("2", in_thread("bob: saturday?")).await;
+    let last_in_thread = send("3", in_thread("bob: or sunday")).await;
+    let counts = |sync: &Value| {
+        let room = &sync["rooms"]["join"][&room];
+        let main = (
+            room["unread_notifications"]["notification_count"].as_u64(),
+            room["unread_notifications"]["highlight_count"].as_u64(),
+        );
+        let thread = &room["unread_thread_notifications"][&root];
+        (main, (thread["notification_count"].as_u64(), thread["highlight_count"].as_u64()))
+    };
+    let thread_aware = r#"{"room":{"timeline":{"unread_thread_notifications":true}}}"#;
+    let path = format!("/_matrix/client/v3/sync?filter={}", url_encode(thread_aware));
+    let (_, split) = server.get(&path, Some(&bob)).await;
+    assert_eq!(counts(&split), ((Some(1), Some(0)), (Some(2), Some(2))), "{split}");
+    // A client that does not ask gets the room's total and no thread counts.
+    let whole = sync(&server, &bob, None, 0).await;
+    assert_eq!(counts(&whole), ((Some(3), Some(2)), (None, None)));
+
+    // A receipt in the thread reads the thread only; one on the main timeline the rest.
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last_in_thread}"),
+            Some(&bob),
+            json!({ "thread_id": root }),
+        )
+        .await;
+    let (_, split) = server.get(&path, Some(&bob)).await;
+    assert_eq!(counts(&split), ((Some(1), Some(0)), (None, None)), "{split}");
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{root}"),
+            Some(&bob),
+            json!({ "thread_id": "main" }),
+        )
+        .await;
+    let whole = sync(&server, &bob, None, 0).await;
+    assert_eq!(counts(&whole).0, (Some(0), Some(0)));
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

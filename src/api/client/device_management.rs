@@ -69,9 +69,7 @@ pub async fn delete_device(
     services
         .authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip)
         .await?;
-    services
-        .devices
-        .delete_many(&user_id, Some(std::slice::from_ref(&req.body.device_id)), None)?;
+    services.delete_devices(&user_id, Some(std::slice::from_ref(&req.body.device_id)), None)?;
     Ok(RumaResponse(delete_device::v3::Response::new()))
 }
 
@@ -84,6 +82,6 @@ pub async fn delete_devices(
     services
         .authenticate_uia(&password_flows(), req.body.auth.as_ref(), Some(&user_id), req.ip)
         .await?;
-    services.devices.delete_many(&user_id, Some(&req.body.devices), None)?;
+    services.delete_devices(&user_id, Some(&req.body.devices), None)?;
     Ok(RumaResponse(delete_devices::v3::Response::new()))
 }

@@ -11,9 +11,7 @@ use crate::service::Services;
 /// `POST /_matrix/client/v3/logout`
 pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3::Request>) -> HandlerResult<logout::v3::Response> {
     let session = req.session()?;
-    services
-        .devices
-        .delete_many(&session.user_id, Some(std::slice::from_ref(&session.device_id)), None)?;
+    services.delete_devices(&session.user_id, Some(std::slice::from_ref(&session.device_id)), None)?;
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
@@ -22,6 +20,6 @@ pub async fn logout_all(
     State(services): State<Arc<Services>>,
     req: Ruma<logout_all::v3::Request>,
 ) -> HandlerResult<logout_all::v3::Response> {
-    services.devices.delete_many(req.user_id()?, None, None)?;
+    services.delete_devices(req.user_id()?, None, None)?;
     Ok(RumaResponse(logout_all::v3::Response::new()))
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter};
+use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
     Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, State as SyncState, StateEvents,
 };
@@ -43,7 +44,8 @@ const STRIPPED_STATE: [&str; 6] = [
     "m.room.encryption",
 ];
 
-fn parse_since(since: &str, visible: u64) -> Result<u64> {
+/// Parses a sync token (`s<position>`), refusing one the stream has not reached.
+pub fn parse_since(since: &str, visible: u64) -> Result<u64> {
     let position = since
         .strip_prefix('s')
         .and_then(|n| n.parse::<u64>().ok())
@@ -151,13 +153,13 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
             }
             MembershipState::Invite if membership_is_new => {
                 let mut invited = InvitedRoom::new();
-                invited.invite_state = InviteState::from(stripped_state(context, &room_id, &record.event_id)?);
+                invited.invite_state = InviteState::from(stripped_state(services, &room_id, &record.event_id)?);
                 response.rooms.invite.insert(room_id, invited);
                 changed = true;
             }
             MembershipState::Knock if membership_is_new => {
                 let mut knocked = KnockedRoom::new();
-                knocked.knock_state.events = stripped_state(context, &room_id, &record.event_id)?;
+                knocked.knock_state.events = stripped_state(services, &room_id, &record.event_id)?;
                 response.rooms.knock.insert(room_id, knocked);
                 changed = true;
             }
@@ -216,6 +218,21 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         response.to_device.events = to_device.iter().map(raw).collect::<Result<_>>()?;
         changed = true;
     }
+
+    // Encryption: whose devices to fetch again, and the device's own key stock (always sent,
+    // so clients know to top up one-time keys and that fallback keys are supported).
+    if let Some(since) = context.since {
+        let updates = services
+            .keys
+            .device_list_updates(&services.rooms, context.user, since, context.visible)?;
+        if !updates.changed.is_empty() || !updates.left.is_empty() {
+            response.device_lists.changed = updates.changed.into_iter().collect();
+            response.device_lists.left = updates.left.into_iter().collect();
+            changed = true;
+        }
+    }
+    response.device_one_time_keys_count = services.keys.one_time_key_counts(context.user, context.device)?;
+    response.device_unused_fallback_key_types = Some(services.keys.unused_fallback_key_types(context.user, context.device)?);
 
     // Clients read the push rules from account data: the defaults until the user changes them.
     if context.since.is_none() && services.account_data.get(context.user, None, PUSH_RULES)?.is_none() {
@@ -347,11 +364,21 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     joined.state = SyncState::Before(state);
     joined.timeline.events = events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
     summarize(services, room_id, context.user, &mut joined)?;
-    let unread = services
-        .push
-        .unread(context.user, room_id, services.rooms.read_position(room_id, context.user)?)?;
-    joined.unread_notifications.notification_count = UInt::new(unread.notifications);
-    joined.unread_notifications.highlight_count = UInt::new(unread.highlights);
+    // Thread-aware clients get each thread's counts apart from the main timeline's.
+    let unread = services.push.unread(&services.rooms, context.user, room_id)?;
+    let room_counts = if timeline_filter.unread_thread_notifications {
+        for (root, counts) in &unread.threads {
+            let mut thread = UnreadNotificationsCount::new();
+            thread.notification_count = UInt::new(counts.notifications);
+            thread.highlight_count = UInt::new(counts.highlights);
+            joined.unread_thread_notifications.insert(root.clone(), thread);
+        }
+        unread.main
+    } else {
+        unread.total()
+    };
+    joined.unread_notifications.notification_count = UInt::new(room_counts.notifications);
+    joined.unread_notifications.highlight_count = UInt::new(room_counts.highlights);
     Ok(Some(joined))
 }
 
@@ -375,8 +402,7 @@ fn summarize(services: &Services, room_id: &RoomId, user: &UserId, joined: &mut 
 
 /// The stripped state an invitee or knocker sees: the room's name, rules and avatar, and the
 /// membership event itself.
-fn stripped_state<T>(context: &SyncContext<'_>, room_id: &RoomId, membership_event: &ruma::EventId) -> Result<Vec<ruma::serde::Raw<T>>> {
-    let services = context.services;
+pub fn stripped_state<T>(services: &Services, room_id: &RoomId, membership_event: &ruma::EventId) -> Result<Vec<ruma::serde::Raw<T>>> {
     let state: Arc<StateMap> = services.rooms.current_state(room_id)?;
     let mut events = Vec::new();
     let mut add = |pdu: crate::service::rooms::pdu::Pdu| -> Result<()> {

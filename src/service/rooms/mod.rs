@@ -354,6 +354,19 @@ impl Rooms {
         Ok(rooms)
     }
 
+    /// Whose membership changed after stream position `since`, up to `until`, in which room.
+    pub fn member_changes(&self, since: u64, until: u64) -> Result<Vec<(OwnedRoomId, OwnedUserId, MembershipState)>> {
+        let start = (since + 1).to_be_bytes();
+        let mut changes = Vec::new();
+        for (position, change) in self.store.range(Table::MemberChanges, &[], &start, true, usize::MAX)? {
+            if position.as_slice() > until.to_be_bytes().as_slice() {
+                break;
+            }
+            changes.push(serde_json::from_slice(&change)?);
+        }
+        Ok(changes)
+    }
+
     /// The server-wide stream.
     pub fn stream(&self) -> &Stream {
         &self.stream
@@ -627,6 +640,7 @@ impl Rooms {
             };
             batch.put_json(Table::Memberships, &key(&[target.as_bytes(), room_id]), &record);
             batch.put_json(Table::RoomMembers, &key(&[room_id, target.as_bytes()]), &membership);
+            batch.put_json(Table::MemberChanges, &stream.to_be_bytes(), &(&pdu.room_id, target, &membership));
         }
         if let Some(transaction) = &transaction {
             batch.put(
