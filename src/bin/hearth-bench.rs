@@ -11,6 +11,12 @@
 //!   missed wake-ups counted), and incremental sync time for users in 1, 100 and 1,000 rooms.
 //! - `sliding`: Simplified Sliding Sync (MSC4186): the first response for a user in R rooms,
 //!   and delivery latency through a long-polling sliding sync.
+//! - `accounts`: register, login, createRoom and join latency.
+//! - `memory` (needs `--pid`): the server's resident memory idle, after 10,000 messages and
+//!   with 100 long-polling clients.
+//!
+//! Every run also reports the load generator's own CPU use, and with `--pid` the server's
+//! resident memory and its peak (Linux `/proc`).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +38,9 @@ struct Cli {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// The server's process ID, to report its resident memory (Linux).
+    #[arg(long)]
+    pid: Option<u32>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -55,6 +64,21 @@ enum Workload {
         /// How many rooms the user of the first-response measurement is in.
         #[arg(long, default_value_t = 1000)]
         rooms: usize,
+    },
+    /// Register, login, createRoom and join latency.
+    Accounts {
+        /// How many users register and log in.
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+    },
+    /// The server's memory idle, after many messages, and with many long polls (needs --pid).
+    Memory {
+        /// How many messages are sent (by 10 senders).
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// How many clients long-poll at once.
+        #[arg(long, default_value_t = 100)]
+        polls: usize,
     },
     /// Concurrent senders into one room, then back-pagination of its history.
     Messages {
@@ -88,11 +112,17 @@ struct Figure {
 }
 
 /// A logged-in user of the server under test.
+#[derive(Clone)]
 struct Session {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// The localpart, which logs in again with [`PASSWORD`].
+    name: String,
 }
+
+/// The password of every user the tool registers.
+const PASSWORD: &str = "bench-password";
 
 type BenchResult<T> = Result<T, String>;
 
@@ -101,8 +131,23 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // reqwest is built without a default TLS provider; https URLs use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = Instant::now();
+    let cpu_before = own_cpu_time();
     let figures = match run(&cli).await {
-        Ok(figures) => figures,
+        Ok(mut figures) => {
+            // The load generator must not be the bottleneck: its own CPU, in % of one core.
+            if let (Some(before), Some(after)) = (cpu_before, own_cpu_time()) {
+                figures.push(Figure {
+                    name: "load generator CPU (of one core)".into(),
+                    value: 100.0 * (after - before).as_secs_f64() / started.elapsed().as_secs_f64(),
+                    unit: "%",
+                });
+            }
+            if let Some(pid) = cli.pid {
+                figures.extend(memory_figures(pid, "at the end"));
+            }
+            figures
+        }
         Err(error) => {
             eprintln!("error: {error}");
             return std::process::ExitCode::FAILURE;
@@ -129,6 +174,8 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         Workload::Messages { senders, messages: count } => messages(cli, senders, count).await,
         Workload::Sync { pings, ref rooms } => sync(cli, pings, rooms).await,
         Workload::Sliding { pings, rooms } => sliding(cli, pings, rooms).await,
+        Workload::Accounts { users } => accounts(cli, users).await,
+        Workload::Memory { messages, polls } => memory(cli, messages, polls).await,
     }
 }
 
@@ -137,7 +184,7 @@ async fn register(cli: &Cli) -> BenchResult<Session> {
     let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
     let name = format!("bench{}", rand::thread_rng().next_u32());
     let url = format!("{}/_matrix/client/v3/register", cli.url);
-    let mut body = json!({ "username": name, "password": "bench-password", "inhibit_login": false });
+    let mut body = json!({ "username": name, "password": PASSWORD, "inhibit_login": false });
     // The first request opens a user-interactive session; the second completes its stage.
     let first: Value = http
         .post(&url)
@@ -164,6 +211,7 @@ async fn register(cli: &Cli) -> BenchResult<Session> {
         http,
         url: cli.url.clone(),
         token,
+        name,
     })
 }
 
@@ -227,6 +275,190 @@ impl Session {
     }
 }
 
+/// This process's CPU time so far (Linux `/proc/self/schedstat`).
+fn own_cpu_time() -> Option<Duration> {
+    let schedstat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// A process's resident memory now and at its peak, in MiB (Linux `/proc/<pid>/status`).
+fn resident_memory(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|line| line.starts_with(name))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn memory_figures(pid: u32, when: &str) -> Vec<Figure> {
+    let Some((now, peak)) = resident_memory(pid) else {
+        return Vec::new();
+    };
+    vec![
+        Figure {
+            name: format!("server RSS {when}"),
+            value: now,
+            unit: "MiB",
+        },
+        Figure {
+            name: format!("server peak RSS {when}"),
+            value: peak,
+            unit: "MiB",
+        },
+    ]
+}
+
+/// Times `count` rounds of a request; returns the sorted durations and each round's result.
+async fn timed<T, F, Fut>(count: usize, round: F) -> BenchResult<(Vec<Duration>, Vec<T>)>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = BenchResult<T>>,
+{
+    let mut times = Vec::with_capacity(count);
+    let mut results = Vec::with_capacity(count);
+    for n in 0..count {
+        let started = Instant::now();
+        results.push(round(n).await?);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok((times, results))
+}
+
+fn latency_figures(what: &str, times: &[Duration]) -> Vec<Figure> {
+    vec![
+        Figure {
+            name: format!("{what} latency p50"),
+            value: quantile_ms(times, 0.5),
+            unit: "ms",
+        },
+        Figure {
+            name: format!("{what} latency p99"),
+            value: quantile_ms(times, 0.99),
+            unit: "ms",
+        },
+    ]
+}
+
+async fn accounts(cli: &Cli, count: usize) -> BenchResult<Vec<Figure>> {
+    let (registrations, users) = timed(count, |_| register(cli)).await?;
+    let http = reqwest::Client::new();
+    let (logins, _) = timed(count, |n| {
+        let (http, name) = (http.clone(), users[n].name.clone());
+        async move {
+            let response = http
+                .post(format!("{}/_matrix/client/v3/login", cli.url))
+                .json(&json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": PASSWORD }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            match response.status().is_success() {
+                true => Ok(()),
+                false => Err(format!("login: {}", response.status())),
+            }
+        }
+    })
+    .await?;
+    let (creations, rooms) = timed(count, |n| {
+        let user = users[n].clone();
+        async move { user.create_public_room().await }
+    })
+    .await?;
+    let (joins, _) = timed(count, |n| {
+        let (user, room) = (users[(n + 1) % count].clone(), rooms[n].clone());
+        async move {
+            user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+                .await
+        }
+    })
+    .await?;
+    let mut figures = latency_figures(&format!("register ({count} users)"), &registrations);
+    figures.extend(latency_figures("login", &logins));
+    figures.extend(latency_figures("createRoom", &creations));
+    figures.extend(latency_figures("join", &joins));
+    Ok(figures)
+}
+
+async fn memory(cli: &Cli, message_count: usize, polls: usize) -> BenchResult<Vec<Figure>> {
+    let pid = cli.pid.ok_or("the memory workload needs --pid")?;
+    let mut figures = memory_figures(pid, "idle");
+    let senders = 10;
+    let mut users = Vec::new();
+    for _ in 0..senders {
+        users.push(register(cli).await?);
+    }
+    let room = users[0].create_public_room().await?;
+    for user in &users[1..] {
+        user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+            .await?;
+    }
+    let mut tasks = Vec::new();
+    for (index, user) in users.iter().enumerate() {
+        let (user, room) = (user.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..message_count / senders {
+                let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/m{index}-{n}");
+                user.json(
+                    reqwest::Method::PUT,
+                    &path,
+                    json!({ "msgtype": "m.text", "body": format!("message {n}") }),
+                )
+                .await?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    figures.extend(memory_figures(pid, &format!("after {message_count} messages")));
+
+    // Clients that joined the room wait in long polls; one message releases them all.
+    let mut pollers = Vec::new();
+    for _ in 0..polls {
+        let user = register(cli).await?;
+        user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+            .await?;
+        let since = next_batch(
+            &user
+                .json(
+                    reqwest::Method::GET,
+                    "/_matrix/client/v3/sync?timeout=0&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1%7D%7D%7D",
+                    Value::Null,
+                )
+                .await?,
+        )?;
+        pollers.push((user, since));
+    }
+    let mut waiting = Vec::new();
+    for (user, since) in pollers {
+        waiting.push(tokio::spawn(async move {
+            user.json(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/sync?since={since}&timeout=30000"),
+                Value::Null,
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    figures.extend(memory_figures(pid, &format!("with {polls} long polls waiting")));
+    users[0]
+        .json(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/release"),
+            json!({ "msgtype": "m.text", "body": "wake up" }),
+        )
+        .await?;
+    for poll in waiting {
+        poll.await.map_err(|e| e.to_string())??;
+    }
+    Ok(figures)
+}
+
 /// The value at quantile `q` (0..=1) of sorted durations, in milliseconds.
 fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -250,11 +482,7 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, user) in users.iter().enumerate() {
-        let user = Session {
-            http: user.http.clone(),
-            url: user.url.clone(),
-            token: user.token.clone(),
-        };
+        let user = user.clone();
         let room = room.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(count);
@@ -421,11 +649,16 @@ async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec
             let created = user.json(reqwest::Method::POST, "/_matrix/client/v3/createRoom", json!({})).await?;
             rooms.push(created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned());
         }
-        let mut since = next_batch(
-            &user
-                .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
-                .await?,
-        )?;
+        let started = Instant::now();
+        let initial = user
+            .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
+            .await?;
+        figures.push(Figure {
+            name: format!("initial sync, user in {count} rooms"),
+            value: millis(started.elapsed()),
+            unit: "ms",
+        });
+        let mut since = next_batch(&initial)?;
         let mut times = Vec::new();
         for n in 0..20 {
             let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/inc{n}", rooms[n % rooms.len()]);

@@ -301,6 +301,15 @@ impl Store {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.set_keep_log_file_num(4);
         options.increase_parallelism(2);
+        // Memory for a small server: the memtables of all tables together stay under 16 MiB
+        // (a table's fills to 4 MiB before it is flushed), and one 16 MiB block cache, which
+        // also holds the index and filter blocks, serves every table.
+        options.set_db_write_buffer_size(16 << 20);
+        options.set_write_buffer_size(4 << 20);
+        let mut table_options = rocksdb::BlockBasedOptions::default();
+        table_options.set_block_cache(&rocksdb::Cache::new_lru_cache(16 << 20));
+        table_options.set_cache_index_and_filter_blocks(true);
+        options.set_block_based_table_factory(&table_options);
         let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), options.clone()));
         let db = DB::open_cf_descriptors(&options, data_dir.join("db"), families)?;
         let store = Store {

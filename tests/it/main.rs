@@ -6,6 +6,7 @@ mod admin_cli;
 mod common;
 mod e2ee;
 mod errors;
+mod js_client;
 mod lifecycle;
 mod media;
 mod metrics;
