@@ -21,7 +21,8 @@ def main() -> None:
         mine = figure["value"]
         theirs = other["value"] if other else None
         ratio = ""
-        if theirs is not None and mine > 0 and theirs > 0:
+        # The load generator's CPU tells whether the tool kept up, not which server is better.
+        if theirs is not None and mine > 0 and theirs > 0 and not name.startswith("load generator"):
             value = mine / theirs if figure["unit"] in HIGHER_IS_BETTER else theirs / mine
             ratio = f"{value:.1f}x"
         shown = f"{theirs:10.2f}" if theirs is not None else f"{'-':>10}"

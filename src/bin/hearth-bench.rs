@@ -549,7 +549,7 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
     }
     pages.sort();
     figures.push(Figure {
-        name: format!("/messages, 100 events per page ({} pages), p50", pages.len()),
+        name: "/messages, 100 events per page, p50".into(),
         value: quantile_ms(&pages, 0.5),
         unit: "ms",
     });
@@ -562,40 +562,59 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
 }
 
 /// A sync token from a `/sync` answer.
-fn next_batch(sync: &Value) -> BenchResult<String> {
-    sync["next_batch"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no next_batch in {sync}"))
+/// How a long-polling sync of one kind is made and read, for [`ping_deliveries`].
+struct LongPoll {
+    /// The request waiting for what comes after a token.
+    request: fn(&Session, &str) -> reqwest::RequestBuilder,
+    /// A room's new timeline events in a response.
+    events: fn(&Value, &str) -> Option<Vec<Value>>,
+    /// The token a response gives for the next request.
+    next: fn(&Value) -> BenchResult<String>,
 }
 
-async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec<Figure>> {
-    let sender = register(cli).await?;
-    let receiver = register(cli).await?;
-    let room = sender.create_public_room().await?;
-    receiver
-        .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
-        .await?;
-    let mut since = next_batch(
-        &receiver
-            .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
-            .await?,
-    )?;
+const SYNC_V3: LongPoll = LongPoll {
+    request: |session, since| {
+        session
+            .http
+            .get(format!("{}/_matrix/client/v3/sync?since={since}&timeout=30000", session.url))
+            .bearer_auth(&session.token)
+    },
+    events: |body, room| body["rooms"]["join"][room]["timeline"]["events"].as_array().cloned(),
+    next: next_batch,
+};
 
-    // Each ping: the receiver long-polls, the sender sends, the clock runs until the poll
-    // returns the message. A poll that comes back without it is a missed wake-up.
+const SLIDING: LongPoll = LongPoll {
+    request: |session, pos| {
+        session
+            .http
+            .post(format!("{}{SLIDING_SYNC}?pos={pos}&timeout=30000", session.url))
+            .bearer_auth(&session.token)
+            // The whole request each time, as matrix-sdk sends it (not every server keeps
+            // lists sticky).
+            .json(&room_list_request("live"))
+    },
+    events: |body, room| body["rooms"][room]["timeline"].as_array().cloned(),
+    next: pos_of,
+};
+
+/// Pings through a long poll: the receiver waits, the sender sends, the clock runs until the
+/// poll returns the message. Returns the latencies and the missed wake-ups (a poll that came
+/// back without its ping).
+async fn ping_deliveries(
+    sender: &Session,
+    receiver: &Session,
+    room: &str,
+    pings: usize,
+    mut token: String,
+    poll: LongPoll,
+) -> BenchResult<(Vec<Duration>, usize)> {
     let mut latencies = Vec::with_capacity(pings);
     let mut missed = 0;
     for n in 0..pings {
-        let poll = {
-            let (http, url, token, since) = (receiver.http.clone(), receiver.url.clone(), receiver.token.clone(), since.clone());
+        let waiting = {
+            let request = (poll.request)(receiver, &token);
             tokio::spawn(async move {
-                let response = http
-                    .get(format!("{url}/_matrix/client/v3/sync?since={since}&timeout=30000"))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let response = request.send().await.map_err(|e| e.to_string())?;
                 let body: Value = response.json().await.map_err(|e| e.to_string())?;
                 Ok::<_, String>((body, Instant::now()))
             })
@@ -611,17 +630,39 @@ async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec
                 json!({ "msgtype": "m.text", "body": format!("ping {n}") }),
             )
             .await?;
-        let (body, returned) = poll.await.map_err(|e| e.to_string())??;
-        let delivered = body["rooms"]["join"][&room]["timeline"]["events"]
-            .as_array()
-            .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == format!("ping {n}")));
+        let (body, returned) = waiting.await.map_err(|e| e.to_string())??;
+        let delivered = (poll.events)(&body, room).is_some_and(|events| events.iter().any(|e| e["content"]["body"] == format!("ping {n}")));
         if delivered {
             latencies.push(returned.saturating_duration_since(sent));
         } else {
             missed += 1;
         }
-        since = next_batch(&body)?;
+        token = (poll.next)(&body)?;
     }
+    Ok((latencies, missed))
+}
+
+fn next_batch(sync: &Value) -> BenchResult<String> {
+    sync["next_batch"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no next_batch in {sync}"))
+}
+
+async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec<Figure>> {
+    let sender = register(cli).await?;
+    let receiver = register(cli).await?;
+    let room = sender.create_public_room().await?;
+    receiver
+        .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+        .await?;
+    let since = next_batch(
+        &receiver
+            .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
+            .await?,
+    )?;
+
+    let (mut latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, since, SYNC_V3).await?;
     latencies.sort();
     let mut figures = vec![
         Figure {
@@ -749,49 +790,12 @@ async fn sliding(cli: &Cli, pings: usize, room_count: usize) -> BenchResult<Vec<
     receiver
         .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
         .await?;
-    let mut pos = pos_of(
+    let pos = pos_of(
         &receiver
             .json(reqwest::Method::POST, SLIDING_SYNC, room_list_request("live"))
             .await?,
     )?;
-    let mut latencies = Vec::with_capacity(pings);
-    let mut missed = 0;
-    for n in 0..pings {
-        let poll = {
-            let (http, url, token, pos) = (receiver.http.clone(), receiver.url.clone(), receiver.token.clone(), pos.clone());
-            tokio::spawn(async move {
-                let response = http
-                    .post(format!("{url}{SLIDING_SYNC}?pos={pos}&timeout=30000"))
-                    .bearer_auth(token)
-                    .json(&json!({ "conn_id": "live" }))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let body: Value = response.json().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>((body, Instant::now()))
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let sent = Instant::now();
-        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/ping{n}");
-        sender
-            .json(
-                reqwest::Method::PUT,
-                &path,
-                json!({ "msgtype": "m.text", "body": format!("ping {n}") }),
-            )
-            .await?;
-        let (body, returned) = poll.await.map_err(|e| e.to_string())??;
-        let delivered = body["rooms"][&room]["timeline"]
-            .as_array()
-            .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == format!("ping {n}")));
-        if delivered {
-            latencies.push(returned.saturating_duration_since(sent));
-        } else {
-            missed += 1;
-        }
-        pos = pos_of(&body)?;
-    }
+    let (mut latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, pos, SLIDING).await?;
     latencies.sort();
     Ok(vec![
         Figure {

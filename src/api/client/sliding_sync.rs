@@ -10,28 +10,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::sync::sync_events::v5::{Request, Response, request, response};
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::presence::PresenceState;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
 use super::message_pagination::{PageRequest, page, token};
 use super::rooms::raw;
-use super::sync::stripped_state;
+use super::sync::{long_poll, set_presence, stripped_state};
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::state::StateMap;
 use crate::service::sliding_sync::{ConnectionKey, Generation};
 
-/// The longest a request long-polls.
-const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most timeline events one room carries.
 const MAX_TIMELINE_LIMIT: usize = 100;
 /// Event types that move a room up the list (as Synapse counts them).
@@ -89,54 +85,38 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
         .as_deref()
         .map(|pos| services.sliding_sync.generation(&key, pos))
         .transpose()?;
-    if request.set_presence != PresenceState::Offline {
-        services
-            .presence
-            .set(&services.rooms, &session.user_id, request.set_presence.as_str(), None)?;
-    }
+    set_presence(&services, &session.user_id, &request.set_presence)?;
     // Lists and extensions are sticky: what the request leaves out, the connection remembers.
     let lists = match (&base, request.lists.is_empty()) {
         (Some(base), true) => base.lists.clone(),
         _ => request.lists.clone(),
     };
     let extensions = sticky_extensions(&request.extensions, base.as_ref().map(|base| &base.extensions));
-
-    let stream = services.rooms.stream();
-    let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let waker = stream.waker(&session.user_id);
-    let mut waiting = None;
-    loop {
-        let woken = waker.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
+    let (mut response, generation) = long_poll(&services, &session.user_id, request.timeout, base.is_none(), |visible| {
         let context = Context {
             services: &services,
             user: &session.user_id,
             device: &session.device_id,
             since: base.as_ref().map(|base| base.stream),
             sent: base.as_ref().map(|base| &base.sent),
-            visible: stream.visible(),
+            visible,
             lists: &lists,
             subscriptions: &request.room_subscriptions,
             extensions: &extensions,
         };
-        let (mut response, sent, changed) = build(&context)?;
-        let timed_out = tokio::time::Instant::now() >= deadline;
-        if changed || base.is_none() || timed_out || stream.is_shutting_down() {
-            let generation = Generation {
-                stream: context.visible,
-                sent,
-                lists: lists.clone(),
-                extensions: extensions.clone(),
-            };
-            response.pos = services.sliding_sync.record(&key, request.pos.as_deref(), generation);
-            response.txn_id = request.txn_id.clone();
-            return Ok(RumaResponse(response));
-        }
-        waiting.get_or_insert_with(|| services.metrics.long_poll());
-        let _ = tokio::time::timeout_at(deadline, woken).await;
-    }
+        let (response, sent, changed) = build(&context)?;
+        let generation = Generation {
+            stream: visible,
+            sent,
+            lists: lists.clone(),
+            extensions: extensions.clone(),
+        };
+        Ok(((response, generation), changed))
+    })
+    .await?;
+    response.pos = services.sliding_sync.record(&key, request.pos.as_deref(), generation);
+    response.txn_id = request.txn_id.clone();
+    Ok(RumaResponse(response))
 }
 
 /// The request's extensions, each falling back to the connection's earlier settings when the

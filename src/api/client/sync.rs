@@ -79,41 +79,62 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
             .ok_or_else(|| Error::invalid_param(format!("Unknown filter {id}")))?,
         _ => FilterDefinition::default(),
     };
-    if request.set_presence != PresenceState::Offline {
-        services
-            .presence
-            .set(&services.rooms, &session.user_id, request.set_presence.as_str(), None)?;
-    }
+    set_presence(&services, &session.user_id, &request.set_presence)?;
     let stream = services.rooms.stream();
     let since = match &request.since {
         Some(since) => Some(parse_since(since, stream.visible())?),
         None => None,
     };
-    let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let waker = stream.waker(&session.user_id);
-    let mut waiting = None;
-    loop {
-        let woken = waker.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
+    let at_once = since.is_none() || request.full_state;
+    let response = long_poll(&services, &session.user_id, request.timeout, at_once, |visible| {
         let context = SyncContext {
             services: &services,
             user: &session.user_id,
             device: &session.device_id,
             since,
-            visible: stream.visible(),
+            visible,
             full_state: request.full_state,
             filter: &filter,
         };
-        let (response, changed) = build(&context)?;
-        if changed || since.is_none() || request.full_state || stream.is_shutting_down() {
-            return Ok(RumaResponse(response));
+        build(&context)
+    })
+    .await?;
+    Ok(RumaResponse(response))
+}
+
+/// Applies a sync's `set_presence` (`offline`, the default, changes nothing).
+pub fn set_presence(services: &Services, user: &UserId, presence: &PresenceState) -> Result<()> {
+    if *presence != PresenceState::Offline {
+        services.presence.set(&services.rooms, user, presence.as_str(), None)?;
+    }
+    Ok(())
+}
+
+/// A long poll: builds a response for the visible stream position until it carries something
+/// new (`true`), `at_once` says not to wait, the timeout (at most [`MAX_TIMEOUT`]) has passed,
+/// or the server shuts down. Between builds it waits on the user's wake-up, subscribed before
+/// each build, so a write landing in between is never slept through.
+pub async fn long_poll<R>(
+    services: &Services,
+    user: &UserId,
+    timeout: Option<Duration>,
+    at_once: bool,
+    mut build: impl FnMut(u64) -> Result<(R, bool)>,
+) -> Result<R> {
+    let stream = services.rooms.stream();
+    let deadline = tokio::time::Instant::now() + timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let waker = stream.waker(user);
+    let mut waiting = None;
+    loop {
+        let woken = waker.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (response, changed) = build(stream.visible())?;
+        if changed || at_once || tokio::time::Instant::now() >= deadline || stream.is_shutting_down() {
+            return Ok(response);
         }
         waiting.get_or_insert_with(|| services.metrics.long_poll());
-        if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            return Ok(RumaResponse(response));
-        }
+        let _ = tokio::time::timeout_at(deadline, woken).await;
     }
 }
 
