@@ -605,6 +605,28 @@ const SLIDING: LongPoll = LongPoll {
     next: pos_of,
 };
 
+/// The delivery figures of [`ping_deliveries`]: p50, p99 and missed wake-ups.
+fn delivery_figures(through: &str, mut latencies: Vec<Duration>, missed: usize) -> Vec<Figure> {
+    latencies.sort();
+    vec![
+        Figure {
+            name: format!("delivery send -> {through}, p50 ({} pings)", latencies.len() + missed),
+            value: quantile_ms(&latencies, 0.5),
+            unit: "ms",
+        },
+        Figure {
+            name: format!("delivery send -> {through}, p99"),
+            value: quantile_ms(&latencies, 0.99),
+            unit: "ms",
+        },
+        Figure {
+            name: format!("missed wake-ups ({through})"),
+            value: missed as f64,
+            unit: "pings",
+        },
+    ]
+}
+
 /// The timeout of the long polls the load tool makes.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -665,38 +687,27 @@ fn next_batch(sync: &Value) -> BenchResult<String> {
         .ok_or_else(|| format!("no next_batch in {sync}"))
 }
 
-async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec<Figure>> {
+/// Two new users in a new public room: (sender, receiver, room ID).
+async fn sender_and_receiver(cli: &Cli) -> BenchResult<(Session, Session, String)> {
     let sender = register(cli).await?;
     let receiver = register(cli).await?;
     let room = sender.create_public_room().await?;
     receiver
         .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
         .await?;
+    Ok((sender, receiver, room))
+}
+
+async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec<Figure>> {
+    let (sender, receiver, room) = sender_and_receiver(cli).await?;
     let since = next_batch(
         &receiver
             .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
             .await?,
     )?;
 
-    let (mut latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, since, SYNC_V3).await?;
-    latencies.sort();
-    let mut figures = vec![
-        Figure {
-            name: format!("delivery send -> long-poll sync, p50 ({pings} pings)"),
-            value: quantile_ms(&latencies, 0.5),
-            unit: "ms",
-        },
-        Figure {
-            name: "delivery send -> long-poll sync, p99".into(),
-            value: quantile_ms(&latencies, 0.99),
-            unit: "ms",
-        },
-        Figure {
-            name: "missed wake-ups".into(),
-            value: missed as f64,
-            unit: "pings",
-        },
-    ];
+    let (latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, since, SYNC_V3).await?;
+    let mut figures = delivery_figures("long-poll sync", latencies, missed);
 
     // Incremental sync for a user in R rooms, one of which changed.
     for &count in room_counts {
@@ -800,20 +811,14 @@ async fn sliding(cli: &Cli, pings: usize, room_count: usize) -> BenchResult<Vec<
     firsts.sort();
 
     // Delivery: the receiver long-polls its connection, the sender sends.
-    let sender = register(cli).await?;
-    let receiver = register(cli).await?;
-    let room = sender.create_public_room().await?;
-    receiver
-        .json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
-        .await?;
+    let (sender, receiver, room) = sender_and_receiver(cli).await?;
     let pos = pos_of(
         &receiver
             .json(reqwest::Method::POST, SLIDING_SYNC, room_list_request("live"))
             .await?,
     )?;
-    let (mut latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, pos, SLIDING).await?;
-    latencies.sort();
-    Ok(vec![
+    let (latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, pos, SLIDING).await?;
+    let mut figures = vec![
         Figure {
             name: format!("sliding sync first response, {room_count} rooms, p50"),
             value: quantile_ms(&firsts, 0.5),
@@ -824,22 +829,9 @@ async fn sliding(cli: &Cli, pings: usize, room_count: usize) -> BenchResult<Vec<
             value: quantile_ms(&firsts, 1.0),
             unit: "ms",
         },
-        Figure {
-            name: format!("delivery send -> sliding sync, p50 ({pings} pings)"),
-            value: quantile_ms(&latencies, 0.5),
-            unit: "ms",
-        },
-        Figure {
-            name: "delivery send -> sliding sync, p99".into(),
-            value: quantile_ms(&latencies, 0.99),
-            unit: "ms",
-        },
-        Figure {
-            name: "missed wake-ups (sliding sync)".into(),
-            value: missed as f64,
-            unit: "pings",
-        },
-    ])
+    ];
+    figures.extend(delivery_figures("sliding sync", latencies, missed));
+    Ok(figures)
 }
 
 fn mib_per_second(bytes: usize, elapsed: Duration) -> f64 {

@@ -16,6 +16,15 @@ async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms:
     body
 }
 
+/// Sends a message event; returns its event ID.
+async fn send_message(server: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    server.put(&path, Some(token), content).await.1["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A server where alice made a public room that bob joined: (server, alice, bob, room).
 async fn alice_and_bob_in_a_public_room() -> (TestServer, String, String, String) {
     let server = TestServer::start(&[]).await;
@@ -368,16 +377,7 @@ async fn unread_counts_highlights_push_rules_and_notifications() {
         .await;
     assert_eq!(enabled["enabled"], true);
 
-    let send = |txn: &'static str, content: Value| {
-        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
-        let (server, alice) = (&server, alice.clone());
-        async move {
-            server.put(&path, Some(&alice), content).await.1["event_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
+    let send = |txn: &'static str, content: Value| send_message(&server, &alice, &room, txn, content);
     send("1", json!({ "msgtype": "m.text", "body": "hello" })).await;
     send(
         "2",
@@ -609,16 +609,7 @@ async fn lazy_loaded_members_and_state_filters() {
 #[tokio::test]
 async fn unread_thread_notifications_count_each_thread_apart() {
     let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
-    let send = |txn: &'static str, content: Value| {
-        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
-        let (server, alice) = (&server, alice.clone());
-        async move {
-            server.put(&path, Some(&alice), content).await.1["event_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
+    let send = |txn: &'static str, content: Value| send_message(&server, &alice, &room, txn, content);
     let root = send("1", json!({ "msgtype": "m.text", "body": "who is in for a hike?" })).await;
     let in_thread = |body: &str| {
         json!({ "msgtype": "m.text", "body": body, "m.mentions": { "user_ids": ["@bob:localhost"] },

@@ -136,6 +136,34 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
     }
 }
 
+/// A room's latest events the user may see, oldest first, up to `limit`: those after stream
+/// position `since` when given (what sync shows as the timeline).
+pub fn latest_events(
+    services: &Services,
+    room_id: &RoomId,
+    (user, device): (&UserId, &ruma::DeviceId),
+    visible: u64,
+    since: Option<u64>,
+    limit: usize,
+    filter: &RoomEventFilter,
+) -> Result<Page> {
+    let mut page = page(
+        services,
+        PageRequest {
+            room_id,
+            user,
+            device: Some(device),
+            from: Some(visible + 1),
+            to: since.map(|since| since + 1),
+            forward: false,
+            limit,
+            filter,
+        },
+    )?;
+    page.events.reverse();
+    Ok(page)
+}
+
 /// An event in client format if `user` may see it.
 fn visible_event(services: &Services, user: &UserId, device: Option<&ruma::DeviceId>, event_id: &EventId) -> Result<Option<Value>> {
     let Some(stored) = services.rooms.stored_event(event_id)? else {

@@ -19,7 +19,7 @@ use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
-use super::message_pagination::{PageRequest, page, token};
+use super::message_pagination::{latest_events, token};
 use super::rooms::raw;
 use super::sync::{long_poll, set_presence, stripped_state};
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -479,21 +479,16 @@ fn timeline(context: &Context<'_>, room_id: &RoomId, since: Option<u64>, limit: 
             start: context.visible + 1,
         });
     }
-    let page = page(
+    let page = latest_events(
         context.services,
-        PageRequest {
-            room_id,
-            user: context.user,
-            device: Some(context.device),
-            from: Some(context.visible + 1),
-            to: since.map(|since| since + 1),
-            forward: false,
-            limit,
-            filter: &RoomEventFilter::default(),
-        },
+        room_id,
+        (context.user, context.device),
+        context.visible,
+        since,
+        limit,
+        &RoomEventFilter::default(),
     )?;
-    let mut events = page.events;
-    events.reverse();
+    let events = page.events;
     let start = events.first().map_or(context.visible + 1, |(position, _)| *position);
     Ok(Timeline {
         events,

@@ -22,7 +22,7 @@ use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
-use super::message_pagination::{PageRequest, filter_allows, page, token};
+use super::message_pagination::{filter_allows, latest_events, token};
 use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
@@ -303,21 +303,16 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
         .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
         .clamp(1, 100);
     let since = if newly_joined { None } else { context.since };
-    let page = page(
+    let page = latest_events(
         services,
-        PageRequest {
-            room_id,
-            user: context.user,
-            device: Some(context.device),
-            from: Some(context.visible + 1),
-            to: since.map(|since| since + 1),
-            forward: false,
-            limit,
-            filter: timeline_filter,
-        },
+        room_id,
+        (context.user, context.device),
+        context.visible,
+        since,
+        limit,
+        timeline_filter,
     )?;
-    let mut events = page.events;
-    events.reverse();
+    let events = page.events;
     let mut ephemeral = Vec::new();
     if let Some(receipts) = services.rooms.receipt_event(room_id, context.user, since, context.visible)? {
         ephemeral.push(raw(&receipts)?);
