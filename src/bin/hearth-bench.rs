@@ -605,26 +605,16 @@ const SLIDING: LongPoll = LongPoll {
     next: pos_of,
 };
 
-/// The delivery figures of [`ping_deliveries`]: p50, p99 and missed wake-ups.
+/// The delivery figures of [`ping_deliveries`]: p50 and p99 latency, and missed wake-ups.
 fn delivery_figures(through: &str, mut latencies: Vec<Duration>, missed: usize) -> Vec<Figure> {
     latencies.sort();
-    vec![
-        Figure {
-            name: format!("delivery send -> {through}, p50 ({} pings)", latencies.len() + missed),
-            value: quantile_ms(&latencies, 0.5),
-            unit: "ms",
-        },
-        Figure {
-            name: format!("delivery send -> {through}, p99"),
-            value: quantile_ms(&latencies, 0.99),
-            unit: "ms",
-        },
-        Figure {
-            name: format!("missed wake-ups ({through})"),
-            value: missed as f64,
-            unit: "pings",
-        },
-    ]
+    let mut figures = latency_figures(&format!("delivery send -> {through} ({} pings)", latencies.len()), &latencies);
+    figures.push(Figure {
+        name: format!("missed wake-ups ({through})"),
+        value: missed as f64,
+        unit: "pings",
+    });
+    figures
 }
 
 /// The timeout of the long polls the load tool makes.

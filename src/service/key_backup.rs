@@ -4,7 +4,7 @@
 //! unverified, then the one that decrypts from an earlier message, then the less forwarded).
 //!
 //! A version's `etag` changes with every change of its keys and `count` is their number; both
-//! live in the version's row, updated in the same batch as the keys under a per-user lock.
+//! live in the version's row, updated in the same batch as the keys under one lock.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -43,7 +43,7 @@ pub type BackedUpKeys = BTreeMap<OwnedRoomId, BTreeMap<String, Value>>;
 /// The key backups of this server's users.
 pub struct KeyBackup {
     store: Store,
-    /// Serializes changes of one user's backups (count and etag are read, then written).
+    /// Serializes changes of backups (count and etag are read, then written).
     writing: Mutex<()>,
 }
 

@@ -52,8 +52,15 @@ struct FallbackKey {
     used: bool,
 }
 
-/// Why a signature upload was refused, per key.
-pub type SignatureFailures = BTreeMap<OwnedUserId, BTreeMap<String, (String, String)>>;
+/// Why a signature upload was refused: (errcode, error).
+pub type SignatureFailure = (String, String);
+
+/// The refused signature uploads, by user and key.
+pub type SignatureFailures = BTreeMap<OwnedUserId, BTreeMap<String, SignatureFailure>>;
+
+/// The signatures over an uploaded key that verify, as (signer's key ID, signature), or why
+/// none is taken.
+type VerifiedSignatures = std::result::Result<Vec<(String, Value)>, SignatureFailure>;
 
 /// The device-list changes a user should hear of.
 #[derive(Debug, Default)]
@@ -307,12 +314,16 @@ impl Keys {
 
     // ----- cross-signing -----
 
+    /// A user's cross-signing key of one usage as uploaded, without others' signatures.
+    fn stored_cross_signing_key(&self, user: &UserId, usage: CrossSigningUsage) -> Result<Option<Value>> {
+        Ok(self
+            .store
+            .get_json(Table::CrossSigningKeys, &key(&[user.as_bytes(), usage.as_str().as_bytes()]))?)
+    }
+
     /// A user's cross-signing key of one usage, with the signatures `viewer` may see.
     pub fn cross_signing_key(&self, user: &UserId, usage: CrossSigningUsage, viewer: &UserId) -> Result<Option<Value>> {
-        let Some(mut object) = self
-            .store
-            .get_json::<Value>(Table::CrossSigningKeys, &key(&[user.as_bytes(), usage.as_str().as_bytes()]))?
-        else {
+        let Some(mut object) = self.stored_cross_signing_key(user, usage)? else {
             return Ok(None);
         };
         if let Some((_, public_key)) = cross_signing_public_key(&object) {
@@ -324,13 +335,11 @@ impl Keys {
     /// Whether uploading these keys would replace keys the user has (which needs the user's
     /// password): uploading the keys the user already has, or the first keys, does not.
     pub fn replaces_cross_signing_keys(&self, user: &UserId, uploads: &[(CrossSigningUsage, &Value)]) -> Result<bool> {
-        if self.cross_signing_key(user, CrossSigningUsage::Master, user)?.is_none() {
+        if self.stored_cross_signing_key(user, CrossSigningUsage::Master)?.is_none() {
             return Ok(false);
         }
         for (usage, object) in uploads {
-            let stored: Option<Value> = self
-                .store
-                .get_json(Table::CrossSigningKeys, &key(&[user.as_bytes(), usage.as_str().as_bytes()]))?;
+            let stored = self.stored_cross_signing_key(user, *usage)?;
             if stored.as_ref().map(signed_part) != Some(signed_part(object)) {
                 return Ok(true);
             }
@@ -342,9 +351,6 @@ impl Keys {
     /// ed25519 key; the self-signing and user-signing keys must be signed by the master key
     /// (the one uploaded with them, or the stored one).
     pub fn check_cross_signing_keys(&self, user: &UserId, uploads: &[(CrossSigningUsage, &Value)]) -> Result<()> {
-        let mut master = self
-            .store
-            .get_json::<Value>(Table::CrossSigningKeys, &key(&[user.as_bytes(), b"master"]))?;
         for (usage, object) in uploads {
             let usage = usage.as_str();
             let usages = object["usage"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -357,9 +363,10 @@ impl Keys {
                 return Err(Error::invalid_param(format!("The {usage} key must hold one ed25519 key")));
             }
         }
-        if let Some((_, object)) = uploads.iter().find(|(usage, _)| *usage == CrossSigningUsage::Master) {
-            master = Some((*object).clone());
-        }
+        let master = match uploads.iter().find(|(usage, _)| *usage == CrossSigningUsage::Master) {
+            Some((_, object)) => Some((*object).clone()),
+            None => self.stored_cross_signing_key(user, CrossSigningUsage::Master)?,
+        };
         let Some((master_key_id, master_public)) = master.as_ref().and_then(cross_signing_public_key) else {
             return Err(Error::invalid_param("A master key must be uploaded first"));
         };
@@ -376,7 +383,6 @@ impl Keys {
 
     /// Stores cross-signing keys that passed [`Keys::check_cross_signing_keys`].
     pub fn upload_cross_signing_keys(&self, rooms: &Rooms, user: &UserId, uploads: &[(CrossSigningUsage, &Value)]) -> Result<()> {
-        self.check_cross_signing_keys(user, uploads)?;
         let mut batch = self.store.batch();
         for (usage, object) in uploads {
             batch.put_json(Table::CrossSigningKeys, &key(&[user.as_bytes(), usage.as_str().as_bytes()]), object);
@@ -386,7 +392,8 @@ impl Keys {
 
     /// Stores the signatures `signer` made: over their own devices with their self-signing
     /// key, over their own master key with a device, over other users' master keys with
-    /// their user-signing key. Each signature is checked; the others are failures.
+    /// their user-signing key. Only signatures that verify are kept; an object without one is
+    /// a failure.
     pub fn upload_signatures(
         &self,
         rooms: &Rooms,
@@ -397,15 +404,12 @@ impl Keys {
         let mut batch = self.store.batch();
         let mut stored_any = false;
         for (target, key_id, object) in signed {
-            match self.check_signature(signer, &target, &key_id, &object)? {
-                Ok(target_key) => {
-                    for (signer_key, signature) in object["signatures"][signer.as_str()].as_object().into_iter().flatten() {
-                        // Only the signatures that were checked are kept.
-                        if self.signature_checks(signer, &target, &key_id, &object, signer_key)? {
-                            let row = key(&[target.as_bytes(), target_key.as_bytes(), signer.as_bytes(), signer_key.as_bytes()]);
-                            batch.put_json(Table::KeySignatures, &row, signature);
-                            stored_any = true;
-                        }
+            match self.verified_signatures(signer, &target, &key_id, &object)? {
+                Ok(verified) => {
+                    for (signer_key, signature) in verified {
+                        let row = key(&[target.as_bytes(), key_id.as_bytes(), signer.as_bytes(), signer_key.as_bytes()]);
+                        batch.put_json(Table::KeySignatures, &row, &signature);
+                        stored_any = true;
                     }
                 }
                 Err((errcode, error)) => {
@@ -419,21 +423,15 @@ impl Keys {
         Ok(failures)
     }
 
-    /// Whether one signature by `signer_key` over a target object verifies.
-    fn signature_checks(&self, signer: &UserId, target: &UserId, key_id: &str, object: &Value, signer_key: &str) -> Result<bool> {
-        Ok(self
-            .signing_keys_for(signer, target, key_id)?
-            .iter()
-            .any(|(id, public_key)| id == signer_key && signed_by(object, signer, id, public_key)))
-    }
-
-    /// The keys of `signer` that may sign `target`'s key `key_id`, as (key ID, public key).
+    /// The keys of `signer` that may sign `target`'s key `key_id` (a device ID or a master
+    /// public key), as (key ID, public key).
     fn signing_keys_for(&self, signer: &UserId, target: &UserId, key_id: &str) -> Result<Vec<(String, String)>> {
-        let own_master = self.cross_signing_key(signer, CrossSigningUsage::Master, signer)?;
-        let is_own_master = own_master
-            .as_ref()
-            .and_then(cross_signing_public_key)
-            .is_some_and(|(_, public_key)| signer == target && public_key == key_id);
+        let is_own_master = signer == target
+            && self
+                .stored_cross_signing_key(signer, CrossSigningUsage::Master)?
+                .as_ref()
+                .and_then(cross_signing_public_key)
+                .is_some_and(|(_, public_key)| public_key == key_id);
         if is_own_master {
             // A device vouching for its user's master key.
             let mut device_keys = Vec::new();
@@ -452,22 +450,17 @@ impl Keys {
             CrossSigningUsage::UserSigning
         };
         Ok(self
-            .cross_signing_key(signer, usage, signer)?
+            .stored_cross_signing_key(signer, usage)?
             .as_ref()
             .and_then(cross_signing_public_key)
             .into_iter()
             .collect())
     }
 
-    /// Checks that an uploaded object is the key it claims to be and carries a valid signature
-    /// of `signer`; returns the target key's row name (device ID or public key) or the failure.
-    fn check_signature(
-        &self,
-        signer: &UserId,
-        target: &UserId,
-        key_id: &str,
-        object: &Value,
-    ) -> Result<std::result::Result<String, (String, String)>> {
+    /// Checks that an uploaded object is the key it claims to be (a device's keys or a master
+    /// key) and returns the signatures of `signer` over it that verify, as (signer's key ID,
+    /// signature); or the failure, when it is not the stored key or none verifies.
+    fn verified_signatures(&self, signer: &UserId, target: &UserId, key_id: &str, object: &Value) -> Result<VerifiedSignatures> {
         let invalid = |error: &str| Ok(Err(("M_INVALID_SIGNATURE".to_owned(), error.to_owned())));
         let stored = if signer == target
             && let Some(device_keys) = self
@@ -476,10 +469,7 @@ impl Keys {
         {
             device_keys
         } else {
-            let master = self
-                .store
-                .get_json::<Value>(Table::CrossSigningKeys, &key(&[target.as_bytes(), b"master"]))?;
-            match master {
+            match self.stored_cross_signing_key(target, CrossSigningUsage::Master)? {
                 Some(master) if cross_signing_public_key(&master).is_some_and(|(_, public_key)| public_key == key_id) => master,
                 _ => return Ok(Err(("M_NOT_FOUND".to_owned(), format!("{target} has no key {key_id}")))),
             }
@@ -487,13 +477,22 @@ impl Keys {
         if signed_part(&stored) != signed_part(object) {
             return invalid("The signed object is not the stored key");
         }
-        let signatures = object["signatures"][signer.as_str()].as_object().cloned().unwrap_or_default();
-        for signer_key in signatures.keys() {
-            if self.signature_checks(signer, target, key_id, object, signer_key)? {
-                return Ok(Ok(key_id.to_owned()));
-            }
+        let signing_keys = self.signing_keys_for(signer, target, key_id)?;
+        let verified: Vec<(String, Value)> = object["signatures"][signer.as_str()]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(signer_key, _)| {
+                signing_keys
+                    .iter()
+                    .any(|(id, public_key)| id == *signer_key && signed_by(object, signer, id, public_key))
+            })
+            .map(|(signer_key, signature)| (signer_key.clone(), signature.clone()))
+            .collect();
+        if verified.is_empty() {
+            return invalid("No valid signature of the uploader's keys");
         }
-        invalid("No valid signature of the uploader's keys")
+        Ok(Ok(verified))
     }
 
     /// Adds the stored signatures over a key that `viewer` may see: those of the key's owner,

@@ -179,7 +179,8 @@ impl Push {
     /// for the main timeline), is at or past it.
     pub fn unread(&self, rooms: &Rooms, user: &UserId, room_id: &RoomId) -> Result<UnreadCounts> {
         let unthreaded = rooms.read_position_in(room_id, user, "")?;
-        let mut thread_reads: HashMap<Vec<u8>, u64> = HashMap::new();
+        // Per thread root as stored (empty: the main timeline): its read position and root.
+        let mut threads: HashMap<Vec<u8>, (u64, Option<OwnedEventId>)> = HashMap::new();
         let room_prefix = prefix(&[user.as_bytes(), room_id.as_bytes()]);
         let start = key(&[user.as_bytes(), room_id.as_bytes(), &(unthreaded + 1).to_be_bytes()]);
         let mut counts = UnreadCounts::default();
@@ -192,25 +193,19 @@ impl Push {
                 continue;
             };
             let (highlight, root) = value.split_first().map_or((false, &[][..]), |(flag, root)| (*flag == 1, root));
-            let read = match thread_reads.get(root) {
-                Some(read) => *read,
-                None => {
-                    let thread = if root.is_empty() {
-                        "main".into()
-                    } else {
-                        String::from_utf8_lossy(root)
-                    };
-                    let read = rooms.read_position_in(room_id, user, &thread)?;
-                    thread_reads.insert(root.to_vec(), read);
-                    read
-                }
-            };
-            if position <= read {
+            if !threads.contains_key(root) {
+                let parsed = EventId::parse(String::from_utf8_lossy(root).as_ref()).ok();
+                let thread = parsed.as_ref().map_or("main", |root| root.as_str());
+                let read = rooms.read_position_in(room_id, user, thread)?;
+                threads.insert(root.to_vec(), (read, parsed));
+            }
+            let (read, parsed) = &threads[root];
+            if position <= *read {
                 continue;
             }
-            let unread = match EventId::parse(String::from_utf8_lossy(root).as_ref()) {
-                Ok(root) => counts.threads.entry(root).or_default(),
-                Err(_) => &mut counts.main,
+            let unread = match parsed {
+                Some(root) => counts.threads.entry(root.clone()).or_default(),
+                None => &mut counts.main,
             };
             unread.notifications += 1;
             unread.highlights += u64::from(highlight);

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ruma::api::client::sync::sync_events::v5::request;
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
@@ -49,7 +50,8 @@ pub type ConnectionKey = (OwnedUserId, OwnedDeviceId, String);
 pub struct SlidingSync {
     epoch: String,
     connections: Mutex<HashMap<ConnectionKey, Connection>>,
-    uses: Mutex<u64>,
+    /// Counts requests, to find a device's least recently used connection.
+    uses: AtomicU64,
 }
 
 impl Default for SlidingSync {
@@ -57,7 +59,7 @@ impl Default for SlidingSync {
         SlidingSync {
             epoch: random_string(6),
             connections: Mutex::default(),
-            uses: Mutex::new(0),
+            uses: AtomicU64::new(0),
         }
     }
 }
@@ -83,11 +85,7 @@ impl SlidingSync {
     /// Records a new generation of a connection after the one the request named (older ones
     /// after it are dropped: the client has moved on) and returns its `pos` token.
     pub fn record(&self, key: &ConnectionKey, base: Option<&str>, generation: Generation) -> String {
-        let use_number = {
-            let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
-            *uses += 1;
-            *uses
-        };
+        let use_number = self.uses.fetch_add(1, Ordering::Relaxed) + 1;
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         // A request without `pos` starts the connection afresh.
         if base.is_none() {

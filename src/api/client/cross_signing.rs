@@ -9,7 +9,7 @@ use ruma::api::client::keys::{upload_signatures, upload_signing_keys};
 use serde_json::{Value, json};
 
 use super::device_management::password_flows;
-use super::keys::json;
+use super::rooms::json;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Result;
 use crate::service::Services;

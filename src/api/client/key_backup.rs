@@ -14,8 +14,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedRoomId, UInt};
 use serde_json::Value;
 
-use super::keys::json;
-use super::rooms::raw;
+use super::rooms::{json, raw};
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
-use ruma::serde::Raw;
 use ruma::{OwnedUserId, UserId};
 use serde_json::{Value, json};
 
-use super::rooms::raw;
+use super::rooms::{json, raw};
 use super::sync::parse_since;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Result;
@@ -21,11 +20,6 @@ use crate::service::keys::CrossSigningUsage;
 /// What `failures` says for users of another server (federation is not there yet).
 fn unreachable_server() -> Value {
     json!({ "status": 503, "message": "Users of other servers cannot be reached: federation is not available yet" })
-}
-
-/// An uploaded object as plain JSON, as the key store keeps it.
-pub fn json<T>(raw: &Raw<T>) -> Result<Value> {
-    Ok(serde_json::from_str(raw.json().get())?)
 }
 
 /// `POST /_matrix/client/v3/keys/upload`

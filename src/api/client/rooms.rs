@@ -24,6 +24,11 @@ pub fn raw<T>(value: &Value) -> Result<Raw<T>> {
     Ok(Raw::from_json(serde_json::value::to_raw_value(value)?))
 }
 
+/// The other way: a ruma raw value as plain JSON.
+pub fn json<T>(raw: &Raw<T>) -> Result<Value> {
+    Ok(serde_json::from_str(raw.json().get())?)
+}
+
 /// The state `user` may read: the current state while they are in the room, else the state
 /// when they left it (403 if they never were in it).
 pub fn readable_state(services: &Services, room_id: &RoomId, user: &UserId) -> Result<Arc<StateMap>> {

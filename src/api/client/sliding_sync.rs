@@ -16,7 +16,7 @@ use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::sync::sync_events::v5::{Request, Response, request, response};
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use ruma::{OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
 use super::message_pagination::{latest_events, token};
@@ -68,6 +68,8 @@ struct Candidate {
     room_id: OwnedRoomId,
     membership: MembershipState,
     membership_event: ruma::OwnedEventId,
+    /// The stream position of the user's membership event.
+    membership_stream: u64,
     bump_stamp: u64,
 }
 
@@ -170,7 +172,7 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
     let mut window: BTreeMap<OwnedRoomId, RoomConfig> = BTreeMap::new();
     for (name, list) in context.lists {
         let mut matching: Vec<&Candidate> = Vec::new();
-        for candidate in &candidates {
+        for candidate in candidates.values() {
             if list_allows(services, list.filters.as_ref(), candidate, &direct_rooms)? {
                 matching.push(candidate);
             }
@@ -190,7 +192,7 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
         response.lists.insert(name.clone(), counted);
     }
     for (room_id, subscription) in context.subscriptions {
-        if candidates.iter().any(|candidate| &candidate.room_id == room_id) {
+        if candidates.contains_key(room_id) {
             window
                 .entry(room_id.clone())
                 .or_default()
@@ -204,7 +206,7 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
         None => BTreeSet::new(),
     };
     for (room_id, config) in &window {
-        let Some(candidate) = candidates.iter().find(|candidate| &candidate.room_id == room_id) else {
+        let Some(candidate) = candidates.get(room_id) else {
             continue;
         };
         let known = sent.contains(room_id) && context.since.is_some();
@@ -223,11 +225,11 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
         }
     }
     // Known rooms the user has left since: their last timeline, then they are forgotten.
-    for room_id in sent.clone() {
-        if candidates.iter().any(|candidate| candidate.room_id == room_id) || !changed_rooms.contains(&room_id) {
+    for room_id in &changed_rooms {
+        if candidates.contains_key(room_id) || !sent.contains(room_id) {
             continue;
         }
-        if let Some(record) = services.rooms.membership(context.user, &room_id)?
+        if let Some(record) = services.rooms.membership(context.user, room_id)?
             && let Some(stored) = services.rooms.stored_event(&record.event_id)?
         {
             let mut room = response::Room::new();
@@ -235,7 +237,7 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
             response.rooms.insert(room_id.clone(), room);
             changed = true;
         }
-        sent.remove(&room_id);
+        sent.remove(room_id);
     }
 
     changed |= extensions(context, &window, &changed_rooms, &mut response.extensions)?;
@@ -243,8 +245,8 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
 }
 
 /// The rooms the user is joined to, invited to or knocking on, with their bump stamps.
-fn candidates(services: &Services, user: &UserId) -> Result<Vec<Candidate>> {
-    let mut candidates = Vec::new();
+fn candidates(services: &Services, user: &UserId) -> Result<BTreeMap<OwnedRoomId, Candidate>> {
+    let mut candidates = BTreeMap::new();
     for (room_id, record) in services.rooms.memberships_of(user)? {
         if !matches!(
             record.membership,
@@ -256,12 +258,14 @@ fn candidates(services: &Services, user: &UserId) -> Result<Vec<Candidate>> {
             MembershipState::Join => bump_stamp(services, &room_id)?,
             _ => record.stream,
         };
-        candidates.push(Candidate {
-            room_id,
+        let candidate = Candidate {
+            room_id: room_id.clone(),
             membership: record.membership,
             membership_event: record.event_id,
+            membership_stream: record.stream,
             bump_stamp,
-        });
+        };
+        candidates.insert(room_id, candidate);
     }
     Ok(candidates)
 }
@@ -426,8 +430,7 @@ fn room_update(context: &Context<'_>, candidate: &Candidate, config: &RoomConfig
     room.bump_stamp = UInt::new(candidate.bump_stamp);
     if candidate.membership != MembershipState::Join {
         // A new invite (or knock) to a room the client had: its stripped state again.
-        let record = services.rooms.membership(context.user, room_id)?;
-        if record.is_none_or(|record| record.stream <= since) {
+        if candidate.membership_stream <= since {
             return Ok(None);
         }
         room.invite_state = Some(stripped_state(services, room_id, &candidate.membership_event)?);
@@ -612,8 +615,7 @@ fn extensions(
     if requested.typing.enabled == Some(true) {
         for room_id in window.keys() {
             let since = if new_to_connection(room_id) { None } else { context.since };
-            if let Some(typing) = services.typing.typing_since(room_id, since, context.visible) {
-                let users: Vec<OwnedUserId> = typing;
+            if let Some(users) = services.typing.typing_since(room_id, since, context.visible) {
                 if since.is_none() && users.is_empty() {
                     continue;
                 }
