@@ -32,6 +32,7 @@ pub struct Config {
     pub directory: Directory,
     pub tls: Tls,
     pub metrics: MetricsConfig,
+    pub federation: Federation,
 }
 
 /// Who may register.
@@ -129,6 +130,18 @@ pub struct UrlPreview {
     pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
+/// Federation with other homeservers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Federation {
+    pub enabled: bool,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub blocked_networks: Vec<ipnet::IpNet>,
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    pub allowed_servers: Vec<OwnedServerName>,
+    pub denied_servers: Vec<OwnedServerName>,
+}
+
 /// Per-IP rate limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +189,15 @@ impl Config {
         }
         if self.tls.certificate.is_some() != self.tls.key.is_some() {
             return Err("configuration key `tls`: set both `certificate` and `key`, or neither".into());
+        }
+        if let Some(path) = &self.federation.trusted_ca_file {
+            let readable = std::fs::read_to_string(path).map(|pem| pem.contains("-----BEGIN CERTIFICATE-----"));
+            if !matches!(readable, Ok(true)) {
+                return Err(format!(
+                    "configuration key `federation.trusted_ca_file`: {} is not a readable PEM file of certificates",
+                    path.display()
+                ));
+            }
         }
         if self.max_request_size < 1024 {
             return Err("configuration key `max_request_size`: must be at least 1024 bytes".into());

@@ -71,6 +71,8 @@ matrix_errors! {
     invalid_param => BAD_REQUEST, "M_INVALID_PARAM";
     /// 401 `M_MISSING_TOKEN`.
     missing_token => UNAUTHORIZED, "M_MISSING_TOKEN";
+    /// 401 `M_UNAUTHORIZED`: a federation request without a valid signature.
+    unauthorized => UNAUTHORIZED, "M_UNAUTHORIZED";
     /// 401 `M_UNKNOWN_TOKEN`.
     unknown_token => UNAUTHORIZED, "M_UNKNOWN_TOKEN";
     /// 400 `M_USER_IN_USE`.

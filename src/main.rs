@@ -41,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// List every route the HTTP API serves, as `METHOD path`, one a line.
+    Routes,
 }
 
 /// Keeps glibc's malloc from holding on to freed memory: blocks of 1 MiB and more (argon2's
@@ -89,6 +91,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Admin { json, command } => runtime.block_on(admin::cli::run(config, command, json)),
+        Command::Routes => {
+            for route in api::router::routes().list {
+                println!("{route}");
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 

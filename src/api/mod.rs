@@ -20,6 +20,20 @@ use tower_http::trace::TraceLayer;
 use crate::error::Error;
 use crate::service::Services;
 
+/// With `federation.enabled = false`, the server-server API (`/_matrix/federation`,
+/// `/_matrix/key`) is not served: 404 `M_UNRECOGNIZED`, as for any unknown path.
+async fn federation_switch(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if !services.federation.enabled() && (path.starts_with("/_matrix/federation/") || path.starts_with("/_matrix/key/")) {
+        return Error::unrecognized("Federation is disabled on this server").into_response();
+    }
+    next.run(request).await
+}
+
 /// The whole HTTP application: routes plus CORS, panic catching, metrics and request tracing.
 pub fn app(services: Arc<Services>) -> Router {
     // The spec's CORS headers, so web clients on any origin (Element Web) can connect.
@@ -39,8 +53,9 @@ pub fn app(services: Arc<Services>) -> Router {
             header::AUTHORIZATION,
         ])
         .max_age(Duration::from_secs(86400));
-    router::routes()
+    router::router()
         .with_state(services.clone())
+        .layer(axum::middleware::from_fn_with_state(services.clone(), federation_switch))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
             Error::Internal("a request handler panicked".into()).into_response()
         }))

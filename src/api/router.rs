@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::handler::Handler;
-use axum::routing::{MethodFilter, get, on};
+use axum::routing::{MethodFilter, on};
 use ruma::api::client::{
     account, alias, authenticated_media, backup, config, device, directory as room_directory, discovery, filter as filters,
     media as legacy_media, membership, message, profile as profiles, redact, room, session, state,
@@ -14,7 +14,8 @@ use ruma::api::client::{
     context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
     sync as syncing, tag, to_device as to_devices, typing as typing_events, user_directory,
 };
-use ruma::api::federation::discovery::get_server_keys;
+use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
+use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
 
@@ -25,30 +26,41 @@ use crate::service::Services;
 
 type AppRouter = Router<Arc<Services>>;
 
-/// Mounting a handler on all paths of its ruma endpoint.
-trait RumaRoutes {
-    fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self;
-    /// Like `ruma`, and also on the paths without the last parameter, which is then empty
-    /// (state events with an empty state key).
-    fn ruma_empty_last<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self;
+/// The router being built, and the list of what it serves (`METHOD path`), which
+/// `hearth routes` prints.
+pub struct Routes {
+    pub router: AppRouter,
+    pub list: Vec<String>,
 }
 
-impl RumaRoutes for AppRouter {
-    fn ruma_empty_last<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(mut self, handler: H) -> Self {
-        let method = MethodFilter::try_from(<T as Metadata>::METHOD).expect("ruma endpoints use standard methods");
-        for path in T::PATH_BUILDER.all_paths() {
-            let Some((without_last, _)) = path.rsplit_once('/') else { continue };
-            for short in [without_last.to_owned(), format!("{without_last}/")] {
-                self = self.route(&short, on(method, handler.clone()));
-            }
-        }
-        self.ruma::<T, H, X>(handler)
+impl Routes {
+    /// Mounts a handler of ruma endpoint `T` on every path its spec history lists.
+    fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self {
+        let paths = T::PATH_BUILDER.all_paths().map(str::to_owned).collect();
+        self.on(<T as Metadata>::METHOD, paths, handler)
     }
 
-    fn ruma<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(mut self, handler: H) -> Self {
-        let method = MethodFilter::try_from(<T as Metadata>::METHOD).expect("ruma endpoints use standard methods");
+    /// Like `ruma`, and also on the paths without the last parameter, which is then empty
+    /// (state events with an empty state key).
+    fn ruma_empty_last<T: IncomingRequest, H: Handler<X, Arc<Services>>, X: 'static>(self, handler: H) -> Self {
+        let mut paths = Vec::new();
         for path in T::PATH_BUILDER.all_paths() {
-            self = self.route(path, on(method, handler.clone()));
+            let Some((without_last, _)) = path.rsplit_once('/') else { continue };
+            paths.extend([without_last.to_owned(), format!("{without_last}/")]);
+        }
+        self.on(<T as Metadata>::METHOD, paths, handler.clone()).ruma::<T, H, X>(handler)
+    }
+
+    /// A plain GET route.
+    fn get<H: Handler<X, Arc<Services>>, X: 'static>(self, path: &str, handler: H) -> Self {
+        self.on(http::Method::GET, vec![path.to_owned()], handler)
+    }
+
+    fn on<H: Handler<X, Arc<Services>>, X: 'static>(mut self, method: http::Method, paths: Vec<String>, handler: H) -> Self {
+        let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
+        for path in paths {
+            self.router = self.router.route(&path, on(filter, handler.clone()));
+            self.list.push(format!("{method} {path}"));
         }
         self
     }
@@ -56,153 +68,164 @@ impl RumaRoutes for AppRouter {
 
 /// The router of the whole HTTP API.
 #[allow(deprecated)] // the legacy media endpoints are still served
-pub fn routes() -> AppRouter {
-    Router::new()
-        // Discovery
-        .ruma::<discovery::get_supported_versions::Request, _, _>(versions::get_supported_versions)
-        .ruma::<discovery::get_capabilities::v3::Request, _, _>(capabilities::get_capabilities)
-        .route("/.well-known/matrix/client", get(wellknown::client))
-        .route("/.well-known/matrix/server", get(wellknown::server))
-        // Sessions
-        .ruma::<session::get_login_types::v3::Request, _, _>(login::get_login_types)
-        .ruma::<session::login::v3::Request, _, _>(login::login)
-        .ruma::<session::logout::v3::Request, _, _>(logout::logout)
-        .ruma::<session::logout_all::v3::Request, _, _>(logout::logout_all)
-        // Accounts
-        .ruma::<account::register::v3::Request, _, _>(registration::register)
-        .ruma::<account::get_username_availability::v3::Request, _, _>(registration::get_username_availability)
-        .ruma::<account::check_registration_token_validity::v1::Request, _, _>(registration::check_registration_token_validity)
-        .ruma::<account::whoami::v3::Request, _, _>(whoami::whoami)
-        .ruma::<account::change_password::v3::Request, _, _>(password_management::change_password)
-        .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
-        // Devices
-        .ruma::<device::get_devices::v3::Request, _, _>(device_management::get_devices)
-        .ruma::<device::get_device::v3::Request, _, _>(device_management::get_device)
-        .ruma::<device::update_device::v3::Request, _, _>(device_management::update_device)
-        .ruma::<device::delete_device::v3::Request, _, _>(device_management::delete_device)
-        .ruma::<device::delete_devices::v3::Request, _, _>(device_management::delete_devices)
-        // End-to-end encryption
-        .ruma::<e2ee_keys::upload_keys::v3::Request, _, _>(keys::upload_keys)
-        .ruma::<e2ee_keys::get_keys::v3::Request, _, _>(keys::get_keys)
-        .ruma::<e2ee_keys::claim_keys::v3::Request, _, _>(keys::claim_keys)
-        .ruma::<e2ee_keys::get_key_changes::v3::Request, _, _>(keys::get_key_changes)
-        .ruma::<e2ee_keys::upload_signing_keys::v3::Request, _, _>(cross_signing::upload_signing_keys)
-        .ruma::<e2ee_keys::upload_signatures::v3::Request, _, _>(cross_signing::upload_signatures)
-        .ruma::<backup::create_backup_version::v3::Request, _, _>(key_backup::create_backup_version)
-        .ruma::<backup::get_latest_backup_info::v3::Request, _, _>(key_backup::get_latest_backup_info)
-        .ruma::<backup::get_backup_info::v3::Request, _, _>(key_backup::get_backup_info)
-        .ruma::<backup::update_backup_version::v3::Request, _, _>(key_backup::update_backup_version)
-        .ruma::<backup::delete_backup_version::v3::Request, _, _>(key_backup::delete_backup_version)
-        .ruma::<backup::add_backup_keys::v3::Request, _, _>(key_backup::add_backup_keys)
-        .ruma::<backup::add_backup_keys_for_room::v3::Request, _, _>(key_backup::add_backup_keys_for_room)
-        .ruma::<backup::add_backup_keys_for_session::v3::Request, _, _>(key_backup::add_backup_keys_for_session)
-        .ruma::<backup::get_backup_keys::v3::Request, _, _>(key_backup::get_backup_keys)
-        .ruma::<backup::get_backup_keys_for_room::v3::Request, _, _>(key_backup::get_backup_keys_for_room)
-        .ruma::<backup::get_backup_keys_for_session::v3::Request, _, _>(key_backup::get_backup_keys_for_session)
-        .ruma::<backup::delete_backup_keys::v3::Request, _, _>(key_backup::delete_backup_keys)
-        .ruma::<backup::delete_backup_keys_for_room::v3::Request, _, _>(key_backup::delete_backup_keys_for_room)
-        .ruma::<backup::delete_backup_keys_for_session::v3::Request, _, _>(key_backup::delete_backup_keys_for_session)
-        // Profiles
-        .ruma::<profiles::get_profile::v3::Request, _, _>(profile::get_profile)
-        .ruma::<profiles::get_profile_field::v3::Request, _, _>(profile::get_profile_field)
-        .ruma::<profiles::set_profile_field::v3::Request, _, _>(profile::set_profile_field)
-        .ruma::<profiles::delete_profile_field::v3::Request, _, _>(profile::delete_profile_field)
-        // Account data and filters
-        .ruma::<config::get_global_account_data::v3::Request, _, _>(account_data::get_global)
-        .ruma::<config::set_global_account_data::v3::Request, _, _>(account_data::set_global)
-        .ruma::<config::get_room_account_data::v3::Request, _, _>(account_data::get_room)
-        .ruma::<config::set_room_account_data::v3::Request, _, _>(account_data::set_room)
-        .ruma::<filters::create_filter::v3::Request, _, _>(filter::create_filter)
-        .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
-        // Sync
-        .ruma::<syncing::sync_events::v3::Request, _, _>(sync::sync_events)
-        .ruma::<syncing::sync_events::v5::Request, _, _>(sliding_sync::sync_events)
-        // Rooms
-        .ruma::<room::create_room::v3::Request, _, _>(create_room::create_room)
-        .ruma::<membership::join_room_by_id::v3::Request, _, _>(joining::join_room_by_id)
-        .ruma::<membership::join_room_by_id_or_alias::v3::Request, _, _>(joining::join_room_by_id_or_alias)
-        .ruma::<membership::invite_user::v3::Request, _, _>(inviting::invite_user)
-        .ruma::<membership::leave_room::v3::Request, _, _>(leaving::leave_room)
-        .ruma::<membership::forget_room::v3::Request, _, _>(leaving::forget_room)
-        .ruma::<membership::kick_user::v3::Request, _, _>(kicking::kick_user)
-        .ruma::<membership::ban_user::v3::Request, _, _>(banning::ban_user)
-        .ruma::<membership::unban_user::v3::Request, _, _>(banning::unban_user)
-        .ruma::<membership::joined_rooms::v3::Request, _, _>(list_joined_rooms::joined_rooms)
-        .ruma::<membership::joined_members::v3::Request, _, _>(rooms::joined_members)
-        .ruma::<membership::get_member_events::v3::Request, _, _>(rooms::get_member_events)
-        .ruma::<room::get_room_event::v3::Request, _, _>(rooms::get_room_event)
-        .ruma::<state::get_state_events::v3::Request, _, _>(rooms::get_state_events)
-        .ruma_empty_last::<state::get_state_event_for_key::v3::Request, _, _>(rooms::get_state_event_for_key)
-        .ruma_empty_last::<state::send_state_event::v3::Request, _, _>(room_state::send_state_event)
-        .ruma::<message::send_message_event::v3::Request, _, _>(room_send::send_message_event)
-        .ruma::<message::get_message_events::v3::Request, _, _>(message_pagination::get_message_events)
-        .ruma::<redact::redact_event::v3::Request, _, _>(redaction::redact_event)
-        .ruma::<context::get_context::v3::Request, _, _>(event_context::get_context)
-        .ruma::<relating::get_relating_events::v1::Request, _, _>(relations::get_relating_events)
-        .ruma::<relating::get_relating_events_with_rel_type::v1::Request, _, _>(relations::get_relating_events_with_rel_type)
-        .ruma::<relating::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
-            relations::get_relating_events_with_rel_type_and_event_type,
-        )
-        .ruma::<room::get_event_by_timestamp::v1::Request, _, _>(room_event_by_timestamp::get_event_by_timestamp)
-        .ruma::<knock::knock_room::v3::Request, _, _>(knocking::knock_room)
-        .ruma::<space::get_hierarchy::v1::Request, _, _>(space_hierarchy::get_hierarchy)
-        .ruma::<room::upgrade_room::v3::Request, _, _>(room_upgrades::upgrade_room)
-        .ruma::<read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
-        .ruma::<receipt::create_receipt::v3::Request, _, _>(receipts::create_receipt)
-        .merge(
-            Router::new()
-                .ruma::<typing_events::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
-                .route_layer(axum::middleware::map_request(typing::default_timeout)),
-        )
-        .ruma::<tag::get_tags::v3::Request, _, _>(tags::get_tags)
-        .ruma::<to_devices::send_event_to_device::v3::Request, _, _>(to_device::send_event_to_device)
-        .ruma::<presence_status::get_presence::v3::Request, _, _>(presence::get_presence)
-        // Push rules and notifications
-        .ruma::<push::get_pushrules_all::v3::Request, _, _>(pushrules::get_pushrules_all)
-        .ruma::<push::get_pushrules_global_scope::v3::Request, _, _>(pushrules::get_pushrules_global_scope)
-        .ruma::<push::get_pushrule::v3::Request, _, _>(pushrules::get_pushrule)
-        .ruma::<push::set_pushrule::v3::Request, _, _>(pushrules::set_pushrule)
-        .ruma::<push::delete_pushrule::v3::Request, _, _>(pushrules::delete_pushrule)
-        .ruma::<push::get_pushrule_enabled::v3::Request, _, _>(pushrules::get_pushrule_enabled)
-        .ruma::<push::set_pushrule_enabled::v3::Request, _, _>(pushrules::set_pushrule_enabled)
-        .ruma::<push::get_pushrule_actions::v3::Request, _, _>(pushrules::get_pushrule_actions)
-        .ruma::<push::set_pushrule_actions::v3::Request, _, _>(pushrules::set_pushrule_actions)
-        .ruma::<push::get_notifications::v3::Request, _, _>(notifications::get_notifications)
-        .ruma::<push::get_pushers::v3::Request, _, _>(pusher::get_pushers)
-        .ruma::<push::set_pusher::v3::Request, _, _>(pusher::set_pusher)
-        .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
-        .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
-        .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)
-        .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)
-        // Aliases and the room directory
-        .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)
-        .ruma::<alias::get_alias::v3::Request, _, _>(directory::get_alias)
-        .ruma::<alias::delete_alias::v3::Request, _, _>(directory::delete_alias)
-        .ruma::<room::aliases::v3::Request, _, _>(directory::room_aliases)
-        .ruma::<room_directory::get_public_rooms::v3::Request, _, _>(list_public_rooms::get_public_rooms)
-        .ruma::<room_directory::get_public_rooms_filtered::v3::Request, _, _>(list_public_rooms::get_public_rooms_filtered)
-        .ruma::<room_directory::get_room_visibility::v3::Request, _, _>(list_public_rooms::get_room_visibility)
-        .ruma::<room_directory::set_room_visibility::v3::Request, _, _>(list_public_rooms::set_room_visibility)
-        // Media
-        .ruma::<authenticated_media::get_media_config::v1::Request, _, _>(content_repo::get_media_config)
-        .ruma::<authenticated_media::get_content::v1::Request, _, _>(content_repo::get_content)
-        .ruma::<authenticated_media::get_content_as_filename::v1::Request, _, _>(content_repo::get_content_as_filename)
-        .ruma::<authenticated_media::get_content_thumbnail::v1::Request, _, _>(content_repo::get_content_thumbnail)
-        .ruma::<authenticated_media::get_media_preview::v1::Request, _, _>(content_repo::get_media_preview)
-        .ruma::<legacy_media::get_media_config::v3::Request, _, _>(content_repo::legacy_get_media_config)
-        .ruma::<legacy_media::create_content::v3::Request, _, _>(content_repo::create_content)
-        .ruma::<legacy_media::create_mxc_uri::v1::Request, _, _>(content_repo::create_mxc_uri)
-        .ruma::<legacy_media::create_content_async::v3::Request, _, _>(content_repo::create_content_async)
-        .ruma::<legacy_media::get_content::v3::Request, _, _>(content_repo::legacy_get_content)
-        .ruma::<legacy_media::get_content_as_filename::v3::Request, _, _>(content_repo::legacy_get_content_as_filename)
-        .ruma::<legacy_media::get_content_thumbnail::v3::Request, _, _>(content_repo::legacy_get_content_thumbnail)
-        .ruma::<legacy_media::get_media_preview::v3::Request, _, _>(content_repo::legacy_get_media_preview)
-        // Federation
-        .ruma::<get_server_keys::v2::Request, _, _>(federation::keys::get_server_keys)
-        // Hearth's own
-        .route("/_hearth/health/live", get(super::hearth::health::live))
-        .route("/_hearth/health/ready", get(super::hearth::health::ready))
-        // Everything else
+pub fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        list: Vec::new(),
+    }
+    // Discovery
+    .ruma::<discovery::get_supported_versions::Request, _, _>(versions::get_supported_versions)
+    .ruma::<discovery::get_capabilities::v3::Request, _, _>(capabilities::get_capabilities)
+    .get("/.well-known/matrix/client", wellknown::client)
+    .get("/.well-known/matrix/server", wellknown::server)
+    // Sessions
+    .ruma::<session::get_login_types::v3::Request, _, _>(login::get_login_types)
+    .ruma::<session::login::v3::Request, _, _>(login::login)
+    .ruma::<session::logout::v3::Request, _, _>(logout::logout)
+    .ruma::<session::logout_all::v3::Request, _, _>(logout::logout_all)
+    // Accounts
+    .ruma::<account::register::v3::Request, _, _>(registration::register)
+    .ruma::<account::get_username_availability::v3::Request, _, _>(registration::get_username_availability)
+    .ruma::<account::check_registration_token_validity::v1::Request, _, _>(registration::check_registration_token_validity)
+    .ruma::<account::whoami::v3::Request, _, _>(whoami::whoami)
+    .ruma::<account::change_password::v3::Request, _, _>(password_management::change_password)
+    .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
+    // Devices
+    .ruma::<device::get_devices::v3::Request, _, _>(device_management::get_devices)
+    .ruma::<device::get_device::v3::Request, _, _>(device_management::get_device)
+    .ruma::<device::update_device::v3::Request, _, _>(device_management::update_device)
+    .ruma::<device::delete_device::v3::Request, _, _>(device_management::delete_device)
+    .ruma::<device::delete_devices::v3::Request, _, _>(device_management::delete_devices)
+    // End-to-end encryption
+    .ruma::<e2ee_keys::upload_keys::v3::Request, _, _>(keys::upload_keys)
+    .ruma::<e2ee_keys::get_keys::v3::Request, _, _>(keys::get_keys)
+    .ruma::<e2ee_keys::claim_keys::v3::Request, _, _>(keys::claim_keys)
+    .ruma::<e2ee_keys::get_key_changes::v3::Request, _, _>(keys::get_key_changes)
+    .ruma::<e2ee_keys::upload_signing_keys::v3::Request, _, _>(cross_signing::upload_signing_keys)
+    .ruma::<e2ee_keys::upload_signatures::v3::Request, _, _>(cross_signing::upload_signatures)
+    .ruma::<backup::create_backup_version::v3::Request, _, _>(key_backup::create_backup_version)
+    .ruma::<backup::get_latest_backup_info::v3::Request, _, _>(key_backup::get_latest_backup_info)
+    .ruma::<backup::get_backup_info::v3::Request, _, _>(key_backup::get_backup_info)
+    .ruma::<backup::update_backup_version::v3::Request, _, _>(key_backup::update_backup_version)
+    .ruma::<backup::delete_backup_version::v3::Request, _, _>(key_backup::delete_backup_version)
+    .ruma::<backup::add_backup_keys::v3::Request, _, _>(key_backup::add_backup_keys)
+    .ruma::<backup::add_backup_keys_for_room::v3::Request, _, _>(key_backup::add_backup_keys_for_room)
+    .ruma::<backup::add_backup_keys_for_session::v3::Request, _, _>(key_backup::add_backup_keys_for_session)
+    .ruma::<backup::get_backup_keys::v3::Request, _, _>(key_backup::get_backup_keys)
+    .ruma::<backup::get_backup_keys_for_room::v3::Request, _, _>(key_backup::get_backup_keys_for_room)
+    .ruma::<backup::get_backup_keys_for_session::v3::Request, _, _>(key_backup::get_backup_keys_for_session)
+    .ruma::<backup::delete_backup_keys::v3::Request, _, _>(key_backup::delete_backup_keys)
+    .ruma::<backup::delete_backup_keys_for_room::v3::Request, _, _>(key_backup::delete_backup_keys_for_room)
+    .ruma::<backup::delete_backup_keys_for_session::v3::Request, _, _>(key_backup::delete_backup_keys_for_session)
+    // Profiles
+    .ruma::<profiles::get_profile::v3::Request, _, _>(profile::get_profile)
+    .ruma::<profiles::get_profile_field::v3::Request, _, _>(profile::get_profile_field)
+    .ruma::<profiles::set_profile_field::v3::Request, _, _>(profile::set_profile_field)
+    .ruma::<profiles::delete_profile_field::v3::Request, _, _>(profile::delete_profile_field)
+    // Account data and filters
+    .ruma::<config::get_global_account_data::v3::Request, _, _>(account_data::get_global)
+    .ruma::<config::set_global_account_data::v3::Request, _, _>(account_data::set_global)
+    .ruma::<config::get_room_account_data::v3::Request, _, _>(account_data::get_room)
+    .ruma::<config::set_room_account_data::v3::Request, _, _>(account_data::set_room)
+    .ruma::<filters::create_filter::v3::Request, _, _>(filter::create_filter)
+    .ruma::<filters::get_filter::v3::Request, _, _>(filter::get_filter)
+    // Sync
+    .ruma::<syncing::sync_events::v3::Request, _, _>(sync::sync_events)
+    .ruma::<syncing::sync_events::v5::Request, _, _>(sliding_sync::sync_events)
+    // Rooms
+    .ruma::<room::create_room::v3::Request, _, _>(create_room::create_room)
+    .ruma::<membership::join_room_by_id::v3::Request, _, _>(joining::join_room_by_id)
+    .ruma::<membership::join_room_by_id_or_alias::v3::Request, _, _>(joining::join_room_by_id_or_alias)
+    .ruma::<membership::invite_user::v3::Request, _, _>(inviting::invite_user)
+    .ruma::<membership::leave_room::v3::Request, _, _>(leaving::leave_room)
+    .ruma::<membership::forget_room::v3::Request, _, _>(leaving::forget_room)
+    .ruma::<membership::kick_user::v3::Request, _, _>(kicking::kick_user)
+    .ruma::<membership::ban_user::v3::Request, _, _>(banning::ban_user)
+    .ruma::<membership::unban_user::v3::Request, _, _>(banning::unban_user)
+    .ruma::<membership::joined_rooms::v3::Request, _, _>(list_joined_rooms::joined_rooms)
+    .ruma::<membership::joined_members::v3::Request, _, _>(rooms::joined_members)
+    .ruma::<membership::get_member_events::v3::Request, _, _>(rooms::get_member_events)
+    .ruma::<room::get_room_event::v3::Request, _, _>(rooms::get_room_event)
+    .ruma::<state::get_state_events::v3::Request, _, _>(rooms::get_state_events)
+    .ruma_empty_last::<state::get_state_event_for_key::v3::Request, _, _>(rooms::get_state_event_for_key)
+    .ruma_empty_last::<state::send_state_event::v3::Request, _, _>(room_state::send_state_event)
+    .ruma::<message::send_message_event::v3::Request, _, _>(room_send::send_message_event)
+    .ruma::<message::get_message_events::v3::Request, _, _>(message_pagination::get_message_events)
+    .ruma::<redact::redact_event::v3::Request, _, _>(redaction::redact_event)
+    .ruma::<context::get_context::v3::Request, _, _>(event_context::get_context)
+    .ruma::<relating::get_relating_events::v1::Request, _, _>(relations::get_relating_events)
+    .ruma::<relating::get_relating_events_with_rel_type::v1::Request, _, _>(relations::get_relating_events_with_rel_type)
+    .ruma::<relating::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
+        relations::get_relating_events_with_rel_type_and_event_type,
+    )
+    .ruma::<room::get_event_by_timestamp::v1::Request, _, _>(room_event_by_timestamp::get_event_by_timestamp)
+    .ruma::<knock::knock_room::v3::Request, _, _>(knocking::knock_room)
+    .ruma::<space::get_hierarchy::v1::Request, _, _>(space_hierarchy::get_hierarchy)
+    .ruma::<room::upgrade_room::v3::Request, _, _>(room_upgrades::upgrade_room)
+    .ruma::<read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
+    .ruma::<receipt::create_receipt::v3::Request, _, _>(receipts::create_receipt)
+    .ruma::<typing_events::create_typing_event::v3::Request, _, _>(
+        typing::create_typing_event.layer(axum::middleware::map_request(typing::default_timeout)),
+    )
+    .ruma::<tag::get_tags::v3::Request, _, _>(tags::get_tags)
+    .ruma::<to_devices::send_event_to_device::v3::Request, _, _>(to_device::send_event_to_device)
+    .ruma::<presence_status::get_presence::v3::Request, _, _>(presence::get_presence)
+    // Push rules and notifications
+    .ruma::<push::get_pushrules_all::v3::Request, _, _>(pushrules::get_pushrules_all)
+    .ruma::<push::get_pushrules_global_scope::v3::Request, _, _>(pushrules::get_pushrules_global_scope)
+    .ruma::<push::get_pushrule::v3::Request, _, _>(pushrules::get_pushrule)
+    .ruma::<push::set_pushrule::v3::Request, _, _>(pushrules::set_pushrule)
+    .ruma::<push::delete_pushrule::v3::Request, _, _>(pushrules::delete_pushrule)
+    .ruma::<push::get_pushrule_enabled::v3::Request, _, _>(pushrules::get_pushrule_enabled)
+    .ruma::<push::set_pushrule_enabled::v3::Request, _, _>(pushrules::set_pushrule_enabled)
+    .ruma::<push::get_pushrule_actions::v3::Request, _, _>(pushrules::get_pushrule_actions)
+    .ruma::<push::set_pushrule_actions::v3::Request, _, _>(pushrules::set_pushrule_actions)
+    .ruma::<push::get_notifications::v3::Request, _, _>(notifications::get_notifications)
+    .ruma::<push::get_pushers::v3::Request, _, _>(pusher::get_pushers)
+    .ruma::<push::set_pusher::v3::Request, _, _>(pusher::set_pusher)
+    .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
+    .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
+    .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)
+    .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)
+    // Aliases and the room directory
+    .ruma::<alias::create_alias::v3::Request, _, _>(directory::create_alias)
+    .ruma::<alias::get_alias::v3::Request, _, _>(directory::get_alias)
+    .ruma::<alias::delete_alias::v3::Request, _, _>(directory::delete_alias)
+    .ruma::<room::aliases::v3::Request, _, _>(directory::room_aliases)
+    .ruma::<room_directory::get_public_rooms::v3::Request, _, _>(list_public_rooms::get_public_rooms)
+    .ruma::<room_directory::get_public_rooms_filtered::v3::Request, _, _>(list_public_rooms::get_public_rooms_filtered)
+    .ruma::<room_directory::get_room_visibility::v3::Request, _, _>(list_public_rooms::get_room_visibility)
+    .ruma::<room_directory::set_room_visibility::v3::Request, _, _>(list_public_rooms::set_room_visibility)
+    // Media
+    .ruma::<authenticated_media::get_media_config::v1::Request, _, _>(content_repo::get_media_config)
+    .ruma::<authenticated_media::get_content::v1::Request, _, _>(content_repo::get_content)
+    .ruma::<authenticated_media::get_content_as_filename::v1::Request, _, _>(content_repo::get_content_as_filename)
+    .ruma::<authenticated_media::get_content_thumbnail::v1::Request, _, _>(content_repo::get_content_thumbnail)
+    .ruma::<authenticated_media::get_media_preview::v1::Request, _, _>(content_repo::get_media_preview)
+    .ruma::<legacy_media::get_media_config::v3::Request, _, _>(content_repo::legacy_get_media_config)
+    .ruma::<legacy_media::create_content::v3::Request, _, _>(content_repo::create_content)
+    .ruma::<legacy_media::create_mxc_uri::v1::Request, _, _>(content_repo::create_mxc_uri)
+    .ruma::<legacy_media::create_content_async::v3::Request, _, _>(content_repo::create_content_async)
+    .ruma::<legacy_media::get_content::v3::Request, _, _>(content_repo::legacy_get_content)
+    .ruma::<legacy_media::get_content_as_filename::v3::Request, _, _>(content_repo::legacy_get_content_as_filename)
+    .ruma::<legacy_media::get_content_thumbnail::v3::Request, _, _>(content_repo::legacy_get_content_thumbnail)
+    .ruma::<legacy_media::get_media_preview::v3::Request, _, _>(content_repo::legacy_get_media_preview)
+    // Federation
+    .ruma::<get_server_keys::v2::Request, _, _>(federation::keys::get_server_keys)
+    .ruma::<get_remote_server_keys::v2::Request, _, _>(federation::keys::get_remote_server_keys)
+    .ruma::<get_remote_server_keys_batch::v2::Request, _, _>(federation::keys::get_remote_server_keys_batch)
+    .ruma::<get_server_version::v1::Request, _, _>(federation::version::get_server_version)
+    .ruma::<get_profile_information::v1::Request, _, _>(federation::query::get_profile_information)
+    .ruma::<get_room_information::v1::Request, _, _>(federation::query::get_room_information)
+    // Hearth's own
+    .get("/_hearth/health/live", super::hearth::health::live)
+    .get("/_hearth/health/ready", super::hearth::health::ready)
+}
+
+/// The router with the answers for everything else: 404 and 405 `M_UNRECOGNIZED`.
+pub fn router() -> AppRouter {
+    routes()
+        .router
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed("Method not allowed") })
 }

@@ -1,5 +1,6 @@
 //! The one extractor every endpoint uses: it parses the ruma request type, authenticates the
-//! access token, finds the client's IP, and turns every failure into the spec's error. Plus
+//! access token (or, for the federation API, verifies the X-Matrix signature of the origin
+//! server), finds the client's IP, and turns every failure into the spec's error. Plus
 //! [`RumaResponse`], which serializes a ruma response.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http::Method;
 use http::request::Parts;
-use ruma::UserId;
 use ruma::api::auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication};
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::federation::authentication::ServerSignatures;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
+use ruma::{OwnedServerName, ServerName, UserId};
 
 use crate::error::{Error, Result};
 use crate::service::Services;
@@ -32,6 +34,8 @@ pub enum TokenUse {
     Ignored,
     Optional,
     Required,
+    /// A federation request, signed by its origin server (X-Matrix).
+    ServerSignatures,
 }
 
 macro_rules! token_use {
@@ -46,7 +50,8 @@ token_use!(
     AccessToken => Required,
     AccessTokenOptional => Optional,
     AppserviceToken => Required,
-    AppserviceTokenOptional => Optional
+    AppserviceTokenOptional => Optional,
+    ServerSignatures => ServerSignatures
 );
 
 /// A parsed, authenticated request of ruma type `T`.
@@ -56,12 +61,22 @@ pub struct Ruma<T> {
     pub session: Option<Session>,
     /// The client's address (the TCP peer, or the configured proxy header).
     pub ip: IpAddr,
+    /// For federation requests: the server that signed the request.
+    pub origin: Option<OwnedServerName>,
 }
 
 impl<T> Ruma<T> {
     /// The logged-in session; the extractor guarantees it for endpoints that require a token.
     pub fn session(&self) -> Result<&Session> {
         self.session.as_ref().ok_or_else(|| Error::missing_token("Missing access token"))
+    }
+
+    /// The verified origin of a federation request; the extractor guarantees it for endpoints
+    /// that want a signature.
+    pub fn origin(&self) -> Result<&ServerName> {
+        self.origin
+            .as_deref()
+            .ok_or_else(|| Error::unauthorized("Missing X-Matrix authentication"))
     }
 
     /// The logged-in user.
@@ -110,6 +125,7 @@ struct RequestContext {
     path_args: Vec<String>,
     session: Option<Session>,
     ip: IpAddr,
+    origin: Option<OwnedServerName>,
 }
 
 /// Reads the path arguments, the client's IP and the access token of a request to a ruma
@@ -129,7 +145,7 @@ where
     path_args.resize(expected.max(path_args.len()), String::new());
     let ip = client_ip(parts, services);
     let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(parts)) {
-        (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,
+        (TokenUse::Ignored | TokenUse::ServerSignatures, _) | (TokenUse::Optional, None) => None,
         (TokenUse::Required, None) => return Err(Error::missing_token("Missing access token")),
         (_, Some(token)) => match services.devices.authenticate(token)? {
             Some(session) => Some(session),
@@ -139,7 +155,59 @@ where
     if let Some(session) = &session {
         services.devices.touch(session, &ip.to_string())?;
     }
-    Ok(RequestContext { path_args, session, ip })
+    Ok(RequestContext {
+        path_args,
+        session,
+        ip,
+        origin: None,
+    })
+}
+
+/// For an endpoint that wants a server signature: verifies the request's X-Matrix header
+/// against the origin's key, with the body as received.
+async fn verify_origin<T>(parts: &Parts, body: &[u8], services: &Services, context: &mut RequestContext) -> Result<()>
+where
+    T: IncomingRequest,
+    <T as Metadata>::Authentication: TokenRequirement,
+{
+    if <T::Authentication as TokenRequirement>::TOKEN != TokenUse::ServerSignatures {
+        return Ok(());
+    }
+    let mut request = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .body(body)
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    *request.headers_mut() = parts.headers.clone();
+    context.origin = Some(services.federation.verify_request(&request).await?);
+    Ok(())
+}
+
+/// How deep a request body may nest objects and arrays. Stored events and the responses that
+/// carry them wrap a body's content in a few more levels, and serde_json refuses to read
+/// deeper than 128: a limit well below keeps every stored event readable.
+const MAX_BODY_NESTING: usize = 64;
+
+/// Whether valid JSON `bytes` nest objects and arrays deeper than `limit` (brackets inside
+/// strings do not count).
+fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        match (in_string, byte) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') | (false, b'"') => in_string = !in_string,
+            (false, b'{' | b'[') => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            (false, b'}' | b']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses ruma request `T` from the request head and `body`.
@@ -150,6 +218,7 @@ fn parse<T: IncomingRequest>(parts: Parts, body: &[u8], context: RequestContext)
         body,
         session: context.session,
         ip: context.ip,
+        origin: context.origin,
     })
 }
 
@@ -162,17 +231,27 @@ where
 
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
         let (mut parts, body) = request.into_parts();
-        let context = request_context::<T>(&mut parts, services).await?;
+        let mut context = request_context::<T>(&mut parts, services).await?;
         let mut bytes = axum::body::to_bytes(body, services.config.max_request_size)
             .await
             .map_err(|_| Error::too_large("The request body is too large"))?;
-        if parts.method == Method::POST || parts.method == Method::PUT {
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                // A POST whose fields are all optional may come without a body.
-                bytes = Bytes::from_static(b"{}");
-            } else if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        let sends_body = parts.method == Method::POST || parts.method == Method::PUT;
+        let empty = bytes.iter().all(u8::is_ascii_whitespace);
+        if sends_body && !empty {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
                 return Err(Error::not_json("The request body is not valid JSON"));
             }
+            if nesting_exceeds(&bytes, MAX_BODY_NESTING) {
+                return Err(Error::bad_json(format!(
+                    "The request body nests objects and arrays deeper than {MAX_BODY_NESTING} levels"
+                )));
+            }
+        }
+        // The signature covers the body as sent.
+        verify_origin::<T>(&parts, &bytes, services, &mut context).await?;
+        if sends_body && empty {
+            // A POST whose fields are all optional may come without a body.
+            bytes = Bytes::from_static(b"{}");
         }
         parse(parts, &bytes, context)
     }
@@ -195,7 +274,8 @@ where
 
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
         let (mut parts, body) = request.into_parts();
-        let context = request_context::<T>(&mut parts, services).await?;
+        let mut context = request_context::<T>(&mut parts, services).await?;
+        verify_origin::<T>(&parts, &[], services, &mut context).await?;
         let request = parse(parts, &[], context)?;
         Ok(RumaStreaming { request, body })
     }

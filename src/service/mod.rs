@@ -4,12 +4,14 @@
 pub mod account_data;
 pub mod accounts;
 pub mod devices;
+pub mod federation;
 pub mod filters;
 pub mod key_backup;
 pub mod keyed_locks;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod network;
 pub mod presence;
 pub mod profiles;
 pub mod push;
@@ -63,6 +65,7 @@ pub struct Services {
     pub rate_limits: rate_limit::RateLimiters,
     pub url_previews: url_preview::UrlPreviews,
     pub sliding_sync: sliding_sync::SlidingSync,
+    pub federation: federation::Federation,
 }
 
 impl Services {
@@ -73,6 +76,7 @@ impl Services {
         let profiles = Arc::new(profiles::Profiles::new(store.clone()));
         let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
         let metrics = Arc::new(metrics::Metrics::new(store.clone()));
+        let federation = federation::Federation::new(&config.federation, config.server_name.clone(), server_key.clone(), store.clone())?;
         Ok(Services {
             rooms: rooms::Rooms::new(
                 store.clone(),
@@ -108,6 +112,7 @@ impl Services {
             rate_limits: rate_limit::RateLimiters::new(&config.rate_limits, &config.media),
             url_previews: url_preview::UrlPreviews::new(config.media.url_preview.clone())?,
             sliding_sync: sliding_sync::SlidingSync::default(),
+            federation,
             config,
             store,
         })

@@ -2,19 +2,16 @@
 //!
 //! The server fetches a page a user is about to share and returns its OpenGraph data; a preview
 //! image is stored in the media repository and returned as an `mxc://` URI. Because the server
-//! fetches what a user names, every connection goes through [`GuardedResolver`] and the redirect
+//! fetches what a user names, every connection goes through the network policy's resolver and the redirect
 //! policy, which refuse addresses in `blocked_networks` (loopback, private, link-local, … by
 //! default) unless they are in `allowed_networks`. Pages are read up to `max_page_size` bytes,
 //! and previews are kept in memory for an hour.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use ruma::UserId;
 use scraper::{Html, Selector};
 use serde_json::{Map, Value, json};
@@ -23,6 +20,7 @@ use crate::config;
 use crate::error::{Error, Result};
 
 use super::media::Media;
+use super::network::{AddressPolicy, GuardedResolver};
 
 /// How long a preview is served from memory.
 const CACHE_LIFETIME: Duration = Duration::from_secs(3600);
@@ -30,57 +28,6 @@ const CACHE_LIFETIME: Duration = Duration::from_secs(3600);
 const CACHE_ENTRIES: usize = 1000;
 /// The most redirects followed.
 const MAX_REDIRECTS: usize = 5;
-
-/// Which addresses the server may fetch from.
-#[derive(Debug, Clone)]
-struct AddressPolicy {
-    blocked: Vec<IpNet>,
-    allowed: Vec<IpNet>,
-}
-
-impl AddressPolicy {
-    fn permits(&self, ip: IpAddr) -> bool {
-        // An IPv4 address mapped into IPv6 is judged as the IPv4 address it is.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.allowed.iter().any(|net| net.contains(&ip)) || !self.blocked.iter().any(|net| net.contains(&ip))
-    }
-
-    /// Refuses a URL whose host is a literal address the policy blocks (named hosts are
-    /// checked when they are resolved).
-    fn check_url(&self, url: &reqwest::Url) -> Result<()> {
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        match literal {
-            Some(ip) if !self.permits(ip) => Err(Error::forbidden(format!("Previews of {ip} are not allowed"))),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Resolves names with the system resolver and drops every address the policy blocks.
-struct GuardedResolver(AddressPolicy);
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .filter(|address| policy.permits(address.ip()))
-                .collect();
-            if addresses.is_empty() {
-                return Err(format!("{} has no address previews may be fetched from", name.as_str()).into());
-            }
-            Ok(Box::new(addresses.into_iter()) as Addrs)
-        })
-    }
-}
 
 /// The URL preview service.
 pub struct UrlPreviews {
@@ -98,7 +45,7 @@ impl UrlPreviews {
         };
         let redirect_policy = policy.clone();
         let http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= MAX_REDIRECTS {
                     attempt.error("too many redirects")

@@ -59,6 +59,7 @@
 //! | `member_changes`      | stream position (u64, BE)         | JSON [room ID, user ID, membership]: whose membership changed |
 //! | `backup_versions`     | user ID ‖ version (u64, BE)       | `service::key_backup::BackupVersion` |
 //! | `backup_keys`         | user ID ‖ version (u64, BE) ‖ room ID ‖ session ID | the backed-up session key |
+//! | `server_keys`         | server name                       | `service::federation::keys::ServerKeys`: its newest key document and every key seen |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -67,7 +68,7 @@
 //! `access_tokens`; `account_data` and `filters` their namesakes; `registration_tokens` its own
 //! table and, on registration, together with `accounts` in one batch; `media` the `media*`
 //! tables (the files themselves live under `<data_dir>/media/`); `keys` the key tables and
-//! `device_list_changes`; `key_backup` the `backup_*` tables; `rooms` every room table
+//! `device_list_changes`; `key_backup` the `backup_*` tables; `federation` `server_keys`; `rooms` every room table
 //! (`member_changes` among them), one batch per event.
 
 mod counter;
@@ -136,11 +137,12 @@ pub enum Table {
     MemberChanges,
     BackupVersions,
     BackupKeys,
+    ServerKeys,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 45] = [
+    pub const ALL: [Table; 46] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -186,6 +188,7 @@ impl Table {
         Table::MemberChanges,
         Table::BackupVersions,
         Table::BackupKeys,
+        Table::ServerKeys,
     ];
 
     /// The column family's name.
@@ -236,6 +239,7 @@ impl Table {
             Table::MemberChanges => "member_changes",
             Table::BackupVersions => "backup_versions",
             Table::BackupKeys => "backup_keys",
+            Table::ServerKeys => "server_keys",
         }
     }
 }

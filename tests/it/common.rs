@@ -25,8 +25,12 @@ pub fn free_port() -> u16 {
 impl TestServer {
     /// Starts a server with open registration and generous rate limits; `env` overrides.
     pub async fn start(env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_on(free_port(), env).await
+    }
+
+    /// Like `start`, on a given loopback port.
+    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut all_env: Vec<(String, String)> = [
             ("HEARTH_SERVER_NAME", "localhost"),
             ("HEARTH_REGISTRATION", "open"),

@@ -6,6 +6,8 @@ mod admin_cli;
 mod common;
 mod e2ee;
 mod errors;
+mod federation;
+mod hostile;
 mod js_client;
 mod lifecycle;
 mod media;

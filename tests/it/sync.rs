@@ -658,3 +658,177 @@ async fn unread_thread_notifications_count_each_thread_apart() {
 fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn profile_changes_reach_the_members_of_every_room() {
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
+    let since = sync(&server, &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let sliding_path = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+    let sliding_request = json!({ "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 5,
+        "required_state": [["m.room.member", "*"]] } } });
+    let (_, first) = server.post(sliding_path, Some(&bob), sliding_request.clone()).await;
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/profile/@alice:localhost/displayname",
+            Some(&alice),
+            json!({ "displayname": "Alice Liddell" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/profile/@alice:localhost/avatar_url",
+            Some(&alice),
+            json!({ "avatar_url": "mxc://localhost/rabbit" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // /sync: two new member events of Alice, still joined, the last with both fields.
+    let incremental = sync(&server, &bob, Some(&since), 0).await;
+    let members: Vec<&Value> = incremental["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member" && e["state_key"] == "@alice:localhost")
+        .collect();
+    assert_eq!(members.len(), 2, "{incremental}");
+    let last = &members[1]["content"];
+    assert_eq!(last["membership"], "join");
+    assert_eq!(last["displayname"], "Alice Liddell");
+    assert_eq!(last["avatar_url"], "mxc://localhost/rabbit");
+
+    // Sliding sync carries the changed member event too.
+    let (_, changed) = server
+        .post(&format!("{sliding_path}?pos={pos}&timeout=0"), Some(&bob), sliding_request)
+        .await;
+    let names: Vec<&Value> = changed["rooms"][&room]["required_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state_key"] == "@alice:localhost")
+        .map(|e| &e["content"]["displayname"])
+        .collect();
+    assert_eq!(names, [&json!("Alice Liddell")], "{changed}");
+
+    // The room's member list, and the same name again changes nothing.
+    let (_, members) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(&bob))
+        .await;
+    assert_eq!(members["joined"]["@alice:localhost"]["display_name"], "Alice Liddell");
+    let next = incremental["next_batch"].as_str().unwrap();
+    server
+        .put(
+            "/_matrix/client/v3/profile/@alice:localhost/displayname",
+            Some(&alice),
+            json!({ "displayname": "Alice Liddell" }),
+        )
+        .await;
+    let quiet = sync(&server, &bob, Some(next), 0).await;
+    assert!(quiet["rooms"]["join"][&room].is_null(), "{quiet}");
+}
+
+#[tokio::test]
+async fn sync_tokens_page_and_every_room_section_is_complete() {
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
+    for n in 0..3 {
+        send_message(
+            &server,
+            &alice,
+            &room,
+            &format!("m{n}"),
+            json!({ "msgtype": "m.text", "body": format!("m{n}") }),
+        )
+        .await;
+    }
+    let initial = sync(&server, &bob, None, 0).await;
+    let next_batch = initial["next_batch"].as_str().unwrap().to_owned();
+
+    // A sync token is "at that stream position" wherever a pagination token goes.
+    let (status, back) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=2&from={next_batch}"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(message_bodies(&back["chunk"]), ["m2", "m1"]);
+    let (status, forward) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&from={next_batch}"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(forward["chunk"].as_array().unwrap().len(), 0);
+    send_message(&server, &alice, &room, "m3", json!({ "msgtype": "m.text", "body": "m3" })).await;
+    let (_, forward) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&from={next_batch}"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(message_bodies(&forward["chunk"]), ["m3"]);
+    let (_, bounded) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/messages?dir=b&from={}&to={next_batch}",
+                forward["end"].as_str().unwrap_or("s999999")
+            ),
+            Some(&bob),
+        )
+        .await;
+    assert!(message_bodies(&bounded["chunk"]).iter().all(|body| body == "m3"), "{bounded}");
+    let (status, members) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/members?at={next_batch}"), Some(&bob))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{members}");
+    assert_eq!(members["chunk"].as_array().unwrap().len(), 2);
+    let prev_batch = initial["rooms"]["join"][&room]["timeline"]["prev_batch"].as_str().unwrap();
+    let (status, _) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/members?at={prev_batch}"), Some(&bob))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let first_event = back["chunk"][1]["event_id"].as_str().unwrap();
+    let (status, relations) = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/relations/{first_event}?from={next_batch}"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{relations}");
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from=xyz"), Some(&bob))
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // Every room object carries every sub-object of its section, empty when there is nothing.
+    let (_, other) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "invite": ["@bob:localhost"] }),
+        )
+        .await;
+    let invited_room = other["room_id"].as_str().unwrap();
+    server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob), json!({}))
+        .await;
+    let after = sync(&server, &bob, Some(&next_batch), 0).await;
+    let left = &after["rooms"]["leave"][&room];
+    for sub_object in ["state", "timeline", "account_data"] {
+        assert!(left[sub_object]["events"].is_array(), "leave.{sub_object}: {after}");
+    }
+    assert!(after["rooms"]["invite"][invited_room]["invite_state"]["events"].is_array());
+    let alice_after = sync(&server, &alice, Some(&next_batch), 0).await;
+    let joined = &alice_after["rooms"]["join"][&room];
+    for sub_object in ["state", "timeline", "ephemeral", "account_data"] {
+        assert!(joined[sub_object]["events"].is_array(), "join.{sub_object}: {alice_after}");
+    }
+    assert_eq!(joined["timeline"]["limited"], false);
+}

@@ -1,4 +1,5 @@
-//! Room aliases: `/directory/room/{roomAlias}` (PUT, GET, DELETE) and `/rooms/{roomId}/aliases`.
+//! Room aliases: `/directory/room/{roomAlias}` (PUT, GET, DELETE; GET of another server's alias
+//! asks that server) and `/rooms/{roomId}/aliases`.
 
 use std::sync::Arc;
 
@@ -23,11 +24,15 @@ pub async fn create_alias(
 
 /// `GET /_matrix/client/v3/directory/room/{roomAlias}`
 pub async fn get_alias(State(services): State<Arc<Services>>, req: Ruma<get_alias::v3::Request>) -> HandlerResult<get_alias::v3::Response> {
-    let room_id = services.rooms.resolve_alias(&req.body.room_alias)?;
-    Ok(RumaResponse(get_alias::v3::Response::new(
-        room_id,
-        vec![services.config.server_name.clone()],
-    )))
+    let alias = &req.body.room_alias;
+    let (room_id, servers) = if alias.server_name() == services.config.server_name {
+        let room_id = services.rooms.resolve_alias(alias)?;
+        let servers = services.rooms.resident_servers(&room_id)?;
+        (room_id, servers)
+    } else {
+        services.federation.remote_alias(alias).await?
+    };
+    Ok(RumaResponse(get_alias::v3::Response::new(room_id, servers)))
 }
 
 /// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`

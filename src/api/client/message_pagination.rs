@@ -1,7 +1,7 @@
 //! `GET /rooms/{roomId}/messages`: a room's history, paged backward or forward.
 //!
 //! Tokens name a point in the server-wide stream: `t<N>` is the point just before the event at
-//! stream position N. Going backward from `t<N>` returns events below N; going forward, events
+//! stream position N (a sync token `s<N>` is accepted as `t<N+1>`). Going backward from `t<N>` returns events below N; going forward, events
 //! from N on. Events the reader may not see are left out, never counted against the limit.
 
 use std::sync::Arc;
@@ -22,11 +22,15 @@ use crate::service::Services;
 /// The most events one page returns.
 const MAX_LIMIT: u64 = 1000;
 
-/// Reads a pagination token; 400 `M_INVALID_PARAM` if it is not one of ours.
+/// Reads a pagination token, or a sync token (`s<N>`: everything up to and including position
+/// N, so the point just before N + 1), which the spec lets clients pass wherever a pagination
+/// token goes; 400 `M_INVALID_PARAM` if it is neither.
 pub fn parse_token(token: &str) -> Result<u64> {
+    let position = |digits: &str| digits.parse::<u64>().ok();
     token
         .strip_prefix('t')
-        .and_then(|position| position.parse().ok())
+        .and_then(position)
+        .or_else(|| token.strip_prefix('s').and_then(position).map(|n| n.saturating_add(1)))
         .ok_or_else(|| Error::invalid_param(format!("Invalid pagination token: {token}")))
 }
 

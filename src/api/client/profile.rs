@@ -1,23 +1,29 @@
-//! `/profile/{userId}`: the whole profile and each field (`displayname`, `avatar_url`, …).
+//! `/profile/{userId}`: the whole profile and each field (`displayname`, `avatar_url`, …), of
+//! users of other servers too (asked over federation). A change of the display name or avatar
+//! reaches the user's rooms as new member events.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::UserId;
 use ruma::api::client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field};
-use ruma::profile::ProfileFieldValue;
+use ruma::profile::{ProfileFieldName, ProfileFieldValue, UserProfile};
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 
-/// Profiles exist for active local users only.
-fn check_user(services: &Services, user_id: &UserId) -> Result<()> {
+/// A user's profile (only `field` when given): a local user's if active, another server's
+/// user's as their server tells.
+async fn profile_of(services: &Services, user_id: &UserId, field: Option<ProfileFieldName>) -> Result<UserProfile> {
+    if user_id.server_name() != services.config.server_name {
+        return services.federation.remote_profile(user_id, field).await;
+    }
     services
         .accounts
         .get_active(user_id)
-        .map_err(|_| Error::not_found("No such user"))
-        .map(|_| ())
+        .map_err(|_| Error::not_found("No such user"))?;
+    services.profiles.get(user_id)
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`
@@ -25,9 +31,8 @@ pub async fn get_profile(
     State(services): State<Arc<Services>>,
     req: Ruma<get_profile::v3::Request>,
 ) -> HandlerResult<get_profile::v3::Response> {
-    check_user(&services, &req.body.user_id)?;
     let mut response = get_profile::v3::Response::default();
-    response.data = services.profiles.get(&req.body.user_id)?;
+    response.data = profile_of(&services, &req.body.user_id, None).await?;
     Ok(RumaResponse(response))
 }
 
@@ -36,8 +41,7 @@ pub async fn get_profile_field(
     State(services): State<Arc<Services>>,
     req: Ruma<get_profile_field::v3::Request>,
 ) -> HandlerResult<get_profile_field::v3::Response> {
-    check_user(&services, &req.body.user_id)?;
-    let profile = services.profiles.get(&req.body.user_id)?;
+    let profile = profile_of(&services, &req.body.user_id, Some(req.body.field.clone())).await?;
     let value = profile
         .get(req.body.field.as_str())
         .and_then(|value| ProfileFieldValue::new(req.body.field.as_str(), value.clone()).ok())
@@ -52,6 +56,7 @@ pub async fn set_profile_field(
 ) -> HandlerResult<set_profile_field::v3::Response> {
     req.require_owner(&req.body.user_id, "You cannot change another user's profile")?;
     services.profiles.set_field(&req.body.user_id, req.body.value.clone())?;
+    services.rooms.refresh_member_profiles(&req.body.user_id).await?;
     Ok(RumaResponse(set_profile_field::v3::Response::new()))
 }
 
@@ -62,5 +67,6 @@ pub async fn delete_profile_field(
 ) -> HandlerResult<delete_profile_field::v3::Response> {
     req.require_owner(&req.body.user_id, "You cannot change another user's profile")?;
     services.profiles.delete_field(&req.body.user_id, &req.body.field)?;
+    services.rooms.refresh_member_profiles(&req.body.user_id).await?;
     Ok(RumaResponse(delete_profile_field::v3::Response::new()))
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response as AxumResponse};
+use ruma::api::OutgoingResponseExt;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter};
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
@@ -24,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::message_pagination::{filter_allows, latest_events, token};
 use super::rooms::raw;
-use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::push::PUSH_RULES;
@@ -68,7 +70,7 @@ struct SyncContext<'a> {
 }
 
 /// `GET /_matrix/client/v3/sync`
-pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Request>) -> HandlerResult<Response> {
+pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Request>) -> Result<SyncResponse> {
     let session = req.session()?;
     let request = &req.body;
     let filter = match &request.filter {
@@ -99,7 +101,49 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
         build(&context)
     })
     .await?;
-    Ok(RumaResponse(response))
+    Ok(SyncResponse(response))
+}
+
+/// A `/sync` answer in which every room object carries each sub-object of its section with an
+/// `events` array, empty when there is nothing, as Synapse sends them: ruma leaves empty ones
+/// out, and clients that validate against the spec's schema reject a room without them.
+pub struct SyncResponse(Response);
+
+/// The sub-objects each room section of a sync answer always carries.
+const ROOM_SECTIONS: [(&str, &[&str]); 4] = [
+    ("join", &["state", "timeline", "ephemeral", "account_data"]),
+    ("leave", &["state", "timeline", "account_data"]),
+    ("invite", &["invite_state"]),
+    ("knock", &["knock_state"]),
+];
+
+impl IntoResponse for SyncResponse {
+    fn into_response(self) -> AxumResponse {
+        let mut value = match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(response) => match serde_json::from_slice::<Value>(response.body()) {
+                Ok(value) => value,
+                Err(error) => return Error::from(error).into_response(),
+            },
+            Err(error) => return Error::Internal(format!("response serialization: {error}")).into_response(),
+        };
+        for (section, sub_objects) in ROOM_SECTIONS {
+            let Some(rooms) = value.pointer_mut(&format!("/rooms/{section}")).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for room in rooms.values_mut().filter_map(Value::as_object_mut) {
+                for sub_object in sub_objects {
+                    let entry = room.entry(*sub_object).or_insert_with(|| json!({}));
+                    if let Some(entry) = entry.as_object_mut() {
+                        entry.entry("events").or_insert_with(|| json!([]));
+                    }
+                }
+                if let Some(timeline) = room.get_mut("timeline").and_then(Value::as_object_mut) {
+                    timeline.entry("limited").or_insert(json!(false));
+                }
+            }
+        }
+        axum::Json(value).into_response()
+    }
 }
 
 /// Applies a sync's `set_presence` (`offline`, the default, changes nothing).

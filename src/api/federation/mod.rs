@@ -1,3 +1,7 @@
-//! Server-Server API handlers, one file per section of the federation spec.
+//! Server-Server API handlers, one file per section of the federation spec. Requests are
+//! verified (X-Matrix) by the extractor before a handler runs; with `federation.enabled = false`
+//! none of them is served.
 
 pub mod keys;
+pub mod query;
+pub mod version;

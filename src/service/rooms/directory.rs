@@ -57,6 +57,17 @@ impl Rooms {
             .ok_or_else(|| Error::not_found(format!("The alias {alias} does not exist")))
     }
 
+    /// The servers with members joined to a room, this one first: where others may join it.
+    pub fn resident_servers(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedServerName>> {
+        let mut servers = vec![self.server_name().clone()];
+        for (user, membership) in self.members(room_id)? {
+            if membership == ruma::events::room::member::MembershipState::Join && !servers.iter().any(|s| s == user.server_name()) {
+                servers.push(user.server_name().to_owned());
+            }
+        }
+        Ok(servers)
+    }
+
     /// Deletes an alias: its creator, a server admin, or a room member allowed to set the
     /// canonical alias may.
     pub fn delete_alias(&self, alias: &RoomAliasId, actor: Actor<'_>) -> Result<()> {

@@ -69,6 +69,34 @@ impl Rooms {
         self.append(room_id, change.sender, event).await
     }
 
+    /// After a change of `user`'s display name or avatar: a new member event (still joined, with
+    /// the new profile) in every room the user is joined to, as Synapse does, since clients
+    /// show members by their member events. A room that refuses it is skipped and logged.
+    pub async fn refresh_member_profiles(&self, user: &UserId) -> Result<()> {
+        let profile = self.profiles.get(user)?;
+        for room_id in self.rooms_of_user(user, &MembershipState::Join)? {
+            let state = self.current_state(&room_id)?;
+            let current = self.state_content(&state, &StateEventType::RoomMember, user.as_str())?;
+            let mut content = json!({ "membership": "join" });
+            for field in ["displayname", "avatar_url"] {
+                if let Some(value) = profile.get(field) {
+                    content[field] = value.clone();
+                }
+            }
+            let unchanged = ["displayname", "avatar_url"]
+                .iter()
+                .all(|field| current.as_ref().and_then(|c| c.get(*field)) == content.get(*field));
+            if unchanged {
+                continue;
+            }
+            let event = NewEvent::state(StateEventType::RoomMember, user.as_str(), content);
+            if let Err(error) = self.append(&room_id, user, event).await {
+                tracing::warn!(%room_id, %user, %error, "profile change not sent to the room");
+            }
+        }
+        Ok(())
+    }
+
     /// Joins `user` to a room (or refreshes their member event when already joined).
     pub async fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<OwnedEventId> {
         self.room(room_id)?;

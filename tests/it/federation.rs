@@ -1,0 +1,283 @@
+//! Federation between Hearths on loopback over TLS, with certificates from a throw-away CA
+//! that each server trusts through `federation.trusted_ca_file`: server keys and the notary,
+//! signed requests verified (and unsigned or forged ones refused), profile and alias queries
+//! answered across servers, and servers that do not federate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::common::{TestServer, assert_error, free_port};
+
+/// A throw-away certificate authority issuing loopback certificates.
+pub struct TestCa {
+    dir: TempDir,
+    pub certificate: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(args: &[&str], cwd: &Path) {
+    let output = Command::new("openssl").args(args).current_dir(cwd).output().expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Hearth test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            dir.path(),
+        );
+        TestCa {
+            certificate: dir.path().join("ca.pem"),
+            key: dir.path().join("ca.key"),
+            dir,
+        }
+    }
+
+    /// A certificate for 127.0.0.1 signed by the CA: (certificate, key) paths.
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        let extensions = dir.join(format!("{name}.ext"));
+        std::fs::write(
+            &extensions,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let (key, csr, cert) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+        openssl(
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+            dir,
+        );
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                self.certificate.to_str().unwrap(),
+                "-CAkey",
+                self.key.to_str().unwrap(),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                extensions.to_str().unwrap(),
+                "-out",
+                &cert,
+            ],
+            dir,
+        );
+        (dir.join(cert), dir.join(key))
+    }
+
+    /// Starts a federating server named `127.0.0.1:<port>` with its own certificate; `env`
+    /// adds to or overrides its configuration.
+    pub async fn server(&self, env: &[(&str, &str)]) -> (TestServer, String) {
+        let port = free_port();
+        let name = format!("127.0.0.1:{port}");
+        let (certificate, key) = self.issue(&port.to_string());
+        let mut all: Vec<(&str, &str)> = vec![
+            ("HEARTH_SERVER_NAME", &name),
+            ("HEARTH_TLS__CERTIFICATE", certificate.to_str().unwrap()),
+            ("HEARTH_TLS__KEY", key.to_str().unwrap()),
+            ("HEARTH_FEDERATION__TRUSTED_CA_FILE", self.certificate.to_str().unwrap()),
+            ("HEARTH_FEDERATION__ALLOWED_NETWORKS", r#"["127.0.0.0/8"]"#),
+        ];
+        all.extend_from_slice(env);
+        let server = TestServer::start_on(port, &all).await;
+        (server, name)
+    }
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn hearths_verify_each_other_and_answer_queries() {
+    let ca = TestCa::new();
+    let (a, a_name) = ca.server(&[]).await;
+    let (b, b_name) = ca.server(&[]).await;
+
+    let (status, version) = a.get("/_matrix/federation/v1/version", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version["server"]["name"], "Hearth");
+
+    // B, as a notary, fetches A's keys over TLS and co-signs them.
+    let (status, notary) = b.get(&format!("/_matrix/key/v2/query/{a_name}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{notary}");
+    let document = &notary["server_keys"][0];
+    assert_eq!(document["server_name"], a_name.as_str());
+    assert!(
+        document["signatures"][&a_name].is_object() && document["signatures"][&b_name].is_object(),
+        "{document}"
+    );
+    let (_, own) = a.get("/_matrix/key/v2/server", None).await;
+    assert_eq!(document["verify_keys"], own["verify_keys"]);
+    let (status, batch) = b
+        .post(
+            "/_matrix/key/v2/query",
+            None,
+            json!({ "server_keys": { &a_name: {}, &b_name: {}, "127.0.0.1:1": {} } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let mut names: Vec<&str> = batch["server_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["server_name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    let mut expected = vec![a_name.as_str(), b_name.as_str()];
+    expected.sort_unstable();
+    assert_eq!(names, expected, "an unreachable server gives no document");
+
+    // Alice on A has a profile and a room with an alias; Bob on B sees both through signed
+    // requests, which A verifies with B's key.
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let alice_id = format!("@alice:{a_name}");
+    a.put(
+        &format!("/_matrix/client/v3/profile/{alice_id}/displayname"),
+        Some(&alice),
+        json!({ "displayname": "Alice of A" }),
+    )
+    .await;
+    let (_, created) = a
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "room_alias_name": "fed" }))
+        .await;
+    let (bob, _) = b.register("bob", "bobpassword").await;
+    let (status, profile) = b.get(&format!("/_matrix/client/v3/profile/{alice_id}"), Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["displayname"], "Alice of A");
+    let (_, field) = b
+        .get(&format!("/_matrix/client/v3/profile/{alice_id}/displayname"), Some(&bob))
+        .await;
+    assert_eq!(field["displayname"], "Alice of A");
+    assert_error(
+        &b.get(&format!("/_matrix/client/v3/profile/@nobody:{a_name}"), Some(&bob)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let alias = format!("#fed:{a_name}");
+    let (status, resolved) = b
+        .get(&format!("/_matrix/client/v3/directory/room/{}", encode(&alias)), Some(&bob))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["room_id"], created["room_id"]);
+    assert_eq!(resolved["servers"], json!([a_name]));
+    assert_error(
+        &b.get(
+            &format!("/_matrix/client/v3/directory/room/{}", encode(&format!("#none:{a_name}"))),
+            Some(&bob),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // Unsigned and forged requests are refused before any handler runs.
+    let query = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(&alice_id));
+    assert_error(&a.get(&query, None).await, 401, "M_UNAUTHORIZED");
+    let (_, b_keys) = b.get("/_matrix/key/v2/server", None).await;
+    let b_key_id = b_keys["verify_keys"].as_object().unwrap().keys().next().unwrap().clone();
+    for header in [
+        format!(
+            r#"X-Matrix origin="{b_name}",destination="{a_name}",key="{b_key_id}",sig="dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgYXQgYWxsIG5vIHNpciwgbm90IGF0IGFsbCEhISEhISEhISEhISE""#
+        ),
+        format!(r#"X-Matrix origin="{b_name}",destination="{a_name}",key="ed25519:nope",sig="AAAA""#),
+        "X-Matrix garbage".to_owned(),
+    ] {
+        let response = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap()
+            .request(Method::GET, format!("{}{query}", a.base_url))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_error(&(status, body), 401, "M_UNAUTHORIZED");
+    }
+}
+
+#[tokio::test]
+async fn servers_that_do_not_federate_are_refused() {
+    let ca = TestCa::new();
+    let (closed, closed_name) = ca.server(&[("HEARTH_FEDERATION__ENABLED", "false")]).await;
+    let (open, open_name) = ca.server(&[]).await;
+    let denied = format!(r#"["{open_name}"]"#);
+    let (picky, picky_name) = ca.server(&[("HEARTH_FEDERATION__DENIED_SERVERS", &denied)]).await;
+
+    for path in ["/_matrix/federation/v1/version", "/_matrix/key/v2/server"] {
+        assert_error(&closed.get(path, None).await, 404, "M_UNRECOGNIZED");
+    }
+    let (user, _) = open.register("olive", "olivepass").await;
+    let (carl, _) = closed.register("carl", "carlpass").await;
+    picky.register("pat", "patpass1").await;
+    // The closed server answers nothing; the picky one refuses the open one.
+    let (status, _) = open
+        .get(&format!("/_matrix/client/v3/profile/@carl:{closed_name}"), Some(&user))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_error(
+        &open
+            .get(&format!("/_matrix/client/v3/profile/@pat:{picky_name}"), Some(&user))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // And the closed server sends nothing either.
+    assert_error(
+        &closed
+            .get(&format!("/_matrix/client/v3/profile/@olive:{open_name}"), Some(&carl))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+}
