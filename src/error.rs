@@ -91,6 +91,8 @@ matrix_errors! {
     not_yet_uploaded => GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED";
     /// 400 `M_UNSUPPORTED_ROOM_VERSION`.
     unsupported_room_version => BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION";
+    /// 400 `M_INCOMPATIBLE_ROOM_VERSION`: the joining server does not support the room's version.
+    incompatible_room_version => BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION";
     /// 400 `M_ROOM_IN_USE`: `createRoom`'s alias is taken.
     room_in_use => BAD_REQUEST, "M_ROOM_IN_USE";
     /// 409 `M_UNKNOWN`: the room alias exists already.

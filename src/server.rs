@@ -28,6 +28,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         None => None,
     };
     let admin_socket = admin::socket::listen(services.clone()).map_err(|e| e.to_string())?;
+    let federation_sender = services
+        .federation
+        .enabled()
+        .then(|| tokio::spawn(crate::service::federation::sender::run(services.clone())));
     tracing::info!(
         server_name = %services.config.server_name,
         listen = %listener.local_addr().map_err(|e| e.to_string())?,
@@ -62,6 +66,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         }
     };
     admin_socket.abort();
+    if let Some(sender) = federation_sender {
+        sender.abort();
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

@@ -40,6 +40,9 @@ pub enum AdminCommand {
     /// Manage communities: a space with its channels.
     #[command(subcommand)]
     Community(CommunityCommand),
+    /// See and nudge what is sent to other servers.
+    #[command(subcommand)]
+    Federation(FederationCommand),
     /// Back up the database and media into a new directory, while the server runs.
     Backup {
         dir: std::path::PathBuf,
@@ -122,6 +125,16 @@ pub enum MediaCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         older_than: Duration,
     },
+}
+
+/// `hearth admin federation …`
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum FederationCommand {
+    /// Each destination: events queued for it, last success, last failure and its reason, and
+    /// until when it is backed off.
+    Status,
+    /// Try a destination again now, ending its backoff.
+    Retry { destination: String },
 }
 
 /// One account as listed.
@@ -249,6 +262,8 @@ impl AdminCommand {
             AdminCommand::Room(RoomCommand::Event { .. }) => "room event",
             AdminCommand::Room(RoomCommand::Promote { .. }) => "room promote",
             AdminCommand::Community(CommunityCommand::Create { .. }) => "community create",
+            AdminCommand::Federation(FederationCommand::Status) => "federation status",
+            AdminCommand::Federation(FederationCommand::Retry { .. }) => "federation retry",
             AdminCommand::Backup { .. } => "backup",
             AdminCommand::Restore { .. } => "restore",
         }
@@ -263,9 +278,49 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Media(command) => execute_media(services, command).await,
         AdminCommand::Room(command) => rooms::execute_room(services, command).await,
         AdminCommand::Community(command) => rooms::execute_community(services, command).await,
+        AdminCommand::Federation(command) => execute_federation(services, command),
         AdminCommand::Backup { dir, keep: None } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
         AdminCommand::Backup { dir, keep: Some(keep) } => Ok(AdminOutput::Done(backup::backup_rotated(services, &dir, keep).await?)),
         AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),
+    }
+}
+
+fn execute_federation(services: &Services, command: FederationCommand) -> Result<AdminOutput> {
+    use crate::service::federation::sender::queue_depths;
+    match command {
+        FederationCommand::Status => {
+            let depths = queue_depths(services)?;
+            let statuses = services.federation.sender.statuses();
+            let mut destinations: Vec<&ruma::OwnedServerName> = depths.keys().chain(statuses.keys()).collect();
+            destinations.sort();
+            destinations.dedup();
+            let lines: Vec<serde_json::Value> = destinations
+                .into_iter()
+                .map(|destination| {
+                    let status = statuses.get(destination).cloned().unwrap_or_default();
+                    let backoff_until_ts = status
+                        .retry_at
+                        .and_then(|at| at.checked_duration_since(std::time::Instant::now()))
+                        .map(|left| now_ms() + left.as_millis() as u64);
+                    serde_json::json!({
+                        "destination": destination,
+                        "queued": depths.get(destination).copied().unwrap_or(0),
+                        "last_success_ts": status.last_success_ts,
+                        "last_failure_ts": status.last_failure_ts,
+                        "last_failure": status.last_failure,
+                        "failures_in_a_row": status.failures_in_a_row,
+                        "backoff_until_ts": backoff_until_ts,
+                    })
+                })
+                .collect();
+            Ok(AdminOutput::Details(serde_json::Value::Array(lines)))
+        }
+        FederationCommand::Retry { destination } => {
+            let destination = ruma::ServerName::parse(&destination).map_err(|e| Error::invalid_param(format!("{destination}: {e}")))?;
+            services.federation.sender.retry_now(&destination);
+            services.rooms.outbox().notify_one();
+            Ok(AdminOutput::Done(format!("retrying {destination} now")))
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use ruma::api::client::{
     sync as syncing, tag, to_device as to_devices, typing as typing_events, user_directory,
 };
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::api::federation::query::{get_profile_information, get_room_information};
+use ruma::api::federation::transactions::send_transaction_message;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
 
@@ -217,6 +219,9 @@ pub fn routes() -> Routes {
     .ruma::<get_server_version::v1::Request, _, _>(federation::version::get_server_version)
     .ruma::<get_profile_information::v1::Request, _, _>(federation::query::get_profile_information)
     .ruma::<get_room_information::v1::Request, _, _>(federation::query::get_room_information)
+    .ruma::<send_transaction_message::v1::Request, _, _>(federation::transactions::send_transaction_message)
+    .ruma::<prepare_join_event::v1::Request, _, _>(federation::membership::prepare_join_event)
+    .ruma::<create_join_event::v2::Request, _, _>(federation::membership::create_join_event)
     // Hearth's own
     .get("/_hearth/health/live", super::hearth::health::live)
     .get("/_hearth/health/ready", super::hearth::health::ready)

@@ -60,6 +60,8 @@
 //! | `backup_versions`     | user ID ‖ version (u64, BE)       | `service::key_backup::BackupVersion` |
 //! | `backup_keys`         | user ID ‖ version (u64, BE) ‖ room ID ‖ session ID | the backed-up session key |
 //! | `server_keys`         | server name                       | `service::federation::keys::ServerKeys`: its newest key document and every key seen |
+//! | `federation_outbox`   | destination ‖ stream position (u64, BE) | event ID: to send, deleted once the destination took it |
+//! | `federation_transactions` | origin ‖ transaction ID       | the per-PDU results answered, so a retried transaction gets the same |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -68,7 +70,7 @@
 //! `access_tokens`; `account_data` and `filters` their namesakes; `registration_tokens` its own
 //! table and, on registration, together with `accounts` in one batch; `media` the `media*`
 //! tables (the files themselves live under `<data_dir>/media/`); `keys` the key tables and
-//! `device_list_changes`; `key_backup` the `backup_*` tables; `federation` `server_keys`; `rooms` every room table
+//! `device_list_changes`; `key_backup` the `backup_*` tables; `federation` `server_keys` and `federation_transactions`; `rooms` writes `federation_outbox` with each event and the sender deletes what was sent; `rooms` every room table
 //! (`member_changes` among them), one batch per event.
 
 mod counter;
@@ -138,11 +140,13 @@ pub enum Table {
     BackupVersions,
     BackupKeys,
     ServerKeys,
+    FederationOutbox,
+    FederationTransactions,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 46] = [
+    pub const ALL: [Table; 48] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -189,6 +193,8 @@ impl Table {
         Table::BackupVersions,
         Table::BackupKeys,
         Table::ServerKeys,
+        Table::FederationOutbox,
+        Table::FederationTransactions,
     ];
 
     /// The column family's name.
@@ -240,6 +246,8 @@ impl Table {
             Table::BackupVersions => "backup_versions",
             Table::BackupKeys => "backup_keys",
             Table::ServerKeys => "server_keys",
+            Table::FederationOutbox => "federation_outbox",
+            Table::FederationTransactions => "federation_transactions",
         }
     }
 }

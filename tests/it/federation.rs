@@ -281,3 +281,126 @@ async fn servers_that_do_not_federate_are_refused() {
         "M_FORBIDDEN",
     );
 }
+
+/// Waits (up to ten seconds) until a message with `body` is in the room's history as `token`'s
+/// user sees it on `server`; returns the event.
+async fn wait_for_message(server: &TestServer, token: &str, room: &str, body: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = server
+            .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(token))
+            .await;
+        if let Some(event) = page["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["content"]["body"] == body)
+        {
+            return event.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{body:?} never arrived: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn send_text(server: &TestServer, token: &str, room: &str, body: &str) -> String {
+    let txn = format!("t{}", rand_suffix(body));
+    let (status, sent) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            Some(token),
+            json!({ "msgtype": "m.text", "body": body }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    sent["event_id"].as_str().unwrap().to_owned()
+}
+
+fn rand_suffix(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+#[tokio::test]
+async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
+    let ca = TestCa::new();
+    let (a, a_name) = ca.server(&[]).await;
+    let (b, b_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let (bob, _) = b.register("bob", "bobpassword").await;
+    let (alice_id, bob_id) = (format!("@alice:{a_name}"), format!("@bob:{b_name}"));
+
+    // Alice's public room on A; Bob on B joins it by its alias.
+    let (_, created) = a
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "public_chat", "room_alias_name": "lobby", "name": "Lobby" }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    send_text(&a, &alice, &room, "before bob came").await;
+    let (status, joined) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}", encode(&format!("#lobby:{a_name}"))),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(joined["room_id"], room.as_str());
+
+    // Bob's server has the room's state: its name and both members.
+    let (status, name) = b
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Lobby");
+    let (_, members) = b.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(&bob)).await;
+    assert!(
+        members["joined"][&alice_id].is_object() && members["joined"][&bob_id].is_object(),
+        "{members}"
+    );
+    let (_, members) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(&alice))
+        .await;
+    assert!(members["joined"][&bob_id].is_object(), "Alice's server has Bob's join: {members}");
+
+    // Messages both ways, with the same event IDs on both servers.
+    let to_bob = send_text(&a, &alice, &room, "hello bob").await;
+    assert_eq!(wait_for_message(&b, &bob, &room, "hello bob").await["event_id"], to_bob.as_str());
+    let to_alice = send_text(&b, &bob, &room, "hello alice").await;
+    assert_eq!(
+        wait_for_message(&a, &alice, &room, "hello alice").await["event_id"],
+        to_alice.as_str()
+    );
+
+    // Bob's sync shows the room, named, with the conversation.
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob)).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    let bodies: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&"hello bob") && bodies.contains(&"hello alice"), "{sync}");
+
+    // And the other way round: Alice joins Bob's room by its ID through Bob's server.
+    let (_, bobs) = b
+        .post("/_matrix/client/v3/createRoom", Some(&bob), json!({ "preset": "public_chat" }))
+        .await;
+    let bobs_room = bobs["room_id"].as_str().unwrap();
+    let (status, joined) = a
+        .post(
+            &format!("/_matrix/client/v3/join/{bobs_room}?via={b_name}"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let hi = send_text(&a, &alice, bobs_room, "hi from A").await;
+    assert_eq!(wait_for_message(&b, &bob, bobs_room, "hi from A").await["event_id"], hi.as_str());
+}

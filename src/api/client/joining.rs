@@ -1,4 +1,5 @@
-//! `POST /rooms/{roomId}/join` and `POST /join/{roomIdOrAlias}`.
+//! `POST /rooms/{roomId}/join` and `POST /join/{roomIdOrAlias}`: rooms of this server, and
+//! rooms of others joined over federation (through `via` servers or the alias's server).
 
 use std::sync::Arc;
 
@@ -15,7 +16,10 @@ pub async fn join_room_by_id(
 ) -> HandlerResult<join_room_by_id::v3::Response> {
     let user_id = req.user_id()?;
     let room_id = &req.body.room_id;
-    services.rooms.join(room_id, user_id, req.body.reason.as_deref()).await?;
+    services
+        .federation
+        .join(&services.rooms, room_id, user_id, &[], req.body.reason.as_deref())
+        .await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(room_id.clone())))
 }
 
@@ -25,10 +29,19 @@ pub async fn join_room_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> HandlerResult<join_room_by_id_or_alias::v3::Response> {
     let user_id = req.user_id()?;
+    let mut servers = req.body.via.clone();
     let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => services.rooms.resolve_alias(&alias)?,
+        Err(alias) if alias.server_name() == services.config.server_name => services.rooms.resolve_alias(&alias)?,
+        Err(alias) => {
+            let (room_id, alias_servers) = services.federation.remote_alias(&alias).await?;
+            servers.extend(alias_servers);
+            room_id
+        }
     };
-    services.rooms.join(&room_id, user_id, req.body.reason.as_deref()).await?;
+    services
+        .federation
+        .join(&services.rooms, &room_id, user_id, &servers, req.body.reason.as_deref())
+        .await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(room_id)))
 }

@@ -3,5 +3,7 @@
 //! none of them is served.
 
 pub mod keys;
+pub mod membership;
 pub mod query;
+pub mod transactions;
 pub mod version;

@@ -7,7 +7,11 @@
 pub mod client;
 pub mod discovery;
 pub mod keys;
+pub mod membership;
+pub mod pdu;
 pub mod queries;
+pub mod sender;
+pub mod transactions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +47,8 @@ pub struct Federation {
     key_cache: Mutex<HashMap<OwnedServerName, Arc<keys::ServerKeys>>>,
     /// One key fetch per server at a time.
     key_fetches: KeyedLocks<OwnedServerName>,
+    /// How sending to each destination goes.
+    pub sender: sender::Sender,
 }
 
 impl Federation {
@@ -74,6 +80,7 @@ impl Federation {
             discovery: discovery::Discovery::new(),
             key_cache: Mutex::new(HashMap::new()),
             key_fetches: KeyedLocks::default(),
+            sender: sender::Sender::default(),
         })
     }
 

@@ -1,11 +1,12 @@
 //! Membership changes: join, leave, invite, kick, ban, unban, knock. Each is one `m.room.member`
 //! event; the room version's authorization rules decide whether it is allowed.
 
-use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
 
+use super::pdu::Pdu;
 use super::{NewEvent, Rooms};
 use crate::error::{Error, Result};
 
@@ -36,26 +37,10 @@ impl Rooms {
     /// Appends the member event of a membership change. Joins and knocks carry the target's
     /// profile, as clients expect; users of other servers cannot be reached without federation.
     pub async fn change_membership(&self, room_id: &RoomId, change: MembershipChange<'_>) -> Result<OwnedEventId> {
-        if change.target.server_name() != self.server_name() {
-            return Err(Error::forbidden(
-                "Users of other servers cannot be reached: federation is not available yet",
-            ));
+        if change.target.server_name() != self.server_name() && change.membership == MembershipState::Invite {
+            return Err(Error::forbidden("Invites to users of other servers are not available yet"));
         }
-        let mut content = json!({ "membership": change.membership.as_str() });
-        if matches!(
-            change.membership,
-            MembershipState::Join | MembershipState::Invite | MembershipState::Knock
-        ) {
-            let profile = self.profiles.get(change.target)?;
-            for field in ["displayname", "avatar_url"] {
-                if let Some(value) = profile.get(field) {
-                    content[field] = value.clone();
-                }
-            }
-        }
-        if let Some(reason) = change.reason {
-            content["reason"] = json!(reason);
-        }
+        let mut content = self.member_content(change.target, &change.membership, change.reason)?;
         if change.is_direct {
             content["is_direct"] = json!(true);
         }
@@ -67,6 +52,81 @@ impl Rooms {
         }
         let event = NewEvent::state(StateEventType::RoomMember, change.target.as_str(), content);
         self.append(room_id, change.sender, event).await
+    }
+
+    /// The content of a member event: the membership, the reason, and for joins, invites and
+    /// knocks the target's profile, as clients expect.
+    pub fn member_content(&self, target: &UserId, membership: &MembershipState, reason: Option<&str>) -> Result<Value> {
+        let mut content = json!({ "membership": membership.as_str() });
+        if matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock) {
+            let profile = self.profiles.get(target)?;
+            for field in ["displayname", "avatar_url"] {
+                if let Some(value) = profile.get(field) {
+                    content[field] = value.clone();
+                }
+            }
+        }
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        Ok(content)
+    }
+
+    /// The template of another server's user's join (`make_join`), built on the forward
+    /// extremities as a local event would be, once the room's rules are seen to let them in.
+    pub fn remote_join_template(&self, room_id: &RoomId, user: &UserId) -> Result<Value> {
+        let room = self.room(room_id)?;
+        let rules = super::rules(&room.version)?;
+        let state = self.states.load(room.state)?;
+        let mut content = json!({ "membership": "join" });
+        if let Some(authoriser) = self.join_authoriser(room_id, user)? {
+            content["join_authorised_via_users_server"] = json!(authoriser);
+        }
+        let kind = TimelineEventType::RoomMember;
+        let content_raw = serde_json::value::to_raw_value(&content)?;
+        let auth_types = ruma::state_res::auth_types_for_event(&kind, user, Some(user.as_str()), &content_raw, &rules.authorization)
+            .map_err(|e| Error::bad_json(format!("Invalid join: {e}")))?;
+        let mut auth_events = Vec::new();
+        for (auth_kind, state_key) in &auth_types {
+            if let Some(pdu) = self.state_pdu(&state, auth_kind, state_key)? {
+                auth_events.push(pdu.event_id);
+            }
+        }
+        let origin_server_ts = MilliSecondsSinceUnixEpoch::now();
+        let draft = Pdu {
+            event_id: OwnedEventId::try_from("$template").map_err(|e| Error::Internal(e.to_string()))?,
+            room_id: room_id.to_owned(),
+            sender: user.to_owned(),
+            origin_server_ts,
+            kind: kind.clone(),
+            content: content_raw,
+            state_key: Some(user.to_string()),
+            prev_events: room.extremities.clone(),
+            auth_events: auth_events.clone(),
+            depth: ruma::UInt::try_from(room.depth + 1).unwrap_or_default(),
+            redacts: None,
+            rejected: false,
+            room_id_derived: false,
+        };
+        let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
+        ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &draft, fetch_state)
+            .map_err(|reason| Error::forbidden(format!("You may not join this room: {reason}")))?;
+        Ok(json!({
+            "type": kind,
+            "room_id": room_id,
+            "sender": user,
+            "state_key": user,
+            "content": content,
+            "origin_server_ts": origin_server_ts,
+            "depth": room.depth + 1,
+            "prev_events": room.extremities,
+            "auth_events": auth_events,
+        }))
+    }
+
+    /// The content of `user`'s join: their profile and the reason.
+    pub fn join_content(&self, user: &UserId, reason: Option<&str>) -> Result<Value> {
+        self.member_content(user, &MembershipState::Join, reason)
     }
 
     /// After a change of `user`'s display name or avatar: a new member event (still joined, with

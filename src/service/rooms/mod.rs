@@ -13,6 +13,7 @@ pub mod membership;
 pub mod pdu;
 pub mod purge;
 pub mod receipts;
+pub mod remote;
 pub mod spaces;
 pub mod state;
 pub mod upgrade;
@@ -57,6 +58,9 @@ pub struct RoomRecord {
     /// The greatest depth of the room's events.
     pub depth: u64,
     pub created_ts: u64,
+    /// The other servers with members joined to the room: where its events are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<OwnedServerName>,
 }
 
 /// The transaction a client sent an event in, so a retry finds it again.
@@ -99,6 +103,12 @@ struct Written {
     state_before: Option<StateHash>,
     transaction: Option<Transaction>,
     stream: u64,
+    /// For an event that forks the room (it does not follow every forward extremity): the
+    /// room's current state resolved with the state after the event.
+    resolved: Option<StateMap>,
+    /// The servers to send the event to, when not the rule's: events of this server's users
+    /// go to every server in the room (before and after a membership change), others nowhere.
+    forward_to: Option<Vec<OwnedServerName>>,
 }
 
 /// An event to append, as a client or the server asks for it.
@@ -143,6 +153,8 @@ pub struct Rooms {
     /// The profiles joins and invites carry.
     profiles: Arc<Profiles>,
     metrics: Arc<Metrics>,
+    /// Woken when events are queued for other servers.
+    outbox: tokio::sync::Notify,
 }
 
 /// PDUs kept parsed in memory.
@@ -166,6 +178,7 @@ impl Rooms {
             records: Mutex::new(HashMap::new()),
             profiles,
             metrics,
+            outbox: tokio::sync::Notify::new(),
             pdus: Mutex::new(HashMap::new()),
             store,
             server_name,
@@ -329,6 +342,22 @@ impl Rooms {
             .collect())
     }
 
+    /// The other servers with joined members once `target`'s member event with `content` is in.
+    fn remote_servers_with(&self, room_id: &RoomId, target: &UserId, content: &Value) -> Result<Vec<OwnedServerName>> {
+        let target_joins = content.get("membership").and_then(Value::as_str) == Some("join");
+        let mut servers: Vec<OwnedServerName> = self
+            .members(room_id)?
+            .into_iter()
+            .filter(|(user, membership)| user != target && *membership == MembershipState::Join)
+            .map(|(user, _)| user.server_name().to_owned())
+            .chain(target_joins.then(|| target.server_name().to_owned()))
+            .filter(|server| *server != self.server_name)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
     /// The users an event in the room concerns: its members, invitees and knockers.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
         Ok(self
@@ -365,6 +394,11 @@ impl Rooms {
             changes.push(serde_json::from_slice(&change)?);
         }
         Ok(changes)
+    }
+
+    /// Woken when events are queued for other servers.
+    pub fn outbox(&self) -> &tokio::sync::Notify {
+        &self.outbox
     }
 
     /// The server-wide stream.
@@ -484,6 +518,7 @@ impl Rooms {
             extremities: vec![],
             depth: 0,
             created_ts: now_ms(),
+            servers: Vec::new(),
         };
         let ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
@@ -491,6 +526,8 @@ impl Rooms {
             state_before: None,
             transaction: None,
             stream: ticket.position(),
+            resolved: None,
+            forward_to: None,
         };
         self.persist(&mut batch, &mut room, &pdu, signed.object, written)?;
         batch.commit()?;
@@ -553,12 +590,31 @@ impl Rooms {
             state_before: Some(room.state),
             transaction: event.transaction,
             stream: ticket.position(),
+            resolved: None,
+            forward_to: None,
         };
         self.persist(&mut batch, &mut room, &pdu, signed.object, written)?;
         batch.commit()?;
+        self.after_commit(&room, room_id, &pdu, ticket, redacted);
+        Ok(pdu.event_id)
+    }
+
+    /// What follows a committed event: metrics, the cached room record, the outbox's sender
+    /// and the wake-ups of the users it concerns.
+    fn after_commit(
+        &self,
+        room: &RoomRecord,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        ticket: super::stream::Ticket<'_>,
+        redacted: Option<OwnedEventId>,
+    ) {
         self.metrics.event_persisted();
-        self.remember_room(room_id, &room);
-        let mut woken = self.users_to_wake(room_id)?;
+        self.remember_room(room_id, room);
+        if !room.servers.is_empty() {
+            self.outbox.notify_one();
+        }
+        let mut woken = self.users_to_wake(room_id).unwrap_or_default();
         if pdu.kind == TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
         {
@@ -569,7 +625,6 @@ impl Rooms {
             // Dropped only now: a read before the commit may have cached the unredacted event.
             self.pdus.lock().unwrap_or_else(|e| e.into_inner()).remove(&target);
         }
-        Ok(pdu.event_id)
     }
 
     /// Redacts `target` (when it is in this room) in `batch`, recording `redaction_id`.
@@ -608,19 +663,64 @@ impl Rooms {
             state_before,
             transaction,
             stream,
+            resolved,
+            forward_to,
         } = written;
         let short_event = self.states.short_event_id(&pdu.event_id)?;
+        let mut state_after = state_before;
         if let Some(state_key) = &pdu.state_key {
             let kind = StateEventType::from(pdu.kind.to_string().as_str());
             let short_key = self
                 .states
                 .short_state_key(&kind, state_key, true)?
                 .ok_or_else(|| Error::Internal("state key not interned".into()))?;
-            let (hash, _) = self.states.save(batch, state_before, &[(short_key, short_event)])?;
-            room.state = hash;
+            state_after = Some(self.states.save(batch, state_before, &[(short_key, short_event)])?.0);
         }
-        room.extremities = vec![pdu.event_id.clone()];
-        room.depth = u64::from(pdu.depth);
+        let state_after = state_after.ok_or_else(|| Error::Internal("an event without a state".into()))?;
+        // An event following every forward extremity moves the room on; one that forks it adds
+        // an extremity, and the room's state is the resolution of both sides.
+        if room.extremities.iter().all(|extremity| pdu.prev_events.contains(extremity)) {
+            room.state = state_after;
+            room.extremities = vec![pdu.event_id.clone()];
+        } else {
+            if let Some(resolved) = resolved {
+                let current = self.states.load(room.state)?;
+                let changes: Vec<(u64, u64)> = resolved
+                    .into_iter()
+                    .filter(|(key, event)| current.get(key) != Some(event))
+                    .collect();
+                room.state = self.states.save(batch, Some(room.state), &changes)?.0;
+            }
+            room.extremities.retain(|extremity| !pdu.prev_events.contains(extremity));
+            room.extremities.push(pdu.event_id.clone());
+        }
+        room.depth = room.depth.max(u64::from(pdu.depth));
+
+        // Events of this server's users go to every server in the room, before and after a
+        // membership change.
+        let servers_before = room.servers.clone();
+        if pdu.kind == TimelineEventType::RoomMember
+            && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
+            && target.server_name() != self.server_name
+        {
+            room.servers = self.remote_servers_with(&pdu.room_id, &target, &pdu.content_value())?;
+        }
+        let mut destinations = match forward_to {
+            Some(servers) => servers,
+            None if pdu.sender.server_name() == self.server_name => {
+                servers_before.into_iter().chain(room.servers.iter().cloned()).collect()
+            }
+            None => Vec::new(),
+        };
+        destinations.sort();
+        destinations.dedup();
+        for destination in destinations {
+            batch.put(
+                Table::FederationOutbox,
+                &key(&[destination.as_bytes(), &stream.to_be_bytes()]),
+                pdu.event_id.as_bytes(),
+            );
+        }
 
         let room_id = pdu.room_id.as_bytes();
         if pdu.kind == TimelineEventType::RoomMember

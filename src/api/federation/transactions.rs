@@ -1,0 +1,32 @@
+//! `PUT /_matrix/federation/v1/send/{txnId}`: a transaction of PDUs and EDUs from another server.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::federation::transactions::send_transaction_message;
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::error::Error;
+use crate::service::Services;
+
+/// `PUT /_matrix/federation/v1/send/{txnId}`
+pub async fn send_transaction_message(
+    State(services): State<Arc<Services>>,
+    req: Ruma<send_transaction_message::v1::Request>,
+) -> HandlerResult<send_transaction_message::v1::Response> {
+    let origin = req.origin()?;
+    if req.body.origin != origin {
+        return Err(Error::forbidden("The transaction's origin is not the server that signed it"));
+    }
+    let results = services
+        .federation
+        .receive_transaction(
+            &services.rooms,
+            origin,
+            req.body.transaction_id.as_str(),
+            &req.body.pdus,
+            req.body.edus.len(),
+        )
+        .await?;
+    Ok(RumaResponse(send_transaction_message::v1::Response::new(results)))
+}

@@ -1,0 +1,316 @@
+//! Joins across servers, both ways.
+//!
+//! A local user joining a room of other servers: `make_join` on a resident server gives the
+//! event's template, this server fills in the profile, hashes and signs it, and `send_join`
+//! returns the room's state and auth chain, every event of which is checked (signatures,
+//! hashes, authorization by its own auth events) before the room is stored here.
+//! Another server's user joining a room here: `make_join` builds the template on the room's
+//! forward extremities when the room's rules let the user in, and `send_join` takes the signed
+//! event through the same intake as any remote event, sends it on to the other servers in the
+//! room, and answers with the state before it and its auth chain.
+
+use std::collections::HashMap;
+
+use ruma::api::federation::membership::create_join_event;
+use ruma::api::federation::membership::prepare_join_event;
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::{EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use serde_json::Value;
+use serde_json::value::RawValue as RawJsonValue;
+
+use super::Federation;
+use crate::error::{Error, Result};
+use crate::service::rooms::pdu::Pdu;
+use crate::service::rooms::remote::Intake;
+use crate::service::rooms::{Rooms, rules};
+
+/// The most events a `send_join` answer may carry (state and auth chain together).
+const MAX_JOIN_EVENTS: usize = 100_000;
+
+/// Every room version this server can join and serve.
+pub fn supported_versions() -> Vec<RoomVersionId> {
+    ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
+        .into_iter()
+        .filter_map(|version| RoomVersionId::try_from(version).ok())
+        .collect()
+}
+
+/// Parses raw events into canonical JSON objects.
+fn objects(events: &[Box<RawJsonValue>]) -> Result<Vec<CanonicalJsonObject>> {
+    events
+        .iter()
+        .map(|event| serde_json::from_str(event.get()).map_err(|e| Error::bad_gateway(format!("an event is not canonical JSON: {e}"))))
+        .collect()
+}
+
+fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>> {
+    serde_json::value::to_raw_value(object).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Checks that events authorize each other: each against the events its `auth_events` name,
+/// among `events` (the state and auth chain a server gave). One that fails is an error.
+fn check_auth_by_auth_events(version: &RoomVersionId, events: &[Pdu]) -> Result<()> {
+    let rules = rules(version)?;
+    let by_id: HashMap<&EventId, &Pdu> = events.iter().map(|pdu| (&*pdu.event_id, pdu)).collect();
+    // From room version 12 the room ID names the create event, which auth_events leave out.
+    let implied_create = rules
+        .authorization
+        .room_create_event_id_as_room_id
+        .then(|| events.iter().find(|pdu| pdu.kind == TimelineEventType::RoomCreate))
+        .flatten();
+    for pdu in events {
+        let fetch_event = |id: &EventId| by_id.get(id).map(|pdu| (*pdu).clone());
+        let auth_state: HashMap<(StateEventType, String), &Pdu> = pdu
+            .auth_events
+            .iter()
+            .filter_map(|id| by_id.get(&**id))
+            .copied()
+            .chain(implied_create)
+            .filter_map(|auth| {
+                let state_key = auth.state_key.clone()?;
+                Some(((StateEventType::from(auth.kind.to_string().as_str()), state_key), auth))
+            })
+            .collect();
+        let fetch_state =
+            |kind: &StateEventType, state_key: &str| auth_state.get(&(kind.clone(), state_key.to_owned())).map(|pdu| (*pdu).clone());
+        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
+            .and_then(|()| ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state))
+            .map_err(|reason| Error::bad_gateway(format!("the room's event {} is not authorized: {reason}", pdu.event_id)))?;
+    }
+    Ok(())
+}
+
+impl Federation {
+    /// Joins `user` to a room: here when this server has the room, else through the first of
+    /// `servers` (and the server in the room's ID, for room versions that have one).
+    pub async fn join(
+        &self,
+        rooms: &Rooms,
+        room_id: &RoomId,
+        user: &UserId,
+        servers: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<()> {
+        if rooms.room(room_id).is_ok() {
+            rooms.join(room_id, user, reason).await?;
+            return Ok(());
+        }
+        let mut candidates = servers.to_vec();
+        if let Some(server) = room_id.server_name() {
+            candidates.push(server.to_owned());
+        }
+        candidates.dedup();
+        if candidates.iter().all(|server| *server == self.server_name) {
+            return Err(Error::not_found("This server knows no such room"));
+        }
+        self.join_remote(rooms, room_id, user, &candidates, reason).await
+    }
+
+    /// Joins `user` to a room of other servers through the first of `servers` that lets it in.
+    pub async fn join_remote(
+        &self,
+        rooms: &Rooms,
+        room_id: &RoomId,
+        user: &UserId,
+        servers: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let mut last_error = Error::not_found("No server in the room could be asked to let you in");
+        for server in servers.iter().filter(|server| **server != self.server_name) {
+            match self.join_through(rooms, room_id, user, server, reason).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::info!(%room_id, %server, %error, "joining through a server failed");
+                    last_error = error;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn join_through(&self, rooms: &Rooms, room_id: &RoomId, user: &UserId, server: &ServerName, reason: Option<&str>) -> Result<()> {
+        let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+        request.ver = supported_versions();
+        let template = self.send(server, request).await?;
+        let version = template.room_version.unwrap_or(RoomVersionId::V1);
+        let rules = rules(&version).map_err(|_| Error::unsupported_room_version(format!("Room version {version} is not supported")))?;
+        let mut event: CanonicalJsonObject =
+            serde_json::from_str(template.event.get()).map_err(|e| Error::bad_gateway(format!("{server}: the join template: {e}")))?;
+        let is_template_for =
+            |field: &str, expected: &str| matches!(event.get(field), Some(CanonicalJsonValue::String(v)) if v == expected);
+        if !is_template_for("sender", user.as_str())
+            || !is_template_for("state_key", user.as_str())
+            || !is_template_for("type", "m.room.member")
+        {
+            return Err(Error::bad_gateway(format!("{server} gave a join template for something else")));
+        }
+        let mut content = match event.remove("content") {
+            Some(CanonicalJsonValue::Object(content)) => content,
+            _ => CanonicalJsonObject::new(),
+        };
+        let profile = rooms.join_content(user, reason)?;
+        for (field, value) in profile.as_object().into_iter().flatten() {
+            if let Ok(value) = CanonicalJsonValue::try_from(value.clone()) {
+                content.insert(field.clone(), value);
+            }
+        }
+        event.insert("content".into(), CanonicalJsonValue::Object(content));
+        event.insert("origin".into(), CanonicalJsonValue::String(self.server_name.to_string()));
+        event.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::try_from(crate::service::now_ms()).unwrap_or(ruma::Int::MAX)),
+        );
+        for field in ["hashes", "signatures", "unsigned"] {
+            event.remove(field);
+        }
+        if matches!(rules.event_id_format, ruma::room_version_rules::EventIdFormatVersion::V1) {
+            let local = crate::service::random_string(24);
+            event.insert(
+                "event_id".into(),
+                CanonicalJsonValue::String(format!("${local}:{}", self.server_name)),
+            );
+        } else {
+            event.remove("event_id");
+        }
+        ruma::signatures::hash_and_sign_event(self.server_name.as_str(), self.key.pair(), &mut event, &rules.redaction)
+            .map_err(|e| Error::Internal(format!("signing the join: {e}")))?;
+        let (join, join_object) = self.check_pdu(&version, event).await?;
+
+        let request = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw(&join_object)?);
+        let answer = self.send(server, request).await?.room_state;
+        if answer.state.len() + answer.auth_chain.len() > MAX_JOIN_EVENTS {
+            return Err(Error::bad_gateway(format!("{server} answered the join with too many events")));
+        }
+        // A restricted room's resident server co-signs the join: use its copy.
+        let (join, join_object) = match &answer.event {
+            Some(signed) => {
+                let mut objects = objects(std::slice::from_ref(signed))?;
+                let (pdu, object) = self.check_pdu(&version, objects.remove(0)).await?;
+                if pdu.event_id != join.event_id {
+                    return Err(Error::bad_gateway(format!("{server} answered with another join event")));
+                }
+                (pdu, object)
+            }
+            None => (join, join_object),
+        };
+        let mut state = Vec::new();
+        for object in objects(&answer.state)? {
+            state.push(self.check_pdu(&version, object).await?);
+        }
+        let mut auth_chain = Vec::new();
+        for object in objects(&answer.auth_chain)? {
+            auth_chain.push(self.check_pdu(&version, object).await?);
+        }
+        let all: Vec<Pdu> = state
+            .iter()
+            .chain(auth_chain.iter())
+            .map(|(pdu, _)| pdu.clone())
+            .chain(std::iter::once(join.clone()))
+            .collect();
+        if all.iter().any(|pdu| pdu.room_id != room_id) {
+            return Err(Error::bad_gateway(format!("{server} answered with events of another room")));
+        }
+        check_auth_by_auth_events(&version, &all)?;
+        rooms.store_joined_room(&version, state, auth_chain, (join, join_object)).await
+    }
+
+    /// `make_join` served: the template of `user`'s join, for their server `origin`.
+    pub fn make_join(
+        &self,
+        rooms: &Rooms,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user: &UserId,
+        versions: &[RoomVersionId],
+    ) -> Result<(RoomVersionId, Value)> {
+        if user.server_name() != origin {
+            return Err(Error::forbidden("A server may only make joins for its own users"));
+        }
+        let record = rooms.room(room_id)?;
+        let versions = if versions.is_empty() {
+            vec![RoomVersionId::V1]
+        } else {
+            versions.to_vec()
+        };
+        if !versions.contains(&record.version) {
+            return Err(Error::incompatible_room_version(record.version.to_string()));
+        }
+        let template = rooms.remote_join_template(room_id, user)?;
+        Ok((record.version, template))
+    }
+
+    /// `send_join` served: takes another server's user's signed join; answers with the state
+    /// before it, its auth chain and the event as stored.
+    pub async fn send_join(
+        &self,
+        rooms: &Rooms,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        event: &RawJsonValue,
+    ) -> Result<create_join_event::v2::RoomState> {
+        let record = rooms.room(room_id)?;
+        let object: CanonicalJsonObject =
+            serde_json::from_str(event.get()).map_err(|e| Error::bad_json(format!("The join is not canonical JSON: {e}")))?;
+        let (pdu, mut object) = self.check_pdu(&record.version, object).await?;
+        let membership = pdu.content_value().get("membership").and_then(Value::as_str).map(str::to_owned);
+        if pdu.event_id != event_id
+            || pdu.room_id != room_id
+            || pdu.kind != TimelineEventType::RoomMember
+            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+            || membership.as_deref() != Some("join")
+            || pdu.sender.server_name() != origin
+        {
+            return Err(Error::bad_json("Not a join of the origin server's user to this room"));
+        }
+        // A restricted join vouched for by a user of this server carries this server's signature.
+        let vouched = pdu
+            .content_value()
+            .get("join_authorised_via_users_server")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if vouched.is_some_and(|user| UserId::parse(user).is_ok_and(|user| user.server_name() == self.server_name)) {
+            ruma::signatures::sign_json(self.server_name.as_str(), self.key.pair(), &mut object)
+                .map_err(|e| Error::Internal(format!("co-signing a join: {e}")))?;
+        }
+        let others: Vec<OwnedServerName> = record.servers.iter().filter(|server| **server != origin).cloned().collect();
+        match rooms.append_remote(pdu.clone(), object.clone(), Some(others)).await? {
+            Intake::Accepted | Intake::Known => {}
+            Intake::Rejected(reason) | Intake::SoftFailed(reason) => {
+                return Err(Error::forbidden(format!("The join is not allowed: {reason}")));
+            }
+            Intake::MissingPrev(_) => return Err(Error::bad_json("The join follows events this server does not know")),
+        }
+        let stored = rooms
+            .stored_event(&pdu.event_id)?
+            .ok_or_else(|| Error::Internal("the join was not stored".into()))?;
+        let state = match stored.state_before {
+            Some(hash) => rooms.states.load(hash)?,
+            None => return Err(Error::Internal("the join has no state before it".into())),
+        };
+        let mut state_ids: Vec<OwnedEventId> = Vec::new();
+        for short_event in state.values() {
+            state_ids.push(rooms.states.event_id(*short_event)?);
+        }
+        let mut chain: Vec<OwnedEventId> = rooms
+            .auth_chain(state_ids.iter().cloned().chain(std::iter::once(pdu.event_id.clone())))?
+            .into_iter()
+            .collect();
+        chain.sort();
+        let mut room_state = create_join_event::v2::RoomState::new();
+        for id in &state_ids {
+            if let Some(stored) = rooms.stored_event(id)? {
+                room_state.state.push(raw(&stored.pdu)?);
+            }
+        }
+        for id in &chain {
+            if let Some(stored) = rooms.stored_event(id)? {
+                room_state.auth_chain.push(raw(&stored.pdu)?);
+            }
+        }
+        room_state.event = Some(raw(&object)?);
+        room_state.servers_in_room = Some(rooms.resident_servers(room_id)?.iter().map(ToString::to_string).collect());
+        Ok(room_state)
+    }
+}

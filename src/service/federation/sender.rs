@@ -1,0 +1,192 @@
+//! The sender: drains the outbox (`federation_outbox`, a row per destination and stream
+//! position, written in the same batch as the event) into transactions. One transaction in
+//! flight per destination, at most 50 PDUs each, in stream order; rows are deleted only after
+//! the destination answered 200, so a crash or an unreachable server loses nothing. A failed
+//! destination is retried with exponential backoff (capped at an hour), and the first wake-up
+//! after a restart resumes every destination that still has rows.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::service::{Services, now_ms};
+use crate::store::{SEP, Table, prefix};
+
+/// The most PDUs in one transaction.
+const MAX_PDUS: usize = 50;
+/// The first retry delay after a failure; it doubles with each failure in a row.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How often the sender looks at the outbox without being woken (backoffs ending).
+const IDLE_WAKE: Duration = Duration::from_secs(5);
+
+/// How sending to one destination goes, for `hearth admin federation status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DestinationStatus {
+    pub last_success_ts: Option<u64>,
+    pub last_failure_ts: Option<u64>,
+    pub last_failure: Option<String>,
+    pub failures_in_a_row: u32,
+    #[serde(skip)]
+    pub retry_at: Option<Instant>,
+}
+
+/// The sender's state: destinations being sent to and how each went.
+#[derive(Default)]
+pub struct Sender {
+    in_flight: Mutex<HashSet<OwnedServerName>>,
+    statuses: Mutex<BTreeMap<OwnedServerName, DestinationStatus>>,
+}
+
+impl Sender {
+    /// Every destination's status.
+    pub fn statuses(&self) -> BTreeMap<OwnedServerName, DestinationStatus> {
+        self.statuses.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lets a destination in backoff be tried at once.
+    pub fn retry_now(&self, destination: &ServerName) {
+        if let Some(status) = self.statuses.lock().unwrap_or_else(|e| e.into_inner()).get_mut(destination) {
+            status.retry_at = None;
+        }
+    }
+
+    fn may_send(&self, destination: &ServerName) -> bool {
+        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        let ready = statuses
+            .get(destination)
+            .and_then(|status| status.retry_at)
+            .is_none_or(|at| at <= Instant::now());
+        ready
+            && self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(destination.to_owned())
+    }
+
+    fn record(&self, destination: &ServerName, outcome: Result<()>) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        let status = statuses.entry(destination.to_owned()).or_default();
+        match outcome {
+            Ok(()) => {
+                status.last_success_ts = Some(now_ms());
+                status.failures_in_a_row = 0;
+                status.retry_at = None;
+            }
+            Err(error) => {
+                status.last_failure_ts = Some(now_ms());
+                status.last_failure = Some(error.to_string());
+                status.failures_in_a_row = status.failures_in_a_row.saturating_add(1);
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1u32 << status.failures_in_a_row.min(16).saturating_sub(1))
+                    .min(MAX_BACKOFF);
+                status.retry_at = Some(Instant::now() + backoff);
+                tracing::info!(%destination, %error, ?backoff, "sending to a server failed");
+            }
+        }
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(destination);
+    }
+}
+
+/// The destinations with rows in the outbox, and how many rows each has.
+pub fn queue_depths(services: &Services) -> Result<BTreeMap<OwnedServerName, usize>> {
+    let mut depths = BTreeMap::new();
+    for key in services.store.scan_keys(Table::FederationOutbox, &[])? {
+        let Some(end) = key.iter().position(|byte| *byte == SEP) else {
+            continue;
+        };
+        if let Ok(name) = ServerName::parse(String::from_utf8_lossy(&key[..end]).as_ref()) {
+            *depths.entry(name).or_insert(0) += 1;
+        }
+    }
+    Ok(depths)
+}
+
+/// Runs the sender until the server shuts down.
+pub async fn run(services: Arc<Services>) {
+    let outbox = services.rooms.outbox();
+    loop {
+        let woken = outbox.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match queue_depths(&services) {
+            Ok(depths) => {
+                for destination in depths.into_keys() {
+                    if services.federation.sender.may_send(&destination) {
+                        tokio::spawn(deliver(services.clone(), destination));
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "reading the federation outbox"),
+        }
+        if services.rooms.stream().is_shutting_down() {
+            return;
+        }
+        let _ = tokio::time::timeout(IDLE_WAKE, woken).await;
+    }
+}
+
+/// Sends a destination everything queued for it, a transaction at a time, until it is empty or
+/// a transaction fails.
+async fn deliver(services: Arc<Services>, destination: OwnedServerName) {
+    let outcome = deliver_all(&services, &destination).await;
+    services.federation.sender.record(&destination, outcome);
+    // Rows queued while this ran are looked at again.
+    services.rooms.outbox().notify_one();
+}
+
+async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()> {
+    let destination_prefix = prefix(&[destination.as_bytes()]);
+    loop {
+        let rows = services
+            .store
+            .range(Table::FederationOutbox, &destination_prefix, &destination_prefix, true, MAX_PDUS)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut pdus = Vec::new();
+        for (_, event_id) in &rows {
+            let Ok(event_id) = ruma::EventId::parse(String::from_utf8_lossy(event_id).as_ref()) else {
+                continue;
+            };
+            if let Some(stored) = services.rooms.stored_event(&event_id)? {
+                pdus.push(serde_json::value::to_raw_value(&stored.pdu).map_err(|e| Error::Internal(e.to_string()))?);
+            }
+        }
+        let first = stream_of(&rows[0].0);
+        let last = stream_of(&rows[rows.len() - 1].0);
+        let transaction_id = OwnedTransactionId::from(format!("{first}-{last}"));
+        let mut request = send_transaction_message::v1::Request::new(
+            transaction_id,
+            services.config.server_name.clone(),
+            MilliSecondsSinceUnixEpoch::now(),
+        );
+        request.pdus = pdus;
+        let answer = services.federation.send(destination, request).await?;
+        for (event_id, result) in answer.pdus {
+            if let Err(error) = result {
+                tracing::info!(%destination, %event_id, %error, "a server refused an event");
+            }
+        }
+        let mut batch = services.store.batch();
+        for (key, _) in &rows {
+            batch.delete(Table::FederationOutbox, key);
+        }
+        batch.commit()?;
+    }
+}
+
+/// The stream position at the end of an outbox key.
+fn stream_of(key: &[u8]) -> u64 {
+    key.len()
+        .checked_sub(8)
+        .and_then(|start| key[start..].try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
