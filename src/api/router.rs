@@ -14,7 +14,10 @@ use ruma::api::client::{
     context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
     sync as syncing, tag, to_device as to_devices, typing as typing_events, user_directory,
 };
+use ruma::api::federation::authorization::get_event_authorization;
+use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
+use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::api::federation::transactions::send_transaction_message;
@@ -222,6 +225,12 @@ pub fn routes() -> Routes {
     .ruma::<send_transaction_message::v1::Request, _, _>(federation::transactions::send_transaction_message)
     .ruma::<prepare_join_event::v1::Request, _, _>(federation::membership::prepare_join_event)
     .ruma::<create_join_event::v2::Request, _, _>(federation::membership::create_join_event)
+    .ruma::<get_event::v1::Request, _, _>(federation::history::get_event)
+    .ruma::<get_missing_events::v1::Request, _, _>(federation::history::get_missing_events)
+    .ruma::<get_backfill::v1::Request, _, _>(federation::history::get_backfill)
+    .ruma::<get_room_state_ids::v1::Request, _, _>(federation::history::get_room_state_ids)
+    .ruma::<get_room_state::v1::Request, _, _>(federation::history::get_room_state)
+    .ruma::<get_event_authorization::v1::Request, _, _>(federation::history::get_event_authorization)
     // Hearth's own
     .get("/_hearth/health/live", super::hearth::health::live)
     .get("/_hearth/health/ready", super::hearth::health::ready)

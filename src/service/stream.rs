@@ -80,8 +80,14 @@ impl Stream {
 
     /// Takes the next position for a write.
     pub fn begin(&self) -> Result<Ticket<'_>> {
+        self.begin_after_gap(0)
+    }
+
+    /// Takes a position for a write after leaving `gap` positions unused below it (a room
+    /// joined through another server keeps them for the history it backfills).
+    pub fn begin_after_gap(&self, gap: u64) -> Result<Ticket<'_>> {
         let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        let position = self.counter.next()?;
+        let position = self.counter.next_after_gap(gap)?;
         progress.in_flight.insert(position);
         progress.highest = progress.highest.max(position);
         Ok(Ticket {

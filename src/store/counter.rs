@@ -35,9 +35,10 @@ impl Counter {
         })
     }
 
-    /// The next value, never handed out before.
-    pub fn next(&self) -> Result<u64, StoreError> {
+    /// The next value after skipping `gap` values, which are never handed out.
+    pub fn next_after_gap(&self, gap: u64) -> Result<u64, StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = state.0.saturating_add(gap);
         if state.0 >= state.1 {
             let ceiling = state.0 + BLOCK;
             self.store.put_synced(Table::Meta, &self.key, &ceiling.to_be_bytes())?;
@@ -46,5 +47,10 @@ impl Counter {
         let value = state.0;
         state.0 += 1;
         Ok(value)
+    }
+
+    /// The next value, never handed out before.
+    pub fn next(&self) -> Result<u64, StoreError> {
+        self.next_after_gap(0)
     }
 }

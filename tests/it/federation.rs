@@ -368,6 +368,20 @@ async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
         .await;
     assert!(members["joined"][&bob_id].is_object(), "Alice's server has Bob's join: {members}");
 
+    // History from before the join is paged back from A, down to the room's creation.
+    wait_for_message(&b, &bob, &room, "before bob came").await;
+    let (_, history) = b
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"), Some(&bob))
+        .await;
+    let types: Vec<&str> = history["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(types.last(), Some(&"m.room.create"), "{history}");
+    assert!(history["end"].is_null(), "the whole history is there: {history}");
+
     // Messages both ways, with the same event IDs on both servers.
     let to_bob = send_text(&a, &alice, &room, "hello bob").await;
     assert_eq!(wait_for_message(&b, &bob, &room, "hello bob").await["event_id"], to_bob.as_str());

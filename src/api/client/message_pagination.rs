@@ -191,19 +191,26 @@ pub async fn get_message_events(
     let to = request.to.as_deref().map(parse_token).transpose()?;
     let forward = request.dir == Direction::Forward;
     let limit = u64::from(request.limit).clamp(1, MAX_LIMIT) as usize;
-    let page = page(
-        &services,
-        PageRequest {
-            room_id: &request.room_id,
-            user: &session.user_id,
-            device: Some(&session.device_id),
-            from,
-            to,
-            forward,
-            limit,
-            filter: &request.filter,
-        },
-    )?;
+    let page_request = || PageRequest {
+        room_id: &request.room_id,
+        user: &session.user_id,
+        device: Some(&session.device_id),
+        from,
+        to,
+        forward,
+        limit,
+        filter: &request.filter,
+    };
+    let mut page = page(&services, page_request())?;
+    // Paging back past the oldest event here, in a room joined through another server: the
+    // history before it is fetched from there first.
+    if !forward
+        && !page.more
+        && page.events.len() < limit
+        && services.federation.backfill(&services.rooms, &request.room_id, limit).await? > 0
+    {
+        page = self::page(&services, page_request())?;
+    }
 
     let mut response = get_message_events::v3::Response::new();
     response.start = match from {

@@ -41,6 +41,10 @@ pub enum Intake {
     MissingPrev(Vec<OwnedEventId>),
 }
 
+/// Stream positions left free below a room joined through another server, for the history
+/// backfilled into its timeline later (which must sort before the join, and never reach sync).
+pub const BACKFILL_POSITIONS: u64 = 1_000_000;
+
 /// The most auth-chain events walked for one state resolution.
 const MAX_AUTH_CHAIN: usize = 100_000;
 
@@ -263,6 +267,77 @@ impl Rooms {
         Ok(memo.get(event).copied().unwrap_or(false))
     }
 
+    /// Stores history fetched from another server (backfill) into the room's timeline, below
+    /// its oldest event, newest first; returns how many events were added. Events that are not
+    /// authorized by their auth events are left out, as are those past the positions kept free
+    /// when the room was joined. Their state is taken to be the state at the oldest event.
+    pub async fn store_backfilled(&self, room_id: &ruma::RoomId, mut events: Vec<(Pdu, CanonicalJsonObject)>) -> Result<usize> {
+        let _lock = self.locks.lock(room_id.to_owned()).await;
+        let room = self.room_locked(room_id)?;
+        let rules = rules(&room.version)?;
+        let Some((mut position, oldest)) = self.timeline(room_id, None, true, 1)?.into_iter().next() else {
+            return Ok(0);
+        };
+        let state_before = self.stored_event(&oldest)?.and_then(|stored| stored.state_before);
+        events.sort_by_key(|(pdu, _)| std::cmp::Reverse(pdu.depth));
+        let fetched: HashMap<OwnedEventId, Pdu> = events.iter().map(|(pdu, _)| (pdu.event_id.clone(), pdu.clone())).collect();
+        let fetch_event = |id: &EventId| fetched.get(id).cloned().or_else(|| self.pdu(id).ok().flatten());
+        let mut batch = self.store.batch();
+        let mut added = 0;
+        for (pdu, object) in events {
+            if pdu.room_id != room_id || position <= 1 {
+                continue;
+            }
+            if self.stored_event(&pdu.event_id)?.is_some_and(|stored| stored.stream != 0) {
+                continue;
+            }
+            if let Err(reason) = ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event) {
+                tracing::info!(event_id = %pdu.event_id, %reason, "a backfilled event is not authorized");
+                continue;
+            }
+            position -= 1;
+            let stored = StoredEvent {
+                room_id: pdu.room_id.clone(),
+                pdu: object,
+                stream: position,
+                state_before,
+                transaction: None,
+                redacted_by: None,
+            };
+            batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+            batch.put(
+                Table::Timeline,
+                &key(&[&room.short_id.to_be_bytes(), &position.to_be_bytes()]),
+                pdu.event_id.as_bytes(),
+            );
+            if let Some((rel_type, parent)) = super::relation(&pdu.content_value()) {
+                batch.put(
+                    Table::Relations,
+                    &key(&[room_id.as_bytes(), parent.as_bytes(), &position.to_be_bytes()]),
+                    &serde_json::to_vec(&(rel_type, &pdu.event_id, &pdu.kind))?,
+                );
+            }
+            added += 1;
+        }
+        batch.commit()?;
+        Ok(added)
+    }
+
+    /// Whether the oldest event of a room's timeline here follows events not in it (history
+    /// to backfill); returns that event.
+    pub fn backfill_point(&self, room_id: &ruma::RoomId) -> Result<Option<OwnedEventId>> {
+        let Some((_, oldest)) = self.timeline(room_id, None, true, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let Some(pdu) = self.pdu(&oldest)? else { return Ok(None) };
+        for prev in &pdu.prev_events {
+            if self.stored_event(prev)?.is_none_or(|stored| stored.stream == 0) {
+                return Ok(Some(oldest));
+            }
+        }
+        Ok(None)
+    }
+
     /// Stores events learned only to know a room's state or authorize others ("outliers"): no
     /// timeline position, never shown in a timeline. Already stored ones are left alone.
     pub fn store_outliers(&self, batch: &mut Batch<'_>, events: &[(Pdu, CanonicalJsonObject)]) -> Result<()> {
@@ -351,7 +426,7 @@ impl Rooms {
             created_ts: now_ms(),
             servers,
         };
-        let ticket = self.stream.begin()?;
+        let ticket = self.stream.begin_after_gap(BACKFILL_POSITIONS)?;
         let written = Written {
             state_before: Some(state_hash),
             transaction: None,
