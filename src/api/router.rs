@@ -18,7 +18,7 @@ use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event};
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::api::path_builder::PathBuilder;
@@ -225,6 +225,9 @@ pub fn routes() -> Routes {
     .ruma::<send_transaction_message::v1::Request, _, _>(federation::transactions::send_transaction_message)
     .ruma::<prepare_join_event::v1::Request, _, _>(federation::membership::prepare_join_event)
     .ruma::<create_join_event::v2::Request, _, _>(federation::membership::create_join_event)
+    .ruma::<prepare_leave_event::v1::Request, _, _>(federation::membership::prepare_leave_event)
+    .ruma::<create_leave_event::v2::Request, _, _>(federation::membership::create_leave_event)
+    .ruma::<create_invite::v2::Request, _, _>(federation::membership::create_invite)
     .ruma::<get_event::v1::Request, _, _>(federation::history::get_event)
     .ruma::<get_missing_events::v1::Request, _, _>(federation::history::get_missing_events)
     .ruma::<get_backfill::v1::Request, _, _>(federation::history::get_backfill)

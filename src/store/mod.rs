@@ -62,6 +62,7 @@
 //! | `server_keys`         | server name                       | `service::federation::keys::ServerKeys`: its newest key document and every key seen |
 //! | `federation_outbox`   | destination ‖ stream position (u64, BE) | event ID: to send, deleted once the destination took it |
 //! | `federation_transactions` | origin ‖ transaction ID       | the per-PDU results answered, so a retried transaction gets the same |
+//! | `invite_states`       | membership event ID               | the stripped state shown with an invite to a room of other servers |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -142,11 +143,12 @@ pub enum Table {
     ServerKeys,
     FederationOutbox,
     FederationTransactions,
+    InviteStates,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 48] = [
+    pub const ALL: [Table; 49] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -195,6 +197,7 @@ impl Table {
         Table::ServerKeys,
         Table::FederationOutbox,
         Table::FederationTransactions,
+        Table::InviteStates,
     ];
 
     /// The column family's name.
@@ -248,6 +251,7 @@ impl Table {
             Table::ServerKeys => "server_keys",
             Table::FederationOutbox => "federation_outbox",
             Table::FederationTransactions => "federation_transactions",
+            Table::InviteStates => "invite_states",
         }
     }
 }

@@ -418,3 +418,158 @@ async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
     let hi = send_text(&a, &alice, bobs_room, "hi from A").await;
     assert_eq!(wait_for_message(&b, &bob, bobs_room, "hi from A").await["event_id"], hi.as_str());
 }
+
+#[tokio::test]
+async fn invites_power_levels_and_a_server_that_was_down() {
+    let ca = TestCa::new();
+    let (a, a_name) = ca.server(&[]).await;
+    let (mut b, b_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let (bob, _) = b.register("bob", "bobpassword").await;
+    let bob_id = format!("@bob:{b_name}");
+
+    // Alice invites Bob to a private room; the invite reaches Bob's sync with the room's name.
+    let (_, created) = a
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "private_chat", "name": "Secret", "invite": [] }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let (status, invited) = a
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&alice),
+            json!({ "user_id": bob_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{invited}");
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob)).await;
+    let invite_state = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
+    let names: Vec<&Value> = invite_state
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.name")
+        .collect();
+    assert_eq!(names[0]["content"]["name"], "Secret", "{sync}");
+    assert!(
+        invite_state
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str())
+    );
+
+    // Bob accepts by joining with the room ID alone: the inviting server lets him in.
+    let (status, joined) = b
+        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let welcome = send_text(&a, &alice, &room, "welcome").await;
+    assert_eq!(wait_for_message(&b, &bob, &room, "welcome").await["event_id"], welcome.as_str());
+
+    // Power levels set on A are honoured on B: Bob may not rename the room until promoted.
+    let rename = |name: &'static str| json!({ "name": name });
+    let (status, _) = b
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+            Some(&bob),
+            rename("Bob's"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, levels) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice))
+        .await;
+    let mut levels = levels;
+    levels["users"][&bob_id] = json!(100);
+    let (status, _) = a
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"),
+            Some(&alice),
+            levels,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = b
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+                Some(&bob),
+                rename("Bob's"),
+            )
+            .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the promotion never reached B");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, name) = a
+            .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&alice))
+            .await;
+        if name["name"] == "Bob's" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Bob's rename never reached A: {name}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // B is down while Alice writes; once it is back, everything arrives, once, in order.
+    b.stop();
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.push(send_text(&a, &alice, &room, &format!("while away {n}")).await);
+    }
+    b.restart().await;
+    wait_for_message(&b, &bob, &room, "while away 4").await;
+    let (_, page) = b
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"), Some(&bob))
+        .await;
+    let received: Vec<String> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["content"]["body"].as_str().is_some_and(|body| body.starts_with("while away")))
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(received, sent, "in order, each once");
+    let (_, status) = a.admin(&["federation", "status"]);
+    let line = status["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["destination"] == b_name.as_str())
+        .cloned();
+    let line = line.expect("B is a destination");
+    assert_eq!(line["queued"], 0, "{line}");
+    assert!(line["last_success_ts"].is_u64(), "{line}");
+
+    // Bob invites Alice to a room on B; she declines through B.
+    let (_, bobs) = b
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&bob),
+            json!({ "preset": "private_chat", "invite": [format!("@alice:{a_name}")] }),
+        )
+        .await;
+    let bobs_room = bobs["room_id"].as_str().unwrap();
+    let (status, left) = a
+        .post(&format!("/_matrix/client/v3/rooms/{bobs_room}/leave"), Some(&alice), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    let (_, members) = b.get(&format!("/_matrix/client/v3/rooms/{bobs_room}/members"), Some(&bob)).await;
+    let alice_membership = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state_key"] == format!("@alice:{a_name}"))
+        .map(|e| e["content"]["membership"].clone());
+    assert_eq!(alice_membership, Some(json!("leave")), "{members}");
+}

@@ -74,11 +74,21 @@ pub async fn create_room(
         initial_state,
         name: request.name,
         topic: request.topic,
-        invite: request.invite,
+        invite: request.invite.clone(),
         is_direct: request.is_direct,
         alias,
         publish,
     };
     let room_id = services.rooms.create_room(&user_id, settings).await?;
+    for invitee in request
+        .invite
+        .iter()
+        .filter(|invitee| invitee.server_name() != services.config.server_name)
+    {
+        services
+            .federation
+            .invite(&services.rooms, &room_id, &user_id, invitee, None, request.is_direct)
+            .await?;
+    }
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))
 }

@@ -1,4 +1,5 @@
-//! `POST /rooms/{roomId}/leave` and `POST /rooms/{roomId}/forget`.
+//! `POST /rooms/{roomId}/leave` (an invite to a room of other servers is rejected through the
+//! inviting server) and `POST /rooms/{roomId}/forget`.
 
 use std::sync::Arc;
 
@@ -16,8 +17,17 @@ pub async fn leave_room(
     req: Ruma<leave_room::v3::Request>,
 ) -> HandlerResult<leave_room::v3::Response> {
     let user_id = req.user_id()?;
+    let room_id = &req.body.room_id;
+    // An invite to a room of other servers is rejected through the inviting server.
+    if services.rooms.outside_invite(user_id, room_id)?.is_some() {
+        services
+            .federation
+            .reject_remote_invite(&services.rooms, room_id, user_id, req.body.reason.as_deref())
+            .await?;
+        return Ok(RumaResponse(leave_room::v3::Response::new()));
+    }
     let change = MembershipChange::new(user_id, user_id, MembershipState::Leave, req.body.reason.as_deref());
-    services.rooms.change_membership(&req.body.room_id, change).await?;
+    services.rooms.change_membership(room_id, change).await?;
     Ok(RumaResponse(leave_room::v3::Response::new()))
 }
 

@@ -320,7 +320,8 @@ fn list_allows(
     if filters.is_encrypted.is_none() && filters.room_types.is_empty() && filters.not_room_types.is_empty() {
         return Ok(true);
     }
-    let state = services.rooms.current_state(&candidate.room_id)?;
+    // An invite to a room of other servers: its state is not here (only the stripped state).
+    let state = services.rooms.current_state(&candidate.room_id).unwrap_or_default();
     if let Some(wanted) = filters.is_encrypted {
         let encrypted = services.rooms.state_pdu(&state, &StateEventType::RoomEncryption, "")?.is_some();
         if wanted != encrypted {

@@ -30,21 +30,11 @@ use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::push::PUSH_RULES;
-use crate::service::rooms::state::StateMap;
 
 /// The longest a sync long-polls, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeline events per room when the filter sets no limit.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
-/// State events shown to invitees and knockers.
-const STRIPPED_STATE: [&str; 6] = [
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-];
 
 /// Parses a sync token (`s<position>`), refusing one the stream has not reached.
 pub fn parse_since(since: &str, visible: u64) -> Result<u64> {
@@ -463,20 +453,5 @@ fn summarize(services: &Services, room_id: &RoomId, user: &UserId, joined: &mut 
 /// The stripped state an invitee or knocker sees: the room's name, rules and avatar, and the
 /// membership event itself.
 pub fn stripped_state<T>(services: &Services, room_id: &RoomId, membership_event: &ruma::EventId) -> Result<Vec<ruma::serde::Raw<T>>> {
-    let state: Arc<StateMap> = services.rooms.current_state(room_id)?;
-    let mut events = Vec::new();
-    let mut add = |pdu: crate::service::rooms::pdu::Pdu| -> Result<()> {
-        let event = json!({ "type": pdu.kind, "state_key": pdu.state_key, "content": pdu.content_value(), "sender": pdu.sender });
-        events.push(raw(&event)?);
-        Ok(())
-    };
-    for kind in STRIPPED_STATE {
-        if let Some(pdu) = services.rooms.state_pdu(&state, &StateEventType::from(kind), "")? {
-            add(pdu)?;
-        }
-    }
-    if let Some(pdu) = services.rooms.pdu(membership_event)? {
-        add(pdu)?;
-    }
-    Ok(events)
+    services.rooms.stripped_state(room_id, membership_event)?.iter().map(raw).collect()
 }

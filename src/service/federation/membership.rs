@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use ruma::api::federation::membership::create_join_event;
 use ruma::api::federation::membership::prepare_join_event;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::{EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
@@ -97,6 +98,9 @@ impl Federation {
             return Ok(());
         }
         let mut candidates = servers.to_vec();
+        if let Some(invite) = rooms.outside_invite(user, room_id)? {
+            candidates.push(invite.sender.server_name().to_owned());
+        }
         if let Some(server) = room_id.server_name() {
             candidates.push(server.to_owned());
         }
@@ -134,48 +138,8 @@ impl Federation {
         request.ver = supported_versions();
         let template = self.send(server, request).await?;
         let version = template.room_version.unwrap_or(RoomVersionId::V1);
-        let rules = rules(&version).map_err(|_| Error::unsupported_room_version(format!("Room version {version} is not supported")))?;
-        let mut event: CanonicalJsonObject =
-            serde_json::from_str(template.event.get()).map_err(|e| Error::bad_gateway(format!("{server}: the join template: {e}")))?;
-        let is_template_for =
-            |field: &str, expected: &str| matches!(event.get(field), Some(CanonicalJsonValue::String(v)) if v == expected);
-        if !is_template_for("sender", user.as_str())
-            || !is_template_for("state_key", user.as_str())
-            || !is_template_for("type", "m.room.member")
-        {
-            return Err(Error::bad_gateway(format!("{server} gave a join template for something else")));
-        }
-        let mut content = match event.remove("content") {
-            Some(CanonicalJsonValue::Object(content)) => content,
-            _ => CanonicalJsonObject::new(),
-        };
-        let profile = rooms.join_content(user, reason)?;
-        for (field, value) in profile.as_object().into_iter().flatten() {
-            if let Ok(value) = CanonicalJsonValue::try_from(value.clone()) {
-                content.insert(field.clone(), value);
-            }
-        }
-        event.insert("content".into(), CanonicalJsonValue::Object(content));
-        event.insert("origin".into(), CanonicalJsonValue::String(self.server_name.to_string()));
-        event.insert(
-            "origin_server_ts".into(),
-            CanonicalJsonValue::Integer(ruma::Int::try_from(crate::service::now_ms()).unwrap_or(ruma::Int::MAX)),
-        );
-        for field in ["hashes", "signatures", "unsigned"] {
-            event.remove(field);
-        }
-        if matches!(rules.event_id_format, ruma::room_version_rules::EventIdFormatVersion::V1) {
-            let local = crate::service::random_string(24);
-            event.insert(
-                "event_id".into(),
-                CanonicalJsonValue::String(format!("${local}:{}", self.server_name)),
-            );
-        } else {
-            event.remove("event_id");
-        }
-        ruma::signatures::hash_and_sign_event(self.server_name.as_str(), self.key.pair(), &mut event, &rules.redaction)
-            .map_err(|e| Error::Internal(format!("signing the join: {e}")))?;
-        let (join, join_object) = self.check_pdu(&version, event).await?;
+        let content = rooms.join_content(user, reason)?;
+        let (join, join_object) = self.sign_template(server, &version, &template.event, user, content).await?;
 
         let request = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw(&join_object)?);
         let answer = self.send(server, request).await?.room_state;
@@ -215,17 +179,74 @@ impl Federation {
         rooms.store_joined_room(&version, state, auth_chain, (join, join_object)).await
     }
 
-    /// `make_join` served: the template of `user`'s join, for their server `origin`.
-    pub fn make_join(
+    /// Fills in and signs a membership event that `server` made the template of for `user`
+    /// (`make_join`, `make_leave`): `content` is added to the template's.
+    pub async fn sign_template(
+        &self,
+        server: &ServerName,
+        version: &RoomVersionId,
+        template: &RawJsonValue,
+        user: &UserId,
+        content: Value,
+    ) -> Result<(Pdu, CanonicalJsonObject)> {
+        let rules = rules(version).map_err(|_| Error::unsupported_room_version(format!("Room version {version} is not supported")))?;
+        let mut event: CanonicalJsonObject =
+            serde_json::from_str(template.get()).map_err(|e| Error::bad_gateway(format!("{server}: the membership template: {e}")))?;
+        let is_template_for =
+            |field: &str, expected: &str| matches!(event.get(field), Some(CanonicalJsonValue::String(v)) if v == expected);
+        if !is_template_for("sender", user.as_str())
+            || !is_template_for("state_key", user.as_str())
+            || !is_template_for("type", "m.room.member")
+        {
+            return Err(Error::bad_gateway(format!(
+                "{server} gave a membership template for something else"
+            )));
+        }
+        let mut merged = match event.remove("content") {
+            Some(CanonicalJsonValue::Object(content)) => content,
+            _ => CanonicalJsonObject::new(),
+        };
+        for (field, value) in content.as_object().into_iter().flatten() {
+            if let Ok(value) = CanonicalJsonValue::try_from(value.clone()) {
+                merged.insert(field.clone(), value);
+            }
+        }
+        event.insert("content".into(), CanonicalJsonValue::Object(merged));
+        event.insert("origin".into(), CanonicalJsonValue::String(self.server_name.to_string()));
+        event.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::try_from(crate::service::now_ms()).unwrap_or(ruma::Int::MAX)),
+        );
+        for field in ["hashes", "signatures", "unsigned"] {
+            event.remove(field);
+        }
+        if matches!(rules.event_id_format, ruma::room_version_rules::EventIdFormatVersion::V1) {
+            let local = crate::service::random_string(24);
+            event.insert(
+                "event_id".into(),
+                CanonicalJsonValue::String(format!("${local}:{}", self.server_name)),
+            );
+        } else {
+            event.remove("event_id");
+        }
+        ruma::signatures::hash_and_sign_event(self.server_name.as_str(), self.key.pair(), &mut event, &rules.redaction)
+            .map_err(|e| Error::Internal(format!("signing a membership event: {e}")))?;
+        self.check_pdu(version, event).await
+    }
+
+    /// `make_join` and `make_leave` served: the template of `user`'s membership change, for
+    /// their server `origin`.
+    pub fn make_membership(
         &self,
         rooms: &Rooms,
         origin: &ServerName,
         room_id: &RoomId,
         user: &UserId,
+        membership: &MembershipState,
         versions: &[RoomVersionId],
     ) -> Result<(RoomVersionId, Value)> {
         if user.server_name() != origin {
-            return Err(Error::forbidden("A server may only make joins for its own users"));
+            return Err(Error::forbidden("A server may only change the membership of its own users"));
         }
         let record = rooms.room(room_id)?;
         let versions = if versions.is_empty() {
@@ -233,11 +254,73 @@ impl Federation {
         } else {
             versions.to_vec()
         };
-        if !versions.contains(&record.version) {
+        if *membership == MembershipState::Join && !versions.contains(&record.version) {
             return Err(Error::incompatible_room_version(record.version.to_string()));
         }
-        let template = rooms.remote_join_template(room_id, user)?;
+        let template = rooms.remote_member_template(room_id, user, membership)?;
         Ok((record.version, template))
+    }
+
+    /// Checks a membership event another server signed for `send_join` or `send_leave`: the
+    /// event named in the path, in this room, the origin's user changing their own membership.
+    async fn receive_membership(
+        &self,
+        rooms: &Rooms,
+        origin: &ServerName,
+        (room_id, event_id): (&RoomId, &EventId),
+        event: &RawJsonValue,
+        membership: &MembershipState,
+    ) -> Result<(Pdu, CanonicalJsonObject)> {
+        let record = rooms.room(room_id)?;
+        let object: CanonicalJsonObject =
+            serde_json::from_str(event.get()).map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
+        let (pdu, object) = self.check_pdu(&record.version, object).await?;
+        let actual = pdu
+            .content_value()
+            .get("membership")
+            .and_then(Value::as_str)
+            .map(MembershipState::from);
+        if pdu.event_id != event_id
+            || pdu.room_id != room_id
+            || pdu.kind != TimelineEventType::RoomMember
+            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+            || actual.as_ref() != Some(membership)
+            || pdu.sender.server_name() != origin
+        {
+            return Err(Error::bad_json(format!(
+                "Not a {membership} of the origin server's user to this room"
+            )));
+        }
+        Ok((pdu, object))
+    }
+
+    /// Appends a membership event received through `send_join` or `send_leave`, sending it on
+    /// to the other servers in the room.
+    async fn append_membership(&self, rooms: &Rooms, origin: &ServerName, pdu: &Pdu, object: CanonicalJsonObject) -> Result<()> {
+        let record = rooms.room(&pdu.room_id)?;
+        let others: Vec<OwnedServerName> = record.servers.iter().filter(|server| **server != origin).cloned().collect();
+        match rooms.append_remote(pdu.clone(), object, Some(others)).await? {
+            Intake::Accepted | Intake::Known => Ok(()),
+            Intake::Rejected(reason) | Intake::SoftFailed(reason) => {
+                Err(Error::forbidden(format!("The membership change is not allowed: {reason}")))
+            }
+            Intake::MissingPrev(_) => Err(Error::bad_json("The event follows events this server does not know")),
+        }
+    }
+
+    /// `send_leave` served: takes another server's user's signed leave.
+    pub async fn send_leave(
+        &self,
+        rooms: &Rooms,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        event: &RawJsonValue,
+    ) -> Result<()> {
+        let (pdu, object) = self
+            .receive_membership(rooms, origin, (room_id, event_id), event, &MembershipState::Leave)
+            .await?;
+        self.append_membership(rooms, origin, &pdu, object).await
     }
 
     /// `send_join` served: takes another server's user's signed join; answers with the state
@@ -250,20 +333,9 @@ impl Federation {
         event_id: &EventId,
         event: &RawJsonValue,
     ) -> Result<create_join_event::v2::RoomState> {
-        let record = rooms.room(room_id)?;
-        let object: CanonicalJsonObject =
-            serde_json::from_str(event.get()).map_err(|e| Error::bad_json(format!("The join is not canonical JSON: {e}")))?;
-        let (pdu, mut object) = self.check_pdu(&record.version, object).await?;
-        let membership = pdu.content_value().get("membership").and_then(Value::as_str).map(str::to_owned);
-        if pdu.event_id != event_id
-            || pdu.room_id != room_id
-            || pdu.kind != TimelineEventType::RoomMember
-            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
-            || membership.as_deref() != Some("join")
-            || pdu.sender.server_name() != origin
-        {
-            return Err(Error::bad_json("Not a join of the origin server's user to this room"));
-        }
+        let (pdu, mut object) = self
+            .receive_membership(rooms, origin, (room_id, event_id), event, &MembershipState::Join)
+            .await?;
         // A restricted join vouched for by a user of this server carries this server's signature.
         let vouched = pdu
             .content_value()
@@ -274,14 +346,7 @@ impl Federation {
             ruma::signatures::sign_json(self.server_name.as_str(), self.key.pair(), &mut object)
                 .map_err(|e| Error::Internal(format!("co-signing a join: {e}")))?;
         }
-        let others: Vec<OwnedServerName> = record.servers.iter().filter(|server| **server != origin).cloned().collect();
-        match rooms.append_remote(pdu.clone(), object.clone(), Some(others)).await? {
-            Intake::Accepted | Intake::Known => {}
-            Intake::Rejected(reason) | Intake::SoftFailed(reason) => {
-                return Err(Error::forbidden(format!("The join is not allowed: {reason}")));
-            }
-            Intake::MissingPrev(_) => return Err(Error::bad_json("The join follows events this server does not know")),
-        }
+        self.append_membership(rooms, origin, &pdu, object.clone()).await?;
         let stored = rooms
             .stored_event(&pdu.event_id)?
             .ok_or_else(|| Error::Internal("the join was not stored".into()))?;

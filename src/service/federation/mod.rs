@@ -7,6 +7,7 @@
 pub mod client;
 pub mod discovery;
 pub mod history;
+pub mod invites;
 pub mod keys;
 pub mod membership;
 pub mod pdu;

@@ -118,7 +118,8 @@ impl Rooms {
             let content = json!({ "topic": topic, "m.topic": { "m.text": [{ "body": topic, "mimetype": "text/plain" }] } });
             send_state(StateEventType::RoomTopic, "", content).await?;
         }
-        for invitee in &settings.invite {
+        // Users of other servers are invited over federation, by the caller.
+        for invitee in settings.invite.iter().filter(|invitee| invitee.server_name() == self.server_name()) {
             let change = MembershipChange {
                 sender: creator,
                 target: invitee,

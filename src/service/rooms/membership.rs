@@ -72,14 +72,17 @@ impl Rooms {
         Ok(content)
     }
 
-    /// The template of another server's user's join (`make_join`), built on the forward
-    /// extremities as a local event would be, once the room's rules are seen to let them in.
-    pub fn remote_join_template(&self, room_id: &RoomId, user: &UserId) -> Result<Value> {
+    /// The template of another server's user's join or leave (`make_join`, `make_leave`),
+    /// built on the forward extremities as a local event would be, once the room's rules are
+    /// seen to allow it.
+    pub fn remote_member_template(&self, room_id: &RoomId, user: &UserId, membership: &MembershipState) -> Result<Value> {
         let room = self.room(room_id)?;
         let rules = super::rules(&room.version)?;
         let state = self.states.load(room.state)?;
-        let mut content = json!({ "membership": "join" });
-        if let Some(authoriser) = self.join_authoriser(room_id, user)? {
+        let mut content = json!({ "membership": membership.as_str() });
+        if *membership == MembershipState::Join
+            && let Some(authoriser) = self.join_authoriser(room_id, user)?
+        {
             content["join_authorised_via_users_server"] = json!(authoriser);
         }
         let kind = TimelineEventType::RoomMember;
@@ -110,7 +113,7 @@ impl Rooms {
         };
         let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
         ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &draft, fetch_state)
-            .map_err(|reason| Error::forbidden(format!("You may not join this room: {reason}")))?;
+            .map_err(|reason| Error::forbidden(format!("This membership change is not allowed: {reason}")))?;
         Ok(json!({
             "type": kind,
             "room_id": room_id,

@@ -9,6 +9,7 @@
 
 pub mod create;
 pub mod directory;
+pub mod invites;
 pub mod membership;
 pub mod pdu;
 pub mod purge;
@@ -537,18 +538,17 @@ impl Rooms {
         Ok(signed.room_id)
     }
 
-    /// Appends an event to a room as `sender`; returns its event ID.
-    pub async fn append(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<OwnedEventId> {
-        let _lock = self.locks.lock(room_id.to_owned()).await;
-        if let Some(transaction) = &event.transaction
-            && let Some(existing) = self.transaction_event(sender, room_id, transaction)?
-        {
-            return Ok(existing);
-        }
-        let mut room = self.room_locked(room_id)?;
-        let rules = rules(&room.version)?;
+    /// Builds, signs and authorizes an event of `sender` on the room's forward extremities and
+    /// current state (the caller holds the room's lock).
+    fn build(
+        &self,
+        room: &RoomRecord,
+        rules: &RoomVersionRules,
+        room_id: &RoomId,
+        sender: &UserId,
+        event: &NewEvent,
+    ) -> Result<(pdu::SignedPdu, Pdu)> {
         let state = self.states.load(room.state)?;
-
         let content_raw = serde_json::value::to_raw_value(&event.content)?;
         let auth_types =
             ruma::state_res::auth_types_for_event(&event.kind, sender, event.state_key.as_deref(), &content_raw, &rules.authorization)
@@ -573,12 +573,36 @@ impl Rooms {
                 depth: room.depth + 1,
                 origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
             },
-            &rules,
+            rules,
         )?;
         let fetch_event = |id: &EventId| self.pdu(id).ok().flatten();
         ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event).map_err(Error::forbidden)?;
         let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
         ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state).map_err(Error::forbidden)?;
+        Ok((signed, pdu))
+    }
+
+    /// An event of `sender` built, signed and authorized but not stored: an invite to another
+    /// server's user, which that server signs too before it is appended.
+    pub async fn draft(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<(Pdu, CanonicalJsonObject)> {
+        let _lock = self.locks.lock(room_id.to_owned()).await;
+        let room = self.room_locked(room_id)?;
+        let rules = rules(&room.version)?;
+        let (signed, pdu) = self.build(&room, &rules, room_id, sender, &event)?;
+        Ok((pdu, signed.object))
+    }
+
+    /// Appends an event to a room as `sender`; returns its event ID.
+    pub async fn append(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<OwnedEventId> {
+        let _lock = self.locks.lock(room_id.to_owned()).await;
+        if let Some(transaction) = &event.transaction
+            && let Some(existing) = self.transaction_event(sender, room_id, transaction)?
+        {
+            return Ok(existing);
+        }
+        let mut room = self.room_locked(room_id)?;
+        let rules = rules(&room.version)?;
+        let (signed, pdu) = self.build(&room, &rules, room_id, sender, &event)?;
 
         let ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
