@@ -573,3 +573,80 @@ async fn invites_power_levels_and_a_server_that_was_down() {
         .map(|e| e["content"]["membership"].clone());
     assert_eq!(alice_membership, Some(json!("leave")), "{members}");
 }
+
+/// The event IDs of a room's current state, by type and state key, as a server tells them.
+async fn state_ids(server: &TestServer, token: &str, room: &str) -> std::collections::BTreeMap<(String, String), String> {
+    let (status, state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    state
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let key = (e["type"].as_str().unwrap().to_owned(), e["state_key"].as_str().unwrap().to_owned());
+            (key, e["event_id"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn split_servers_resolve_conflicting_state_alike() {
+    let ca = TestCa::new();
+    let (a, _) = ca.server(&[]).await;
+    let (mut b, b_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let (bob, _) = b.register("bob", "bobpassword").await;
+    let bob_id = format!("@bob:{b_name}");
+    let (_, created) = a
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "public_chat", "name": "Before", "power_level_content_override": { "users": { &bob_id: 100 } } }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let (status, joined) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?via={}", a.base_url.trim_start_matches("https://")),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    send_text(&a, &alice, &room, "together").await;
+    wait_for_message(&b, &bob, &room, "together").await;
+
+    // Split: each side changes the name and the power levels on its own.
+    b.stop();
+    let set = async |server: &TestServer, token: &str, kind: &str, content: Value| {
+        let (status, body) = server
+            .put(&format!("/_matrix/client/v3/rooms/{room}/state/{kind}/"), Some(token), content)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    };
+    set(&a, &alice, "m.room.name", json!({ "name": "Alice's side" })).await;
+    let (_, mut levels) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice))
+        .await;
+    levels["events_default"] = json!(10);
+    set(&a, &alice, "m.room.power_levels", levels.clone()).await;
+    let a_alone = send_text(&a, &alice, &room, "A alone").await;
+    // B comes back unable to reach A: it writes on its own fork.
+    b.restart().await;
+    let a_address = a.base_url.trim_start_matches("https://").to_owned();
+    set(&b, &bob, "m.room.name", json!({ "name": "Bob's side" })).await;
+    levels["events_default"] = json!(20);
+    set(&b, &bob, "m.room.power_levels", levels).await;
+    let b_alone = send_text(&b, &bob, &room, "B alone").await;
+
+    // Reunited (both senders retry): each side gets the other's fork and resolves the same.
+    a.admin(&["federation", "retry", &b_name]);
+    b.admin(&["federation", "retry", &a_address]);
+    assert_eq!(wait_for_message(&b, &bob, &room, "A alone").await["event_id"], a_alone.as_str());
+    assert_eq!(wait_for_message(&a, &alice, &room, "B alone").await["event_id"], b_alone.as_str());
+    let on_a = state_ids(&a, &alice, &room).await;
+    let on_b = state_ids(&b, &bob, &room).await;
+    assert_eq!(on_a, on_b, "both servers resolved the same state");
+    let name_key = ("m.room.name".to_owned(), String::new());
+    assert!(on_a.contains_key(&name_key));
+}
