@@ -289,7 +289,7 @@ fn execute_federation(services: &Services, command: FederationCommand) -> Result
     use crate::service::federation::sender::queue_depths;
     match command {
         FederationCommand::Status => {
-            let depths = queue_depths(services)?;
+            let depths = queue_depths(&services.store)?;
             let statuses = services.federation.sender.statuses();
             let mut destinations: Vec<&ruma::OwnedServerName> = depths.keys().chain(statuses.keys()).collect();
             destinations.sort();

@@ -1,6 +1,6 @@
 //! Prometheus metrics: what the server counts while it runs (requests, their latency, long
-//! polls waiting, events persisted) and what it reads at each scrape (RocksDB sizes and
-//! compactions, process memory). Encoded in the Prometheus text format for `/metrics`.
+//! polls waiting, events persisted, federation transactions and PDUs) and what it reads at each
+//! scrape (RocksDB sizes and compactions, process memory, federation queue depths). Encoded in the Prometheus text format for `/metrics`.
 
 use std::time::Duration;
 
@@ -39,6 +39,15 @@ pub struct Metrics {
     request_duration: HistogramFamily,
     long_polls: Gauge,
     events_persisted: Counter,
+    transactions_sent: Counter,
+    transactions_received: Counter,
+    pdus_received: Family<PduOutcome, Counter>,
+}
+
+/// What became of a PDU another server sent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PduOutcome {
+    outcome: &'static str,
 }
 
 /// Keeps the long-poll gauge raised while a sync waits; lowered when dropped.
@@ -74,6 +83,24 @@ impl Metrics {
             "Room events written to the store since start",
             events_persisted.clone(),
         );
+        let transactions_sent = Counter::default();
+        registry.register(
+            "federation_transactions_sent",
+            "Transactions other servers took since start",
+            transactions_sent.clone(),
+        );
+        let transactions_received = Counter::default();
+        registry.register(
+            "federation_transactions_received",
+            "Transactions taken from other servers since start",
+            transactions_received.clone(),
+        );
+        let pdus_received = Family::<PduOutcome, Counter>::default();
+        registry.register(
+            "federation_pdus_received",
+            "PDUs from other servers by outcome (accepted, rejected, soft_failed) since start",
+            pdus_received.clone(),
+        );
         registry.register_collector(Box::new(ScrapeTime { store }));
         Metrics {
             registry,
@@ -81,7 +108,25 @@ impl Metrics {
             request_duration,
             long_polls,
             events_persisted,
+            transactions_sent,
+            transactions_received,
+            pdus_received,
         }
+    }
+
+    /// Counts a transaction another server took.
+    pub fn transaction_sent(&self) {
+        self.transactions_sent.inc();
+    }
+
+    /// Counts a transaction taken from another server.
+    pub fn transaction_received(&self) {
+        self.transactions_received.inc();
+    }
+
+    /// Counts a PDU from another server: `accepted`, `rejected` or `soft_failed`.
+    pub fn pdu_received(&self, outcome: &'static str) {
+        self.pdus_received.get_or_create(&PduOutcome { outcome }).inc();
     }
 
     /// Counts an answered request.
@@ -184,6 +229,17 @@ impl Collector for ScrapeTime {
         for (name, help, value) in whole_store.into_iter().chain(process) {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let queued = crate::service::federation::sender::queue_depths(&self.store).unwrap_or_default();
+        let mut metric = encoder.encode_descriptor(
+            "federation_queue_depth",
+            "Events waiting to be sent, by destination server.",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (destination, depth) in &queued {
+            let labels = [("destination", destination.as_str())];
+            ConstGauge::new(*depth as i64).encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
     }

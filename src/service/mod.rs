@@ -76,7 +76,13 @@ impl Services {
         let profiles = Arc::new(profiles::Profiles::new(store.clone()));
         let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
         let metrics = Arc::new(metrics::Metrics::new(store.clone()));
-        let federation = federation::Federation::new(&config.federation, config.server_name.clone(), server_key.clone(), store.clone())?;
+        let federation = federation::Federation::new(
+            &config.federation,
+            config.server_name.clone(),
+            server_key.clone(),
+            store.clone(),
+            metrics.clone(),
+        )?;
         Ok(Services {
             rooms: rooms::Rooms::new(
                 store.clone(),

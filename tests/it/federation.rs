@@ -422,7 +422,8 @@ async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
 #[tokio::test]
 async fn invites_power_levels_and_a_server_that_was_down() {
     let ca = TestCa::new();
-    let (a, a_name) = ca.server(&[]).await;
+    let metrics_address = format!("127.0.0.1:{}", free_port());
+    let (a, a_name) = ca.server(&[("HEARTH_METRICS__LISTEN", &metrics_address)]).await;
     let (mut b, b_name) = ca.server(&[]).await;
     let (alice, _) = a.register("alice", "alicepass").await;
     let (bob, _) = b.register("bob", "bobpassword").await;
@@ -550,6 +551,28 @@ async fn invites_power_levels_and_a_server_that_was_down() {
     let line = line.expect("B is a destination");
     assert_eq!(line["queued"], 0, "{line}");
     assert!(line["last_success_ts"].is_u64(), "{line}");
+    let metrics = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sent_line = metrics
+        .lines()
+        .find(|line| line.starts_with("hearth_federation_transactions_sent_total"))
+        .unwrap_or_default();
+    assert!(
+        sent_line
+            .split(' ')
+            .nth(1)
+            .and_then(|n| n.parse::<f64>().ok())
+            .is_some_and(|n| n >= 5.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hearth_federation_pdus_received_total{outcome=\"accepted\"}"),
+        "{metrics}"
+    );
 
     // Bob invites Alice to a room on B; she declines through B.
     let (_, bobs) = b

@@ -24,6 +24,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::keyed_locks::KeyedLocks;
+use super::metrics::Metrics;
 use super::network::{AddressOverrides, AddressPolicy, GuardedResolver};
 use super::server_key::ServerKey;
 use crate::config;
@@ -51,10 +52,17 @@ pub struct Federation {
     key_fetches: KeyedLocks<OwnedServerName>,
     /// How sending to each destination goes.
     pub sender: sender::Sender,
+    metrics: Arc<Metrics>,
 }
 
 impl Federation {
-    pub fn new(config: &config::Federation, server_name: OwnedServerName, key: Arc<ServerKey>, store: Store) -> Result<Federation> {
+    pub fn new(
+        config: &config::Federation,
+        server_name: OwnedServerName,
+        key: Arc<ServerKey>,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<Federation> {
         let policy = AddressPolicy {
             blocked: config.blocked_networks.clone(),
             allowed: config.allowed_networks.clone(),
@@ -83,6 +91,7 @@ impl Federation {
             key_cache: Mutex::new(HashMap::new()),
             key_fetches: KeyedLocks::default(),
             sender: sender::Sender::default(),
+            metrics,
         })
     }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::service::{Services, now_ms};
-use crate::store::{SEP, Table, prefix};
+use crate::store::{SEP, Store, Table, prefix};
 
 /// The most PDUs in one transaction.
 const MAX_PDUS: usize = 50;
@@ -96,9 +96,9 @@ impl Sender {
 }
 
 /// The destinations with rows in the outbox, and how many rows each has.
-pub fn queue_depths(services: &Services) -> Result<BTreeMap<OwnedServerName, usize>> {
+pub fn queue_depths(store: &Store) -> Result<BTreeMap<OwnedServerName, usize>> {
     let mut depths = BTreeMap::new();
-    for key in services.store.scan_keys(Table::FederationOutbox, &[])? {
+    for key in store.scan_keys(Table::FederationOutbox, &[])? {
         let Some(end) = key.iter().position(|byte| *byte == SEP) else {
             continue;
         };
@@ -116,7 +116,7 @@ pub async fn run(services: Arc<Services>) {
         let woken = outbox.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        match queue_depths(&services) {
+        match queue_depths(&services.store) {
             Ok(depths) => {
                 for destination in depths.into_keys() {
                     if services.federation.sender.may_send(&destination) {
@@ -170,6 +170,7 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
         );
         request.pdus = pdus;
         let answer = services.federation.send(destination, request).await?;
+        services.metrics.transaction_sent();
         for (event_id, result) in answer.pdus {
             if let Err(error) = result {
                 tracing::info!(%destination, %event_id, %error, "a server refused an event");

@@ -47,6 +47,7 @@ impl Federation {
         {
             return Ok(results);
         }
+        self.metrics.transaction_received();
         let mut results = TransactionResults::new();
         for pdu in pdus {
             let Ok(object) = serde_json::from_str::<CanonicalJsonObject>(pdu.get()) else {
@@ -87,8 +88,19 @@ impl Federation {
             outcome => outcome,
         };
         let result = match outcome {
-            Intake::Accepted | Intake::Known => Ok(()),
-            Intake::Rejected(reason) | Intake::SoftFailed(reason) => Err(reason),
+            Intake::Accepted => {
+                self.metrics.pdu_received("accepted");
+                Ok(())
+            }
+            Intake::Known => Ok(()),
+            Intake::Rejected(reason) => {
+                self.metrics.pdu_received("rejected");
+                Err(reason)
+            }
+            Intake::SoftFailed(reason) => {
+                self.metrics.pdu_received("soft_failed");
+                Err(reason)
+            }
             Intake::MissingPrev(missing) => Err(format!("{} previous events could not be had", missing.len())),
         };
         Ok((event_id, result))
