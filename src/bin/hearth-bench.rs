@@ -41,6 +41,9 @@ struct Cli {
     /// The server's process ID, to report its resident memory (Linux).
     #[arg(long)]
     pid: Option<u32>,
+    /// Extra PEM certificates to trust for https URLs (servers with a private CA).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -88,6 +91,19 @@ enum Workload {
         /// How many messages each sends.
         #[arg(long, default_value_t = 200)]
         messages: usize,
+    },
+    /// Federation between the server at --url and a peer: delivery latency from a sender on
+    /// the first to a long-polling receiver on the peer, and throughput of a burst.
+    Federation {
+        /// The peer's client API base URL; its users join the room through the first server.
+        #[arg(long)]
+        peer: String,
+        /// How many messages are timed through a long poll on the peer.
+        #[arg(long, default_value_t = 1000)]
+        pings: usize,
+        /// How many messages the burst sends.
+        #[arg(long, default_value_t = 2000)]
+        burst: usize,
     },
     /// Media upload and download throughput and thumbnail time.
     Media {
@@ -176,14 +192,27 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         Workload::Sliding { pings, rooms } => sliding(cli, pings, rooms).await,
         Workload::Accounts { users } => accounts(cli, users).await,
         Workload::Memory { messages, polls } => memory(cli, messages, polls).await,
+        Workload::Federation { ref peer, pings, burst } => federation(cli, peer, pings, burst).await,
     }
 }
 
 /// Registers a fresh user with a random name.
 async fn register(cli: &Cli) -> BenchResult<Session> {
-    let http = reqwest::Client::builder().build().map_err(|e| e.to_string())?;
+    register_at(cli, &cli.url).await
+}
+
+/// Registers a fresh user with a random name on the server at `base_url`.
+async fn register_at(cli: &Cli, base_url: &str) -> BenchResult<Session> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = &cli.ca {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let http = builder.build().map_err(|e| e.to_string())?;
     let name = format!("bench{}", rand::thread_rng().next_u32());
-    let url = format!("{}/_matrix/client/v3/register", cli.url);
+    let url = format!("{base_url}/_matrix/client/v3/register");
     let mut body = json!({ "username": name, "password": PASSWORD, "inhibit_login": false });
     // The first request opens a user-interactive session; the second completes its stage.
     let first: Value = http
@@ -209,7 +238,7 @@ async fn register(cli: &Cli) -> BenchResult<Session> {
         .to_owned();
     Ok(Session {
         http,
-        url: cli.url.clone(),
+        url: base_url.to_owned(),
         token,
         name,
     })
@@ -740,6 +769,80 @@ async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec
             unit: "ms",
         });
     }
+    Ok(figures)
+}
+
+/// Federation: a sender on the first server, a receiver on the peer who joined the sender's
+/// room over federation; pings through the receiver's long poll, then a burst of messages
+/// timed until the last one reaches the peer.
+async fn federation(cli: &Cli, peer: &str, pings: usize, burst: usize) -> BenchResult<Vec<Figure>> {
+    let sender = register(cli).await?;
+    let receiver = register_at(cli, peer).await?;
+    let room = sender.create_public_room().await?;
+    let origin = cli.url.split("://").nth(1).unwrap_or(&cli.url).trim_end_matches('/');
+    let started = Instant::now();
+    receiver
+        .json(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{room}?via={origin}"),
+            json!({}),
+        )
+        .await?;
+    let mut figures = vec![Figure {
+        name: "join over federation (new room)".into(),
+        value: millis(started.elapsed()),
+        unit: "ms",
+    }];
+    let since = next_batch(
+        &receiver
+            .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
+            .await?,
+    )?;
+    let (latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, since, SYNC_V3).await?;
+    figures.extend(delivery_figures("peer's long-poll sync over federation", latencies, missed));
+
+    // A burst: every message sent as fast as the first server takes them, timed until the
+    // last one is in the peer's copy of the room.
+    let started = Instant::now();
+    for n in 0..burst {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/burst{n}");
+        sender
+            .json(
+                reqwest::Method::PUT,
+                &path,
+                json!({ "msgtype": "m.text", "body": format!("burst {n}") }),
+            )
+            .await?;
+    }
+    let sent = started.elapsed();
+    let last = format!("burst {}", burst.saturating_sub(1));
+    loop {
+        let page = receiver
+            .json(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"),
+                Value::Null,
+            )
+            .await?;
+        if page["chunk"][0]["content"]["body"] == last.as_str() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("the burst did not arrive within 5 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let arrived = started.elapsed();
+    figures.push(Figure {
+        name: format!("burst of {burst}: sent on the first server"),
+        value: burst as f64 / sent.as_secs_f64(),
+        unit: "messages/s",
+    });
+    figures.push(Figure {
+        name: format!("burst of {burst}: accepted by the peer (transactions of up to 50)"),
+        value: burst as f64 / arrived.as_secs_f64(),
+        unit: "PDUs/s",
+    });
     Ok(figures)
 }
 
