@@ -61,10 +61,18 @@ impl Federation {
     /// Refuses (403) a server with no member joined to the room.
     pub fn check_server_in_room(&self, rooms: &Rooms, origin: &ServerName, room_id: &RoomId) -> Result<()> {
         let record = rooms.room(room_id)?;
-        if record.servers.iter().any(|server| server == origin) {
+        if !record.servers.iter().any(|server| server == origin) {
+            return Err(Error::forbidden(format!("{origin} is not in the room")));
+        }
+        self.check_acl(rooms, origin, room_id)
+    }
+
+    /// Refuses (403) a server the room's server ACL denies.
+    pub fn check_acl(&self, rooms: &Rooms, origin: &ServerName, room_id: &RoomId) -> Result<()> {
+        if rooms.server_allowed(room_id, origin)? {
             Ok(())
         } else {
-            Err(Error::forbidden(format!("{origin} is not in the room")))
+            Err(Error::forbidden(format!("The room's server ACL denies {origin}")))
         }
     }
 

@@ -249,6 +249,7 @@ impl Federation {
             return Err(Error::forbidden("A server may only change the membership of its own users"));
         }
         let record = rooms.room(room_id)?;
+        self.check_acl(rooms, origin, room_id)?;
         let versions = if versions.is_empty() {
             vec![RoomVersionId::V1]
         } else {
@@ -272,6 +273,7 @@ impl Federation {
         membership: &MembershipState,
     ) -> Result<(Pdu, CanonicalJsonObject)> {
         let record = rooms.room(room_id)?;
+        self.check_acl(rooms, origin, room_id)?;
         let object: CanonicalJsonObject =
             serde_json::from_str(event.get()).map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
         let (pdu, object) = self.check_pdu(&record.version, object).await?;

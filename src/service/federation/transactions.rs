@@ -80,6 +80,14 @@ impl Federation {
         let version = rooms.room(&room_id)?.version;
         let (pdu, object) = self.check_pdu(&version, object).await?;
         let event_id = pdu.event_id.clone();
+        // The room's server ACL applies to the server that sent the PDU and the one whose
+        // user wrote it.
+        for server in [origin, pdu.sender.server_name()] {
+            if !rooms.server_allowed(&room_id, server)? {
+                self.metrics.pdu_received("rejected");
+                return Ok((event_id, Err(format!("the room's server ACL denies {server}"))));
+            }
+        }
         let outcome = match rooms.append_remote(pdu.clone(), object.clone(), None).await? {
             Intake::MissingPrev(missing) => {
                 self.fetch_missing(rooms, origin, &room_id, &event_id, &missing).await;

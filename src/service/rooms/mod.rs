@@ -738,6 +738,8 @@ impl Rooms {
         };
         destinations.sort();
         destinations.dedup();
+        // Servers the room's server ACL denies get nothing.
+        destinations.retain(|destination| self.server_allowed(&pdu.room_id, destination).unwrap_or(true));
         for destination in destinations {
             batch.put(
                 Table::FederationOutbox,

@@ -49,6 +49,15 @@ pub const BACKFILL_POSITIONS: u64 = 1_000_000;
 const MAX_AUTH_CHAIN: usize = 100_000;
 
 impl Rooms {
+    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part.
+    pub fn server_allowed(&self, room_id: &ruma::RoomId, server: &ruma::ServerName) -> Result<bool> {
+        let state = self.current_state(room_id)?;
+        let acl = self
+            .state_content(&state, &StateEventType::RoomServerAcl, "")?
+            .and_then(|content| serde_json::from_value::<ruma::events::room::server_acl::RoomServerAclEventContent>(content).ok());
+        Ok(acl.is_none_or(|acl| acl.is_allowed(server)))
+    }
+
     /// Whether an event is stored.
     pub fn has_event(&self, event_id: &EventId) -> Result<bool> {
         Ok(self.store.get(Table::Events, event_id.as_bytes())?.is_some())
