@@ -132,6 +132,16 @@ impl TestCa {
     }
 }
 
+/// Two federating servers, A with `a_env` and Alice, B with Bob: (A, its name, B, its name,
+/// Alice's token, Bob's token).
+async fn alice_and_bob(ca: &TestCa, a_env: &[(&str, &str)]) -> (TestServer, String, TestServer, String, String, String) {
+    let (a, a_name) = ca.server(a_env).await;
+    let (b, b_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let (bob, _) = b.register("bob", "bobpassword").await;
+    (a, a_name, b, b_name, alice, bob)
+}
+
 fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
@@ -326,10 +336,7 @@ fn rand_suffix(text: &str) -> u64 {
 #[tokio::test]
 async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
     let ca = TestCa::new();
-    let (a, a_name) = ca.server(&[]).await;
-    let (b, b_name) = ca.server(&[]).await;
-    let (alice, _) = a.register("alice", "alicepass").await;
-    let (bob, _) = b.register("bob", "bobpassword").await;
+    let (a, a_name, b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
     let (alice_id, bob_id) = (format!("@alice:{a_name}"), format!("@bob:{b_name}"));
 
     // Alice's public room on A; Bob on B joins it by its alias.
@@ -423,10 +430,7 @@ async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
 async fn invites_power_levels_and_a_server_that_was_down() {
     let ca = TestCa::new();
     let metrics_address = format!("127.0.0.1:{}", free_port());
-    let (a, a_name) = ca.server(&[("HEARTH_METRICS__LISTEN", &metrics_address)]).await;
-    let (mut b, b_name) = ca.server(&[]).await;
-    let (alice, _) = a.register("alice", "alicepass").await;
-    let (bob, _) = b.register("bob", "bobpassword").await;
+    let (a, a_name, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[("HEARTH_METRICS__LISTEN", &metrics_address)]).await;
     let bob_id = format!("@bob:{b_name}");
 
     // Alice invites Bob to a private room; the invite reaches Bob's sync with the room's name.
@@ -615,10 +619,7 @@ async fn state_ids(server: &TestServer, token: &str, room: &str) -> std::collect
 #[tokio::test]
 async fn split_servers_resolve_conflicting_state_alike() {
     let ca = TestCa::new();
-    let (a, _) = ca.server(&[]).await;
-    let (mut b, b_name) = ca.server(&[]).await;
-    let (alice, _) = a.register("alice", "alicepass").await;
-    let (bob, _) = b.register("bob", "bobpassword").await;
+    let (a, _, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
     let bob_id = format!("@bob:{b_name}");
     let (_, created) = a
         .post(

@@ -84,7 +84,8 @@ fn check_auth_by_auth_events(version: &RoomVersionId, events: &[Pdu]) -> Result<
 
 impl Federation {
     /// Joins `user` to a room: here when this server has the room, else through the first of
-    /// `servers` (and the server in the room's ID, for room versions that have one).
+    /// `servers` that lets them in (then the inviting server, and the server in the room's ID
+    /// for room versions that have one).
     pub async fn join(
         &self,
         rooms: &Rooms,
@@ -108,20 +109,8 @@ impl Federation {
         if candidates.iter().all(|server| *server == self.server_name) {
             return Err(Error::not_found("This server knows no such room"));
         }
-        self.join_remote(rooms, room_id, user, &candidates, reason).await
-    }
-
-    /// Joins `user` to a room of other servers through the first of `servers` that lets it in.
-    pub async fn join_remote(
-        &self,
-        rooms: &Rooms,
-        room_id: &RoomId,
-        user: &UserId,
-        servers: &[OwnedServerName],
-        reason: Option<&str>,
-    ) -> Result<()> {
         let mut last_error = Error::not_found("No server in the room could be asked to let you in");
-        for server in servers.iter().filter(|server| **server != self.server_name) {
+        for server in candidates.iter().filter(|server| **server != self.server_name) {
             match self.join_through(rooms, room_id, user, server, reason).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
