@@ -294,7 +294,7 @@ async fn servers_that_do_not_federate_are_refused() {
 
 /// Waits (up to ten seconds) until a message with `body` is in the room's history as `token`'s
 /// user sees it on `server`; returns the event.
-async fn wait_for_message(server: &TestServer, token: &str, room: &str, body: &str) -> Value {
+pub async fn wait_for_message(server: &TestServer, token: &str, room: &str, body: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let (_, page) = server
@@ -313,7 +313,7 @@ async fn wait_for_message(server: &TestServer, token: &str, room: &str, body: &s
     }
 }
 
-async fn send_text(server: &TestServer, token: &str, room: &str, body: &str) -> String {
+pub async fn send_text(server: &TestServer, token: &str, room: &str, body: &str) -> String {
     let txn = format!("t{}", rand_suffix(body));
     let (status, sent) = server
         .put(

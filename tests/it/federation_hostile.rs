@@ -1,0 +1,278 @@
+//! A hostile server against Hearth: the test plays a federating server of its own (a TLS
+//! listener serving its signing key, requests signed with ruma), joins a room of Hearth's
+//! honestly, then sends PDUs with a bad signature, a changed content hash, a sender of a server
+//! that did not sign, and a power-levels change it may not make. Only the honest event is shown
+//! to clients; the changed one only in its redacted form.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use ruma::api::federation::authentication::XMatrixSigningInput;
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::serde::Base64;
+use ruma::signatures::Ed25519KeyPair;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, RoomVersionId, ServerName};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+
+use crate::common::{free_port, message_bodies};
+use crate::federation::{TestCa, send_text, wait_for_message};
+
+/// A TCP listener whose connections are TLS, for the fake server.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.tcp.accept().await else { continue };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The test's own federating server: its name, signing key, and an HTTP client.
+struct FakeServer {
+    name: OwnedServerName,
+    key: Arc<Ed25519KeyPair>,
+    http: reqwest::Client,
+}
+
+impl FakeServer {
+    /// Serves `/_matrix/key/v2/server` over TLS with a certificate of the test CA.
+    async fn start(ca: &TestCa) -> FakeServer {
+        let port = free_port();
+        let name = ServerName::parse(format!("127.0.0.1:{port}")).unwrap();
+        let key = Arc::new(Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "fake".into()).unwrap());
+        let mut document: CanonicalJsonObject = serde_json::from_value(json!({
+            "server_name": name,
+            "valid_until_ts": MilliSecondsSinceUnixEpoch::now().get() + ruma::UInt::from(3_600_000u32),
+            "verify_keys": { "ed25519:fake": { "key": Base64::<ruma::serde::base64::Standard>::new(key.public_key().to_vec()).encode() } },
+            "old_verify_keys": {},
+        }))
+        .unwrap();
+        ruma::signatures::sign_json(name.as_str(), &*key, &mut document).unwrap();
+        let document = Arc::new(document);
+        let app = Router::new().route(
+            "/_matrix/key/v2/server",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json((*document).clone()) }
+            }),
+        );
+        let (certificate, private_key) = ca.issue(&format!("fake{port}"));
+        let chain = CertificateDer::pem_file_iter(&certificate)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, PrivateKeyDer::from_pem_file(&private_key).unwrap())
+            .unwrap();
+        let listener = TlsListener {
+            tcp: tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        FakeServer { name, key, http }
+    }
+
+    /// Sends a signed federation request to `destination` and parses the answer.
+    async fn send<T>(&self, destination: &str, request: T) -> Result<T::IncomingResponse, String>
+    where
+        T: OutgoingRequest<
+                PathBuilder = ruma::api::path_builder::SinglePath,
+                Authentication = ruma::api::federation::authentication::ServerSignatures,
+            >,
+    {
+        let destination = ServerName::parse(destination).unwrap();
+        let input = XMatrixSigningInput::new(self.name.clone(), destination.clone(), &self.key);
+        let http = request
+            .try_into_http_request::<Vec<u8>>(&format!("https://{destination}"), input, ())
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .execute(reqwest::Request::try_from(http.map(reqwest::Body::from)).unwrap())
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let answer = http::Response::builder().status(status).body(body.as_ref()).unwrap();
+        T::IncomingResponse::try_from_http_response(answer).map_err(|e| format!("{status}: {e} {}", String::from_utf8_lossy(&body)))
+    }
+
+    /// Signs an event as this server (content hash and signature) for room version 12.
+    fn sign(&self, mut event: CanonicalJsonObject) -> CanonicalJsonObject {
+        let rules = RoomVersionId::V12.rules().unwrap();
+        ruma::signatures::hash_and_sign_event(self.name.as_str(), &*self.key, &mut event, &rules.redaction).unwrap();
+        event
+    }
+}
+
+fn object(value: Value) -> CanonicalJsonObject {
+    serde_json::from_value(value).unwrap()
+}
+
+fn raw(object: &CanonicalJsonObject) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(object).unwrap()
+}
+
+#[tokio::test]
+async fn forged_and_unauthorized_pdus_never_reach_clients() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = TestCa::new();
+    let (a, a_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let (_, created) = a
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = ruma::RoomId::parse(created["room_id"].as_str().unwrap()).unwrap();
+    let fake = FakeServer::start(&ca).await;
+    let mallory = ruma::UserId::parse(format!("@mallory:{}", fake.name)).unwrap();
+
+    // Mallory joins honestly.
+    let mut request = prepare_join_event::v1::Request::new(room.clone(), mallory.clone());
+    request.ver = vec![RoomVersionId::V12];
+    let template = fake.send(&a_name, request).await.expect("make_join");
+    let mut join: CanonicalJsonObject = serde_json::from_str(template.event.get()).unwrap();
+    join.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(ruma::Int::from(MilliSecondsSinceUnixEpoch::now().get())),
+    );
+    let join = fake.sign(join);
+    let rules = RoomVersionId::V12.rules().unwrap();
+    let join_id = ruma::OwnedEventId::try_from(format!("${}", ruma::signatures::reference_hash(&join, &rules).unwrap())).unwrap();
+    fake.send(
+        &a_name,
+        create_join_event::v2::Request::new(room.clone(), join_id.clone(), raw(&join)),
+    )
+    .await
+    .expect("send_join");
+    send_text(&a, &alice, room.as_str(), "mallory is in").await;
+
+    // Events on top of the room's latest one, as Mallory's server would build them.
+    let (_, latest) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"), Some(&alice))
+        .await;
+    let prev = latest["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let (_, state) = a.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(&alice)).await;
+    let state_id = |kind: &str, key: &str| {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind && e["state_key"] == key)
+            .unwrap()["event_id"]
+            .clone()
+    };
+    let auth_events = json!([state_id("m.room.power_levels", ""), join_id.as_str()]);
+    let event = |sender: &str, kind: &str, content: Value, state_key: Option<&str>, depth: u64| {
+        let mut value = json!({
+            "room_id": room, "sender": sender, "type": kind, "content": content, "depth": depth,
+            "prev_events": [prev], "auth_events": auth_events, "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
+        });
+        if let Some(state_key) = state_key {
+            value["state_key"] = json!(state_key);
+        }
+        object(value)
+    };
+    let honest = fake.sign(event(
+        mallory.as_str(),
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "honest" }),
+        None,
+        100,
+    ));
+    let mut bad_signature = fake.sign(event(
+        mallory.as_str(),
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "bad signature" }),
+        None,
+        101,
+    ));
+    let signatures = json!({ fake.name.as_str(): { "ed25519:fake": "AAAA" } });
+    bad_signature.insert("signatures".into(), serde_json::from_value(signatures).unwrap());
+    let mut changed = fake.sign(event(
+        mallory.as_str(),
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "original" }),
+        None,
+        102,
+    ));
+    changed.insert(
+        "content".into(),
+        serde_json::from_value(json!({ "msgtype": "m.text", "body": "changed after signing" })).unwrap(),
+    );
+    let other_sender = fake.sign(event(
+        &format!("@eve:{a_name}"),
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "not my user" }),
+        None,
+        103,
+    ));
+    let power_grab = fake.sign(event(
+        mallory.as_str(),
+        "m.room.power_levels",
+        json!({ "users": { mallory.as_str(): 100 } }),
+        Some(""),
+        104,
+    ));
+    let mut transaction = send_transaction_message::v1::Request::new(
+        OwnedTransactionId::from("hostile1"),
+        fake.name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+    );
+    transaction.pdus = [&honest, &bad_signature, &changed, &other_sender, &power_grab]
+        .into_iter()
+        .map(raw)
+        .collect();
+    let answer = fake.send(&a_name, transaction).await.expect("send");
+    let results: BTreeMap<String, bool> = answer.pdus.iter().map(|(id, result)| (id.to_string(), result.is_ok())).collect();
+    assert_eq!(
+        results.values().filter(|ok| **ok).count(),
+        2,
+        "the honest event and the redacted one: {results:?}"
+    );
+
+    wait_for_message(&a, &alice, room.as_str(), "honest").await;
+    let (_, page) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"), Some(&alice))
+        .await;
+    let bodies = message_bodies(&page["chunk"]);
+    for forged in ["bad signature", "original", "changed after signing", "not my user"] {
+        assert!(!bodies.contains(&forged.to_owned()), "{forged:?} reached a client: {page}");
+    }
+    let redacted = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["sender"] == mallory.as_str() && e["type"] == "m.room.message" && e["content"].as_object().is_some_and(|c| c.is_empty())
+        })
+        .count();
+    assert_eq!(redacted, 1, "the changed event is kept redacted: {page}");
+    let (_, levels) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice))
+        .await;
+    assert!(levels["users"][mallory.as_str()].is_null(), "the power grab was refused: {levels}");
+}
