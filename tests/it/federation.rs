@@ -674,3 +674,33 @@ async fn split_servers_resolve_conflicting_state_alike() {
     let name_key = ("m.room.name".to_owned(), String::new());
     assert!(on_a.contains_key(&name_key));
 }
+
+#[tokio::test]
+async fn rooms_of_older_versions_federate_too() {
+    let ca = TestCa::new();
+    let (a, a_name, b, _, alice, bob) = alice_and_bob(&ca, &[]).await;
+    for version in ["10", "11"] {
+        let (_, created) = a
+            .post(
+                "/_matrix/client/v3/createRoom",
+                Some(&alice),
+                json!({ "preset": "public_chat", "room_version": version }),
+            )
+            .await;
+        let room = created["room_id"].as_str().unwrap().to_owned();
+        let (status, joined) = b
+            .post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {joined}");
+        let from_a = send_text(&a, &alice, &room, &format!("v{version} from A")).await;
+        assert_eq!(
+            wait_for_message(&b, &bob, &room, &format!("v{version} from A")).await["event_id"],
+            from_a.as_str()
+        );
+        let from_b = send_text(&b, &bob, &room, &format!("v{version} from B")).await;
+        assert_eq!(
+            wait_for_message(&a, &alice, &room, &format!("v{version} from B")).await["event_id"],
+            from_b.as_str()
+        );
+    }
+}
