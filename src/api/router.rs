@@ -16,6 +16,7 @@ use ruma::api::client::{
 };
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
+use ruma::api::federation::directory as federation_directory;
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
 use ruma::api::federation::membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event};
@@ -222,6 +223,8 @@ pub fn routes() -> Routes {
     .ruma::<get_server_version::v1::Request, _, _>(federation::version::get_server_version)
     .ruma::<get_profile_information::v1::Request, _, _>(federation::query::get_profile_information)
     .ruma::<get_room_information::v1::Request, _, _>(federation::query::get_room_information)
+    .ruma::<federation_directory::get_public_rooms::v1::Request, _, _>(federation::directory::get_public_rooms)
+    .ruma::<federation_directory::get_public_rooms_filtered::v1::Request, _, _>(federation::directory::get_public_rooms_filtered)
     .ruma::<send_transaction_message::v1::Request, _, _>(federation::transactions::send_transaction_message)
     .ruma::<prepare_join_event::v1::Request, _, _>(federation::membership::prepare_join_event)
     .ruma::<create_join_event::v2::Request, _, _>(federation::membership::create_join_event)

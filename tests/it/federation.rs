@@ -197,7 +197,11 @@ async fn hearths_verify_each_other_and_answer_queries() {
     )
     .await;
     let (_, created) = a
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "room_alias_name": "fed" }))
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "room_alias_name": "fed", "visibility": "public", "name": "Federated lobby" }),
+        )
         .await;
     let (bob, _) = b.register("bob", "bobpassword").await;
     let (status, profile) = b.get(&format!("/_matrix/client/v3/profile/{alice_id}"), Some(&bob)).await;
@@ -228,6 +232,19 @@ async fn hearths_verify_each_other_and_answer_queries() {
         404,
         "M_NOT_FOUND",
     );
+
+    // A's public room directory, as Bob's server fetches it.
+    let (status, directory) = b.get(&format!("/_matrix/client/v3/publicRooms?server={a_name}"), Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK, "{directory}");
+    assert_eq!(directory["chunk"][0]["room_id"], created["room_id"], "{directory}");
+    let (_, searched) = b
+        .post(
+            &format!("/_matrix/client/v3/publicRooms?server={a_name}"),
+            Some(&bob),
+            json!({ "filter": { "generic_search_term": "lobby" } }),
+        )
+        .await;
+    assert_eq!(searched["chunk"][0]["name"], "Federated lobby", "{searched}");
 
     // Unsigned and forged requests are refused before any handler runs.
     let query = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(&alice_id));

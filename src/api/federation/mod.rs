@@ -2,6 +2,7 @@
 //! verified (X-Matrix) by the extractor before a handler runs; with `federation.enabled = false`
 //! none of them is served.
 
+pub mod directory;
 pub mod history;
 pub mod keys;
 pub mod membership;

@@ -1,8 +1,9 @@
 //! Room aliases (`#general:example.org` → room ID) and the public room directory.
 
+use ruma::directory::PublicRoomsChunk;
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UInt, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -23,7 +24,62 @@ pub struct Actor<'a> {
     pub server_admin: bool,
 }
 
+/// The most rooms one page lists.
+const MAX_LIMIT: usize = 500;
+
+/// One page of the directory.
+pub struct DirectoryPage {
+    pub chunk: Vec<PublicRoomsChunk>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: usize,
+}
+
 impl Rooms {
+    /// The listed rooms whose name, topic or alias contains `search` (case-insensitively), most
+    /// members first, paged by offset tokens (`o<N>`).
+    pub fn directory_page(&self, search: Option<&str>, limit: Option<UInt>, since: Option<&str>) -> Result<DirectoryPage> {
+        let offset = match since {
+            Some(token) => token
+                .strip_prefix('o')
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| Error::invalid_param("Invalid `since` token"))?,
+            None => 0,
+        };
+        let search = search.map(str::to_lowercase).filter(|term| !term.is_empty());
+        let mut rooms: Vec<Value> = self
+            .public_rooms()?
+            .into_iter()
+            .filter(|room| {
+                search.as_ref().is_none_or(|term| {
+                    ["name", "topic", "canonical_alias"]
+                        .iter()
+                        .any(|field| room[field].as_str().is_some_and(|text| text.to_lowercase().contains(term)))
+                })
+            })
+            .collect();
+        rooms.sort_by(|a, b| {
+            b["num_joined_members"]
+                .as_u64()
+                .cmp(&a["num_joined_members"].as_u64())
+                .then_with(|| a["room_id"].as_str().cmp(&b["room_id"].as_str()))
+        });
+        let total = rooms.len();
+        let limit = limit.map_or(MAX_LIMIT, |l| u64::from(l) as usize).clamp(1, MAX_LIMIT);
+        let chunk = rooms
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<PublicRoomsChunk>, _>>()?;
+        Ok(DirectoryPage {
+            next_batch: (offset + chunk.len() < total).then(|| format!("o{}", offset + chunk.len())),
+            prev_batch: (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit))),
+            chunk,
+            total,
+        })
+    }
+
     /// Creates an alias for a room the creator is in; 409 if it exists.
     pub fn create_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
         if alias.server_name() != self.server_name() {
