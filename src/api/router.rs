@@ -19,7 +19,9 @@ use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::directory as federation_directory;
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
-use ruma::api::federation::membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event};
+use ruma::api::federation::membership::{
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event,
+};
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::api::path_builder::PathBuilder;
@@ -231,6 +233,8 @@ pub fn routes() -> Routes {
     .ruma::<prepare_leave_event::v1::Request, _, _>(federation::membership::prepare_leave_event)
     .ruma::<create_leave_event::v2::Request, _, _>(federation::membership::create_leave_event)
     .ruma::<create_invite::v2::Request, _, _>(federation::membership::create_invite)
+    .ruma::<prepare_knock_event::v1::Request, _, _>(federation::membership::prepare_knock_event)
+    .ruma::<create_knock_event::v1::Request, _, _>(federation::membership::create_knock_event)
     .ruma::<get_event::v1::Request, _, _>(federation::history::get_event)
     .ruma::<get_missing_events::v1::Request, _, _>(federation::history::get_missing_events)
     .ruma::<get_backfill::v1::Request, _, _>(federation::history::get_backfill)

@@ -721,3 +721,45 @@ async fn rooms_of_older_versions_federate_too() {
         );
     }
 }
+
+#[tokio::test]
+async fn knocking_on_a_room_of_another_server() {
+    let ca = TestCa::new();
+    let (a, a_name, b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
+    let (_, created) = a
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "private_chat", "name": "Knock first",
+                    "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }] }),
+        )
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let (status, knocked) = b
+        .post(
+            &format!("/_matrix/client/v3/knock/{room}?via={a_name}"),
+            Some(&bob),
+            json!({ "reason": "let me in" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{knocked}");
+    let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob)).await;
+    let knock_state = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    assert!(
+        knock_state
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["content"]["name"] == "Knock first"),
+        "{sync}"
+    );
+    let (_, members) = a.get(&format!("/_matrix/client/v3/rooms/{room}/members"), Some(&alice)).await;
+    let bob_id = format!("@bob:{b_name}");
+    let knock = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state_key"] == bob_id.as_str())
+        .cloned();
+    assert_eq!(knock.map(|e| e["content"]["membership"].clone()), Some(json!("knock")), "{members}");
+}

@@ -1,4 +1,5 @@
-//! `POST /knock/{roomIdOrAlias}`: asking to join a room whose join rule is `knock`.
+//! `POST /knock/{roomIdOrAlias}`: asking to join a room whose join rule is `knock`, here or,
+//! over federation, on another server.
 
 use std::sync::Arc;
 
@@ -16,11 +17,24 @@ pub async fn knock_room(
     req: Ruma<knock_room::v3::Request>,
 ) -> HandlerResult<knock_room::v3::Response> {
     let user = req.user_id()?;
+    let mut servers = req.body.via.clone();
     let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => services.rooms.resolve_alias(&alias)?,
+        Err(alias) if alias.server_name() == services.config.server_name => services.rooms.resolve_alias(&alias)?,
+        Err(alias) => {
+            let (room_id, alias_servers) = services.federation.remote_alias(&alias).await?;
+            servers.extend(alias_servers);
+            room_id
+        }
     };
-    services.rooms.room(&room_id)?;
+    if services.rooms.room(&room_id).is_err() {
+        servers.extend(room_id.server_name().map(ToOwned::to_owned));
+        services
+            .federation
+            .knock_remote(&services.rooms, &room_id, user, &servers, req.body.reason.as_deref())
+            .await?;
+        return Ok(RumaResponse(knock_room::v3::Response::new(room_id)));
+    }
     let change = MembershipChange::new(user, user, MembershipState::Knock, req.body.reason.as_deref());
     services.rooms.change_membership(&room_id, change).await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))

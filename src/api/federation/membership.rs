@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use ruma::api::federation::membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event};
+use ruma::api::federation::membership::{
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event,
+};
 use ruma::events::room::member::MembershipState;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -85,4 +87,37 @@ pub async fn create_invite(
         .receive_invite(&services.rooms, &services.accounts, req.origin()?, &req.body)
         .await?;
     Ok(RumaResponse(create_invite::v2::Response::new(event)))
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`
+pub async fn prepare_knock_event(
+    State(services): State<Arc<Services>>,
+    req: Ruma<prepare_knock_event::v1::Request>,
+) -> HandlerResult<prepare_knock_event::v1::Response> {
+    let request = &req.body;
+    let (version, template) = services.federation.make_membership(
+        &services.rooms,
+        req.origin()?,
+        &request.room_id,
+        &request.user_id,
+        &MembershipState::Knock,
+        &request.ver,
+    )?;
+    Ok(RumaResponse(prepare_knock_event::v1::Response::new(
+        version,
+        serde_json::value::to_raw_value(&template)?,
+    )))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
+pub async fn create_knock_event(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_knock_event::v1::Request>,
+) -> HandlerResult<create_knock_event::v1::Response> {
+    let request = &req.body;
+    let state = services
+        .federation
+        .send_knock(&services.rooms, req.origin()?, &request.room_id, &request.event_id, &request.pdu)
+        .await?;
+    Ok(RumaResponse(create_knock_event::v1::Response::new(state)))
 }

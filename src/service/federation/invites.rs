@@ -15,6 +15,7 @@ use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
 
 use super::Federation;
+use super::knocks::stripped_state_event;
 use crate::error::{Error, Result};
 use crate::service::accounts::Accounts;
 use crate::service::rooms::membership::MembershipChange;
@@ -116,7 +117,7 @@ impl Federation {
             .map_err(|e| Error::Internal(format!("signing an invite: {e}")))?;
         // In a room this server takes part in, the invite arrives in a transaction as well.
         if rooms.room(&pdu.room_id).is_err() {
-            let stripped_state: Vec<Value> = request.invite_room_state.iter().filter_map(stripped_from_invite).collect();
+            let stripped_state: Vec<Value> = request.invite_room_state.iter().filter_map(stripped_state_event).collect();
             rooms.record_outside_membership(&pdu, object.clone(), &stripped_state)?;
         }
         raw(&object)
@@ -137,18 +138,5 @@ impl Federation {
         let request = create_leave_event::v2::Request::new(room_id.to_owned(), leave.event_id.clone(), raw(&object)?);
         self.send(server, request).await?;
         rooms.record_outside_membership(&leave, object, &[])
-    }
-}
-
-/// An invite's stripped state event, sent in full (Matrix 1.16 on) or stripped.
-#[allow(deprecated)] // servers before Matrix 1.16 still send the stripped form
-fn stripped_from_invite(state: &RawStrippedState) -> Option<Value> {
-    match state {
-        RawStrippedState::Pdu(pdu) => {
-            let value: Value = serde_json::from_str(pdu.get()).ok()?;
-            Some(json!({ "type": value["type"], "state_key": value["state_key"], "content": value["content"], "sender": value["sender"] }))
-        }
-        RawStrippedState::Stripped(event) => serde_json::from_str(event.json().get()).ok(),
-        _ => None,
     }
 }

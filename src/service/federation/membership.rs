@@ -244,7 +244,7 @@ impl Federation {
         } else {
             versions.to_vec()
         };
-        if *membership == MembershipState::Join && !versions.contains(&record.version) {
+        if *membership != MembershipState::Leave && !versions.contains(&record.version) {
             return Err(Error::incompatible_room_version(record.version.to_string()));
         }
         let template = rooms.remote_member_template(room_id, user, membership)?;
@@ -253,7 +253,7 @@ impl Federation {
 
     /// Checks a membership event another server signed for `send_join` or `send_leave`: the
     /// event named in the path, in this room, the origin's user changing their own membership.
-    async fn receive_membership(
+    pub(super) async fn receive_membership(
         &self,
         rooms: &Rooms,
         origin: &ServerName,
@@ -287,7 +287,7 @@ impl Federation {
 
     /// Appends a membership event received through `send_join` or `send_leave`, sending it on
     /// to the other servers in the room.
-    async fn append_membership(&self, rooms: &Rooms, origin: &ServerName, pdu: &Pdu, object: CanonicalJsonObject) -> Result<()> {
+    pub(super) async fn append_membership(&self, rooms: &Rooms, origin: &ServerName, pdu: &Pdu, object: CanonicalJsonObject) -> Result<()> {
         let record = rooms.room(&pdu.room_id)?;
         let others: Vec<OwnedServerName> = record.servers.iter().filter(|server| **server != origin).cloned().collect();
         match rooms.append_remote(pdu.clone(), object, Some(others)).await? {

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod history;
 pub mod invites;
 pub mod keys;
+pub mod knocks;
 pub mod membership;
 pub mod pdu;
 pub mod queries;
