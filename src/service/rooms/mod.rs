@@ -7,6 +7,7 @@
 //! indexes. Rooms are appended to in parallel; events of one room in order. Every event gets
 //! a position in the server-wide stream, which orders timelines and, later, sync.
 
+pub mod build;
 pub mod create;
 pub mod directory;
 pub mod invites;
@@ -14,6 +15,7 @@ pub mod membership;
 pub mod pdu;
 pub mod purge;
 pub mod receipts;
+pub mod relations;
 pub mod remote;
 pub mod spaces;
 pub mod state;
@@ -460,13 +462,6 @@ impl Rooms {
         Ok(row.and_then(|bytes| EventId::parse(String::from_utf8_lossy(&bytes).as_ref()).ok()))
     }
 
-    /// Builds and signs a PDU as this server, and parses it for the auth checks.
-    fn sign(&self, fields: UnsignedPdu<'_>, rules: &RoomVersionRules) -> Result<(pdu::SignedPdu, Pdu)> {
-        let signed = pdu::build_and_sign(fields, rules, self.server_name.as_str(), self.key.pair())?;
-        let pdu = Pdu::from_object(&signed.event_id, &signed.room_id, &signed.object)?;
-        Ok((signed, pdu))
-    }
-
     /// Creates a room with its `m.room.create` event; returns its ID. The rest of the room's
     /// initial events are appended by the caller, which holds nothing: the room is not
     /// reachable before its ID is returned.
@@ -536,60 +531,6 @@ impl Rooms {
         self.remember_room(&signed.room_id, &room);
         ticket.complete(vec![creator.to_owned()]);
         Ok(signed.room_id)
-    }
-
-    /// Builds, signs and authorizes an event of `sender` on the room's forward extremities and
-    /// current state (the caller holds the room's lock).
-    fn build(
-        &self,
-        room: &RoomRecord,
-        rules: &RoomVersionRules,
-        room_id: &RoomId,
-        sender: &UserId,
-        event: &NewEvent,
-    ) -> Result<(pdu::SignedPdu, Pdu)> {
-        let state = self.states.load(room.state)?;
-        let content_raw = serde_json::value::to_raw_value(&event.content)?;
-        let auth_types =
-            ruma::state_res::auth_types_for_event(&event.kind, sender, event.state_key.as_deref(), &content_raw, &rules.authorization)
-                .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
-        let mut auth_events = Vec::new();
-        for (kind, state_key) in &auth_types {
-            if let Some(pdu) = self.state_pdu(&state, kind, state_key)? {
-                auth_events.push(pdu.event_id);
-            }
-        }
-        // The create event is an auth event until room version 12, where the room ID names it.
-        let (signed, pdu) = self.sign(
-            UnsignedPdu {
-                room_id: Some(room_id),
-                sender,
-                kind: &event.kind,
-                content: &event.content,
-                state_key: event.state_key.as_deref(),
-                redacts: event.redacts.as_deref(),
-                prev_events: &room.extremities,
-                auth_events: &auth_events,
-                depth: room.depth + 1,
-                origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
-            },
-            rules,
-        )?;
-        let fetch_event = |id: &EventId| self.pdu(id).ok().flatten();
-        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event).map_err(Error::forbidden)?;
-        let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state, kind, state_key).ok().flatten();
-        ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state).map_err(Error::forbidden)?;
-        Ok((signed, pdu))
-    }
-
-    /// An event of `sender` built, signed and authorized but not stored: an invite to another
-    /// server's user, which that server signs too before it is appended.
-    pub async fn draft(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<(Pdu, CanonicalJsonObject)> {
-        let _lock = self.locks.lock(room_id.to_owned()).await;
-        let room = self.room_locked(room_id)?;
-        let rules = rules(&room.version)?;
-        let (signed, pdu) = self.build(&room, &rules, room_id, sender, &event)?;
-        Ok((pdu, signed.object))
     }
 
     /// Appends an event to a room as `sender`; returns its event ID.
@@ -819,36 +760,9 @@ impl Rooms {
     }
 }
 
-/// An event relating to another, as indexed: (stream position, rel_type, event ID, type).
-pub type RelationRow = (u64, String, OwnedEventId, String);
-
-impl Rooms {
-    /// Up to `limit` events relating to `parent`, from stream position `from` (inclusive)
-    /// backward or forward.
-    pub fn relations(
-        &self,
-        room_id: &RoomId,
-        parent: &EventId,
-        from: Option<u64>,
-        forward: bool,
-        limit: usize,
-    ) -> Result<Vec<RelationRow>> {
-        let (parent_prefix, start) = stream_range(&[room_id.as_bytes(), parent.as_bytes()], from, forward);
-        let rows = self.store.range(Table::Relations, &parent_prefix, &start, forward, limit)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(key, value)| {
-                let position = u64::from_be_bytes(key[parent_prefix.len()..].try_into().ok()?);
-                let (rel_type, event_id, kind): (String, OwnedEventId, String) = serde_json::from_slice(&value).ok()?;
-                Some((position, rel_type, event_id, kind))
-            })
-            .collect())
-    }
-}
-
 /// For keys `parts ‖ stream position`: the prefix of them all, and the key a scan from stream
 /// position `from` (or from the first or last, when `None`) starts at.
-fn stream_range(parts: &[&[u8]], from: Option<u64>, forward: bool) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn stream_range(parts: &[&[u8]], from: Option<u64>, forward: bool) -> (Vec<u8>, Vec<u8>) {
     let position = match (from, forward) {
         (Some(position), _) => position,
         (None, true) => 0,
