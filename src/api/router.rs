@@ -18,6 +18,7 @@ use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::directory as federation_directory;
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
+use ruma::api::federation::event as federation_event;
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
 use ruma::api::federation::membership::{
     create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event,
@@ -241,6 +242,7 @@ pub fn routes() -> Routes {
     .ruma::<get_room_state_ids::v1::Request, _, _>(federation::history::get_room_state_ids)
     .ruma::<get_room_state::v1::Request, _, _>(federation::history::get_room_state)
     .ruma::<get_event_authorization::v1::Request, _, _>(federation::history::get_event_authorization)
+    .ruma::<federation_event::get_event_by_timestamp::v1::Request, _, _>(federation::history::get_event_by_timestamp)
     // Hearth's own
     .get("/_hearth/health/live", super::hearth::health::live)
     .get("/_hearth/health/ready", super::hearth::health::ready)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use ruma::api::federation::authentication::XMatrixSigningInput;
+use ruma::api::federation::event::get_event_by_timestamp;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
@@ -168,7 +169,12 @@ async fn forged_and_unauthorized_pdus_never_reach_clients() {
     )
     .await
     .expect("send_join");
-    send_text(&a, &alice, room.as_str(), "mallory is in").await;
+    let in_event = send_text(&a, &alice, room.as_str(), "mallory is in").await;
+
+    // As a server in the room, Mallory's may ask for the event at a time.
+    let request = get_event_by_timestamp::v1::Request::new(room.clone(), MilliSecondsSinceUnixEpoch::now(), ruma::api::Direction::Backward);
+    let at = fake.send(&a_name, request).await.expect("timestamp_to_event");
+    assert_eq!(at.event_id, in_event.as_str());
 
     // Events on top of the room's latest one, as Mallory's server would build them.
     let (_, latest) = a

@@ -1,13 +1,13 @@
 //! A room's events and state for other servers in it: `/event/{eventId}`,
 //! `/get_missing_events/{roomId}`, `/state/{roomId}`, `/state_ids/{roomId}`,
-//! `/event_auth/{roomId}/{eventId}` and `/backfill/{roomId}`.
+//! `/event_auth/{roomId}/{eventId}`, `/backfill/{roomId}` and `/timestamp_to_event/{roomId}`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
-use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+use ruma::api::federation::event::{get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch};
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -113,4 +113,20 @@ pub async fn get_event_authorization(
         .federation
         .event_auth(&services.rooms, req.origin()?, &req.body.room_id, &req.body.event_id)?;
     Ok(RumaResponse(get_event_authorization::v1::Response::new(pdus(&services, &chain)?)))
+}
+
+/// `GET /_matrix/federation/v1/timestamp_to_event/{roomId}`
+pub async fn get_event_by_timestamp(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_event_by_timestamp::v1::Request>,
+) -> HandlerResult<get_event_by_timestamp::v1::Response> {
+    let request = &req.body;
+    services
+        .federation
+        .check_server_in_room(&services.rooms, req.origin()?, &request.room_id)?;
+    let forward = request.dir == ruma::api::Direction::Forward;
+    let (event_id, ts) = services
+        .rooms
+        .event_by_timestamp(&request.room_id, request.ts, forward, |_, _| Ok(true))?;
+    Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(event_id, ts)))
 }

@@ -3,7 +3,7 @@
 
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{DeviceId, EventId, RoomId, UserId};
+use ruma::{DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
@@ -104,5 +104,46 @@ impl Rooms {
         }
         event["unsigned"] = Value::Object(unsigned);
         Ok(event)
+    }
+}
+
+/// Events read per step of the timestamp scan.
+const TIMESTAMP_BATCH: usize = 200;
+
+impl Rooms {
+    /// The first event at or after `ts` (`forward`), or the last at or before it, that
+    /// `visible` lets through: (event ID, its timestamp); 404 when there is none. Timestamps
+    /// follow the stream order closely, so the timeline is scanned from the end the direction
+    /// starts at.
+    pub fn event_by_timestamp(
+        &self,
+        room_id: &RoomId,
+        ts: MilliSecondsSinceUnixEpoch,
+        forward: bool,
+        visible: impl Fn(&EventId, &StoredEvent) -> Result<bool>,
+    ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
+        let mut cursor = None;
+        loop {
+            let batch = self.timeline(room_id, cursor, forward, TIMESTAMP_BATCH)?;
+            let exhausted = batch.len() < TIMESTAMP_BATCH;
+            for (position, event_id) in batch {
+                cursor = Some(if forward { position + 1 } else { position.saturating_sub(1) });
+                let Some(stored) = self.stored_event(&event_id)? else {
+                    continue;
+                };
+                let pdu = Pdu::from_object(&event_id, &stored.room_id, &stored.pdu)?;
+                let hit = if forward {
+                    pdu.origin_server_ts >= ts
+                } else {
+                    pdu.origin_server_ts <= ts
+                };
+                if hit && visible(&event_id, &stored)? {
+                    return Ok((event_id, pdu.origin_server_ts));
+                }
+            }
+            if exhausted {
+                return Err(Error::not_found("No event found in that direction"));
+            }
+        }
     }
 }
