@@ -24,14 +24,10 @@ impl Federation {
         servers: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<()> {
-        let mut last_error = Error::not_found("No server in the room could be asked to let you knock");
-        for server in servers.iter().filter(|server| **server != self.server_name) {
-            match self.knock_through(rooms, room_id, user, server, reason).await {
-                Ok(()) => return Ok(()),
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
+        self.through_first(servers, "knocking", |server| {
+            self.knock_through(rooms, room_id, user, server, reason)
+        })
+        .await
     }
 
     async fn knock_through(&self, rooms: &Rooms, room_id: &RoomId, user: &UserId, server: &ServerName, reason: Option<&str>) -> Result<()> {

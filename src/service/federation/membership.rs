@@ -109,12 +109,29 @@ impl Federation {
         if candidates.iter().all(|server| *server == self.server_name) {
             return Err(Error::not_found("This server knows no such room"));
         }
-        let mut last_error = Error::not_found("No server in the room could be asked to let you in");
-        for server in candidates.iter().filter(|server| **server != self.server_name) {
-            match self.join_through(rooms, room_id, user, server, reason).await {
+        self.through_first(&candidates, "joining", |server| {
+            self.join_through(rooms, room_id, user, server, reason)
+        })
+        .await
+    }
+
+    /// Tries `attempt` with each of `servers` but this one, in order, until one succeeds;
+    /// otherwise the last failure (404 when there was no other server to try).
+    pub(super) async fn through_first<'a, Attempt>(
+        &self,
+        servers: &'a [OwnedServerName],
+        what: &str,
+        attempt: impl Fn(&'a ServerName) -> Attempt,
+    ) -> Result<()>
+    where
+        Attempt: Future<Output = Result<()>>,
+    {
+        let mut last_error = Error::not_found("No server in the room could be asked");
+        for server in servers.iter().filter(|server| **server != self.server_name) {
+            match attempt(server).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::info!(%room_id, %server, %error, "joining through a server failed");
+                    tracing::info!(%server, %error, "{what} through a server failed");
                     last_error = error;
                 }
             }
