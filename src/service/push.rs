@@ -234,16 +234,33 @@ impl super::Services {
     /// notifications it makes for the room's other members.
     pub async fn send_event(&self, room_id: &RoomId, sender: &UserId, event: super::rooms::NewEvent) -> Result<OwnedEventId> {
         let event_id = self.rooms.append(room_id, sender, event).await?;
-        let Some(stored) = self.rooms.stored_event(&event_id)? else {
-            return Ok(event_id);
+        self.notify_event(&event_id).await?;
+        Ok(event_id)
+    }
+
+    /// Records the notifications a new event (of a local user, or from another server) makes
+    /// for the room's local members, and pushes them to their pushers.
+    pub async fn notify_event(&self, event_id: &EventId) -> Result<()> {
+        let Some(stored) = self.rooms.stored_event(event_id)? else {
+            return Ok(());
         };
+        let event_id = event_id.to_owned();
+        let room_id = &stored.room_id.clone();
         let client_event = self.rooms.client_event(&event_id, &stored, None)?;
+        let Some(sender) = client_event
+            .get("sender")
+            .and_then(Value::as_str)
+            .and_then(|s| UserId::parse(s).ok())
+        else {
+            return Ok(());
+        };
+        let sender = &sender;
         let notified = self
             .push
             .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)
             .await?;
         if notified.is_empty() {
-            return Ok(event_id);
+            return Ok(());
         }
         let state = self.rooms.current_state(room_id)?;
         let room_name = self
@@ -269,7 +286,7 @@ impl super::Services {
             };
             self.pushers.deliver(&user, message)?;
         }
-        Ok(event_id)
+        Ok(())
     }
 }
 

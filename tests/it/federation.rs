@@ -415,6 +415,11 @@ async fn users_of_two_hearths_join_each_others_rooms_and_chat() {
         to_alice.as_str()
     );
 
+    // Bob's message from the other server counts as unread for Alice, as a local one would.
+    let (_, alice_sync) = a.get("/_matrix/client/v3/sync", Some(&alice)).await;
+    let unread = &alice_sync["rooms"]["join"][&room]["unread_notifications"]["notification_count"];
+    assert!(unread.as_u64().is_some_and(|n| n >= 1), "{alice_sync}");
+
     // Bob's sync shows the room, named, with the conversation.
     let (_, sync) = b.get("/_matrix/client/v3/sync", Some(&bob)).await;
     let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];

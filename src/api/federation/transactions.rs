@@ -18,7 +18,7 @@ pub async fn send_transaction_message(
     if req.body.origin != origin {
         return Err(Error::forbidden("The transaction's origin is not the server that signed it"));
     }
-    let results = services
+    let received = services
         .federation
         .receive_transaction(
             &services.rooms,
@@ -28,5 +28,9 @@ pub async fn send_transaction_message(
             req.body.edus.len(),
         )
         .await?;
-    Ok(RumaResponse(send_transaction_message::v1::Response::new(results)))
+    // Events new here notify the local members, as local ones do.
+    for event_id in &received.accepted {
+        services.notify_event(event_id).await?;
+    }
+    Ok(RumaResponse(send_transaction_message::v1::Response::new(received.results)))
 }

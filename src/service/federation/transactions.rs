@@ -25,6 +25,13 @@ const MAX_MISSING_EVENTS: u32 = 20;
 /// Per-PDU results of a transaction.
 pub type TransactionResults = BTreeMap<OwnedEventId, Result<(), String>>;
 
+/// What a transaction did: its per-PDU results, and the events that are new here (for the
+/// notifications they make).
+pub struct Received {
+    pub results: TransactionResults,
+    pub accepted: Vec<OwnedEventId>,
+}
+
 impl Federation {
     /// Takes in a transaction's PDUs (EDUs are not handled yet and are ignored).
     pub async fn receive_transaction(
@@ -34,7 +41,7 @@ impl Federation {
         transaction_id: &str,
         pdus: &[Box<RawJsonValue>],
         edu_count: usize,
-    ) -> Result<TransactionResults> {
+    ) -> Result<Received> {
         if pdus.len() > MAX_PDUS || edu_count > MAX_EDUS {
             return Err(Error::bad_json(format!(
                 "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
@@ -45,16 +52,23 @@ impl Federation {
             .store
             .get_json::<TransactionResults>(Table::FederationTransactions, &transaction_key)?
         {
-            return Ok(results);
+            return Ok(Received {
+                results,
+                accepted: Vec::new(),
+            });
         }
         self.metrics.transaction_received();
         let mut results = TransactionResults::new();
+        let mut accepted = Vec::new();
         for pdu in pdus {
             let Ok(object) = serde_json::from_str::<CanonicalJsonObject>(pdu.get()) else {
                 continue;
             };
             match self.receive_pdu(rooms, origin, object).await {
-                Ok((event_id, outcome)) => {
+                Ok((event_id, outcome, new)) => {
+                    if new {
+                        accepted.push(event_id.clone());
+                    }
                     results.insert(event_id, outcome);
                 }
                 Err(error) => tracing::info!(%origin, %error, "a PDU from another server was dropped"),
@@ -63,16 +77,17 @@ impl Federation {
         let mut batch = self.store.batch();
         batch.put_json(Table::FederationTransactions, &transaction_key, &results);
         batch.commit()?;
-        Ok(results)
+        Ok(Received { results, accepted })
     }
 
-    /// Takes in one PDU; the error is for a PDU that is not even an event of a known room.
+    /// Takes in one PDU: its event ID, its result and whether it is new here; the error is for
+    /// a PDU that is not even an event of a known room.
     async fn receive_pdu(
         &self,
         rooms: &Rooms,
         origin: &ServerName,
         object: CanonicalJsonObject,
-    ) -> Result<(OwnedEventId, Result<(), String>)> {
+    ) -> Result<(OwnedEventId, Result<(), String>, bool)> {
         let room_id = match object.get("room_id") {
             Some(CanonicalJsonValue::String(id)) => RoomId::parse(id).map_err(|e| Error::bad_json(e.to_string()))?,
             _ => return Err(Error::bad_json("A PDU without a room ID")),
@@ -85,7 +100,7 @@ impl Federation {
         for server in [origin, pdu.sender.server_name()] {
             if !rooms.server_allowed(&room_id, server)? {
                 self.metrics.pdu_received("rejected");
-                return Ok((event_id, Err(format!("the room's server ACL denies {server}"))));
+                return Ok((event_id, Err(format!("the room's server ACL denies {server}")), false));
             }
         }
         let outcome = match rooms.append_remote(pdu.clone(), object.clone(), None).await? {
@@ -95,6 +110,7 @@ impl Federation {
             }
             outcome => outcome,
         };
+        let new = matches!(outcome, Intake::Accepted);
         let result = match outcome {
             Intake::Accepted => {
                 self.metrics.pdu_received("accepted");
@@ -111,7 +127,7 @@ impl Federation {
             }
             Intake::MissingPrev(missing) => Err(format!("{} previous events could not be had", missing.len())),
         };
-        Ok((event_id, result))
+        Ok((event_id, result, new))
     }
 
     /// Asks `origin` for the events between the room's forward extremities and `latest`, and
