@@ -104,6 +104,12 @@ enum Workload {
         /// How many messages the burst sends.
         #[arg(long, default_value_t = 2000)]
         burst: usize,
+        /// Members of the big room a peer's user then joins (0: no big-room join).
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Events of history in that room.
+        #[arg(long, default_value_t = 5000)]
+        history: usize,
     },
     /// Media upload and download throughput and thumbnail time.
     Media {
@@ -192,7 +198,19 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         Workload::Sliding { pings, rooms } => sliding(cli, pings, rooms).await,
         Workload::Accounts { users } => accounts(cli, users).await,
         Workload::Memory { messages, polls } => memory(cli, messages, polls).await,
-        Workload::Federation { ref peer, pings, burst } => federation(cli, peer, pings, burst).await,
+        Workload::Federation {
+            ref peer,
+            pings,
+            burst,
+            members,
+            history,
+        } => {
+            let mut figures = federation(cli, peer, pings, burst).await?;
+            if members > 0 {
+                figures.extend(big_room_join(cli, peer, members, history).await?);
+            }
+            Ok(figures)
+        }
     }
 }
 
@@ -844,6 +862,49 @@ async fn federation(cli: &Cli, peer: &str, pings: usize, burst: usize) -> BenchR
         unit: "PDUs/s",
     });
     Ok(figures)
+}
+
+/// A room on the first server with `members` joined users and `history` events, then the time
+/// a peer's user takes to join it over federation (state and auth chain included).
+async fn big_room_join(cli: &Cli, peer: &str, members: usize, history: usize) -> BenchResult<Vec<Figure>> {
+    let owner = register(cli).await?;
+    let room = owner.create_public_room().await?;
+    let join_path = format!("/_matrix/client/v3/join/{room}");
+    // Members register and join four at a time (registration hashes a password each).
+    let mut joined = Vec::new();
+    for chunk in (0..members.saturating_sub(1)).collect::<Vec<_>>().chunks(4) {
+        let batch = chunk.iter().map(|_| async {
+            let member = register(cli).await?;
+            member.json(reqwest::Method::POST, &join_path, json!({})).await?;
+            Ok::<_, String>(member)
+        });
+        for member in futures_util::future::join_all(batch).await {
+            joined.push(member?);
+        }
+    }
+    let senders: Vec<&Session> = std::iter::once(&owner).chain(joined.iter()).collect();
+    for n in 0..history.saturating_sub(members) {
+        let sender = senders[n % senders.len()];
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/h{n}");
+        sender
+            .json(
+                reqwest::Method::PUT,
+                &path,
+                json!({ "msgtype": "m.text", "body": format!("history {n}") }),
+            )
+            .await?;
+    }
+    let guest = register_at(cli, peer).await?;
+    let origin = cli.url.split("://").nth(1).unwrap_or(&cli.url).trim_end_matches('/');
+    let started = Instant::now();
+    guest
+        .json(reqwest::Method::POST, &format!("{join_path}?via={origin}"), json!({}))
+        .await?;
+    Ok(vec![Figure {
+        name: format!("join over federation, room of {members} members and {history} events"),
+        value: millis(started.elapsed()),
+        unit: "ms",
+    }])
 }
 
 const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
