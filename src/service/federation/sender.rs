@@ -5,7 +5,7 @@
 //! destination is retried with exponential backoff (capped at an hour), and the first wake-up
 //! after a restart resumes every destination that still has rows.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,23 +109,30 @@ pub fn queue_depths(store: &Store) -> Result<BTreeMap<OwnedServerName, usize>> {
     Ok(depths)
 }
 
-/// Runs the sender until the server shuts down.
+/// Runs the sender until the server shuts down: at start every destination with rows in the
+/// outbox, then those events are queued for (and failed ones, once their backoff is over).
 pub async fn run(services: Arc<Services>) {
     let outbox = services.rooms.outbox();
+    match queue_depths(&services.store) {
+        Ok(depths) => depths
+            .into_keys()
+            .for_each(|destination| services.rooms.requeue_outbox(destination)),
+        Err(error) => tracing::error!(%error, "reading the federation outbox"),
+    }
+    let mut pending: BTreeSet<OwnedServerName> = BTreeSet::new();
     loop {
         let woken = outbox.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        match queue_depths(&services.store) {
-            Ok(depths) => {
-                for destination in depths.into_keys() {
-                    if services.federation.sender.may_send(&destination) {
-                        tokio::spawn(deliver(services.clone(), destination));
-                    }
-                }
+        pending.extend(services.rooms.take_outbox_destinations());
+        // A destination in flight or backing off stays pending until it may be sent to.
+        pending.retain(|destination| {
+            let ready = services.federation.sender.may_send(destination);
+            if ready {
+                tokio::spawn(deliver(services.clone(), destination.clone()));
             }
-            Err(error) => tracing::error!(%error, "reading the federation outbox"),
-        }
+            !ready
+        });
         if services.rooms.stream().is_shutting_down() {
             return;
         }
@@ -137,9 +144,15 @@ pub async fn run(services: Arc<Services>) {
 /// a transaction fails.
 async fn deliver(services: Arc<Services>, destination: OwnedServerName) {
     let outcome = deliver_all(&services, &destination).await;
+    let failed = outcome.is_err();
     services.federation.sender.record(&destination, outcome);
-    // Rows queued while this ran are looked at again.
-    services.rooms.outbox().notify_one();
+    if failed {
+        // Its rows stay; it is tried again once its backoff is over.
+        services.rooms.requeue_outbox(destination);
+    } else {
+        // Rows queued while this ran are looked at again.
+        services.rooms.outbox().notify_one();
+    }
 }
 
 async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()> {

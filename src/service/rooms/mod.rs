@@ -158,6 +158,8 @@ pub struct Rooms {
     metrics: Arc<Metrics>,
     /// Woken when events are queued for other servers.
     outbox: tokio::sync::Notify,
+    /// Destinations events were queued for since the sender last looked.
+    outbox_destinations: Mutex<std::collections::BTreeSet<OwnedServerName>>,
 }
 
 /// PDUs kept parsed in memory.
@@ -182,6 +184,7 @@ impl Rooms {
             profiles,
             metrics,
             outbox: tokio::sync::Notify::new(),
+            outbox_destinations: Mutex::new(std::collections::BTreeSet::new()),
             pdus: Mutex::new(HashMap::new()),
             store,
             server_name,
@@ -402,6 +405,21 @@ impl Rooms {
     /// Woken when events are queued for other servers.
     pub fn outbox(&self) -> &tokio::sync::Notify {
         &self.outbox
+    }
+
+    /// The destinations events were queued for since the last call (a destination may have
+    /// nothing left by then: its batch failed, or its sender took the rows already).
+    pub fn take_outbox_destinations(&self) -> std::collections::BTreeSet<OwnedServerName> {
+        std::mem::take(&mut *self.outbox_destinations.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Marks a destination as having rows to send, and wakes the sender.
+    pub fn requeue_outbox(&self, destination: OwnedServerName) {
+        self.outbox_destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(destination);
+        self.outbox.notify_one();
     }
 
     /// The server-wide stream.
@@ -681,6 +699,10 @@ impl Rooms {
         destinations.dedup();
         // Servers the room's server ACL denies get nothing.
         destinations.retain(|destination| self.server_allowed(&pdu.room_id, destination).unwrap_or(true));
+        self.outbox_destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(destinations.iter().cloned());
         for destination in destinations {
             batch.put(
                 Table::FederationOutbox,
