@@ -24,6 +24,7 @@ use ruma::api::federation::membership::{
     create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event,
 };
 use ruma::api::federation::query::{get_profile_information, get_room_information};
+use ruma::api::federation::space as federation_space;
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
@@ -226,6 +227,7 @@ pub fn routes() -> Routes {
     .ruma::<get_server_version::v1::Request, _, _>(federation::version::get_server_version)
     .ruma::<get_profile_information::v1::Request, _, _>(federation::query::get_profile_information)
     .ruma::<get_room_information::v1::Request, _, _>(federation::query::get_room_information)
+    .ruma::<federation_space::get_hierarchy::v1::Request, _, _>(federation::space::get_hierarchy)
     .ruma::<federation_directory::get_public_rooms::v1::Request, _, _>(federation::directory::get_public_rooms)
     .ruma::<federation_directory::get_public_rooms_filtered::v1::Request, _, _>(federation::directory::get_public_rooms_filtered)
     .ruma::<send_transaction_message::v1::Request, _, _>(federation::transactions::send_transaction_message)

@@ -1,4 +1,5 @@
-//! A hostile server against Hearth: the test plays a federating server of its own (a TLS
+//! Another server played by the test itself: a space browsed over federation, and a hostile
+//! server against Hearth. The test plays a federating server of its own (a TLS
 //! listener serving its signing key, requests signed with ruma), joins a room of Hearth's
 //! honestly, then sends PDUs with a bad signature, a changed content hash, a sender of a server
 //! that did not sign, and a power-levels change it may not make. Only the honest event is shown
@@ -281,4 +282,37 @@ async fn forged_and_unauthorized_pdus_never_reach_clients() {
         .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice))
         .await;
     assert!(levels["users"][mallory.as_str()].is_null(), "the power grab was refused: {levels}");
+}
+
+#[tokio::test]
+async fn a_space_is_browsed_from_another_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = TestCa::new();
+    let (a, a_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let create = async |body: Value| {
+        let (_, created) = a.post("/_matrix/client/v3/createRoom", Some(&alice), body).await;
+        created["room_id"].as_str().unwrap().to_owned()
+    };
+    let space = create(json!({ "preset": "public_chat", "name": "Guild", "creation_content": { "type": "m.space" } })).await;
+    let open = create(json!({ "preset": "public_chat", "name": "general" })).await;
+    let closed = create(json!({ "preset": "private_chat", "name": "staff" })).await;
+    for child in [&open, &closed] {
+        let (status, _) = a
+            .put(
+                &format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{child}"),
+                Some(&alice),
+                json!({ "via": [a_name] }),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 200);
+    }
+    let fake = FakeServer::start(&ca).await;
+    let request = ruma::api::federation::space::get_hierarchy::v1::Request::new(ruma::RoomId::parse(&space).unwrap());
+    let hierarchy = fake.send(&a_name, request).await.expect("hierarchy");
+    assert_eq!(hierarchy.room.summary.name.as_deref(), Some("Guild"));
+    assert_eq!(hierarchy.room.children_state.len(), 2);
+    let children: Vec<String> = hierarchy.children.iter().map(|child| child.room_id.to_string()).collect();
+    assert_eq!(children, [open]);
+    assert_eq!(hierarchy.inaccessible_children, [ruma::RoomId::parse(&closed).unwrap()]);
 }

@@ -7,5 +7,6 @@ pub mod history;
 pub mod keys;
 pub mod membership;
 pub mod query;
+pub mod space;
 pub mod transactions;
 pub mod version;

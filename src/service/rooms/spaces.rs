@@ -19,7 +19,64 @@ pub struct HierarchyRoom {
     pub children_state: Vec<Value>,
 }
 
+/// A hierarchy room with the children its `m.space.child` events name.
+struct HierarchyEntry {
+    room: HierarchyRoom,
+    children: Vec<OwnedRoomId>,
+}
+
+/// A space as another server is shown it: the space, its direct children anyone could join or
+/// read, and those they could not.
+pub struct ServerSpaceView {
+    pub root: HierarchyRoom,
+    pub children: Vec<Value>,
+    pub inaccessible: Vec<OwnedRoomId>,
+}
+
 impl Rooms {
+    /// Whether a room could be joined or read by some user of another server: public, knock,
+    /// restricted (members of an allowed room may) or world-readable.
+    fn open_to_servers(&self, room_id: &RoomId) -> Result<bool> {
+        let state = self.current_state(room_id)?;
+        let join_rule = self
+            .state_content(&state, &StateEventType::RoomJoinRules, "")?
+            .and_then(|content| content.get("join_rule").and_then(Value::as_str).map(str::to_owned));
+        let visibility = self
+            .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
+            .and_then(|content| content.get("history_visibility").and_then(Value::as_str).map(str::to_owned));
+        Ok(
+            matches!(join_rule.as_deref(), Some("public" | "knock" | "restricted" | "knock_restricted"))
+                || visibility.as_deref() == Some("world_readable"),
+        )
+    }
+
+    /// A space of this server for another server (`/hierarchy` over federation): 404 unless it
+    /// is open to other servers' users.
+    pub fn space_for_server(&self, root: &RoomId, suggested_only: bool) -> Result<ServerSpaceView> {
+        self.room(root)?;
+        if !self.open_to_servers(root)? {
+            return Err(Error::not_found("No such space open to other servers"));
+        }
+        let root_room = self.hierarchy_room(root, suggested_only)?;
+        let mut children = Vec::new();
+        let mut inaccessible = Vec::new();
+        for child in &root_room.children {
+            if self.room(child).is_err() {
+                continue;
+            }
+            if self.open_to_servers(child)? {
+                children.push(self.summary(child)?);
+            } else {
+                inaccessible.push(child.clone());
+            }
+        }
+        Ok(ServerSpaceView {
+            root: root_room.room,
+            children,
+            inaccessible,
+        })
+    }
+
     /// Whether `user` may see a room's summary: they are in it, or anyone (or any member of
     /// a room its join rule allows) could join or read it.
     pub fn may_preview(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
@@ -72,42 +129,57 @@ impl Rooms {
             if self.room(&room_id).is_err() || !self.may_preview(&room_id, user)? {
                 continue;
             }
-            let mut children_state = Vec::new();
-            let state = self.current_state(&room_id)?;
-            for (short_key, short_event) in state.iter() {
-                let (kind, state_key) = self.states.state_key(*short_key)?;
-                if kind != StateEventType::SpaceChild {
-                    continue;
-                }
-                let Some(pdu) = self.pdu(&self.states.event_id(*short_event)?)? else {
-                    continue;
-                };
-                let content = pdu.content_value();
-                let linked = content.get("via").and_then(Value::as_array).is_some_and(|via| !via.is_empty());
-                let suggested = content.get("suggested").and_then(Value::as_bool).unwrap_or(false);
-                if !linked || (suggested_only && !suggested) {
-                    continue;
-                }
-                children_state.push(json!({
-                    "type": "m.space.child",
-                    "state_key": state_key,
-                    "content": content,
-                    "sender": pdu.sender,
-                    "origin_server_ts": pdu.origin_server_ts,
-                }));
-                if depth < max_depth
-                    && let Ok(child) = RoomId::parse(state_key.as_str())
-                    && seen.insert(child.clone())
-                {
-                    queue.push_back((child, depth + 1));
+            let entry = self.hierarchy_room(&room_id, suggested_only)?;
+            if depth < max_depth {
+                for child in entry.children {
+                    if seen.insert(child.clone()) {
+                        queue.push_back((child, depth + 1));
+                    }
                 }
             }
-            rooms.push(HierarchyRoom {
-                summary: self.summary(&room_id)?,
-                children_state,
-            });
+            rooms.push(entry.room);
         }
         Ok(rooms)
+    }
+
+    /// One room of a hierarchy: its summary and linked `m.space.child` events, and the
+    /// children they name.
+    fn hierarchy_room(&self, room_id: &RoomId, suggested_only: bool) -> Result<HierarchyEntry> {
+        let mut children_state = Vec::new();
+        let mut children = Vec::new();
+        let state = self.current_state(room_id)?;
+        for (short_key, short_event) in state.iter() {
+            let (kind, state_key) = self.states.state_key(*short_key)?;
+            if kind != StateEventType::SpaceChild {
+                continue;
+            }
+            let Some(pdu) = self.pdu(&self.states.event_id(*short_event)?)? else {
+                continue;
+            };
+            let content = pdu.content_value();
+            let linked = content.get("via").and_then(Value::as_array).is_some_and(|via| !via.is_empty());
+            let suggested = content.get("suggested").and_then(Value::as_bool).unwrap_or(false);
+            if !linked || (suggested_only && !suggested) {
+                continue;
+            }
+            children_state.push(json!({
+                "type": "m.space.child",
+                "state_key": state_key,
+                "content": content,
+                "sender": pdu.sender,
+                "origin_server_ts": pdu.origin_server_ts,
+            }));
+            if let Ok(child) = RoomId::parse(state_key.as_str()) {
+                children.push(child);
+            }
+        }
+        Ok(HierarchyEntry {
+            room: HierarchyRoom {
+                summary: self.summary(room_id)?,
+                children_state,
+            },
+            children,
+        })
     }
 
     /// Creates a community: a space named `name` owned by `owner`, and one channel room per
