@@ -275,6 +275,13 @@ impl Session {
         Ok(created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned())
     }
 
+    /// Sends a text message with transaction ID `txn`.
+    async fn send_text(&self, room: &str, txn: &str, body: &str) -> BenchResult<Value> {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        self.json(reqwest::Method::PUT, &path, json!({ "msgtype": "m.text", "body": body }))
+            .await
+    }
+
     /// Sends a request with a JSON body (none when `body` is null) and returns the JSON answer.
     async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
@@ -823,14 +830,7 @@ async fn federation(cli: &Cli, peer: &str, pings: usize, burst: usize) -> BenchR
     // last one is in the peer's copy of the room.
     let started = Instant::now();
     for n in 0..burst {
-        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/burst{n}");
-        sender
-            .json(
-                reqwest::Method::PUT,
-                &path,
-                json!({ "msgtype": "m.text", "body": format!("burst {n}") }),
-            )
-            .await?;
+        sender.send_text(&room, &format!("burst{n}"), &format!("burst {n}")).await?;
     }
     let sent = started.elapsed();
     let last = format!("burst {}", burst.saturating_sub(1));
@@ -884,14 +884,8 @@ async fn big_room_join(cli: &Cli, peer: &str, members: usize, history: usize) ->
     }
     let senders: Vec<&Session> = std::iter::once(&owner).chain(joined.iter()).collect();
     for n in 0..history.saturating_sub(members) {
-        let sender = senders[n % senders.len()];
-        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/h{n}");
-        sender
-            .json(
-                reqwest::Method::PUT,
-                &path,
-                json!({ "msgtype": "m.text", "body": format!("history {n}") }),
-            )
+        senders[n % senders.len()]
+            .send_text(&room, &format!("h{n}"), &format!("history {n}"))
             .await?;
     }
     let guest = register_at(cli, peer).await?;
