@@ -66,6 +66,18 @@ impl TestServer {
         server
     }
 
+    /// Another homeserver already running at `base_url` (HTTPS with any certificate), driven
+    /// with the same helpers.
+    pub fn remote(base_url: &str) -> TestServer {
+        TestServer {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            base_url: base_url.to_owned(),
+            env: Vec::new(),
+            http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
+        }
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -16,4 +16,5 @@ mod metrics;
 mod rooms;
 mod sdk;
 mod sliding_sync;
+mod synapse;
 mod sync;

@@ -1,0 +1,235 @@
+//! Hearth ↔ Synapse: a real Synapse (from PyPI, installed by `scripts/synapse-peer`) and a
+//! Hearth federate on loopback over TLS with certificates of a throw-away CA. Each side's user
+//! joins the other's room by its alias, messages go both ways with the same event IDs, history
+//! from before the join is paged back, and invites work both ways.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::common::{TestServer, free_port, message_bodies};
+use crate::federation::{TestCa, send_text, wait_for_message};
+
+/// The Synapse version `scripts/synapse-peer` installs.
+const SYNAPSE_VERSION: &str = "1.163.2";
+
+/// A running Synapse with its own directory; killed when dropped.
+struct Synapse {
+    child: Child,
+    _dir: TempDir,
+    server: TestServer,
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = PathBuf::from(home).join(format!(".cache/hearth/synapse-{SYNAPSE_VERSION}/bin/python"));
+    assert!(
+        python.exists(),
+        "Synapse is not installed: run scripts/synapse-peer (scripts/test does)"
+    );
+    python
+}
+
+/// Starts Synapse named `127.0.0.1:<port>` with a TLS listener for clients and federation,
+/// trusting the test CA and allowed to reach loopback.
+async fn start_synapse(ca: &TestCa) -> (Synapse, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let name = format!("127.0.0.1:{port}");
+    let (certificate, key) = ca.issue(&format!("synapse{port}"));
+    let path = |file: &str| dir.path().join(file).display().to_string();
+    let config = format!(
+        r#"server_name: "{name}"
+pid_file: {pid}
+listeners:
+  - {{ port: {port}, tls: true, type: http, x_forwarded: false, bind_addresses: ["127.0.0.1"], resources: [ {{ names: [client, federation], compress: false }} ] }}
+tls_certificate_path: {certificate}
+tls_private_key_path: {key}
+database: {{ name: sqlite3, args: {{ database: {db} }} }}
+log_config: {log_config}
+media_store_path: {media}
+signing_key_path: {signing}
+report_stats: false
+macaroon_secret_key: "test-macaroon-secret"
+form_secret: "test-form-secret"
+enable_registration: true
+enable_registration_without_verification: true
+trusted_key_servers: []
+suppress_key_server_warning: true
+federation_custom_ca_list: [{ca}]
+federation_verify_certificates: true
+ip_range_blacklist: ["10.0.0.0/8"]
+ip_range_whitelist: ["127.0.0.0/8"]
+rc_joins: {{ local: {{ per_second: 1000, burst_count: 1000 }}, remote: {{ per_second: 1000, burst_count: 1000 }} }}
+rc_message: {{ per_second: 1000, burst_count: 1000 }}
+rc_invites: {{ per_room: {{ per_second: 1000, burst_count: 1000 }}, per_user: {{ per_second: 1000, burst_count: 1000 }} }}
+"#,
+        pid = path("synapse.pid"),
+        certificate = certificate.display(),
+        key = key.display(),
+        db = path("homeserver.db"),
+        log_config = path("log.yaml"),
+        media = path("media"),
+        signing = path("signing.key"),
+        ca = ca.certificate.display(),
+    );
+    std::fs::write(dir.path().join("homeserver.yaml"), config).unwrap();
+    let log_config = format!(
+        "version: 1\nformatters: {{ plain: {{ format: \"%(asctime)s %(levelname)s %(name)s %(message)s\" }} }}\n\
+         handlers: {{ file: {{ class: logging.FileHandler, filename: {}, formatter: plain }} }}\n\
+         root: {{ level: WARNING, handlers: [file] }}\ndisable_existing_loggers: false\n",
+        path("synapse.log")
+    );
+    std::fs::write(dir.path().join("log.yaml"), log_config).unwrap();
+    let config_path = path("homeserver.yaml");
+    let generated = Command::new(python())
+        .args(["-m", "synapse.app.homeserver", "-c", &config_path, "--generate-keys"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let child = Command::new(python())
+        .args(["-m", "synapse.app.homeserver", "-c", &config_path])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(path("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = TestServer::remote(&format!("https://{name}"));
+    let probe = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let versions = format!("https://{name}/_matrix/client/versions");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !probe
+        .get(&versions)
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Synapse did not start: {}",
+            std::fs::read_to_string(path("stderr.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (Synapse { child, _dir: dir, server }, name)
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn room_of(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, created) = server.post("/_matrix/client/v3/createRoom", Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    created["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn join(server: &TestServer, token: &str, target: &str) {
+    let (status, joined) = server
+        .post(&format!("/_matrix/client/v3/join/{}", encode(target)), Some(token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "joining {target}: {joined}");
+}
+
+#[tokio::test]
+async fn hearth_and_synapse_share_rooms_both_ways() {
+    let ca = TestCa::new();
+    let (synapse, synapse_name) = start_synapse(&ca).await;
+    let (hearth, hearth_name) = ca.server(&[]).await;
+    let synapse_server = &synapse.server;
+    let (sam, _) = synapse_server.register("sam", "sam-password-1").await;
+    let (hana, _) = hearth.register("hana", "hana-password-1").await;
+
+    // Hearth's user joins Synapse's room by its alias and reads what came before.
+    let synapse_room = room_of(
+        synapse_server,
+        &sam,
+        json!({ "preset": "public_chat", "room_alias_name": "syn", "name": "On Synapse" }),
+    )
+    .await;
+    send_text(synapse_server, &sam, &synapse_room, "before hana came").await;
+    join(&hearth, &hana, &format!("#syn:{synapse_name}")).await;
+    wait_for_message(&hearth, &hana, &synapse_room, "before hana came").await;
+    let from_synapse = send_text(synapse_server, &sam, &synapse_room, "hello from synapse").await;
+    assert_eq!(
+        wait_for_message(&hearth, &hana, &synapse_room, "hello from synapse").await["event_id"],
+        from_synapse.as_str()
+    );
+    let from_hearth = send_text(&hearth, &hana, &synapse_room, "hello from hearth").await;
+    assert_eq!(
+        wait_for_message(synapse_server, &sam, &synapse_room, "hello from hearth").await["event_id"],
+        from_hearth.as_str()
+    );
+
+    // Synapse's user joins Hearth's room by its alias.
+    let hearth_room = room_of(
+        &hearth,
+        &hana,
+        json!({ "preset": "public_chat", "room_alias_name": "hea", "name": "On Hearth" }),
+    )
+    .await;
+    send_text(&hearth, &hana, &hearth_room, "before sam came").await;
+    join(synapse_server, &sam, &format!("#hea:{hearth_name}")).await;
+    wait_for_message(synapse_server, &sam, &hearth_room, "before sam came").await;
+    let to_hearth = send_text(synapse_server, &sam, &hearth_room, "sam in hearth's room").await;
+    assert_eq!(
+        wait_for_message(&hearth, &hana, &hearth_room, "sam in hearth's room").await["event_id"],
+        to_hearth.as_str()
+    );
+    let to_synapse = send_text(&hearth, &hana, &hearth_room, "hana answers").await;
+    assert_eq!(
+        wait_for_message(synapse_server, &sam, &hearth_room, "hana answers").await["event_id"],
+        to_synapse.as_str()
+    );
+
+    // Invites both ways: accepted by joining with the room ID alone.
+    let private_hearth = room_of(
+        &hearth,
+        &hana,
+        json!({ "preset": "private_chat", "invite": [format!("@sam:{synapse_name}")] }),
+    )
+    .await;
+    let private_synapse = room_of(
+        synapse_server,
+        &sam,
+        json!({ "preset": "private_chat", "invite": [format!("@hana:{hearth_name}")] }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, sync) = hearth.get("/_matrix/client/v3/sync", Some(&hana)).await;
+        if sync["rooms"]["invite"][&private_synapse].is_object() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Synapse's invite never reached Hearth: {sync}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    join(&hearth, &hana, &private_synapse).await;
+    join(synapse_server, &sam, &private_hearth).await;
+    send_text(synapse_server, &sam, &private_synapse, "just us").await;
+    wait_for_message(&hearth, &hana, &private_synapse, "just us").await;
+    send_text(&hearth, &hana, &private_hearth, "just us too").await;
+    wait_for_message(synapse_server, &sam, &private_hearth, "just us too").await;
+
+    // Both servers hold the same history of Hearth's room.
+    let page = async |server: &TestServer, token: &str| {
+        let (_, page) = server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{hearth_room}/messages?dir=b&limit=10"),
+                Some(token),
+            )
+            .await;
+        message_bodies(&page["chunk"])
+    };
+    assert_eq!(page(&hearth, &hana).await, page(synapse_server, &sam).await);
+}
