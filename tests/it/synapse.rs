@@ -73,6 +73,7 @@ ip_range_blacklist: ["10.0.0.0/8"]
 ip_range_whitelist: ["127.0.0.0/8"]
 rc_joins: {{ local: {{ per_second: 1000, burst_count: 1000 }}, remote: {{ per_second: 1000, burst_count: 1000 }} }}
 rc_message: {{ per_second: 1000, burst_count: 1000 }}
+rc_room_creation: {{ per_second: 1000, burst_count: 1000 }}
 rc_invites: {{ per_room: {{ per_second: 1000, burst_count: 1000 }}, per_user: {{ per_second: 1000, burst_count: 1000 }} }}
 "#,
         pid = path("synapse.pid"),
@@ -232,4 +233,35 @@ async fn hearth_and_synapse_share_rooms_both_ways() {
         message_bodies(&page["chunk"])
     };
     assert_eq!(page(&hearth, &hana).await, page(synapse_server, &sam).await);
+}
+
+#[tokio::test]
+async fn rooms_of_every_version_synapse_creates_are_joined_and_chatted_in() {
+    let ca = TestCa::new();
+    let (synapse, synapse_name) = start_synapse(&ca).await;
+    let (hearth, _) = ca.server(&[]).await;
+    let synapse_server = &synapse.server;
+    let (sam, _) = synapse_server.register("sam", "sam-password-1").await;
+    let (hana, _) = hearth.register("hana", "hana-password-1").await;
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"] {
+        let room = room_of(synapse_server, &sam, json!({ "preset": "public_chat", "room_version": version })).await;
+        let (status, joined) = hearth
+            .post(
+                &format!("/_matrix/client/v3/join/{room}?via={synapse_name}"),
+                Some(&hana),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {joined}");
+        let there = send_text(synapse_server, &sam, &room, &format!("v{version} from synapse")).await;
+        assert_eq!(
+            wait_for_message(&hearth, &hana, &room, &format!("v{version} from synapse")).await["event_id"],
+            there.as_str()
+        );
+        let back = send_text(&hearth, &hana, &room, &format!("v{version} from hearth")).await;
+        assert_eq!(
+            wait_for_message(synapse_server, &sam, &room, &format!("v{version} from hearth")).await["event_id"],
+            back.as_str()
+        );
+    }
 }

@@ -9,7 +9,7 @@
 
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::TimelineEventType;
-use ruma::room_version_rules::RoomVersionRules;
+use ruma::room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion, RoomVersionRules};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue as RawJsonValue;
@@ -177,16 +177,31 @@ pub fn build_and_sign(
     server_name: &str,
     key: &ruma::signatures::Ed25519KeyPair,
 ) -> Result<SignedPdu> {
+    // Room versions 1 and 2 reference events as [event ID, hashes] pairs (empty hashes, as
+    // Synapse sends them) and give every event an ID of its own naming its server.
+    let paired = matches!(rules.events_reference_format, EventsReferenceFormatVersion::V1);
+    let references = |ids: &[OwnedEventId]| -> Value {
+        if paired {
+            Value::Array(ids.iter().map(|id| json!([id, {}])).collect())
+        } else {
+            json!(ids)
+        }
+    };
+    let own_event_id =
+        matches!(rules.event_id_format, EventIdFormatVersion::V1).then(|| format!("${}:{server_name}", crate::service::random_string(18)));
     let mut value = json!({
-        "auth_events": fields.auth_events,
+        "auth_events": references(fields.auth_events),
         "content": fields.content,
         "depth": fields.depth,
         "origin_server_ts": fields.origin_server_ts,
-        "prev_events": fields.prev_events,
+        "prev_events": references(fields.prev_events),
         "sender": fields.sender,
         "type": fields.kind,
     });
     let object_fields = value.as_object_mut().expect("built as an object");
+    if let Some(event_id) = &own_event_id {
+        object_fields.insert("event_id".into(), json!(event_id));
+    }
     if let Some(room_id) = fields.room_id {
         object_fields.insert("room_id".into(), json!(room_id));
     }
@@ -207,7 +222,8 @@ pub fn build_and_sign(
         ruma::signatures::JsonError::PduTooLarge => Error::too_large("The event is larger than 65,536 bytes"),
         other => Error::Internal(format!("reference hash: {other}")),
     })?;
-    let event_id = EventId::parse(format!("${hash}")).map_err(|e| Error::Internal(format!("event ID: {e}")))?;
+    let event_id =
+        EventId::parse(own_event_id.unwrap_or_else(|| format!("${hash}"))).map_err(|e| Error::Internal(format!("event ID: {e}")))?;
     let room_id = match fields.room_id {
         Some(room_id) => room_id.to_owned(),
         None => RoomId::parse(format!("!{hash}")).map_err(|e| Error::Internal(format!("room ID: {e}")))?,
