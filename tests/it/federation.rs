@@ -768,3 +768,43 @@ async fn knocking_on_a_room_of_another_server() {
         .cloned();
     assert_eq!(knock.map(|e| e["content"]["membership"].clone()), Some(json!("knock")), "{members}");
 }
+
+#[tokio::test]
+async fn a_space_lists_a_room_of_another_server() {
+    let ca = TestCa::new();
+    let (a, a_name, b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
+    let (_, space) = a
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "name": "Guild", "creation_content": { "type": "m.space" } }),
+        )
+        .await;
+    let space = space["room_id"].as_str().unwrap().to_owned();
+    let (_, remote) = b
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&bob),
+            json!({ "preset": "public_chat", "name": "On B" }),
+        )
+        .await;
+    let remote = remote["room_id"].as_str().unwrap().to_owned();
+    let link = json!({ "via": [b_name] });
+    let (status, _) = a
+        .put(
+            &format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{remote}"),
+            Some(&alice),
+            link,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, hierarchy) = a.get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"), Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK, "{hierarchy}");
+    let names: Vec<&str> = hierarchy["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|room| room["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Guild", "On B"], "{hierarchy} ({a_name})");
+}

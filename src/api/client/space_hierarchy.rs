@@ -1,4 +1,5 @@
-//! `GET /rooms/{roomId}/hierarchy`: a space's rooms, breadth first, paged.
+//! `GET /rooms/{roomId}/hierarchy`: a space's rooms, breadth first, paged; rooms of other
+//! servers (children this server does not have, or a space it does not have) asked of them.
 
 use std::sync::Arc;
 
@@ -30,9 +31,29 @@ pub async fn get_hierarchy(
     };
     let max_depth = request.max_depth.map_or(MAX_DEPTH, |d| (u64::from(d) as usize).min(MAX_DEPTH));
     let limit = request.limit.map_or(50, |l| u64::from(l) as usize).clamp(1, MAX_LIMIT);
-    let rooms = services
-        .rooms
-        .hierarchy(&request.room_id, req.user_id()?, max_depth, request.suggested_only)?;
+    let room_id = &request.room_id;
+    let mut rooms = if services.rooms.room(room_id).is_ok() {
+        let hierarchy = services
+            .rooms
+            .hierarchy(room_id, req.user_id()?, max_depth, request.suggested_only)?;
+        let mut rooms = hierarchy.rooms;
+        // Children this server does not have come from a server their `via` names.
+        for (child, via) in hierarchy.elsewhere {
+            if let Ok(remote) = services.federation.remote_hierarchy(&via, &child, request.suggested_only).await {
+                rooms.extend(remote);
+            }
+        }
+        rooms
+    } else {
+        let servers: Vec<_> = room_id.server_name().map(ToOwned::to_owned).into_iter().collect();
+        services
+            .federation
+            .remote_hierarchy(&servers, room_id, request.suggested_only)
+            .await?
+    };
+    // A room reached twice (a remote child also listed by another remote space) once.
+    let mut seen = std::collections::HashSet::new();
+    rooms.retain(|room| seen.insert(room.summary["room_id"].clone().to_string()));
     let total = rooms.len();
     let chunk = rooms
         .into_iter()

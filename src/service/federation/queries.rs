@@ -1,15 +1,17 @@
 //! Queries of other servers: a user's profile (`query/profile`), a room alias
 //! (`query/directory`), asked of the server the user or alias belongs to, and a server's public
-//! room directory (`publicRooms`).
+//! room directory (`publicRooms`) and the rooms of its spaces (`hierarchy`).
 
 use ruma::api::federation::directory::get_public_rooms_filtered;
 use ruma::api::federation::query::{get_profile_information, get_room_information};
+use ruma::api::federation::space::get_hierarchy;
 use ruma::profile::{ProfileFieldName, UserProfile};
-use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, ServerName, UInt, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UInt, UserId};
 
 use super::Federation;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::service::rooms::directory::DirectoryPage;
+use crate::service::rooms::spaces::HierarchyRoom;
 
 impl Federation {
     /// The profile of a user of another server (only `field` when given).
@@ -49,5 +51,44 @@ impl Federation {
             next_batch: answer.next_batch,
             prev_batch: answer.prev_batch,
         })
+    }
+}
+
+impl Federation {
+    /// A room of another server's space hierarchy, asked of the first of `servers` that
+    /// answers: the room with its `m.space.child` events, then its direct children.
+    pub async fn remote_hierarchy(
+        &self,
+        servers: &[OwnedServerName],
+        room_id: &RoomId,
+        suggested_only: bool,
+    ) -> Result<Vec<HierarchyRoom>> {
+        let mut last_error = Error::not_found("No server could be asked about this room");
+        for server in servers.iter().filter(|server| **server != self.server_name) {
+            let mut request = get_hierarchy::v1::Request::new(room_id.to_owned());
+            request.suggested_only = suggested_only;
+            match self.send(server, request).await {
+                Ok(answer) => {
+                    let mut rooms = vec![HierarchyRoom {
+                        summary: serde_json::to_value(&answer.room.summary)?,
+                        children_state: answer
+                            .room
+                            .children_state
+                            .iter()
+                            .filter_map(|event| serde_json::from_str(event.json().get()).ok())
+                            .collect(),
+                    }];
+                    for child in &answer.children {
+                        rooms.push(HierarchyRoom {
+                            summary: serde_json::to_value(child)?,
+                            children_state: Vec::new(),
+                        });
+                    }
+                    return Ok(rooms);
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashSet, VecDeque};
 
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use super::create::RoomSettings;
@@ -19,10 +19,18 @@ pub struct HierarchyRoom {
     pub children_state: Vec<Value>,
 }
 
-/// A hierarchy room with the children its `m.space.child` events name.
+/// A hierarchy room with the children its `m.space.child` events name, each with the servers
+/// its `via` names.
 struct HierarchyEntry {
     room: HierarchyRoom,
-    children: Vec<OwnedRoomId>,
+    children: Vec<(OwnedRoomId, Vec<OwnedServerName>)>,
+}
+
+/// A space's rooms this server has, and the children it does not have with the servers that
+/// may (their `via`).
+pub struct Hierarchy {
+    pub rooms: Vec<HierarchyRoom>,
+    pub elsewhere: Vec<(OwnedRoomId, Vec<OwnedServerName>)>,
 }
 
 /// A space as another server is shown it: the space, its direct children anyone could join or
@@ -60,7 +68,7 @@ impl Rooms {
         let root_room = self.hierarchy_room(root, suggested_only)?;
         let mut children = Vec::new();
         let mut inaccessible = Vec::new();
-        for child in &root_room.children {
+        for (child, _) in &root_room.children {
             if self.room(child).is_err() {
                 continue;
             }
@@ -116,30 +124,37 @@ impl Rooms {
     }
 
     /// The rooms of a space, breadth first from `root`, down to `max_depth`, that `user` may
-    /// preview; 403 if they may not preview the root.
-    pub fn hierarchy(&self, root: &RoomId, user: &UserId, max_depth: usize, suggested_only: bool) -> Result<Vec<HierarchyRoom>> {
+    /// preview, and its children this server does not have; 403 if they may not preview the
+    /// root.
+    pub fn hierarchy(&self, root: &RoomId, user: &UserId, max_depth: usize, suggested_only: bool) -> Result<Hierarchy> {
         self.room(root)?;
         if !self.may_preview(root, user)? {
             return Err(Error::forbidden("You may not see this space"));
         }
         let mut rooms = Vec::new();
+        let mut elsewhere = Vec::new();
         let mut seen = HashSet::from([root.to_owned()]);
         let mut queue = VecDeque::from([(root.to_owned(), 0usize)]);
         while let Some((room_id, depth)) = queue.pop_front() {
-            if self.room(&room_id).is_err() || !self.may_preview(&room_id, user)? {
+            if !self.may_preview(&room_id, user)? {
                 continue;
             }
             let entry = self.hierarchy_room(&room_id, suggested_only)?;
             if depth < max_depth {
-                for child in entry.children {
-                    if seen.insert(child.clone()) {
+                for (child, via) in entry.children {
+                    if !seen.insert(child.clone()) {
+                        continue;
+                    }
+                    if self.room(&child).is_ok() {
                         queue.push_back((child, depth + 1));
+                    } else {
+                        elsewhere.push((child, via));
                     }
                 }
             }
             rooms.push(entry.room);
         }
-        Ok(rooms)
+        Ok(Hierarchy { rooms, elsewhere })
     }
 
     /// One room of a hierarchy: its summary and linked `m.space.child` events, and the
@@ -170,7 +185,14 @@ impl Rooms {
                 "origin_server_ts": pdu.origin_server_ts,
             }));
             if let Ok(child) = RoomId::parse(state_key.as_str()) {
-                children.push(child);
+                let via = content
+                    .get("via")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|server| ServerName::parse(server.as_str()?).ok())
+                    .collect();
+                children.push((child, via));
             }
         }
         Ok(HierarchyEntry {
