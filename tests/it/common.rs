@@ -30,6 +30,11 @@ impl TestServer {
 
     /// Like `start`, on a given loopback port.
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_at("127.0.0.1", port, env).await
+    }
+
+    /// Like `start`, on a given loopback address and port.
+    pub async fn start_at(ip: &str, port: u16, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut all_env: Vec<(String, String)> = [
             ("HEARTH_SERVER_NAME", "localhost"),
@@ -53,11 +58,11 @@ impl TestServer {
             "http"
         };
         all_env.push(("HEARTH_DATA_DIR".into(), dir.path().join("data").display().to_string()));
-        all_env.push(("HEARTH_LISTEN".into(), format!("127.0.0.1:{port}")));
+        all_env.push(("HEARTH_LISTEN".into(), format!("{ip}:{port}")));
         let mut server = TestServer {
             child: None,
             dir,
-            base_url: format!("{scheme}://127.0.0.1:{port}"),
+            base_url: format!("{scheme}://{ip}:{port}"),
             env: all_env,
             // Servers with TLS use a self-signed certificate made by the test.
             http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),

@@ -7,6 +7,7 @@ mod common;
 mod e2ee;
 mod errors;
 mod federation;
+mod federation_access;
 mod federation_hostile;
 mod hostile;
 mod js_client;
