@@ -81,7 +81,7 @@ impl Federation {
         match rooms.append_remote(pdu, object, None).await? {
             Intake::Accepted | Intake::Known => Ok(()),
             Intake::Rejected(reason) | Intake::SoftFailed(reason) => Err(Error::forbidden(format!("The invite is not allowed: {reason}"))),
-            Intake::MissingPrev(_) => Err(Error::Internal("the invite follows unknown events".into())),
+            Intake::MissingPrev(..) => Err(Error::Internal("the invite follows unknown events".into())),
         }
     }
 

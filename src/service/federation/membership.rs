@@ -312,7 +312,7 @@ impl Federation {
             Intake::Rejected(reason) | Intake::SoftFailed(reason) => {
                 Err(Error::forbidden(format!("The membership change is not allowed: {reason}")))
             }
-            Intake::MissingPrev(_) => Err(Error::bad_json("The event follows events this server does not know")),
+            Intake::MissingPrev(..) => Err(Error::bad_json("The event follows events this server does not know")),
         }
     }
 

@@ -52,9 +52,8 @@ impl Federation {
             // Room version 12's create event: its room ID is its own reference hash.
             _ => RoomId::parse(format!("!{}", event_id.localpart())).map_err(|e| Error::bad_json(e.to_string()))?,
         };
-        let mut with_id = object.clone();
-        with_id.insert("event_id".into(), CanonicalJsonValue::String(event_id.to_string()));
-        let servers = ruma::signatures::required_server_signatures_to_verify_event(&with_id, &rules.signatures)
+        // Only room versions 1 and 2 check the event ID's server, and their PDUs carry the ID.
+        let servers = ruma::signatures::required_server_signatures_to_verify_event(&object, &rules.signatures)
             .map_err(|e| Error::forbidden(format!("The PDU {event_id} cannot be verified: {e}")))?;
         let mut keys = PublicKeyMap::new();
         for server in servers {

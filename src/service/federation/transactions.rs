@@ -103,9 +103,10 @@ impl Federation {
                 return Ok((event_id, Err(format!("the room's server ACL denies {server}")), false));
             }
         }
-        let outcome = match rooms.append_remote(pdu.clone(), object.clone(), None).await? {
-            Intake::MissingPrev(missing) => {
+        let outcome = match rooms.append_remote(pdu, object, None).await? {
+            Intake::MissingPrev(missing, event) => {
                 self.fetch_missing(rooms, origin, &room_id, &event_id, &missing).await;
+                let (pdu, object) = *event;
                 rooms.append_remote(pdu, object, None).await?
             }
             outcome => outcome,
@@ -125,7 +126,7 @@ impl Federation {
                 self.metrics.pdu_received("soft_failed");
                 Err(reason)
             }
-            Intake::MissingPrev(missing) => Err(format!("{} previous events could not be had", missing.len())),
+            Intake::MissingPrev(missing, _) => Err(format!("{} previous events could not be had", missing.len())),
         };
         Ok((event_id, result, new))
     }

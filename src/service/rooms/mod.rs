@@ -12,6 +12,7 @@ pub mod create;
 pub mod directory;
 pub mod invites;
 pub mod membership;
+pub mod outbox;
 pub mod pdu;
 pub mod purge;
 pub mod receipts;
@@ -348,22 +349,6 @@ impl Rooms {
             .collect())
     }
 
-    /// The other servers with joined members once `target`'s member event with `content` is in.
-    fn remote_servers_with(&self, room_id: &RoomId, target: &UserId, content: &Value) -> Result<Vec<OwnedServerName>> {
-        let target_joins = content.get("membership").and_then(Value::as_str) == Some("join");
-        let mut servers: Vec<OwnedServerName> = self
-            .members(room_id)?
-            .into_iter()
-            .filter(|(user, membership)| user != target && *membership == MembershipState::Join)
-            .map(|(user, _)| user.server_name().to_owned())
-            .chain(target_joins.then(|| target.server_name().to_owned()))
-            .filter(|server| *server != self.server_name)
-            .collect();
-        servers.sort();
-        servers.dedup();
-        Ok(servers)
-    }
-
     /// The users an event in the room concerns: its members, invitees and knockers.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
         Ok(self
@@ -400,26 +385,6 @@ impl Rooms {
             changes.push(serde_json::from_slice(&change)?);
         }
         Ok(changes)
-    }
-
-    /// Woken when events are queued for other servers.
-    pub fn outbox(&self) -> &tokio::sync::Notify {
-        &self.outbox
-    }
-
-    /// The destinations events were queued for since the last call (a destination may have
-    /// nothing left by then: its batch failed, or its sender took the rows already).
-    pub fn take_outbox_destinations(&self) -> std::collections::BTreeSet<OwnedServerName> {
-        std::mem::take(&mut *self.outbox_destinations.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Marks a destination as having rows to send, and wakes the sender.
-    pub fn requeue_outbox(&self, destination: OwnedServerName) {
-        self.outbox_destinations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(destination);
-        self.outbox.notify_one();
     }
 
     /// The server-wide stream.
@@ -679,37 +644,7 @@ impl Rooms {
         }
         room.depth = room.depth.max(u64::from(pdu.depth));
 
-        // Events of this server's users go to every server in the room, before and after a
-        // membership change.
-        let servers_before = room.servers.clone();
-        if pdu.kind == TimelineEventType::RoomMember
-            && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
-            && target.server_name() != self.server_name
-        {
-            room.servers = self.remote_servers_with(&pdu.room_id, &target, &pdu.content_value())?;
-        }
-        let mut destinations = match forward_to {
-            Some(servers) => servers,
-            None if pdu.sender.server_name() == self.server_name => {
-                servers_before.into_iter().chain(room.servers.iter().cloned()).collect()
-            }
-            None => Vec::new(),
-        };
-        destinations.sort();
-        destinations.dedup();
-        // Servers the room's server ACL denies get nothing.
-        destinations.retain(|destination| self.server_allowed(&pdu.room_id, destination).unwrap_or(true));
-        self.outbox_destinations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(destinations.iter().cloned());
-        for destination in destinations {
-            batch.put(
-                Table::FederationOutbox,
-                &key(&[destination.as_bytes(), &stream.to_be_bytes()]),
-                pdu.event_id.as_bytes(),
-            );
-        }
+        self.queue_outgoing(batch, room, pdu, forward_to, stream)?;
 
         let room_id = pdu.room_id.as_bytes();
         if pdu.kind == TimelineEventType::RoomMember

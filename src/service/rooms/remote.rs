@@ -37,8 +37,9 @@ pub enum Intake {
     Rejected(String),
     /// Authorized by the state before it but not by the room's current state: kept out.
     SoftFailed(String),
-    /// Some `prev_events` are unknown: they must be fetched first.
-    MissingPrev(Vec<OwnedEventId>),
+    /// Some `prev_events` are unknown: they must be fetched first. The event comes back, to be
+    /// appended again once they are in.
+    MissingPrev(Vec<OwnedEventId>, Box<(Pdu, CanonicalJsonObject)>),
 }
 
 /// Stream positions left free below a room joined through another server, for the history
@@ -49,15 +50,6 @@ pub const BACKFILL_POSITIONS: u64 = 1_000_000;
 const MAX_AUTH_CHAIN: usize = 100_000;
 
 impl Rooms {
-    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part.
-    pub fn server_allowed(&self, room_id: &ruma::RoomId, server: &ruma::ServerName) -> Result<bool> {
-        let state = self.current_state(room_id)?;
-        let acl = self
-            .state_content(&state, &StateEventType::RoomServerAcl, "")?
-            .and_then(|content| serde_json::from_value::<ruma::events::room::server_acl::RoomServerAclEventContent>(content).ok());
-        Ok(acl.is_none_or(|acl| acl.is_allowed(server)))
-    }
-
     /// Whether an event is stored.
     pub fn has_event(&self, event_id: &EventId) -> Result<bool> {
         Ok(self.store.get(Table::Events, event_id.as_bytes())?.is_some())
@@ -79,7 +71,7 @@ impl Rooms {
             }
         }
         if !missing.is_empty() {
-            return Ok(Intake::MissingPrev(missing));
+            return Ok(Intake::MissingPrev(missing, Box::new((pdu, object))));
         }
         for auth in &pdu.auth_events {
             if !self.has_event(auth)? {
@@ -97,11 +89,15 @@ impl Rooms {
         if let Err(reason) = ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state) {
             return Ok(Intake::Rejected(reason));
         }
+        // The soft-fail check against the current state, unless that is the state before it
+        // (the usual case), which authorized it already.
         let current = self.states.load(room.state)?;
-        let fetch_current = |kind: &StateEventType, state_key: &str| self.state_pdu(&current, kind, state_key).ok().flatten();
-        if let Err(reason) = ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_current) {
-            tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed an event from another server");
-            return Ok(Intake::SoftFailed(reason));
+        if state_before_hash != room.state {
+            let fetch_current = |kind: &StateEventType, state_key: &str| self.state_pdu(&current, kind, state_key).ok().flatten();
+            if let Err(reason) = ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_current) {
+                tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed an event from another server");
+                return Ok(Intake::SoftFailed(reason));
+            }
         }
         let forks = !room.extremities.iter().all(|extremity| pdu.prev_events.contains(extremity));
         let resolved = if forks {

@@ -1,0 +1,116 @@
+//! The federation outbox as rooms fill it: which servers an event goes to (those with members
+//! in the room, before and after a membership change, less those the room's server ACL denies),
+//! written as `federation_outbox` rows in the event's own batch, and the wake-up of the sender
+//! that drains them.
+
+use std::collections::BTreeSet;
+
+use ruma::events::StateEventType;
+use ruma::events::TimelineEventType;
+use ruma::events::room::member::MembershipState;
+use ruma::events::room::server_acl::RoomServerAclEventContent;
+use ruma::{OwnedServerName, RoomId, ServerName, UserId};
+use serde_json::Value;
+
+use super::pdu::Pdu;
+use super::{RoomRecord, Rooms};
+use crate::error::Result;
+use crate::store::{Batch, Table, key};
+
+impl Rooms {
+    /// Woken when events are queued for other servers.
+    pub fn outbox(&self) -> &tokio::sync::Notify {
+        &self.outbox
+    }
+
+    /// The destinations events were queued for since the last call (a destination may have
+    /// nothing left by then: its batch failed, or its sender took the rows already).
+    pub fn take_outbox_destinations(&self) -> BTreeSet<OwnedServerName> {
+        std::mem::take(&mut *self.outbox_destinations.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Marks a destination as having rows to send, and wakes the sender.
+    pub fn requeue_outbox(&self, destination: OwnedServerName) {
+        self.outbox_destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(destination);
+        self.outbox.notify_one();
+    }
+
+    /// The other servers with joined members once `target`'s member event with `content` is in.
+    fn remote_servers_with(&self, room_id: &RoomId, target: &UserId, content: &Value) -> Result<Vec<OwnedServerName>> {
+        let target_joins = content.get("membership").and_then(Value::as_str) == Some("join");
+        let mut servers: Vec<OwnedServerName> = self
+            .members(room_id)?
+            .into_iter()
+            .filter(|(user, membership)| user != target && *membership == MembershipState::Join)
+            .map(|(user, _)| user.server_name().to_owned())
+            .chain(target_joins.then(|| target.server_name().to_owned()))
+            .filter(|server| *server != self.server_name)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
+    /// The room's server ACL, if it has one.
+    fn server_acl(&self, room_id: &RoomId) -> Result<Option<RoomServerAclEventContent>> {
+        let state = self.current_state(room_id)?;
+        Ok(self
+            .state_content(&state, &StateEventType::RoomServerAcl, "")?
+            .and_then(|content| serde_json::from_value(content).ok()))
+    }
+
+    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part.
+    pub fn server_allowed(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
+        Ok(self.server_acl(room_id)?.is_none_or(|acl| acl.is_allowed(server)))
+    }
+
+    /// Queues an event in `batch` for the servers it goes to: `forward_to` when given, else,
+    /// for an event of this server's users, every other server in the room before and after it
+    /// (`room.servers` is brought up to date for a member event of another server's user).
+    pub(super) fn queue_outgoing(
+        &self,
+        batch: &mut Batch<'_>,
+        room: &mut RoomRecord,
+        pdu: &Pdu,
+        forward_to: Option<Vec<OwnedServerName>>,
+        stream: u64,
+    ) -> Result<()> {
+        let local = pdu.sender.server_name() == self.server_name;
+        let mut destinations: BTreeSet<OwnedServerName> = match &forward_to {
+            Some(servers) => servers.iter().cloned().collect(),
+            None if local => room.servers.iter().cloned().collect(),
+            None => BTreeSet::new(),
+        };
+        if pdu.kind == TimelineEventType::RoomMember
+            && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
+            && target.server_name() != self.server_name
+        {
+            room.servers = self.remote_servers_with(&pdu.room_id, &target, &pdu.content_value())?;
+            if local && forward_to.is_none() {
+                destinations.extend(room.servers.iter().cloned());
+            }
+        }
+        if destinations.is_empty() {
+            return Ok(());
+        }
+        // Servers the room's server ACL denies get nothing.
+        if let Some(acl) = self.server_acl(&pdu.room_id)? {
+            destinations.retain(|destination| acl.is_allowed(destination));
+        }
+        for destination in &destinations {
+            batch.put(
+                Table::FederationOutbox,
+                &key(&[destination.as_bytes(), &stream.to_be_bytes()]),
+                pdu.event_id.as_bytes(),
+            );
+        }
+        self.outbox_destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(destinations);
+        Ok(())
+    }
+}
