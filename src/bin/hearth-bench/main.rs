@@ -14,6 +14,8 @@
 //! - `accounts`: register, login, createRoom and join latency.
 //! - `memory` (needs `--pid`): the server's resident memory idle, after 10,000 messages and
 //!   with 100 long-polling clients.
+//! - `federation` (`--peer URL`): delivery from this server to a long-polling user of the peer,
+//!   a burst's throughput, and joining a big room over federation (`federation.rs`).
 //!
 //! Every run also reports the load generator's own CPU use, and with `--pid` the server's
 //! resident memory and its peak (Linux `/proc`).
@@ -24,6 +26,8 @@ use clap::{Parser, Subcommand};
 use rand::RngCore;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+mod federation;
 
 /// Drives a homeserver with a workload and reports what it measured.
 #[derive(Parser)]
@@ -205,9 +209,9 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             members,
             history,
         } => {
-            let mut figures = federation(cli, peer, pings, burst).await?;
+            let mut figures = federation::delivery(cli, peer, pings, burst).await?;
             if members > 0 {
-                figures.extend(big_room_join(cli, peer, members, history).await?);
+                figures.extend(federation::big_room_join(cli, peer, members, history).await?);
             }
             Ok(figures)
         }
@@ -795,110 +799,6 @@ async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult<Vec
         });
     }
     Ok(figures)
-}
-
-/// Federation: a sender on the first server, a receiver on the peer who joined the sender's
-/// room over federation; pings through the receiver's long poll, then a burst of messages
-/// timed until the last one reaches the peer.
-async fn federation(cli: &Cli, peer: &str, pings: usize, burst: usize) -> BenchResult<Vec<Figure>> {
-    let sender = register(cli).await?;
-    let receiver = register_at(cli, peer).await?;
-    let room = sender.create_public_room().await?;
-    let origin = cli.url.split("://").nth(1).unwrap_or(&cli.url).trim_end_matches('/');
-    let started = Instant::now();
-    receiver
-        .json(
-            reqwest::Method::POST,
-            &format!("/_matrix/client/v3/join/{room}?via={origin}"),
-            json!({}),
-        )
-        .await?;
-    let mut figures = vec![Figure {
-        name: "join over federation (new room)".into(),
-        value: millis(started.elapsed()),
-        unit: "ms",
-    }];
-    let since = next_batch(
-        &receiver
-            .json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
-            .await?,
-    )?;
-    let (latencies, missed) = ping_deliveries(&sender, &receiver, &room, pings, since, SYNC_V3).await?;
-    figures.extend(delivery_figures("peer's long-poll sync over federation", latencies, missed));
-
-    // A burst: every message sent as fast as the first server takes them, timed until the
-    // last one is in the peer's copy of the room.
-    let started = Instant::now();
-    for n in 0..burst {
-        sender.send_text(&room, &format!("burst{n}"), &format!("burst {n}")).await?;
-    }
-    let sent = started.elapsed();
-    let last = format!("burst {}", burst.saturating_sub(1));
-    loop {
-        let page = receiver
-            .json(
-                reqwest::Method::GET,
-                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"),
-                Value::Null,
-            )
-            .await?;
-        if page["chunk"][0]["content"]["body"] == last.as_str() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            return Err("the burst did not arrive within 5 minutes".into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let arrived = started.elapsed();
-    figures.push(Figure {
-        name: format!("burst of {burst}: sent on the first server"),
-        value: burst as f64 / sent.as_secs_f64(),
-        unit: "messages/s",
-    });
-    figures.push(Figure {
-        name: format!("burst of {burst}: accepted by the peer (transactions of up to 50)"),
-        value: burst as f64 / arrived.as_secs_f64(),
-        unit: "PDUs/s",
-    });
-    Ok(figures)
-}
-
-/// A room on the first server with `members` joined users and `history` events, then the time
-/// a peer's user takes to join it over federation (state and auth chain included).
-async fn big_room_join(cli: &Cli, peer: &str, members: usize, history: usize) -> BenchResult<Vec<Figure>> {
-    let owner = register(cli).await?;
-    let room = owner.create_public_room().await?;
-    let join_path = format!("/_matrix/client/v3/join/{room}");
-    // Members register and join four at a time (registration hashes a password each).
-    let mut joined = Vec::new();
-    for chunk in (0..members.saturating_sub(1)).collect::<Vec<_>>().chunks(4) {
-        let batch = chunk.iter().map(|_| async {
-            let member = register(cli).await?;
-            member.json(reqwest::Method::POST, &join_path, json!({})).await?;
-            Ok::<_, String>(member)
-        });
-        for member in futures_util::future::join_all(batch).await {
-            joined.push(member?);
-        }
-    }
-    let senders: Vec<&Session> = std::iter::once(&owner).chain(joined.iter()).collect();
-    for n in 0..history.saturating_sub(members) {
-        senders[n % senders.len()]
-            .send_text(&room, &format!("h{n}"), &format!("history {n}"))
-            .await?;
-    }
-    let guest = register_at(cli, peer).await?;
-    let origin = cli.url.split("://").nth(1).unwrap_or(&cli.url).trim_end_matches('/');
-    let started = Instant::now();
-    guest
-        .json(reqwest::Method::POST, &format!("{join_path}?via={origin}"), json!({}))
-        .await?;
-    Ok(vec![Figure {
-        name: format!("join over federation, room of {members} members and {history} events"),
-        value: millis(started.elapsed()),
-        unit: "ms",
-    }])
 }
 
 const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
