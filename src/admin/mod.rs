@@ -124,6 +124,9 @@ pub enum MediaCommand {
     Purge {
         #[arg(long, value_parser = humantime::parse_duration)]
         older_than: Duration,
+        /// Only media cached from other servers (they fetch it again when asked).
+        #[arg(long)]
+        remote: bool,
     },
 }
 
@@ -340,9 +343,9 @@ async fn execute_media(services: &Services, command: MediaCommand) -> Result<Adm
                 false => Err(Error::not_found(format!("no media {mxc}"))),
             }
         }
-        MediaCommand::Purge { older_than } => {
+        MediaCommand::Purge { older_than, remote } => {
             let cutoff = now_ms().saturating_sub(older_than.as_millis() as u64);
-            let purged = services.media.purge_created_before(cutoff).await?;
+            let purged = services.media.purge_created_before(cutoff, remote).await?;
             Ok(AdminOutput::Done(format!("purged {purged} media item(s)")))
         }
     }

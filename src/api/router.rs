@@ -14,15 +14,19 @@ use ruma::api::client::{
     context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
     sync as syncing, tag, to_device as to_devices, typing as typing_events, user_directory,
 };
+use ruma::api::federation::authenticated_media as federation_media;
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
+use ruma::api::federation::device as federation_device;
 use ruma::api::federation::directory as federation_directory;
 use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version};
 use ruma::api::federation::event as federation_event;
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+use ruma::api::federation::keys as federation_keys;
 use ruma::api::federation::membership::{
     create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event,
 };
+use ruma::api::federation::openid::get_openid_userinfo;
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::api::federation::space as federation_space;
 use ruma::api::federation::transactions::send_transaction_message;
@@ -98,6 +102,7 @@ pub fn routes() -> Routes {
     .ruma::<account::get_username_availability::v3::Request, _, _>(registration::get_username_availability)
     .ruma::<account::check_registration_token_validity::v1::Request, _, _>(registration::check_registration_token_validity)
     .ruma::<account::whoami::v3::Request, _, _>(whoami::whoami)
+    .ruma::<account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
     .ruma::<account::change_password::v3::Request, _, _>(password_management::change_password)
     .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
     // Devices
@@ -245,6 +250,12 @@ pub fn routes() -> Routes {
     .ruma::<get_room_state::v1::Request, _, _>(federation::history::get_room_state)
     .ruma::<get_event_authorization::v1::Request, _, _>(federation::history::get_event_authorization)
     .ruma::<federation_event::get_event_by_timestamp::v1::Request, _, _>(federation::history::get_event_by_timestamp)
+    .ruma::<federation_device::get_devices::v1::Request, _, _>(federation::e2ee::get_devices)
+    .ruma::<federation_keys::get_keys::v1::Request, _, _>(federation::e2ee::get_keys)
+    .ruma::<federation_keys::claim_keys::v1::Request, _, _>(federation::e2ee::claim_keys)
+    .ruma::<federation_media::get_content::v1::Request, _, _>(federation::media::get_content)
+    .ruma::<get_openid_userinfo::v1::Request, _, _>(federation::openid::get_openid_userinfo)
+    .ruma::<federation_media::get_content_thumbnail::v1::Request, _, _>(federation::media::get_content_thumbnail)
     // Hearth's own
     .get("/_hearth/health/live", super::hearth::health::live)
     .get("/_hearth/health/ready", super::hearth::health::ready)

@@ -18,8 +18,9 @@ use ruma::serde::base64::Standard;
 use ruma::signatures::{to_canonical_json_string_for_signing, verify_canonical_json_bytes};
 use ruma::{DeviceId, OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedRoomId, OwnedUserId, SigningKeyAlgorithm, UInt, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::Services;
 use super::rooms::Rooms;
 use super::stream::{Stream, Ticket};
 use crate::error::{Error, Result};
@@ -61,6 +62,15 @@ pub type SignatureFailures = BTreeMap<OwnedUserId, BTreeMap<String, SignatureFai
 /// The signatures over an uploaded key that verify, as (signer's key ID, signature), or why
 /// none is taken.
 type VerifiedSignatures = std::result::Result<Vec<(String, Value)>, SignatureFailure>;
+
+/// What changed in a user's keys, for the other servers that share a room with them.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyChange<'a> {
+    /// A device was added, changed or deleted.
+    Device(&'a DeviceId),
+    /// Cross-signing keys or signatures.
+    CrossSigning,
+}
 
 /// The device-list changes a user should hear of.
 #[derive(Debug, Default)]
@@ -192,7 +202,7 @@ impl Keys {
             }
         }
         if keys_changed {
-            self.commit_device_list_change(rooms, batch, user)
+            self.commit_device_list_change(rooms, batch, user, KeyChange::Device(device))
         } else {
             Ok(batch.commit()?)
         }
@@ -332,6 +342,15 @@ impl Keys {
         Ok(Some(object))
     }
 
+    /// A cross-signing key (of another server's user, as their server gave it) with the
+    /// signatures `viewer` made over it here.
+    pub fn with_signatures_of(&self, mut object: Value, owner: &UserId, viewer: &UserId) -> Result<Value> {
+        if let Some((_, public_key)) = cross_signing_public_key(&object) {
+            self.merge_signatures(&mut object, owner, &public_key, viewer)?;
+        }
+        Ok(object)
+    }
+
     /// Whether uploading these keys would replace keys the user has (which needs the user's
     /// password): uploading the keys the user already has, or the first keys, does not.
     pub fn replaces_cross_signing_keys(&self, user: &UserId, uploads: &[(CrossSigningUsage, &Value)]) -> Result<bool> {
@@ -387,7 +406,7 @@ impl Keys {
         for (usage, object) in uploads {
             batch.put_json(Table::CrossSigningKeys, &key(&[user.as_bytes(), usage.as_str().as_bytes()]), object);
         }
-        self.commit_device_list_change(rooms, batch, user)
+        self.commit_device_list_change(rooms, batch, user, KeyChange::CrossSigning)
     }
 
     /// Stores the signatures `signer` made: over their own devices with their self-signing
@@ -404,7 +423,8 @@ impl Keys {
         let mut batch = self.store.batch();
         let mut stored_any = false;
         for (target, key_id, object) in signed {
-            match self.verified_signatures(signer, &target, &key_id, &object)? {
+            let remote_target = target.server_name() != rooms.server_name();
+            match self.verified_signatures(signer, (&target, remote_target), &key_id, &object)? {
                 Ok(verified) => {
                     for (signer_key, signature) in verified {
                         let row = key(&[target.as_bytes(), key_id.as_bytes(), signer.as_bytes(), signer_key.as_bytes()]);
@@ -418,7 +438,7 @@ impl Keys {
             }
         }
         if stored_any {
-            self.commit_device_list_change(rooms, batch, signer)?;
+            self.commit_device_list_change(rooms, batch, signer, KeyChange::CrossSigning)?;
         }
         Ok(failures)
     }
@@ -460,7 +480,13 @@ impl Keys {
     /// Checks that an uploaded object is the key it claims to be (a device's keys or a master
     /// key) and returns the signatures of `signer` over it that verify, as (signer's key ID,
     /// signature); or the failure, when it is not the stored key or none verifies.
-    fn verified_signatures(&self, signer: &UserId, target: &UserId, key_id: &str, object: &Value) -> Result<VerifiedSignatures> {
+    fn verified_signatures(
+        &self,
+        signer: &UserId,
+        (target, remote_target): (&UserId, bool),
+        key_id: &str,
+        object: &Value,
+    ) -> Result<VerifiedSignatures> {
         let invalid = |error: &str| Ok(Err(("M_INVALID_SIGNATURE".to_owned(), error.to_owned())));
         let stored = if signer == target
             && let Some(device_keys) = self
@@ -471,6 +497,14 @@ impl Keys {
         } else {
             match self.stored_cross_signing_key(target, CrossSigningUsage::Master)? {
                 Some(master) if cross_signing_public_key(&master).is_some_and(|(_, public_key)| public_key == key_id) => master,
+                // Another server's user's master key, as the signer's client got it from their
+                // server: the signature is only ever shown to the signer.
+                None if remote_target
+                    && object["user_id"] == target.as_str()
+                    && cross_signing_public_key(object).is_some_and(|(_, public_key)| public_key == key_id) =>
+                {
+                    object.clone()
+                }
                 _ => return Ok(Err(("M_NOT_FOUND".to_owned(), format!("{target} has no key {key_id}")))),
             }
         };
@@ -521,16 +555,46 @@ impl Keys {
     // ----- device-list changes -----
 
     /// Commits `batch` with a device-list change of `user` recorded at a new stream position,
-    /// and wakes everyone who shares a room with them (and themselves).
-    pub fn commit_device_list_change(&self, rooms: &Rooms, mut batch: Batch<'_>, user: &UserId) -> Result<()> {
+    /// and wakes everyone who shares a room with them (and themselves). For a user of this
+    /// server, the other servers that share a room with them hear of it: an
+    /// `m.device_list_update` for a device (with no `prev_id`, so they fetch the whole list
+    /// again), an `m.signing_key_update` for cross-signing keys.
+    pub fn commit_device_list_change(&self, rooms: &Rooms, mut batch: Batch<'_>, user: &UserId, change: KeyChange<'_>) -> Result<()> {
         let ticket: Ticket<'_> = self.stream.begin()?;
         batch.put(
             Table::DeviceListChanges,
             &key(&[&ticket.position().to_be_bytes(), user.as_bytes()]),
             &[],
         );
+        let destinations = if user.server_name() == rooms.server_name() {
+            rooms.servers_sharing_with(user)?
+        } else {
+            BTreeSet::new()
+        };
+        if let KeyChange::Device(device) = change {
+            let content = json!({ "user_id": user, "device_id": device, "stream_id": ticket.position(), "prev_id": [] });
+            rooms.queue_edu(
+                &mut batch,
+                &destinations,
+                &json!({ "edu_type": "m.device_list_update", "content": content }),
+            )?;
+        }
         batch.commit()?;
         ticket.complete(self.audience(rooms, user)?);
+        if matches!(change, KeyChange::CrossSigning) && !destinations.is_empty() {
+            let mut content = json!({ "user_id": user });
+            for (field, usage) in [
+                ("master_key", CrossSigningUsage::Master),
+                ("self_signing_key", CrossSigningUsage::SelfSigning),
+            ] {
+                if let Some(key) = self.cross_signing_key(user, usage, user)? {
+                    content[field] = key;
+                }
+            }
+            rooms.send_edu(destinations, &json!({ "edu_type": "m.signing_key_update", "content": content }))?;
+        } else {
+            rooms.wake_outbox(destinations);
+        }
         Ok(())
     }
 
@@ -631,5 +695,31 @@ impl Keys {
             }
         }
         Ok(updates)
+    }
+}
+
+/// A local user's public keys as others see them.
+pub struct LocalKeys {
+    /// Each device's identity keys (with its display name), by device.
+    pub devices: BTreeMap<OwnedDeviceId, Value>,
+    pub master: Option<Value>,
+    pub self_signing: Option<Value>,
+}
+
+impl Services {
+    /// A local user's device keys (of `devices`, or all when empty) and cross-signing keys,
+    /// with the signatures `viewer` may see.
+    pub fn local_keys(&self, user: &UserId, devices: &[OwnedDeviceId], viewer: &UserId) -> Result<LocalKeys> {
+        let names: HashMap<_, _> = self
+            .devices
+            .list(user)?
+            .into_iter()
+            .map(|device| (device.device_id, device.display_name))
+            .collect();
+        Ok(LocalKeys {
+            devices: self.keys.device_keys(user, viewer, devices, &names)?,
+            master: self.keys.cross_signing_key(user, CrossSigningUsage::Master, viewer)?,
+            self_signing: self.keys.cross_signing_key(user, CrossSigningUsage::SelfSigning, viewer)?,
+        })
     }
 }

@@ -31,10 +31,11 @@ use crate::store::{Store, Table, key, prefix};
 use super::keyed_locks::KeyedLocks;
 use super::{now_ms, random_string};
 
-/// One media ID: who made it, and its content once uploaded.
+/// One media ID: who made it (no one here for another server's media, cached), and its
+/// content once uploaded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediaRecord {
-    pub uploader: OwnedUserId,
+    pub uploader: Option<OwnedUserId>,
     pub created_ts: u64,
     /// Absent while the ID is reserved by `/media/v1/create` and nothing is uploaded yet.
     pub content: Option<Content>,
@@ -69,7 +70,7 @@ pub struct ServedFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediaSummary {
     pub mxc: String,
-    pub uploader: OwnedUserId,
+    pub uploader: Option<OwnedUserId>,
     pub created_ts: u64,
     pub size: Option<u64>,
     pub content_type: Option<String>,
@@ -231,13 +232,41 @@ impl Media {
     ) -> Result<OwnedMxcUri> {
         let media_id = random_string(24);
         let record = MediaRecord {
-            uploader: uploader.to_owned(),
+            uploader: Some(uploader.to_owned()),
             created_ts: now_ms(),
             content: None,
             expires_ts: None,
         };
-        self.attach(upload, &media_id, record, content_type, filename).await?;
+        self.attach(upload, &self.server_name, &media_id, record, content_type, filename)
+            .await?;
         Ok(self.mxc(&media_id))
+    }
+
+    /// Stores content fetched from another server under its own `mxc://` URI (cached: it has
+    /// no uploader here, and is served like local media from then on).
+    pub async fn store_remote(
+        &self,
+        upload: ReceivedUpload,
+        server_name: &ServerName,
+        media_id: &str,
+        content_type: Option<String>,
+        filename: Option<String>,
+    ) -> Result<()> {
+        let record = MediaRecord {
+            uploader: None,
+            created_ts: now_ms(),
+            content: None,
+            expires_ts: None,
+        };
+        self.attach(upload, server_name, media_id, record, content_type, filename).await
+    }
+
+    /// Whether the content of a media ID (of any server) is stored here.
+    pub fn has_content(&self, server_name: &ServerName, media_id: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .get_json::<MediaRecord>(Table::Media, &Self::record_key(server_name, media_id))?
+            .is_some_and(|record| record.content.is_some()))
     }
 
     /// Reserves a media ID for a later upload (`/media/v1/create`): at most
@@ -271,7 +300,7 @@ impl Media {
         let media_id = random_string(24);
         let expires_ts = now + self.config.pending_upload_lifetime.as_millis() as u64;
         let record = MediaRecord {
-            uploader: uploader.to_owned(),
+            uploader: Some(uploader.to_owned()),
             created_ts: now,
             content: None,
             expires_ts: Some(expires_ts),
@@ -285,7 +314,7 @@ impl Media {
     /// Checks that `user` may upload into the reserved media ID (before its body is read).
     pub fn check_reserved(&self, server_name: &ServerName, media_id: &str, user: &UserId) -> Result<MediaRecord> {
         let record = self.get_record(server_name, media_id)?;
-        if record.uploader != user {
+        if record.uploader.as_deref() != Some(user) {
             return Err(Error::forbidden("This media ID was created by another user"));
         }
         if record.content.is_some() {
@@ -304,7 +333,8 @@ impl Media {
         filename: Option<String>,
     ) -> Result<()> {
         let record = self.check_reserved(&self.server_name, media_id, user)?;
-        self.attach(upload, media_id, record, content_type, filename).await
+        self.attach(upload, &self.server_name, media_id, record, content_type, filename)
+            .await
     }
 
     /// Moves the upload into its blob (or drops it when that content is stored already) and
@@ -312,13 +342,14 @@ impl Media {
     async fn attach(
         &self,
         upload: ReceivedUpload,
+        server_name: &ServerName,
         media_id: &str,
         mut record: MediaRecord,
         content_type: Option<String>,
         filename: Option<String>,
     ) -> Result<()> {
         let _guard = self.blob_lock.lock().await;
-        let record_key = Self::record_key(&self.server_name, media_id);
+        let record_key = Self::record_key(server_name, media_id);
         if record.expires_ts.is_some() {
             // A reservation: another upload into it may have won the race for the lock.
             match self.store.get_json::<MediaRecord>(Table::Media, &record_key)? {
@@ -345,18 +376,17 @@ impl Media {
         record.expires_ts = None;
         let mut batch = self.store.batch();
         batch.put_json(Table::Media, &record_key, &record);
-        batch.put(Table::MediaByUser, &by_user_key(&record, &self.server_name, media_id), &[]);
-        batch.put(Table::MediaByBlob, &by_blob_key(&upload.sha256, &self.server_name, media_id), &[]);
-        batch.delete(Table::MediaPending, &key(&[record.uploader.as_bytes(), media_id.as_bytes()]));
+        batch.put(Table::MediaByBlob, &by_blob_key(&upload.sha256, server_name, media_id), &[]);
+        if let Some(uploader) = &record.uploader {
+            batch.put(Table::MediaByUser, &by_user_key(uploader, &record, server_name, media_id), &[]);
+            batch.delete(Table::MediaPending, &key(&[uploader.as_bytes(), media_id.as_bytes()]));
+        }
         batch.commit()?;
         self.uploaded.notify_waiters();
         Ok(())
     }
 
     fn get_record(&self, server_name: &ServerName, media_id: &str) -> Result<MediaRecord> {
-        if server_name != self.server_name {
-            return Err(Error::not_found("Media from other servers is not available here yet"));
-        }
         let record: MediaRecord = self
             .store
             .get_json(Table::Media, &Self::record_key(server_name, media_id))?
@@ -481,8 +511,10 @@ impl Media {
         };
         let mut batch = self.store.batch();
         batch.delete(Table::Media, &record_key);
-        batch.delete(Table::MediaPending, &key(&[record.uploader.as_bytes(), media_id.as_bytes()]));
-        batch.delete(Table::MediaByUser, &by_user_key(&record, server_name, media_id));
+        if let Some(uploader) = &record.uploader {
+            batch.delete(Table::MediaPending, &key(&[uploader.as_bytes(), media_id.as_bytes()]));
+            batch.delete(Table::MediaByUser, &by_user_key(uploader, &record, server_name, media_id));
+        }
         let Some(content) = record.content else {
             batch.commit()?;
             return Ok(true);
@@ -538,11 +570,12 @@ impl Media {
         Ok(summaries)
     }
 
-    /// Deletes every media ID created before `cutoff_ts`; returns how many.
-    pub async fn purge_created_before(&self, cutoff_ts: u64) -> Result<usize> {
+    /// Deletes every media ID created (or cached from another server) before `cutoff_ts`, or
+    /// only the cached ones with `remote_only`; returns how many.
+    pub async fn purge_created_before(&self, cutoff_ts: u64, remote_only: bool) -> Result<usize> {
         let mut purged = 0;
         for (row_key, record) in self.store.scan_json::<MediaRecord>(Table::Media, &[])? {
-            if record.created_ts >= cutoff_ts {
+            if record.created_ts >= cutoff_ts || (remote_only && record.uploader.is_some()) {
                 continue;
             }
             let mut parts = row_key.splitn(2, |b| *b == crate::store::SEP);
@@ -561,9 +594,9 @@ impl Media {
     }
 }
 
-fn by_user_key(record: &MediaRecord, server_name: &ServerName, media_id: &str) -> Vec<u8> {
+fn by_user_key(uploader: &UserId, record: &MediaRecord, server_name: &ServerName, media_id: &str) -> Vec<u8> {
     key(&[
-        record.uploader.as_bytes(),
+        uploader.as_bytes(),
         &record.created_ts.to_be_bytes(),
         server_name.as_bytes(),
         media_id.as_bytes(),

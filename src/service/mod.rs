@@ -12,6 +12,7 @@ pub mod keys;
 pub mod media;
 pub mod metrics;
 pub mod network;
+pub mod openid;
 pub mod presence;
 pub mod profiles;
 pub mod push;
@@ -55,6 +56,7 @@ pub struct Services {
     pub keys: keys::Keys,
     pub key_backup: key_backup::KeyBackup,
     pub registration_tokens: registration_tokens::RegistrationTokens,
+    pub openid: openid::OpenId,
     pub uia: uia::Uia,
     pub profiles: Arc<profiles::Profiles>,
     pub account_data: Arc<account_data::AccountData>,
@@ -99,6 +101,7 @@ impl Services {
             keys: keys::Keys::new(store.clone(), stream.clone()),
             key_backup: key_backup::KeyBackup::new(store.clone()),
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
+            openid: openid::OpenId::new(store.clone()),
             uia: uia::Uia::default(),
             profiles: profiles.clone(),
             push: push::Push::new(store.clone(), account_data.clone()),
@@ -125,32 +128,35 @@ impl Services {
     }
 }
 
+use keys::KeyChange;
+
 impl Services {
     /// Adds to `batch` the removal of devices of a user (those in `only`, or all but `keep`)
-    /// with their keys and to-device inboxes; returns whether any device went.
+    /// with their keys and to-device inboxes; returns the devices that went.
     pub fn stage_delete_devices(
         &self,
         batch: &mut Batch<'_>,
         user_id: &UserId,
         only: Option<&[OwnedDeviceId]>,
         keep: Option<&DeviceId>,
-    ) -> Result<bool> {
+    ) -> Result<Vec<OwnedDeviceId>> {
         let deleted = self.devices.stage_delete_many(batch, user_id, only, keep)?;
         for device in &deleted {
             self.keys.stage_delete_device(batch, user_id, device)?;
             self.to_device.stage_delete_inbox(batch, user_id, device)?;
         }
-        Ok(!deleted.is_empty())
+        Ok(deleted)
     }
 
     /// Deletes devices of a user (those in `only`, or all but `keep`) with their keys, and
     /// tells everyone who shares a room with the user.
     pub fn delete_devices(&self, user_id: &UserId, only: Option<&[OwnedDeviceId]>, keep: Option<&DeviceId>) -> Result<()> {
         let mut batch = self.store.batch();
-        if self.stage_delete_devices(&mut batch, user_id, only, keep)? {
-            self.keys.commit_device_list_change(&self.rooms, batch, user_id)
-        } else {
-            Ok(())
+        match self.stage_delete_devices(&mut batch, user_id, only, keep)?.first() {
+            Some(device) => self
+                .keys
+                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Device(device)),
+            None => Ok(()),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Presence: online, unavailable (idle after inactivity) or offline, with a status message.
 //! Kept in the store so a status survives restarts; each change takes a stream position and
-//! wakes everyone who shares a room with the user, so sync delivers it.
+//! wakes everyone who shares a room with the user, so sync delivers it. This server's users'
+//! changes go to the other servers that share a room with them (`m.presence`); those servers'
+//! users' presence is kept here as it comes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,9 +12,9 @@ use ruma::{OwnedRoomId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::now_ms;
 use super::rooms::Rooms;
 use super::stream::Stream;
+use super::{Services, now_ms};
 use crate::error::Result;
 use crate::store::{Store, Table};
 
@@ -73,8 +75,9 @@ impl Presence {
     }
 
     /// Sets a user's presence (and status message, when given); wakes those who share a room
-    /// with them. Activity without a change is written at most once a minute.
-    pub fn set(&self, rooms: &Rooms, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<()> {
+    /// with them. Activity without a change is written at most once a minute. Returns the
+    /// record written, if any.
+    pub fn set(&self, rooms: &Rooms, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<Option<PresenceRecord>> {
         let current = self.get(user)?;
         let now = now_ms();
         let unchanged = current.as_ref().is_some_and(|record| {
@@ -83,7 +86,7 @@ impl Presence {
                 && now.saturating_sub(record.last_active_ts) < ACTIVITY_WRITE_INTERVAL_MS
         });
         if unchanged {
-            return Ok(());
+            return Ok(None);
         }
         let ticket = self.stream.begin()?;
         let record = PresenceRecord {
@@ -97,7 +100,7 @@ impl Presence {
         batch.put(Table::PresenceChanges, &record.stream.to_be_bytes(), user.as_bytes());
         batch.commit()?;
         ticket.complete(self.audience(rooms, user)?.into_iter().collect());
-        Ok(())
+        Ok(Some(record))
     }
 
     /// The users whose presence changed after stream position `since`, up to `until`.
@@ -140,5 +143,19 @@ impl Presence {
             }
         }
         Ok(users)
+    }
+}
+
+impl Services {
+    /// Sets a local user's presence ([`Presence::set`]) and tells the other servers that share
+    /// a room with them (`m.presence`).
+    pub fn set_presence(&self, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<()> {
+        if let Some(record) = self.presence.set(&self.rooms, user, presence, status_msg)? {
+            let mut update = record.content();
+            update["user_id"] = json!(user);
+            let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+            self.rooms.send_edu(self.rooms.servers_sharing_with(user)?, &edu)?;
+        }
+        Ok(())
     }
 }

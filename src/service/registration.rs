@@ -9,6 +9,7 @@ use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
 use super::Services;
 use super::accounts::{UserRecord, hash_password, verify_password};
+use super::keys::KeyChange;
 use super::rate_limit::Limit;
 use super::registration_tokens::RegistrationToken;
 use super::uia::{UiaSession, challenge, is_complete};
@@ -204,8 +205,10 @@ impl Services {
         record.password_hash = Some(hash_password(new_password).await?);
         let mut batch = self.store.batch();
         self.accounts.put(&mut batch, user_id, &record);
-        if logout_devices && self.stage_delete_devices(&mut batch, user_id, None, keep)? {
-            return self.keys.commit_device_list_change(&self.rooms, batch, user_id);
+        if logout_devices && let Some(device) = self.stage_delete_devices(&mut batch, user_id, None, keep)?.first() {
+            return self
+                .keys
+                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Device(device));
         }
         Ok(batch.commit()?)
     }
@@ -220,8 +223,9 @@ impl Services {
         self.accounts.put(&mut batch, user_id, &record);
         let devices_deleted = self.stage_delete_devices(&mut batch, user_id, None, None)?;
         batch.delete(Table::Profiles, user_id.as_bytes());
-        if devices_deleted {
-            self.keys.commit_device_list_change(&self.rooms, batch, user_id)?;
+        if let Some(device) = devices_deleted.first() {
+            self.keys
+                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Device(device))?;
         } else {
             batch.commit()?;
         }

@@ -22,6 +22,12 @@ impl ToDevice {
         ToDevice { store, stream }
     }
 
+    /// Whether a sender's device sent the transaction `txn_id` already.
+    pub fn was_sent(&self, sender: &UserId, sender_device: &DeviceId, txn_id: &str) -> Result<bool> {
+        let txn_key = key(&[sender.as_bytes(), sender_device.as_bytes(), txn_id.as_bytes()]);
+        Ok(self.store.get(Table::ToDeviceTransactions, &txn_key)?.is_some())
+    }
+
     /// Queues one message (`{type, sender, content}`) for each device, in one batch; the
     /// transaction makes a retry a no-op.
     pub fn send(
@@ -32,10 +38,10 @@ impl ToDevice {
         event_type: &str,
         deliveries: Vec<(&UserId, OwnedDeviceId, Value)>,
     ) -> Result<()> {
-        let txn_key = key(&[sender.as_bytes(), sender_device.as_bytes(), txn_id.as_bytes()]);
-        if self.store.get(Table::ToDeviceTransactions, &txn_key)?.is_some() {
+        if self.was_sent(sender, sender_device, txn_id)? {
             return Ok(());
         }
+        let txn_key = key(&[sender.as_bytes(), sender_device.as_bytes(), txn_id.as_bytes()]);
         let ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
         let mut woken = Vec::new();

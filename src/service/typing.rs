@@ -1,14 +1,17 @@
 //! Typing notifications: who is typing in which room, in memory only, each until their
 //! timeout. A change takes a stream position (indexed in `stream_rooms`) so sync delivers the
-//! room's `m.typing` event, and wakes the room's members.
+//! room's `m.typing` event, and wakes the room's members. This server's users' typing goes to
+//! the other servers in the room as `m.typing` EDUs; theirs comes back the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::json;
 use tokio::time::Instant;
 
+use super::Services;
 use super::stream::Stream;
 use crate::error::Result;
 use crate::store::{Store, Table};
@@ -86,5 +89,34 @@ impl Typing {
                 .map(|(user, _)| user.clone())
                 .collect(),
         )
+    }
+}
+
+impl Services {
+    /// Sets whether `user` is typing in a room, for `timeout` (`None`: stopped), wakes its
+    /// members and, for this server's users, tells the other servers in the room. The typing
+    /// ends by itself when the timeout runs out without being renewed.
+    pub fn set_typing(self: &Arc<Self>, room_id: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
+        let members = self.rooms.users_to_wake(room_id)?;
+        let until = self.typing.set(room_id, user, timeout, members)?;
+        if user.server_name() == self.config.server_name {
+            let content = json!({ "room_id": room_id, "user_id": user, "typing": timeout.is_some() });
+            self.rooms.send_edu(
+                self.rooms.room_destinations(room_id)?,
+                &json!({ "edu_type": "m.typing", "content": content }),
+            )?;
+        }
+        if let Some(until) = until {
+            let (services, room_id, user) = (self.clone(), room_id.to_owned(), user.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(until).await;
+                if services.typing.lapsed(&room_id, &user)
+                    && let Err(error) = services.set_typing(&room_id, &user, None)
+                {
+                    tracing::warn!(%error, "could not end a typing notification");
+                }
+            });
+        }
+        Ok(())
     }
 }

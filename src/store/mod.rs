@@ -61,8 +61,10 @@
 //! | `backup_keys`         | user ID ‖ version (u64, BE) ‖ room ID ‖ session ID | the backed-up session key |
 //! | `server_keys`         | server name                       | `service::federation::keys::ServerKeys`: its newest key document and every key seen |
 //! | `federation_outbox`   | destination ‖ stream position (u64, BE) | event ID: to send, deleted once the destination took it |
+//! | `federation_edus`     | destination ‖ EDU number (u64, BE) | the EDU (`{edu_type, content}`): to send, deleted once the destination took it |
 //! | `federation_transactions` | origin ‖ transaction ID       | the per-PDU results answered, so a retried transaction gets the same |
 //! | `invite_states`       | membership event ID               | the stripped state shown with an invite to a room of other servers |
+//! | `openid_tokens`       | token                             | `service::openid::OpenIdToken` (user, expiry) |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -142,13 +144,15 @@ pub enum Table {
     BackupKeys,
     ServerKeys,
     FederationOutbox,
+    FederationEdus,
     FederationTransactions,
     InviteStates,
+    OpenIdTokens,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 49] = [
+    pub const ALL: [Table; 51] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -196,8 +200,10 @@ impl Table {
         Table::BackupKeys,
         Table::ServerKeys,
         Table::FederationOutbox,
+        Table::FederationEdus,
         Table::FederationTransactions,
         Table::InviteStates,
+        Table::OpenIdTokens,
     ];
 
     /// The column family's name.
@@ -252,6 +258,8 @@ impl Table {
             Table::FederationOutbox => "federation_outbox",
             Table::FederationTransactions => "federation_transactions",
             Table::InviteStates => "invite_states",
+            Table::OpenIdTokens => "openid_tokens",
+            Table::FederationEdus => "federation_edus",
         }
     }
 }

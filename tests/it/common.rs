@@ -14,7 +14,8 @@ pub struct TestServer {
     pub dir: TempDir,
     pub base_url: String,
     env: Vec<(String, String)>,
-    http: reqwest::Client,
+    /// An HTTP client for it (any certificate accepted: test servers' are self-issued).
+    pub http: reqwest::Client,
 }
 
 /// A loopback port nobody listens on now.

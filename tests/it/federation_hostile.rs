@@ -5,11 +5,14 @@
 //! that did not sign, and a power-levels change it may not make. Only the honest event is shown
 //! to clients; the changed one only in its redacted form.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use ruma::api::federation::authentication::XMatrixSigningInput;
 use ruma::api::federation::event::get_event_by_timestamp;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
@@ -50,11 +53,23 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The test's own federating server: its name, signing key, and an HTTP client.
+/// Events the fake server serves (`/event`, `/get_missing_events`) and the state before each
+/// (`/state_ids`), as the test gives them.
+#[derive(Default)]
+struct FakeHistory {
+    events: HashMap<String, CanonicalJsonObject>,
+    state_before: HashMap<String, Vec<String>>,
+}
+
+type SharedHistory = Arc<Mutex<FakeHistory>>;
+
+/// The test's own federating server: its name, signing key, an HTTP client, and the history it
+/// serves.
 struct FakeServer {
     name: OwnedServerName,
     key: Arc<Ed25519KeyPair>,
     http: reqwest::Client,
+    history: SharedHistory,
 }
 
 impl FakeServer {
@@ -72,13 +87,19 @@ impl FakeServer {
         .unwrap();
         ruma::signatures::sign_json(name.as_str(), &*key, &mut document).unwrap();
         let document = Arc::new(document);
-        let app = Router::new().route(
-            "/_matrix/key/v2/server",
-            get(move || {
-                let document = document.clone();
-                async move { axum::Json((*document).clone()) }
-            }),
-        );
+        let history = SharedHistory::default();
+        let app = Router::new()
+            .route(
+                "/_matrix/key/v2/server",
+                get(move || {
+                    let document = document.clone();
+                    async move { axum::Json((*document).clone()) }
+                }),
+            )
+            .route("/_matrix/federation/v1/event/{event_id}", get(serve_event))
+            .route("/_matrix/federation/v1/state_ids/{room_id}", get(serve_state_ids))
+            .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(serve_missing_events))
+            .with_state(history.clone());
         let (certificate, private_key) = ca.issue(&format!("fake{port}"));
         let chain = CertificateDer::pem_file_iter(&certificate)
             .unwrap()
@@ -96,7 +117,7 @@ impl FakeServer {
         };
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
-        FakeServer { name, key, http }
+        FakeServer { name, key, http, history }
     }
 
     /// Sends a signed federation request to `destination` and parses the answer.
@@ -129,6 +150,84 @@ impl FakeServer {
         ruma::signatures::hash_and_sign_event(self.name.as_str(), &*self.key, &mut event, &rules.redaction).unwrap();
         event
     }
+
+    /// Joins `user` of this server to a room of `destination` through make_join and
+    /// send_join, as an honest server does; returns the join's event ID and depth.
+    async fn join(&self, destination: &str, room: &ruma::RoomId, user: &ruma::UserId) -> (ruma::OwnedEventId, u64) {
+        let mut request = prepare_join_event::v1::Request::new(room.to_owned(), user.to_owned());
+        request.ver = vec![RoomVersionId::V12];
+        let template = self.send(destination, request).await.expect("make_join");
+        let mut join: CanonicalJsonObject = serde_json::from_str(template.event.get()).unwrap();
+        join.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::from(MilliSecondsSinceUnixEpoch::now().get())),
+        );
+        let join = self.sign(join);
+        let join_id = event_id(&join);
+        self.send(
+            destination,
+            create_join_event::v2::Request::new(room.to_owned(), join_id.clone(), raw(&join)),
+        )
+        .await
+        .expect("send_join");
+        let depth = match join.get("depth") {
+            Some(CanonicalJsonValue::Integer(depth)) => u64::try_from(i64::from(*depth)).unwrap(),
+            _ => panic!("a join without depth"),
+        };
+        (join_id, depth)
+    }
+}
+
+/// The event ID of a room version 12 event (its reference hash).
+fn event_id(event: &CanonicalJsonObject) -> ruma::OwnedEventId {
+    let rules = RoomVersionId::V12.rules().unwrap();
+    ruma::OwnedEventId::try_from(format!("${}", ruma::signatures::reference_hash(event, &rules).unwrap())).unwrap()
+}
+
+async fn serve_event(State(history): State<SharedHistory>, Path(id): Path<String>) -> axum::response::Response {
+    match history.lock().unwrap().events.get(&id) {
+        Some(event) => axum::Json(json!({ "origin": "fake", "origin_server_ts": 1, "pdus": [event] })).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn serve_state_ids(State(history): State<SharedHistory>, Query(query): Query<HashMap<String, String>>) -> axum::response::Response {
+    match history.lock().unwrap().state_before.get(&query["event_id"]) {
+        Some(state) => axum::Json(json!({ "pdu_ids": state, "auth_chain_ids": [] })).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The events before `latest_events`, newest first, down to `earliest_events` or `limit`.
+async fn serve_missing_events(State(history): State<SharedHistory>, axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
+    let history = history.lock().unwrap();
+    let earliest: Vec<&str> = body["earliest_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+    let mut todo: Vec<String> = body["latest_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|id| {
+            let event = history.events.get(id.as_str()?)?;
+            Some(serde_json::from_value::<Vec<String>>(serde_json::to_value(&event["prev_events"]).unwrap()).unwrap())
+        })
+        .flatten()
+        .collect();
+    let mut events = Vec::new();
+    while let Some(id) = todo.pop() {
+        if events.len() >= limit || earliest.contains(&id.as_str()) {
+            continue;
+        }
+        let Some(event) = history.events.get(&id) else { continue };
+        todo.extend(serde_json::from_value::<Vec<String>>(serde_json::to_value(&event["prev_events"]).unwrap()).unwrap());
+        events.push(event.clone());
+    }
+    axum::Json(json!({ "events": events }))
 }
 
 fn object(value: Value) -> CanonicalJsonObject {
@@ -153,23 +252,7 @@ async fn forged_and_unauthorized_pdus_never_reach_clients() {
     let mallory = ruma::UserId::parse(format!("@mallory:{}", fake.name)).unwrap();
 
     // Mallory joins honestly.
-    let mut request = prepare_join_event::v1::Request::new(room.clone(), mallory.clone());
-    request.ver = vec![RoomVersionId::V12];
-    let template = fake.send(&a_name, request).await.expect("make_join");
-    let mut join: CanonicalJsonObject = serde_json::from_str(template.event.get()).unwrap();
-    join.insert(
-        "origin_server_ts".into(),
-        CanonicalJsonValue::Integer(ruma::Int::from(MilliSecondsSinceUnixEpoch::now().get())),
-    );
-    let join = fake.sign(join);
-    let rules = RoomVersionId::V12.rules().unwrap();
-    let join_id = ruma::OwnedEventId::try_from(format!("${}", ruma::signatures::reference_hash(&join, &rules).unwrap())).unwrap();
-    fake.send(
-        &a_name,
-        create_join_event::v2::Request::new(room.clone(), join_id.clone(), raw(&join)),
-    )
-    .await
-    .expect("send_join");
+    let (join_id, _) = fake.join(&a_name, &room, &mallory).await;
     let in_event = send_text(&a, &alice, room.as_str(), "mallory is in").await;
 
     // As a server in the room, Mallory's may ask for the event at a time.
@@ -315,4 +398,110 @@ async fn a_space_is_browsed_from_another_server() {
     let children: Vec<String> = hierarchy.children.iter().map(|child| child.room_id.to_string()).collect();
     assert_eq!(children, [open]);
     assert_eq!(hierarchy.inaccessible_children, [ruma::RoomId::parse(&closed).unwrap()]);
+}
+
+#[tokio::test]
+async fn a_gap_wider_than_missing_events_is_filled_with_the_state_at_its_far_end() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = TestCa::new();
+    let (a, a_name) = ca.server(&[]).await;
+    let (alice, _) = a.register("alice", "alicepass").await;
+    let (_, created) = a
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = ruma::RoomId::parse(created["room_id"].as_str().unwrap()).unwrap();
+    let fake = FakeServer::start(&ca).await;
+    let mallory = ruma::UserId::parse(format!("@mallory:{}", fake.name)).unwrap();
+    let (join_id, join_depth) = fake.join(&a_name, &room, &mallory).await;
+    let (_, state) = a.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(&alice)).await;
+    let state_id = |kind: &str| {
+        state.as_array().unwrap().iter().find(|e| e["type"] == kind).unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (power_levels, join_rules) = (state_id("m.room.power_levels"), state_id("m.room.join_rules"));
+    let others: Vec<String> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state_key"] != mallory.as_str())
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    // Alice's server goes on meanwhile: Mallory's events fork from her message.
+    send_text(&a, &alice, room.as_str(), "meanwhile").await;
+
+    // Thirty events of Mallory's server on top of the join, the fifth a new display name.
+    let mut prev = join_id.to_string();
+    let mut member = join_id.to_string();
+    let mut last = CanonicalJsonObject::new();
+    for i in 1..=30u64 {
+        let (kind, content, state_key, auth) = if i == 5 {
+            (
+                "m.room.member",
+                json!({ "membership": "join", "displayname": "Mallory Renamed" }),
+                Some(mallory.as_str()),
+                json!([power_levels, join_rules, member]),
+            )
+        } else {
+            (
+                "m.room.message",
+                json!({ "msgtype": "m.text", "body": format!("gap {i}") }),
+                None,
+                json!([power_levels, member]),
+            )
+        };
+        let mut value = json!({
+            "room_id": room, "sender": mallory, "type": kind, "content": content, "depth": join_depth + i,
+            "prev_events": [prev], "auth_events": auth, "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
+        });
+        if let Some(state_key) = state_key {
+            value["state_key"] = json!(state_key);
+        }
+        let event = fake.sign(object(value));
+        let id = event_id(&event).to_string();
+        let mut history = fake.history.lock().unwrap();
+        history
+            .state_before
+            .insert(id.clone(), others.iter().cloned().chain([member.clone()]).collect());
+        history.events.insert(id.clone(), event.clone());
+        if i == 5 {
+            member = id.clone();
+        }
+        prev = id;
+        last = event;
+    }
+
+    // Only the last one is sent: twenty come with get_missing_events, the state before the
+    // tenth with /state_ids and /event.
+    let mut transaction = send_transaction_message::v1::Request::new(
+        OwnedTransactionId::from("gap1"),
+        fake.name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+    );
+    transaction.pdus = vec![raw(&last)];
+    let answer = fake.send(&a_name, transaction).await.expect("send");
+    assert!(answer.pdus.values().all(Result::is_ok), "{:?}", answer.pdus);
+
+    let (_, page) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(&alice))
+        .await;
+    let bodies = message_bodies(&page["chunk"]);
+    for shown in ["gap 30", "gap 20", "gap 10", "meanwhile"] {
+        assert!(bodies.contains(&shown.to_owned()), "{shown:?} is not in the timeline: {bodies:?}");
+    }
+    assert!(
+        !bodies.contains(&"gap 9".to_owned()),
+        "an event beyond the gap is an outlier: {bodies:?}"
+    );
+    let (_, name) = a
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{mallory}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(name["displayname"], "Mallory Renamed", "the state at the gap was resolved in");
+    // New events of Alice's follow both sides.
+    send_text(&a, &alice, room.as_str(), "after the gap").await;
+    wait_for_message(&a, &alice, room.as_str(), "after the gap").await;
 }

@@ -8,6 +8,7 @@ mod e2ee;
 mod errors;
 mod federation;
 mod federation_access;
+mod federation_e2ee;
 mod federation_hostile;
 mod hostile;
 mod js_client;

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::common::{TestServer, assert_error};
 
 /// A `width`×`height` PNG with a gradient, so its bytes are not trivially compressible.
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub fn png(width: u32, height: u32) -> Vec<u8> {
     let image = RgbaImage::from_fn(width, height, |x, y| {
         image::Rgba([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8, 255])
     });
@@ -35,13 +35,13 @@ fn media_path(api: &str, kind: &str, mxc: &str) -> String {
 }
 
 /// GETs a path; returns the status, headers and body bytes.
-async fn fetch(
+pub async fn fetch(
     server: &TestServer,
     path: &str,
     token: Option<&str>,
     range: Option<&str>,
 ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base_url));
+    let mut request = server.http.get(format!("{}{path}", server.base_url));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -55,8 +55,9 @@ async fn fetch(
 }
 
 /// Uploads raw bytes with `POST /_matrix/media/v3/upload`.
-async fn upload(server: &TestServer, token: &str, content_type: &str, filename: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
+pub async fn upload(server: &TestServer, token: &str, content_type: &str, filename: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let response = server
+        .http
         .post(format!("{}/_matrix/media/v3/upload?filename={filename}", server.base_url))
         .bearer_auth(token)
         .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -71,7 +72,7 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-fn decoded_size(bytes: &[u8]) -> (u32, u32) {
+pub fn decoded_size(bytes: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(bytes).expect("the thumbnail decodes as an image");
     (image.width(), image.height())
 }

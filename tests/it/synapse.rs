@@ -1,7 +1,8 @@
 //! Hearth ↔ Synapse: a real Synapse (from PyPI, installed by `scripts/synapse-peer`) and a
 //! Hearth federate on loopback over TLS with certificates of a throw-away CA. Each side's user
 //! joins the other's room by its alias, messages go both ways with the same event IDs, history
-//! from before the join is paged back, and invites work both ways.
+//! from before the join is paged back, and invites work both ways; a Hearth user and a Synapse
+//! user chat in an encrypted room with `matrix-sdk` and verify each other.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,10 +19,10 @@ use crate::federation::{TestCa, send_text, wait_for_message};
 const SYNAPSE_VERSION: &str = "1.163.2";
 
 /// A running Synapse with its own directory; killed when dropped.
-struct Synapse {
+pub struct Synapse {
     child: Child,
     _dir: TempDir,
-    server: TestServer,
+    pub server: TestServer,
 }
 
 impl Drop for Synapse {
@@ -43,7 +44,7 @@ fn python() -> PathBuf {
 
 /// Starts Synapse named `127.0.0.1:<port>` with a TLS listener for clients and federation,
 /// trusting the test CA and allowed to reach loopback.
-async fn start_synapse(ca: &TestCa) -> (Synapse, String) {
+pub async fn start_synapse(ca: &TestCa) -> (Synapse, String) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let name = format!("127.0.0.1:{port}");
@@ -264,4 +265,15 @@ async fn rooms_of_every_version_synapse_creates_are_joined_and_chatted_in() {
             back.as_str()
         );
     }
+}
+
+#[tokio::test]
+async fn encrypted_chat_and_verification_with_a_synapse_user() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = TestCa::new();
+    let (synapse, _) = start_synapse(&ca).await;
+    let (hearth, _) = ca.server(&[]).await;
+    synapse.server.register("sam", "sam-password-1").await;
+    hearth.register("hana", "hana-password-1").await;
+    crate::federation_e2ee::encrypted_chat_between(&hearth, ("hana", "hana-password-1"), &synapse.server, ("sam", "sam-password-1")).await;
 }

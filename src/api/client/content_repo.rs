@@ -32,7 +32,7 @@ use tower_http::services::ServeFile;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse, RumaStreaming};
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::media::{ServedFile, media_type};
+use crate::service::media::{Content, ServedFile, media_type};
 
 /// Content types a browser may render inline from this origin without running scripts.
 const INLINE_CONTENT_TYPES: [&str; 26] = [
@@ -279,7 +279,7 @@ pub async fn legacy_get_media_preview(
 }
 
 /// What a thumbnail request asks for.
-struct ThumbnailSize {
+pub struct ThumbnailSize {
     width: UInt,
     height: UInt,
     method: Option<Method>,
@@ -287,7 +287,7 @@ struct ThumbnailSize {
 }
 
 impl ThumbnailSize {
-    fn new(width: UInt, height: UInt, method: Option<Method>, animated: Option<bool>) -> Self {
+    pub fn new(width: UInt, height: UInt, method: Option<Method>, animated: Option<bool>) -> Self {
         ThumbnailSize {
             width,
             height,
@@ -295,6 +295,32 @@ impl ThumbnailSize {
             animated,
         }
     }
+
+    /// The thumbnail of some content at this size (scaled unless asked to crop).
+    pub async fn of(&self, services: &Services, content: &Content) -> Result<ServedFile> {
+        let side = |value: UInt| u32::try_from(u64::from(value)).map_err(|_| Error::bad_request("Thumbnail dimensions are too large"));
+        services
+            .media
+            .thumbnail(
+                content,
+                side(self.width)?,
+                side(self.height)?,
+                self.method.clone().unwrap_or(Method::Scale),
+                self.animated.unwrap_or(false),
+            )
+            .await
+    }
+}
+
+/// Fetches another server's media over federation the first time it is asked for here.
+async fn fetch_if_remote(services: &Services, server_name: &ServerName, media_id: &str, timeout: Duration) -> Result<()> {
+    if server_name != services.config.server_name {
+        services
+            .federation
+            .fetch_media(&services.media, server_name, media_id, timeout)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn download(
@@ -305,6 +331,7 @@ async fn download(
     timeout: Duration,
     filename: Option<String>,
 ) -> Result<Response> {
+    fetch_if_remote(services, server_name, media_id, timeout).await?;
     let content = services.media.content(server_name, media_id, timeout).await?;
     let mut file = services.media.original(&content);
     if filename.is_some() {
@@ -321,19 +348,9 @@ async fn thumbnail(
     timeout: Duration,
     size: ThumbnailSize,
 ) -> Result<Response> {
+    fetch_if_remote(services, server_name, media_id, timeout).await?;
     let content = services.media.content(server_name, media_id, timeout).await?;
-    let side = |value: UInt| u32::try_from(u64::from(value)).map_err(|_| Error::bad_request("Thumbnail dimensions are too large"));
-    let file = services
-        .media
-        .thumbnail(
-            &content,
-            side(size.width)?,
-            side(size.height)?,
-            size.method.unwrap_or(Method::Scale),
-            size.animated.unwrap_or(false),
-        )
-        .await?;
-    serve(file, headers).await
+    serve(size.of(services, &content).await?, headers).await
 }
 
 /// Serves a stored file with the headers that keep it from harming the client's origin.

@@ -2,12 +2,14 @@
 //! devices publish their identity, one-time and fallback keys, and clients fetch each other's
 //! to start encrypted sessions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
-use ruma::{OwnedUserId, UserId};
+use ruma::api::federation::keys as federation_keys;
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use serde_json::{Value, json};
 
 use super::rooms::{json, raw};
@@ -17,9 +19,18 @@ use crate::error::Result;
 use crate::service::Services;
 use crate::service::keys::CrossSigningUsage;
 
-/// What `failures` says for users of another server (federation is not there yet).
-fn unreachable_server() -> Value {
-    json!({ "status": 503, "message": "Users of other servers cannot be reached: federation is not available yet" })
+/// The longest a server may take to answer a key query or claim (a client's shorter
+/// `timeout` wins); a slower one lands in `failures`.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `failures` says for a server that could not be asked or did not answer.
+fn failure(error: &crate::error::Error) -> Value {
+    json!({ "status": error.status_and_body().0.as_u16(), "message": error.to_string() })
+}
+
+/// The timeout for other servers: the client's, at most [`REMOTE_TIMEOUT`].
+fn remote_timeout(requested: Option<Duration>) -> Duration {
+    requested.unwrap_or(REMOTE_TIMEOUT).min(REMOTE_TIMEOUT)
 }
 
 /// `POST /_matrix/client/v3/keys/upload`
@@ -52,31 +63,32 @@ pub async fn upload_keys(
     Ok(RumaResponse(upload_keys::v3::Response::new(counts)))
 }
 
-/// `POST /_matrix/client/v3/keys/query`
+/// `POST /_matrix/client/v3/keys/query`: this server's users from the store, other servers'
+/// asked all at once (`user/keys/query`), with the signatures the viewer made over their
+/// cross-signing keys added.
 pub async fn get_keys(State(services): State<Arc<Services>>, req: Ruma<get_keys::v3::Request>) -> HandlerResult<get_keys::v3::Response> {
     let viewer = req.user_id()?;
     let mut response = get_keys::v3::Response::new();
+    let mut remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> = BTreeMap::new();
     for (user, devices) in &req.body.device_keys {
         if user.server_name() != services.config.server_name {
-            response.failures.insert(user.server_name().to_string(), unreachable_server());
+            remote
+                .entry(user.server_name().to_owned())
+                .or_default()
+                .insert(user.clone(), devices.clone());
             continue;
         }
-        let names: HashMap<_, _> = services
+        let local = services.local_keys(user, devices, viewer)?;
+        let devices = local
             .devices
-            .list(user)?
-            .into_iter()
-            .map(|device| (device.device_id, device.display_name))
-            .collect();
-        let keys = services.keys.device_keys(user, viewer, devices, &names)?;
-        let keys = keys
             .iter()
             .map(|(device, keys)| Ok((device.clone(), raw(keys)?)))
             .collect::<Result<_>>()?;
-        response.device_keys.insert(user.clone(), keys);
-        if let Some(master) = services.keys.cross_signing_key(user, CrossSigningUsage::Master, viewer)? {
+        response.device_keys.insert(user.clone(), devices);
+        if let Some(master) = local.master {
             response.master_keys.insert(user.clone(), raw(&master)?);
         }
-        if let Some(self_signing) = services.keys.cross_signing_key(user, CrossSigningUsage::SelfSigning, viewer)? {
+        if let Some(self_signing) = local.self_signing {
             response.self_signing_keys.insert(user.clone(), raw(&self_signing)?);
         }
         // A user-signing key is only ever shown to its owner.
@@ -86,25 +98,69 @@ pub async fn get_keys(State(services): State<Arc<Services>>, req: Ruma<get_keys:
             response.user_signing_keys.insert(user.clone(), raw(&user_signing)?);
         }
     }
+    let requests = remote
+        .into_iter()
+        .map(|(server, users)| (server, federation_keys::get_keys::v1::Request::new(users)))
+        .collect();
+    for (server, answer) in services.federation.send_to_each(requests, remote_timeout(req.body.timeout)).await {
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                response.failures.insert(server.to_string(), failure(&error));
+                continue;
+            }
+        };
+        for (user, devices) in answer.device_keys.into_iter().filter(|(user, _)| user.server_name() == server) {
+            response.device_keys.insert(user, devices);
+        }
+        for (user, master) in answer.master_keys.into_iter().filter(|(user, _)| user.server_name() == server) {
+            let master = services.keys.with_signatures_of(json(&master)?, &user, viewer)?;
+            response.master_keys.insert(user, raw(&master)?);
+        }
+        for (user, self_signing) in answer
+            .self_signing_keys
+            .into_iter()
+            .filter(|(user, _)| user.server_name() == server)
+        {
+            response.self_signing_keys.insert(user, self_signing);
+        }
+    }
     Ok(RumaResponse(response))
 }
 
-/// `POST /_matrix/client/v3/keys/claim`
+/// `POST /_matrix/client/v3/keys/claim`: this server's users' keys from the store, other
+/// servers' claimed from them all at once (`user/keys/claim`).
 pub async fn claim_keys(
     State(services): State<Arc<Services>>,
     req: Ruma<claim_keys::v3::Request>,
 ) -> HandlerResult<claim_keys::v3::Response> {
-    let mut failures = BTreeMap::new();
     let mut local = BTreeMap::new();
+    let mut remote: BTreeMap<OwnedServerName, BTreeMap<_, _>> = BTreeMap::new();
     for (user, devices) in &req.body.one_time_keys {
         if user.server_name() == services.config.server_name {
             local.insert(user.clone(), devices.clone());
         } else {
-            failures.insert(user.server_name().to_string(), unreachable_server());
+            remote
+                .entry(user.server_name().to_owned())
+                .or_default()
+                .insert(user.clone(), devices.clone());
         }
     }
     let mut response = claim_keys::v3::Response::new(services.keys.claim(&local)?);
-    response.failures = failures;
+    let requests = remote
+        .into_iter()
+        .map(|(server, claims)| (server, federation_keys::claim_keys::v1::Request::new(claims)))
+        .collect();
+    for (server, answer) in services.federation.send_to_each(requests, remote_timeout(req.body.timeout)).await {
+        match answer {
+            Ok(answer) => response
+                .one_time_keys
+                .extend(answer.one_time_keys.into_iter().filter(|(user, _)| user.server_name() == server)),
+            Err(error) => {
+                response.failures.insert(server.to_string(), failure(&error));
+            }
+        }
+    }
     Ok(RumaResponse(response))
 }
 

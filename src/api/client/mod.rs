@@ -25,6 +25,7 @@ pub mod login;
 pub mod logout;
 pub mod message_pagination;
 pub mod notifications;
+pub mod openid;
 pub mod password_management;
 pub mod presence;
 pub mod profile;

@@ -19,12 +19,7 @@ pub async fn set_presence(
 ) -> HandlerResult<set_presence::v3::Response> {
     let request = &req.body;
     req.require_owner(&request.user_id, "You can only set your own presence")?;
-    services.presence.set(
-        &services.rooms,
-        &request.user_id,
-        request.presence.as_str(),
-        Some(request.status_msg.clone()),
-    )?;
+    services.set_presence(&request.user_id, request.presence.as_str(), Some(request.status_msg.clone()))?;
     Ok(RumaResponse(set_presence::v3::Response::new()))
 }
 

@@ -139,7 +139,7 @@ impl IntoResponse for SyncResponse {
 /// Applies a sync's `set_presence` (`offline`, the default, changes nothing).
 pub fn set_presence(services: &Services, user: &UserId, presence: &PresenceState) -> Result<()> {
     if *presence != PresenceState::Offline {
-        services.presence.set(&services.rooms, user, presence.as_str(), None)?;
+        services.set_presence(user, presence.as_str(), None)?;
     }
     Ok(())
 }

@@ -41,18 +41,6 @@ pub async fn create_typing_event(
         Typing::Yes(info) => Some(info.timeout),
         _ => None,
     };
-    let members = services.rooms.users_to_wake(&request.room_id)?;
-    if let Some(until) = services.typing.set(&request.room_id, &request.user_id, timeout, members)? {
-        let (services, room_id, user_id) = (services.clone(), request.room_id.clone(), request.user_id.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep_until(until).await;
-            if services.typing.lapsed(&room_id, &user_id)
-                && let Ok(members) = services.rooms.users_to_wake(&room_id)
-                && let Err(error) = services.typing.set(&room_id, &user_id, None, members)
-            {
-                tracing::warn!(%error, "could not end a typing notification");
-            }
-        });
-    }
+    services.set_typing(&request.room_id, &request.user_id, timeout)?;
     Ok(RumaResponse(create_typing_event::v3::Response::new()))
 }

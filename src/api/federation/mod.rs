@@ -3,9 +3,12 @@
 //! none of them is served.
 
 pub mod directory;
+pub mod e2ee;
 pub mod history;
 pub mod keys;
+pub mod media;
 pub mod membership;
+pub mod openid;
 pub mod query;
 pub mod space;
 pub mod transactions;

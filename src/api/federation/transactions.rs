@@ -28,6 +28,9 @@ pub async fn send_transaction_message(
             req.body.edus.len(),
         )
         .await?;
+    if received.new_transaction {
+        services.receive_edus(origin, &req.body.edus).await;
+    }
     // Events new here notify the local members, as local ones do.
     for event_id in &received.accepted {
         services.notify_event(event_id).await?;

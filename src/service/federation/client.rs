@@ -2,12 +2,14 @@
 //! wants it, sent to where discovery says, with a timeout and a bound on the answer's size.
 
 use futures_util::StreamExt;
-use ruma::ServerName;
+use std::time::Duration;
+
 use ruma::api::auth_scheme::{AuthScheme, NoAuthentication};
 use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
 use ruma::api::path_builder::SinglePath;
 use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
 use ruma::signatures::Ed25519KeyPair;
+use ruma::{OwnedServerName, ServerName};
 
 use super::Federation;
 use crate::error::{Error, Result};
@@ -46,6 +48,26 @@ pub async fn read_limited(response: reqwest::Response, limit: usize) -> Result<V
 }
 
 impl Federation {
+    /// Sends each request to its server, all at once, each bounded by `timeout`: the answers
+    /// (a server too slow answers with a 502 error) in the order of `requests`.
+    pub async fn send_to_each<T>(
+        &self,
+        requests: Vec<(OwnedServerName, T)>,
+        timeout: Duration,
+    ) -> Vec<(OwnedServerName, Result<T::IncomingResponse>)>
+    where
+        T: OutgoingRequest<PathBuilder = SinglePath>,
+        T::Authentication: FederationAuth,
+    {
+        futures_util::future::join_all(requests.into_iter().map(|(server, request)| async move {
+            let answer = tokio::time::timeout(timeout, self.send(&server, request))
+                .await
+                .unwrap_or_else(|_| Err(Error::bad_gateway(format!("{server} did not answer within {timeout:?}"))));
+            (server, answer)
+        }))
+        .await
+    }
+
     /// Sends `request` to `destination` and parses the answer. A server that cannot be reached
     /// or answers nonsense is a 502; a Matrix error it answers is passed on with its status and
     /// errcode.
@@ -69,11 +91,14 @@ impl Federation {
             .await
             .map_err(|e| Error::bad_gateway(format!("{destination} cannot be reached: {e}")))?;
         let status = response.status();
+        // Some answers are read from their headers too (a multipart body's boundary).
+        let headers = response.headers().clone();
         let body = read_limited(response, MAX_RESPONSE_BYTES).await?;
-        let response = http::Response::builder()
+        let mut response = http::Response::builder()
             .status(status)
             .body(body.as_slice())
             .map_err(|e| Error::Internal(e.to_string()))?;
+        *response.headers_mut() = headers;
         T::IncomingResponse::try_from_http_response(response).map_err(|error| {
             let detail = serde_json::from_slice::<serde_json::Value>(&body).ok();
             match detail

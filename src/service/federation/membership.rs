@@ -14,13 +14,14 @@ use std::collections::HashMap;
 use ruma::api::federation::membership::create_join_event;
 use ruma::api::federation::membership::prepare_join_event;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::events::{StateEventType, TimelineEventType};
 use ruma::{EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::Federation;
+use super::gaps::check_by_auth_events;
 use crate::error::{Error, Result};
 use crate::service::rooms::pdu::Pdu;
 use crate::service::rooms::remote::Intake;
@@ -47,39 +48,6 @@ fn objects(events: &[Box<RawJsonValue>]) -> Result<Vec<CanonicalJsonObject>> {
 
 fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>> {
     serde_json::value::to_raw_value(object).map_err(|e| Error::Internal(e.to_string()))
-}
-
-/// Checks that events authorize each other: each against the events its `auth_events` name,
-/// among `events` (the state and auth chain a server gave). One that fails is an error.
-fn check_auth_by_auth_events(version: &RoomVersionId, events: &[Pdu]) -> Result<()> {
-    let rules = rules(version)?;
-    let by_id: HashMap<&EventId, &Pdu> = events.iter().map(|pdu| (&*pdu.event_id, pdu)).collect();
-    // From room version 12 the room ID names the create event, which auth_events leave out.
-    let implied_create = rules
-        .authorization
-        .room_create_event_id_as_room_id
-        .then(|| events.iter().find(|pdu| pdu.kind == TimelineEventType::RoomCreate))
-        .flatten();
-    for pdu in events {
-        let fetch_event = |id: &EventId| by_id.get(id).map(|pdu| (*pdu).clone());
-        let auth_state: HashMap<(StateEventType, String), &Pdu> = pdu
-            .auth_events
-            .iter()
-            .filter_map(|id| by_id.get(&**id))
-            .copied()
-            .chain(implied_create)
-            .filter_map(|auth| {
-                let state_key = auth.state_key.clone()?;
-                Some(((StateEventType::from(auth.kind.to_string().as_str()), state_key), auth))
-            })
-            .collect();
-        let fetch_state =
-            |kind: &StateEventType, state_key: &str| auth_state.get(&(kind.clone(), state_key.to_owned())).map(|pdu| (*pdu).clone());
-        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
-            .and_then(|()| ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state))
-            .map_err(|reason| Error::bad_gateway(format!("the room's event {} is not authorized: {reason}", pdu.event_id)))?;
-    }
-    Ok(())
 }
 
 impl Federation {
@@ -181,7 +149,12 @@ impl Federation {
         if all.iter().any(|pdu| pdu.room_id != room_id) {
             return Err(Error::bad_gateway(format!("{server} answered with events of another room")));
         }
-        check_auth_by_auth_events(&version, &all)?;
+        let rules = rules(&version)?;
+        let by_id: HashMap<&EventId, &Pdu> = all.iter().map(|pdu| (&*pdu.event_id, pdu)).collect();
+        for pdu in &all {
+            check_by_auth_events(&rules, pdu, |id| by_id.get(id).map(|pdu| (*pdu).clone()))
+                .map_err(|reason| Error::bad_gateway(format!("the room's event {} is not authorized: {reason}", pdu.event_id)))?;
+        }
         rooms.store_joined_room(&version, state, auth_chain, (join, join_object)).await
     }
 

@@ -6,10 +6,13 @@
 
 pub mod client;
 pub mod discovery;
+pub mod edus;
+pub mod gaps;
 pub mod history;
 pub mod invites;
 pub mod keys;
 pub mod knocks;
+pub mod media;
 pub mod membership;
 pub mod pdu;
 pub mod queries;
@@ -51,6 +54,8 @@ pub struct Federation {
     key_cache: Mutex<HashMap<OwnedServerName, Arc<keys::ServerKeys>>>,
     /// One key fetch per server at a time.
     key_fetches: KeyedLocks<OwnedServerName>,
+    /// One fetch per remote media ID at a time.
+    media_fetches: KeyedLocks<String>,
     /// How sending to each destination goes.
     pub sender: sender::Sender,
     metrics: Arc<Metrics>,
@@ -91,6 +96,7 @@ impl Federation {
             discovery: discovery::Discovery::new(),
             key_cache: Mutex::new(HashMap::new()),
             key_fetches: KeyedLocks::default(),
+            media_fetches: KeyedLocks::default(),
             sender: sender::Sender::default(),
             metrics,
         })

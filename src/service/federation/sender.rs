@@ -1,6 +1,7 @@
 //! The sender: drains the outbox (`federation_outbox`, a row per destination and stream
-//! position, written in the same batch as the event) into transactions. One transaction in
-//! flight per destination, at most 50 PDUs each, in stream order; rows are deleted only after
+//! position, written in the same batch as the event, and `federation_edus`, a row per
+//! destination and EDU) into transactions. One transaction in flight per destination, at most
+//! 50 PDUs and 100 EDUs each, in order; rows are deleted only after
 //! the destination answered 200, so a crash or an unreachable server loses nothing. A failed
 //! destination is retried with exponential backoff (capped at an hour), and the first wake-up
 //! after a restart resumes every destination that still has rows.
@@ -10,15 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ruma::api::federation::transactions::send_transaction_message;
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName};
+use ruma::serde::Raw;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName};
 use serde::Serialize;
+use serde_json::value::RawValue as RawJsonValue;
 
 use crate::error::{Error, Result};
 use crate::service::{Services, now_ms};
 use crate::store::{SEP, Store, Table, prefix};
 
-/// The most PDUs in one transaction.
+/// The most PDUs and EDUs in one transaction.
 const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
 /// The first retry delay after a failure; it doubles with each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest retry delay.
@@ -95,10 +99,12 @@ impl Sender {
     }
 }
 
-/// The destinations with rows in the outbox, and how many rows each has.
+/// The destinations with rows in the outbox, and how many rows (PDUs and EDUs) each has.
 pub fn queue_depths(store: &Store) -> Result<BTreeMap<OwnedServerName, usize>> {
     let mut depths = BTreeMap::new();
-    for key in store.scan_keys(Table::FederationOutbox, &[])? {
+    let pdus = store.scan_keys(Table::FederationOutbox, &[])?;
+    let edus = store.scan_keys(Table::FederationEdus, &[])?;
+    for key in pdus.into_iter().chain(edus) {
         let Some(end) = key.iter().position(|byte| *byte == SEP) else {
             continue;
         };
@@ -161,7 +167,10 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
         let rows = services
             .store
             .range(Table::FederationOutbox, &destination_prefix, &destination_prefix, true, MAX_PDUS)?;
-        if rows.is_empty() {
+        let edu_rows = services
+            .store
+            .range(Table::FederationEdus, &destination_prefix, &destination_prefix, true, MAX_EDUS)?;
+        if rows.is_empty() && edu_rows.is_empty() {
             return Ok(());
         }
         let mut pdus = Vec::new();
@@ -173,15 +182,22 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
                 pdus.push(serde_json::value::to_raw_value(&stored.pdu).map_err(|e| Error::Internal(e.to_string()))?);
             }
         }
-        let first = stream_of(&rows[0].0);
-        let last = stream_of(&rows[rows.len() - 1].0);
-        let transaction_id = OwnedTransactionId::from(format!("{first}-{last}"));
+        let edus = edu_rows
+            .iter()
+            .filter_map(|(_, edu)| serde_json::from_slice::<Box<RawJsonValue>>(edu).ok().map(Raw::from_json))
+            .collect();
+        // Named after the first and last rows: a retry after a failure sends the same ID.
+        let ends = |rows: &[(Vec<u8>, Vec<u8>)]| rows.first().map(|first| (stream_of(&first.0), stream_of(&rows[rows.len() - 1].0)));
+        let (pdu_first, pdu_last) = ends(&rows).unwrap_or_default();
+        let (edu_first, edu_last) = ends(&edu_rows).unwrap_or_default();
+        let transaction_id = format!("{pdu_first}-{pdu_last}.{edu_first}-{edu_last}");
         let mut request = send_transaction_message::v1::Request::new(
-            transaction_id,
+            transaction_id.into(),
             services.config.server_name.clone(),
             MilliSecondsSinceUnixEpoch::now(),
         );
         request.pdus = pdus;
+        request.edus = edus;
         let answer = services.federation.send(destination, request).await?;
         services.metrics.transaction_sent();
         for (event_id, result) in answer.pdus {
@@ -192,6 +208,9 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
         let mut batch = services.store.batch();
         for (key, _) in &rows {
             batch.delete(Table::FederationOutbox, key);
+        }
+        for (key, _) in &edu_rows {
+            batch.delete(Table::FederationEdus, key);
         }
         batch.commit()?;
     }

@@ -1,11 +1,10 @@
 //! Transactions from other servers (`PUT /send/{txnId}`): each PDU through the checks of
-//! [`super::pdu`] and the room's intake; `prev_events` this server lacks are fetched with
-//! `get_missing_events` (bounded) and taken in first. A transaction is processed once per
+//! [`super::pdu`] and the room's intake, with what it needs and this server lacks fetched first
+//! ([`super::gaps`]). A transaction is processed once per
 //! origin and ID: a retry gets the stored answer.
 
 use std::collections::BTreeMap;
 
-use ruma::api::federation::event::get_missing_events;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::{OwnedEventId, RoomId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
@@ -19,8 +18,6 @@ use crate::store::{Table, key};
 /// The most PDUs and EDUs one transaction may carry.
 const MAX_PDUS: usize = 50;
 const MAX_EDUS: usize = 100;
-/// The most missing events asked for to fill one gap.
-const MAX_MISSING_EVENTS: u32 = 20;
 
 /// Per-PDU results of a transaction.
 pub type TransactionResults = BTreeMap<OwnedEventId, Result<(), String>>;
@@ -30,10 +27,13 @@ pub type TransactionResults = BTreeMap<OwnedEventId, Result<(), String>>;
 pub struct Received {
     pub results: TransactionResults,
     pub accepted: Vec<OwnedEventId>,
+    /// False for a transaction taken in before (its EDUs were too).
+    pub new_transaction: bool,
 }
 
 impl Federation {
-    /// Takes in a transaction's PDUs (EDUs are not handled yet and are ignored).
+    /// Takes in a transaction's PDUs (its EDUs are taken in after them, by
+    /// [`Services::receive_edus`](crate::service::Services::receive_edus)).
     pub async fn receive_transaction(
         &self,
         rooms: &Rooms,
@@ -55,6 +55,7 @@ impl Federation {
             return Ok(Received {
                 results,
                 accepted: Vec::new(),
+                new_transaction: false,
             });
         }
         self.metrics.transaction_received();
@@ -77,7 +78,11 @@ impl Federation {
         let mut batch = self.store.batch();
         batch.put_json(Table::FederationTransactions, &transaction_key, &results);
         batch.commit()?;
-        Ok(Received { results, accepted })
+        Ok(Received {
+            results,
+            accepted,
+            new_transaction: true,
+        })
     }
 
     /// Takes in one PDU: its event ID, its result and whether it is new here; the error is for
@@ -103,14 +108,7 @@ impl Federation {
                 return Ok((event_id, Err(format!("the room's server ACL denies {server}")), false));
             }
         }
-        let outcome = match rooms.append_remote(pdu, object, None).await? {
-            Intake::MissingPrev(missing, event) => {
-                self.fetch_missing(rooms, origin, &room_id, &event_id, &missing).await;
-                let (pdu, object) = *event;
-                rooms.append_remote(pdu, object, None).await?
-            }
-            outcome => outcome,
-        };
+        let outcome = self.take_in(rooms, origin, pdu, object).await?;
         let new = matches!(outcome, Intake::Accepted);
         let result = match outcome {
             Intake::Accepted => {
@@ -129,39 +127,5 @@ impl Federation {
             Intake::MissingPrev(missing, _) => Err(format!("{} previous events could not be had", missing.len())),
         };
         Ok((event_id, result, new))
-    }
-
-    /// Asks `origin` for the events between the room's forward extremities and `latest`, and
-    /// takes them in oldest first. Failures are logged: the event that needed them then fails.
-    async fn fetch_missing(&self, rooms: &Rooms, origin: &ServerName, room_id: &RoomId, latest: &OwnedEventId, missing: &[OwnedEventId]) {
-        let Ok(record) = rooms.room(room_id) else { return };
-        let mut request = get_missing_events::v1::Request::new(room_id.to_owned(), record.extremities.clone(), vec![latest.clone()]);
-        request.limit = MAX_MISSING_EVENTS.into();
-        let events = match self.send(origin, request).await {
-            Ok(answer) => answer.events,
-            Err(error) => {
-                tracing::info!(%origin, %room_id, %error, missing = missing.len(), "missing events could not be fetched");
-                return;
-            }
-        };
-        let mut checked = Vec::new();
-        for event in events.iter().take(MAX_MISSING_EVENTS as usize) {
-            let Ok(object) = serde_json::from_str::<CanonicalJsonObject>(event.get()) else {
-                continue;
-            };
-            match self.check_pdu(&record.version, object).await {
-                Ok(checked_pdu) => checked.push(checked_pdu),
-                Err(error) => tracing::info!(%origin, %error, "a missing event failed its checks"),
-            }
-        }
-        checked.sort_by_key(|(pdu, _)| pdu.depth);
-        for (pdu, object) in checked {
-            if pdu.room_id != room_id {
-                continue;
-            }
-            if let Err(error) = rooms.append_remote(pdu, object, None).await {
-                tracing::info!(%origin, %error, "a missing event could not be stored");
-            }
-        }
     }
 }

@@ -145,6 +145,8 @@ pub struct Rooms {
     pub states: RoomStates,
     stream: Arc<Stream>,
     room_ids: Counter,
+    /// Numbers the EDUs queued for other servers, in order.
+    edu_ids: Counter,
     locks: KeyedLocks<OwnedRoomId>,
     /// Serializes alias creation, so one alias never points at two rooms.
     aliases_lock: std::sync::Mutex<()>,
@@ -179,6 +181,7 @@ impl Rooms {
             states: RoomStates::new(store.clone())?,
             stream,
             room_ids: Counter::open(&store, "room_short_id")?,
+            edu_ids: Counter::open(&store, "federation_edu")?,
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),

@@ -1,7 +1,8 @@
 //! The federation outbox as rooms fill it: which servers an event goes to (those with members
 //! in the room, before and after a membership change, less those the room's server ACL denies),
-//! written as `federation_outbox` rows in the event's own batch, and the wake-up of the sender
-//! that drains them.
+//! written as `federation_outbox` rows in the event's own batch; EDUs (typing, receipts,
+//! presence, device lists, to-device messages) as `federation_edus` rows, numbered in order;
+//! and the wake-up of the sender that drains them.
 
 use std::collections::BTreeSet;
 
@@ -36,6 +37,58 @@ impl Rooms {
             .unwrap_or_else(|e| e.into_inner())
             .insert(destination);
         self.outbox.notify_one();
+    }
+
+    /// Queues an EDU (`{"edu_type", "content"}`) for each of `destinations` in `batch`; the
+    /// sender is woken by [`Rooms::wake_outbox`] once the batch is committed.
+    pub fn queue_edu(&self, batch: &mut Batch<'_>, destinations: &BTreeSet<OwnedServerName>, edu: &Value) -> Result<()> {
+        if destinations.is_empty() {
+            return Ok(());
+        }
+        let number = self.edu_ids.next()?;
+        for destination in destinations {
+            batch.put_json(Table::FederationEdus, &key(&[destination.as_bytes(), &number.to_be_bytes()]), edu);
+        }
+        Ok(())
+    }
+
+    /// Wakes the sender for `destinations` (after their rows were committed).
+    pub fn wake_outbox(&self, destinations: BTreeSet<OwnedServerName>) {
+        if destinations.is_empty() {
+            return;
+        }
+        self.outbox_destinations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(destinations);
+        self.outbox.notify_one();
+    }
+
+    /// Queues an EDU for `destinations` in a batch of its own, and wakes the sender.
+    pub fn send_edu(&self, destinations: BTreeSet<OwnedServerName>, edu: &Value) -> Result<()> {
+        let mut batch = self.store.batch();
+        self.queue_edu(&mut batch, &destinations, edu)?;
+        batch.commit()?;
+        self.wake_outbox(destinations);
+        Ok(())
+    }
+
+    /// The other servers with members joined to a room (those its server ACL denies left out).
+    pub fn room_destinations(&self, room_id: &RoomId) -> Result<BTreeSet<OwnedServerName>> {
+        let mut servers: BTreeSet<OwnedServerName> = self.room(room_id)?.servers.into_iter().collect();
+        if let Some(acl) = self.server_acl(room_id)? {
+            servers.retain(|server| acl.is_allowed(server));
+        }
+        Ok(servers)
+    }
+
+    /// The other servers that share a joined room with `user`.
+    pub fn servers_sharing_with(&self, user: &UserId) -> Result<BTreeSet<OwnedServerName>> {
+        let mut servers = BTreeSet::new();
+        for room_id in self.rooms_of_user(user, &MembershipState::Join)? {
+            servers.extend(self.room_destinations(&room_id)?);
+        }
+        Ok(servers)
     }
 
     /// The other servers with joined members once `target`'s member event with `content` is in.

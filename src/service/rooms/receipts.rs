@@ -1,6 +1,7 @@
 //! Read receipts (`m.read`, `m.read.private`): where each user has read up to in a room, per
 //! thread. Each update takes a stream position (indexed in `stream_rooms` like events), so sync
-//! delivers it as the room's `m.receipt` ephemeral event.
+//! delivers it as the room's `m.receipt` ephemeral event. Public receipts of this server's users
+//! go to the other servers in the room as `m.receipt` EDUs, in the receipt's own batch.
 
 use ruma::{EventId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,22 @@ impl Rooms {
             &receipt,
         );
         batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
+        // Other servers in the room hear of this server's users' public receipts.
+        let destinations = if receipt_type != PRIVATE_READ && user.server_name() == self.server_name {
+            self.room_destinations(room_id)?
+        } else {
+            Default::default()
+        };
+        if !destinations.is_empty() {
+            let mut data = json!({ "ts": receipt.ts });
+            if !thread.is_empty() {
+                data["thread_id"] = json!(thread);
+            }
+            let content = json!({ room_id.as_str(): { receipt_type: { user.as_str(): { "event_ids": [event_id], "data": data } } } });
+            self.queue_edu(&mut batch, &destinations, &json!({ "edu_type": "m.receipt", "content": content }))?;
+        }
         batch.commit()?;
+        self.wake_outbox(destinations);
         // A private receipt concerns only its owner.
         let woken = if receipt_type == PRIVATE_READ {
             vec![user.to_owned()]

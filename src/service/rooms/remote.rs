@@ -363,6 +363,47 @@ impl Rooms {
         Ok(())
     }
 
+    /// Stores an event beyond a gap in a room's history as an outlier that knows the state
+    /// before it (the stored events among `state`, as another server gave it), so the events
+    /// after it can be checked and resolved against it. It must be authorized by that state.
+    pub async fn store_with_state(&self, event: (Pdu, CanonicalJsonObject), state: &[OwnedEventId]) -> Result<()> {
+        let (pdu, object) = event;
+        let _lock = self.locks.lock(pdu.room_id.clone()).await;
+        if self.has_event(&pdu.event_id)? {
+            return Ok(());
+        }
+        let rules = rules(&self.room_locked(&pdu.room_id)?.version)?;
+        let mut entries = Vec::new();
+        for event_id in state {
+            let Some(state_event) = self.pdu(event_id)?.filter(|state_event| state_event.room_id == pdu.room_id) else {
+                continue;
+            };
+            let Some(state_key) = &state_event.state_key else { continue };
+            let kind = StateEventType::from(state_event.kind.to_string().as_str());
+            if let Some(short_key) = self.states.short_state_key(&kind, state_key, true)? {
+                entries.push((short_key, self.states.short_event_id(event_id)?));
+            }
+        }
+        let mut batch = self.store.batch();
+        let (state_hash, state_before) = self.states.save(&mut batch, None, &entries)?;
+        let fetch_event = |id: &EventId| self.pdu(id).ok().flatten();
+        let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state_before, kind, state_key).ok().flatten();
+        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event)
+            .and_then(|()| ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state))
+            .map_err(|reason| Error::bad_gateway(format!("the event {} is not authorized by its state: {reason}", pdu.event_id)))?;
+        let stored = StoredEvent {
+            room_id: pdu.room_id.clone(),
+            pdu: object,
+            stream: 0,
+            state_before: Some(state_hash),
+            transaction: None,
+            redacted_by: None,
+        };
+        batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+        batch.commit()?;
+        Ok(())
+    }
+
     /// Writes a room this server joined through another: the room's state before the join and
     /// its auth chain (checked by federation) as outliers, the state as a snapshot with the
     /// members indexed, then the join itself as the room's first timeline event here.
@@ -404,8 +445,10 @@ impl Rooms {
         let (state_hash, _) = self.states.save(&mut batch, None, &entries)?;
         for (user, membership, event_id) in &members {
             batch.put_json(Table::RoomMembers, &key(&[room_id.as_bytes(), user.as_bytes()]), membership);
-            // Local users' own records (an invite, say) stay as they are.
-            if user.server_name() == self.server_name && self.membership(user, &room_id)?.is_none() {
+            // Local users' own records (an invite, say) stay as they are; other servers' users'
+            // memberships are recorded for what they share with local users (device lists,
+            // presence).
+            if user.server_name() != self.server_name || self.membership(user, &room_id)?.is_none() {
                 let record = MembershipRecord {
                     membership: membership.clone(),
                     event_id: event_id.clone(),
