@@ -1,12 +1,18 @@
 //! The federation workload: two servers, a sender on the first and a receiver on the peer who
-//! joined over federation; delivery through the receiver's long poll, a burst's throughput, and
-//! the time to join a big room of the first server.
+//! joined over federation; delivery through the receiver's long poll, a burst's throughput, the
+//! time to join a big room of the first server, encryption keys of the peer's users queried and
+//! claimed from the first, and media of the first downloaded on the peer.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, millis, next_batch, ping_deliveries, register, register_at};
+use rand::RngCore;
+
+use super::{
+    BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, latency_figures, mib_per_second, millis, next_batch, ping_deliveries, register,
+    register_at,
+};
 
 /// Federation: a sender on the first server, a receiver on the peer who joined the sender's
 /// room over federation; pings through the receiver's long poll, then a burst of messages
@@ -110,4 +116,77 @@ pub async fn big_room_join(cli: &Cli, peer: &str, members: usize, history: usize
         value: millis(started.elapsed()),
         unit: "ms",
     }])
+}
+
+/// Encryption keys across servers: `users` users of the peer, each with a device that uploaded
+/// identity keys and one-time keys; a user of the first server queries all their keys and
+/// claims a one-time key of each device (both answered by the peer over federation), `rounds`
+/// times.
+pub async fn remote_keys(cli: &Cli, peer: &str, users: usize, rounds: usize) -> BenchResult<Vec<Figure>> {
+    let querier = register(cli).await?;
+    let mut devices = serde_json::Map::new();
+    for _ in 0..users {
+        let user = register_at(cli, peer).await?;
+        let whoami = user.json(reqwest::Method::GET, "/_matrix/client/v3/account/whoami", Value::Null).await?;
+        let (user_id, device) = (whoami["user_id"].clone(), whoami["device_id"].as_str().unwrap_or_default().to_owned());
+        let one_time_keys: serde_json::Map<String, Value> = (0..rounds)
+            .map(|n| (format!("signed_curve25519:AAAA{n}"), json!({ "key": format!("otk{n}"), "signatures": {} })))
+            .collect();
+        let upload = json!({
+            "device_keys": {
+                "user_id": user_id, "device_id": device,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": { format!("curve25519:{device}"): "curve", format!("ed25519:{device}"): "ed" },
+                "signatures": {},
+            },
+            "one_time_keys": one_time_keys,
+        });
+        user.json(reqwest::Method::POST, "/_matrix/client/v3/keys/upload", upload).await?;
+        devices.insert(user_id.as_str().unwrap_or_default().to_owned(), json!({ device: "signed_curve25519" }));
+    }
+    let query = json!({ "device_keys": devices.keys().map(|user| (user.clone(), json!([]))).collect::<serde_json::Map<_, _>>() });
+    let claim = json!({ "one_time_keys": devices });
+    let (mut queries, mut claims) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let answer = querier.json(reqwest::Method::POST, "/_matrix/client/v3/keys/query", query.clone()).await?;
+        queries.push(started.elapsed());
+        if answer["device_keys"].as_object().map_or(0, serde_json::Map::len) != users {
+            return Err(format!("keys/query did not answer for every remote user: {answer}"));
+        }
+        let started = Instant::now();
+        let answer = querier.json(reqwest::Method::POST, "/_matrix/client/v3/keys/claim", claim.clone()).await?;
+        claims.push(started.elapsed());
+        if answer["one_time_keys"].as_object().map_or(0, serde_json::Map::len) != users {
+            return Err(format!("keys/claim did not answer for every remote user: {answer}"));
+        }
+    }
+    queries.sort();
+    claims.sort();
+    let mut figures = latency_figures(&format!("keys/query of {users} remote users ({rounds} rounds)"), &queries);
+    figures.extend(latency_figures(&format!("keys/claim of {users} remote devices ({rounds} rounds)"), &claims));
+    Ok(figures)
+}
+
+/// Media across servers: a file of `size_mib` MiB uploaded on the first server, downloaded by a
+/// user of the peer: the first download (fetched over federation and stored) and the next
+/// (served from the peer's copy).
+pub async fn remote_media(cli: &Cli, peer: &str, size_mib: usize) -> BenchResult<Vec<Figure>> {
+    let uploader = register(cli).await?;
+    let reader = register_at(cli, peer).await?;
+    let mut file = vec![0u8; size_mib * 1024 * 1024];
+    rand::thread_rng().fill_bytes(&mut file);
+    let media = uploader.upload("application/octet-stream", file).await?;
+    let path = format!("/_matrix/client/v1/media/download/{media}");
+    let mut figures = Vec::new();
+    for what in ["first fetch over federation", "cached"] {
+        let started = Instant::now();
+        let bytes = reader.get_bytes(&path).await?;
+        figures.push(Figure {
+            name: format!("remote media {size_mib} MiB: {what}"),
+            value: mib_per_second(bytes, started.elapsed()),
+            unit: "MiB/s",
+        });
+    }
+    Ok(figures)
 }

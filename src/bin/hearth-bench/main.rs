@@ -114,6 +114,12 @@ enum Workload {
         /// Events of history in that room.
         #[arg(long, default_value_t = 5000)]
         history: usize,
+        /// Users of the peer whose keys are queried and claimed from the first server (0: none).
+        #[arg(long, default_value_t = 10)]
+        remote_users: usize,
+        /// Size in MiB of the file of the first server downloaded on the peer (0: none).
+        #[arg(long, default_value_t = 16)]
+        remote_media_mib: usize,
     },
     /// Media upload and download throughput and thumbnail time.
     Media {
@@ -208,10 +214,18 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             burst,
             members,
             history,
+            remote_users,
+            remote_media_mib,
         } => {
             let mut figures = federation::delivery(cli, peer, pings, burst).await?;
             if members > 0 {
                 figures.extend(federation::big_room_join(cli, peer, members, history).await?);
+            }
+            if remote_users > 0 {
+                figures.extend(federation::remote_keys(cli, peer, remote_users, 50).await?);
+            }
+            if remote_media_mib > 0 {
+                figures.extend(federation::remote_media(cli, peer, remote_media_mib).await?);
             }
             Ok(figures)
         }
