@@ -63,13 +63,21 @@ pub type SignatureFailures = BTreeMap<OwnedUserId, BTreeMap<String, SignatureFai
 /// none is taken.
 type VerifiedSignatures = std::result::Result<Vec<(String, Value)>, SignatureFailure>;
 
+/// Device-list stream IDs told to other servers are the stream position times this, plus the
+/// index of the device in the change (a deletion of several devices is one update each).
+const DEVICES_PER_CHANGE: u64 = 1000;
+
 /// What changed in a user's keys, for the other servers that share a room with them.
 #[derive(Debug, Clone, Copy)]
 pub enum KeyChange<'a> {
-    /// A device was added, changed or deleted.
-    Device(&'a DeviceId),
+    /// A device's keys were added or changed: its keys now.
+    Device(&'a DeviceId, &'a Value),
+    /// Devices were deleted.
+    Deleted(&'a [OwnedDeviceId]),
     /// Cross-signing keys or signatures.
     CrossSigning,
+    /// Another server's user's devices or keys, as their server told.
+    Remote,
 }
 
 /// The device-list changes a user should hear of.
@@ -154,7 +162,7 @@ impl Keys {
         fallback_keys: BTreeMap<OwnedOneTimeKeyId, Value>,
     ) -> Result<()> {
         let mut batch = self.store.batch();
-        let mut keys_changed = false;
+        let mut changed_keys = None;
         if let Some(device_keys) = device_keys {
             if device_keys["user_id"].as_str() != Some(user.as_str()) || device_keys["device_id"].as_str() != Some(device.as_str()) {
                 return Err(Error::invalid_param("device_keys must name the uploading user and device"));
@@ -172,7 +180,7 @@ impl Keys {
                     }
                 }
                 batch.put_json(Table::DeviceKeys, &row, &device_keys);
-                keys_changed = true;
+                changed_keys = Some(device_keys);
             }
         }
         for (key_id, one_time_key) in one_time_keys {
@@ -201,8 +209,8 @@ impl Keys {
                 batch.put_json(Table::FallbackKeys, &row, &record);
             }
         }
-        if keys_changed {
-            self.commit_device_list_change(rooms, batch, user, KeyChange::Device(device))
+        if let Some(keys) = &changed_keys {
+            self.commit_device_list_change(rooms, batch, user, KeyChange::Device(device, keys))
         } else {
             Ok(batch.commit()?)
         }
@@ -557,8 +565,9 @@ impl Keys {
     /// Commits `batch` with a device-list change of `user` recorded at a new stream position,
     /// and wakes everyone who shares a room with them (and themselves). For a user of this
     /// server, the other servers that share a room with them hear of it: an
-    /// `m.device_list_update` for a device (with no `prev_id`, so they fetch the whole list
-    /// again), an `m.signing_key_update` for cross-signing keys.
+    /// `m.device_list_update` for a device (its stream ID following the user's last one in
+    /// `prev_id`, the device's keys or `deleted`), an `m.signing_key_update` for cross-signing
+    /// keys.
     pub fn commit_device_list_change(&self, rooms: &Rooms, mut batch: Batch<'_>, user: &UserId, change: KeyChange<'_>) -> Result<()> {
         let ticket: Ticket<'_> = self.stream.begin()?;
         batch.put(
@@ -566,18 +575,38 @@ impl Keys {
             &key(&[&ticket.position().to_be_bytes(), user.as_bytes()]),
             &[],
         );
-        let destinations = if user.server_name() == rooms.server_name() {
+        let local = user.server_name() == rooms.server_name();
+        let destinations = if local {
             rooms.servers_sharing_with(user)?
         } else {
             BTreeSet::new()
         };
-        if let KeyChange::Device(device) = change {
-            let content = json!({ "user_id": user, "device_id": device, "stream_id": ticket.position(), "prev_id": [] });
-            rooms.queue_edu(
-                &mut batch,
-                &destinations,
-                &json!({ "edu_type": "m.device_list_update", "content": content }),
-            )?;
+        let devices: Vec<(&DeviceId, Option<&Value>)> = match change {
+            KeyChange::Device(device, keys) => vec![(device, Some(keys))],
+            KeyChange::Deleted(devices) => devices.iter().map(|device| (&**device, None)).collect(),
+            KeyChange::CrossSigning | KeyChange::Remote => Vec::new(),
+        };
+        if local && !devices.is_empty() {
+            // One update per device, each following the one before (stream IDs unique per
+            // user: the stream position, and the device's index below it).
+            let mut previous = self.device_list_stream_id(user)?;
+            for (index, (device, keys)) in devices.into_iter().enumerate() {
+                let stream_id = ticket.position() * DEVICES_PER_CHANGE + index as u64;
+                let mut content = json!({
+                    "user_id": user, "device_id": device, "stream_id": stream_id,
+                    "prev_id": previous.into_iter().collect::<Vec<_>>(), "deleted": keys.is_none(),
+                });
+                if let Some(keys) = keys {
+                    content["keys"] = keys.clone();
+                }
+                rooms.queue_edu(
+                    &mut batch,
+                    &destinations,
+                    &json!({ "edu_type": "m.device_list_update", "content": content }),
+                )?;
+                previous = Some(stream_id);
+            }
+            batch.put_json(Table::DeviceListStreams, user.as_bytes(), &previous);
         }
         batch.commit()?;
         ticket.complete(self.audience(rooms, user)?);
@@ -596,6 +625,12 @@ impl Keys {
             rooms.wake_outbox(destinations);
         }
         Ok(())
+    }
+
+    /// The stream ID of a local user's last device change other servers were told of (the
+    /// `stream_id` of `user/devices`), if any.
+    pub fn device_list_stream_id(&self, user: &UserId) -> Result<Option<u64>> {
+        Ok(self.store.get_json(Table::DeviceListStreams, user.as_bytes())?)
     }
 
     /// The user and everyone who shares a joined room with them.

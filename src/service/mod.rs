@@ -152,12 +152,12 @@ impl Services {
     /// tells everyone who shares a room with the user.
     pub fn delete_devices(&self, user_id: &UserId, only: Option<&[OwnedDeviceId]>, keep: Option<&DeviceId>) -> Result<()> {
         let mut batch = self.store.batch();
-        match self.stage_delete_devices(&mut batch, user_id, only, keep)?.first() {
-            Some(device) => self
-                .keys
-                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Device(device)),
-            None => Ok(()),
+        let deleted = self.stage_delete_devices(&mut batch, user_id, only, keep)?;
+        if deleted.is_empty() {
+            return Ok(());
         }
+        self.keys
+            .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Deleted(&deleted))
     }
 
     /// Whether the server can serve requests: the store answers reads.

@@ -205,10 +205,13 @@ impl Services {
         record.password_hash = Some(hash_password(new_password).await?);
         let mut batch = self.store.batch();
         self.accounts.put(&mut batch, user_id, &record);
-        if logout_devices && let Some(device) = self.stage_delete_devices(&mut batch, user_id, None, keep)?.first() {
-            return self
-                .keys
-                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Device(device));
+        if logout_devices {
+            let deleted = self.stage_delete_devices(&mut batch, user_id, None, keep)?;
+            if !deleted.is_empty() {
+                return self
+                    .keys
+                    .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Deleted(&deleted));
+            }
         }
         Ok(batch.commit()?)
     }
@@ -223,9 +226,9 @@ impl Services {
         self.accounts.put(&mut batch, user_id, &record);
         let devices_deleted = self.stage_delete_devices(&mut batch, user_id, None, None)?;
         batch.delete(Table::Profiles, user_id.as_bytes());
-        if let Some(device) = devices_deleted.first() {
+        if !devices_deleted.is_empty() {
             self.keys
-                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Device(device))?;
+                .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Deleted(&devices_deleted))?;
         } else {
             batch.commit()?;
         }

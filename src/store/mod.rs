@@ -65,6 +65,8 @@
 //! | `federation_transactions` | origin ‖ transaction ID       | the per-PDU results answered, so a retried transaction gets the same |
 //! | `invite_states`       | membership event ID               | the stripped state shown with an invite to a room of other servers |
 //! | `openid_tokens`       | token                             | `service::openid::OpenIdToken` (user, expiry) |
+//! | `device_list_streams` | user ID                           | the stream ID (u64, JSON) of a local user's last device change told to other servers |
+//! | `remote_device_lists` | user ID                           | `service::federation::device_lists::RemoteDeviceList`: another server's user's devices and cross-signing keys, as cached |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -148,11 +150,13 @@ pub enum Table {
     FederationTransactions,
     InviteStates,
     OpenIdTokens,
+    DeviceListStreams,
+    RemoteDeviceLists,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 51] = [
+    pub const ALL: [Table; 53] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -204,6 +208,8 @@ impl Table {
         Table::FederationTransactions,
         Table::InviteStates,
         Table::OpenIdTokens,
+        Table::DeviceListStreams,
+        Table::RemoteDeviceLists,
     ];
 
     /// The column family's name.
@@ -259,6 +265,8 @@ impl Table {
             Table::FederationTransactions => "federation_transactions",
             Table::InviteStates => "invite_states",
             Table::OpenIdTokens => "openid_tokens",
+            Table::DeviceListStreams => "device_list_streams",
+            Table::RemoteDeviceLists => "remote_device_lists",
             Table::FederationEdus => "federation_edus",
         }
     }

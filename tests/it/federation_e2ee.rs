@@ -4,7 +4,8 @@
 //! decrypts the next message; typing, read receipts and presence shown on the other side;
 //! to-device messages sent while the receiving server was down arrive once after its restart;
 //! an image of one server downloaded (and thumbnailed) on the other, fetched once; and OpenID
-//! tokens checked with the server that issued them.
+//! tokens checked with the server that issued them; remote device lists cached, kept current by
+//! updates that follow each other, and answered from while the other server is down.
 
 use std::time::{Duration, Instant};
 
@@ -397,4 +398,101 @@ async fn remote_media_is_fetched_once_and_openid_tokens_are_checked() {
         )
         .await;
     assert_error(&answer, 403, "M_FORBIDDEN");
+}
+
+/// Uploads made-up identity keys for a device (the server checks whose they are, not the keys).
+async fn upload_device_keys(server: &TestServer, token: &str, user: &str, device: &str) {
+    let keys = json!({
+        "user_id": user, "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": { format!("curve25519:{device}"): "curve", format!("ed25519:{device}"): "ed" },
+        "signatures": {},
+    });
+    let (status, body) = server
+        .post("/_matrix/client/v3/keys/upload", Some(token), json!({ "device_keys": keys }))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+}
+
+/// The devices of `user` that `token`'s `keys/query` lists (and the servers that failed).
+async fn queried_devices(server: &TestServer, token: &str, user: &str) -> (Vec<String>, Value) {
+    let (_, answer) = server
+        .post("/_matrix/client/v3/keys/query", Some(token), json!({ "device_keys": { user: [] } }))
+        .await;
+    let mut devices: Vec<String> = answer["device_keys"][user]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(id, _)| id.clone())
+        .collect();
+    devices.sort();
+    (devices, answer["failures"].clone())
+}
+
+#[tokio::test]
+async fn remote_device_lists_are_cached_and_kept_current() {
+    let ca = TestCa::new();
+    let (a, a_name, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
+    let bob_id = format!("@bob:{b_name}");
+    let (_, created) = a
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = b
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?server_name={a_name}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    send_text(&a, &alice, &room, "hi").await;
+    wait_for_message(&b, &bob, &room, "hi").await;
+    let (_, first) = a.get("/_matrix/client/v3/sync?timeout=0", Some(&alice)).await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+
+    // Bob's first device gets keys: Alice hears of it, and sees it.
+    let (_, whoami) = b.get("/_matrix/client/v3/account/whoami", Some(&bob)).await;
+    let laptop = whoami["device_id"].as_str().unwrap().to_owned();
+    upload_device_keys(&b, &bob, &bob_id, &laptop).await;
+    sync_for(&a, &alice, &since, "Bob's device change", |answer| {
+        answer["device_lists"]["changed"]
+            .as_array()
+            .is_some_and(|users| users.contains(&json!(bob_id)))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queried_devices(&a, &alice, &bob_id).await.0 != [laptop.clone()] {
+        assert!(Instant::now() < deadline, "Bob's device never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A second device, then its deletion: each update follows the one before.
+    let (_, login) = b.login("bob", "bobpassword").await;
+    let (phone_token, phone) = (
+        login["access_token"].as_str().unwrap().to_owned(),
+        login["device_id"].as_str().unwrap().to_owned(),
+    );
+    upload_device_keys(&b, &phone_token, &bob_id, &phone).await;
+    let mut both = vec![laptop.clone(), phone.clone()];
+    both.sort();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queried_devices(&a, &alice, &bob_id).await.0 != both {
+        assert!(Instant::now() < deadline, "Bob's phone never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = b.post("/_matrix/client/v3/logout", Some(&phone_token), json!({})).await;
+    assert_eq!(status.as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queried_devices(&a, &alice, &bob_id).await.0 != [laptop.clone()] {
+        assert!(Instant::now() < deadline, "Bob's phone never went");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Alice's server answers from its copy while Bob's is down.
+    b.stop();
+    let (devices, failures) = queried_devices(&a, &alice, &bob_id).await;
+    assert_eq!(devices, [laptop.clone()]);
+    assert!(failures.as_object().is_none_or(|failures| failures.is_empty()), "{failures}");
+    b.restart().await;
 }

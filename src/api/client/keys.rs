@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::extract::State;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
 use ruma::api::federation::keys as federation_keys;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use serde_json::{Value, json};
 
@@ -64,14 +65,36 @@ pub async fn upload_keys(
 }
 
 /// `POST /_matrix/client/v3/keys/query`: this server's users from the store, other servers'
-/// asked all at once (`user/keys/query`), with the signatures the viewer made over their
-/// cross-signing keys added.
+/// from the cached device lists of those who share a room with a local user, the rest asked
+/// of their servers all at once (`user/keys/query`); the signatures the viewer made over other
+/// servers' users' master keys are added.
 pub async fn get_keys(State(services): State<Arc<Services>>, req: Ruma<get_keys::v3::Request>) -> HandlerResult<get_keys::v3::Response> {
     let viewer = req.user_id()?;
     let mut response = get_keys::v3::Response::new();
     let mut remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> = BTreeMap::new();
     for (user, devices) in &req.body.device_keys {
         if user.server_name() != services.config.server_name {
+            if let Some(list) = services.cached_device_list(user)? {
+                let wanted = list
+                    .devices
+                    .iter()
+                    .filter(|(device, _)| devices.is_empty() || devices.contains(device))
+                    .map(|(device, keys)| Ok((device.clone(), raw(keys)?)))
+                    .collect::<Result<_>>()?;
+                response.device_keys.insert(user.clone(), wanted);
+                if let Some(master) = list.master_key {
+                    let master = services.keys.with_signatures_of(master, user, viewer)?;
+                    response.master_keys.insert(user.clone(), raw(&master)?);
+                }
+                if let Some(self_signing) = &list.self_signing_key {
+                    response.self_signing_keys.insert(user.clone(), raw(self_signing)?);
+                }
+                continue;
+            }
+            if !services.rooms.rooms_of_user(user, &MembershipState::Join)?.is_empty() {
+                // Kept current from their server's updates from now on.
+                services.resync_device_list(user);
+            }
             remote
                 .entry(user.server_name().to_owned())
                 .or_default()

@@ -44,7 +44,8 @@ pub async fn get_devices(
         device.device_display_name = names.get(device_id).cloned().flatten();
         devices.push(device);
     }
-    let stream_id = UInt::try_from(services.rooms.stream().visible()).unwrap_or_default();
+    // The stream ID of the last update other servers were sent, which later ones follow.
+    let stream_id = UInt::try_from(services.keys.device_list_stream_id(user)?.unwrap_or_default()).unwrap_or_default();
     let mut response = get_devices::v1::Response::new(user.clone(), stream_id);
     response.devices = devices;
     response.master_key = keys.master.as_ref().map(raw).transpose()?;

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use rand::RngCore;
 
 use super::{
-    BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, latency_figures, mib_per_second, millis, next_batch, ping_deliveries, register,
-    register_at,
+    BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, latency_figures, mib_per_second, millis, next_batch, ping_deliveries,
+    register, register_at,
 };
 
 /// Federation: a sender on the first server, a receiver on the peer who joined the sender's
@@ -127,10 +127,20 @@ pub async fn remote_keys(cli: &Cli, peer: &str, users: usize, rounds: usize) -> 
     let mut devices = serde_json::Map::new();
     for _ in 0..users {
         let user = register_at(cli, peer).await?;
-        let whoami = user.json(reqwest::Method::GET, "/_matrix/client/v3/account/whoami", Value::Null).await?;
-        let (user_id, device) = (whoami["user_id"].clone(), whoami["device_id"].as_str().unwrap_or_default().to_owned());
+        let whoami = user
+            .json(reqwest::Method::GET, "/_matrix/client/v3/account/whoami", Value::Null)
+            .await?;
+        let (user_id, device) = (
+            whoami["user_id"].clone(),
+            whoami["device_id"].as_str().unwrap_or_default().to_owned(),
+        );
         let one_time_keys: serde_json::Map<String, Value> = (0..rounds)
-            .map(|n| (format!("signed_curve25519:AAAA{n}"), json!({ "key": format!("otk{n}"), "signatures": {} })))
+            .map(|n| {
+                (
+                    format!("signed_curve25519:AAAA{n}"),
+                    json!({ "key": format!("otk{n}"), "signatures": {} }),
+                )
+            })
             .collect();
         let upload = json!({
             "device_keys": {
@@ -142,20 +152,27 @@ pub async fn remote_keys(cli: &Cli, peer: &str, users: usize, rounds: usize) -> 
             "one_time_keys": one_time_keys,
         });
         user.json(reqwest::Method::POST, "/_matrix/client/v3/keys/upload", upload).await?;
-        devices.insert(user_id.as_str().unwrap_or_default().to_owned(), json!({ device: "signed_curve25519" }));
+        devices.insert(
+            user_id.as_str().unwrap_or_default().to_owned(),
+            json!({ device: "signed_curve25519" }),
+        );
     }
     let query = json!({ "device_keys": devices.keys().map(|user| (user.clone(), json!([]))).collect::<serde_json::Map<_, _>>() });
     let claim = json!({ "one_time_keys": devices });
     let (mut queries, mut claims) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();
-        let answer = querier.json(reqwest::Method::POST, "/_matrix/client/v3/keys/query", query.clone()).await?;
+        let answer = querier
+            .json(reqwest::Method::POST, "/_matrix/client/v3/keys/query", query.clone())
+            .await?;
         queries.push(started.elapsed());
         if answer["device_keys"].as_object().map_or(0, serde_json::Map::len) != users {
             return Err(format!("keys/query did not answer for every remote user: {answer}"));
         }
         let started = Instant::now();
-        let answer = querier.json(reqwest::Method::POST, "/_matrix/client/v3/keys/claim", claim.clone()).await?;
+        let answer = querier
+            .json(reqwest::Method::POST, "/_matrix/client/v3/keys/claim", claim.clone())
+            .await?;
         claims.push(started.elapsed());
         if answer["one_time_keys"].as_object().map_or(0, serde_json::Map::len) != users {
             return Err(format!("keys/claim did not answer for every remote user: {answer}"));
@@ -164,7 +181,10 @@ pub async fn remote_keys(cli: &Cli, peer: &str, users: usize, rounds: usize) -> 
     queries.sort();
     claims.sort();
     let mut figures = latency_figures(&format!("keys/query of {users} remote users ({rounds} rounds)"), &queries);
-    figures.extend(latency_figures(&format!("keys/claim of {users} remote devices ({rounds} rounds)"), &claims));
+    figures.extend(latency_figures(
+        &format!("keys/claim of {users} remote devices ({rounds} rounds)"),
+        &claims,
+    ));
     Ok(figures)
 }
 

@@ -18,7 +18,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::keys::KeyChange;
 
 /// How long another server's user is shown typing unless told again (as Synapse does).
 const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,8 +33,12 @@ impl Services {
                 Ok(Edu::Receipt(receipts)) => self.receive_receipts(origin, receipts),
                 Ok(Edu::Presence(presence)) => self.receive_presence(origin, presence),
                 Ok(Edu::DirectToDevice(messages)) => self.receive_to_device(origin, messages),
-                Ok(Edu::DeviceListUpdate(update)) => self.receive_key_change(origin, &update.user_id),
-                Ok(Edu::SigningKeyUpdate(update)) => self.receive_key_change(origin, &update.user_id),
+                Ok(Edu::DeviceListUpdate(update)) => {
+                    Self::check_origin(origin, &update.user_id).and_then(|()| self.apply_device_list_update(update))
+                }
+                Ok(Edu::SigningKeyUpdate(update)) => {
+                    Self::check_origin(origin, &update.user_id).and_then(|()| self.apply_signing_key_update(update))
+                }
                 Ok(_) => Ok(()),
                 Err(error) => Err(Error::bad_json(error.to_string())),
             };
@@ -123,14 +126,5 @@ impl Services {
             &messages.ev_type.to_string(),
             deliveries,
         )
-    }
-
-    fn receive_key_change(&self, origin: &ServerName, user: &UserId) -> Result<()> {
-        Self::check_origin(origin, user)?;
-        if self.rooms.rooms_of_user(user, &MembershipState::Join)?.is_empty() {
-            return Ok(());
-        }
-        self.keys
-            .commit_device_list_change(&self.rooms, self.store.batch(), user, KeyChange::CrossSigning)
     }
 }

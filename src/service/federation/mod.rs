@@ -5,6 +5,7 @@
 //! treated as hostile: answers are bounded in size and time.
 
 pub mod client;
+pub mod device_lists;
 pub mod discovery;
 pub mod edus;
 pub mod gaps;
