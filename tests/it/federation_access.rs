@@ -1,5 +1,6 @@
 //! Who gets in and what is shown across servers: knocks on a room of another server, a space
-//! listing a room of another server, and a server ACL shutting a server out.
+//! listing a room of another server, a restricted room letting in members of its space from
+//! another server (the join vouched for by a resident), and a server ACL shutting a server out.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -130,4 +131,44 @@ async fn a_server_acl_shuts_a_server_out() {
     };
     assert!(!bodies(&a, &alice).await.contains(&"from a denied server".to_owned()));
     assert!(!bodies(&b, &bob).await.contains(&"not for B".to_owned()), "{b_name} got a message");
+}
+
+#[tokio::test]
+async fn a_restricted_room_lets_in_members_of_its_space_from_another_server() {
+    let ca = TestCa::new();
+    let (a, a_name, b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
+    let create = async |body: serde_json::Value| {
+        let (status, created) = a.post("/_matrix/client/v3/createRoom", Some(&alice), body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        created["room_id"].as_str().unwrap().to_owned()
+    };
+    let space = create(json!({ "preset": "public_chat", "name": "Guild", "creation_content": { "type": "m.space" } })).await;
+    let restricted = create(json!({
+        "preset": "private_chat", "name": "Members only",
+        "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": {
+            "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] } }],
+    }))
+    .await;
+    let join = async |room: &str| {
+        b.post(&format!("/_matrix/client/v3/join/{room}?via={a_name}"), Some(&bob), json!({}))
+            .await
+    };
+
+    // Not in the space yet: refused; in the space: let in, vouched for by Alice's server.
+    let (status, refused) = join(&restricted).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, joined) = join(&space).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let (status, joined) = join(&restricted).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let (_, member) = a
+        .get(
+            &format!("/_matrix/client/v3/rooms/{restricted}/state/m.room.member/@bob:{b_name}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(member["membership"], "join");
+    assert_eq!(member["join_authorised_via_users_server"], format!("@alice:{a_name}"));
+    send_text(&b, &bob, &restricted, "thanks for having me").await;
+    wait_for_message(&a, &alice, &restricted, "thanks for having me").await;
 }

@@ -492,7 +492,7 @@ async fn remote_device_lists_are_cached_and_kept_current() {
     // Alice's server answers from its copy while Bob's is down.
     b.stop();
     let (devices, failures) = queried_devices(&a, &alice, &bob_id).await;
-    assert_eq!(devices, [laptop.clone()]);
+    assert_eq!(devices, [laptop]);
     assert!(failures.as_object().is_none_or(|failures| failures.is_empty()), "{failures}");
     b.restart().await;
 }

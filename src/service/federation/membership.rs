@@ -22,6 +22,7 @@ use serde_json::value::RawValue as RawJsonValue;
 
 use super::Federation;
 use super::gaps::check_by_auth_events;
+use super::pdu::parse_signed_here;
 use crate::error::{Error, Result};
 use crate::service::rooms::pdu::Pdu;
 use crate::service::rooms::remote::Intake;
@@ -210,7 +211,7 @@ impl Federation {
         }
         ruma::signatures::hash_and_sign_event(self.server_name.as_str(), self.key.pair(), &mut event, &rules.redaction)
             .map_err(|e| Error::Internal(format!("signing a membership event: {e}")))?;
-        self.check_pdu(version, event).await
+        parse_signed_here(version, event)
     }
 
     /// `make_join` and `make_leave` served: the template of `user`'s membership change, for
@@ -253,8 +254,28 @@ impl Federation {
     ) -> Result<(Pdu, CanonicalJsonObject)> {
         let record = rooms.room(room_id)?;
         self.check_acl(rooms, origin, room_id)?;
-        let object: CanonicalJsonObject =
+        let mut object: CanonicalJsonObject =
             serde_json::from_str(event.get()).map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
+        // A restricted join vouched for by a user of this server carries this server's
+        // signature too, which the checks require.
+        let vouched = match &object.get("content") {
+            Some(CanonicalJsonValue::Object(content)) => match content.get("join_authorised_via_users_server") {
+                Some(CanonicalJsonValue::String(user)) => UserId::parse(user).ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        if *membership == MembershipState::Join && vouched.is_some_and(|user| user.server_name() == self.server_name) {
+            // An event's signatures are over its redacted form.
+            let rules = rules(&record.version)?;
+            let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
+                .map_err(|e| Error::bad_json(format!("The join cannot be redacted: {e}")))?;
+            ruma::signatures::sign_json(self.server_name.as_str(), self.key.pair(), &mut redacted)
+                .map_err(|e| Error::Internal(format!("co-signing a join: {e}")))?;
+            if let Some(signatures) = redacted.remove("signatures") {
+                object.insert("signatures".into(), signatures);
+            }
+        }
         let (pdu, object) = self.check_pdu(&record.version, object).await?;
         let actual = pdu
             .content_value()
@@ -314,19 +335,9 @@ impl Federation {
         event_id: &EventId,
         event: &RawJsonValue,
     ) -> Result<create_join_event::v2::RoomState> {
-        let (pdu, mut object) = self
+        let (pdu, object) = self
             .receive_membership(rooms, origin, (room_id, event_id), event, &MembershipState::Join)
             .await?;
-        // A restricted join vouched for by a user of this server carries this server's signature.
-        let vouched = pdu
-            .content_value()
-            .get("join_authorised_via_users_server")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if vouched.is_some_and(|user| UserId::parse(user).is_ok_and(|user| user.server_name() == self.server_name)) {
-            ruma::signatures::sign_json(self.server_name.as_str(), self.key.pair(), &mut object)
-                .map_err(|e| Error::Internal(format!("co-signing a join: {e}")))?;
-        }
         self.append_membership(rooms, origin, &pdu, object.clone()).await?;
         let stored = rooms
             .stored_event(&pdu.event_id)?
