@@ -123,6 +123,16 @@ pub async fn encrypted_chat_between(
     })
     .await;
 
+    // Bob's display name (from his member event) is in Alice's member list.
+    let member = alice
+        .get_room(&room_id)
+        .unwrap()
+        .get_member_no_sync(&bob_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(member.display_name(), Some(bob_name));
+
     // Each side decrypts the other's messages.
     send(&alice, &room_id, "Hello Bob, across servers").await;
     sync_until(&[&bob], "Bob decrypting Alice's message", async || {

@@ -2,7 +2,9 @@
 //! Hearth federate on loopback over TLS with certificates of a throw-away CA. Each side's user
 //! joins the other's room by its alias, messages go both ways with the same event IDs, history
 //! from before the join is paged back, and invites work both ways; a Hearth user and a Synapse
-//! user chat in an encrypted room with `matrix-sdk` and verify each other.
+//! user chat in an encrypted room with `matrix-sdk` and verify each other; power levels set on
+//! Synapse are honoured on Hearth, typing and receipts cross both ways, and Synapse stopped
+//! while Hearth writes gets everything, once and in order, after its restart.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,15 +22,66 @@ const SYNAPSE_VERSION: &str = "1.163.2";
 
 /// A running Synapse with its own directory; killed when dropped.
 pub struct Synapse {
-    child: Child,
-    _dir: TempDir,
+    child: Option<Child>,
+    dir: TempDir,
     pub server: TestServer,
 }
 
 impl Drop for Synapse {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
+    }
+}
+
+impl Synapse {
+    /// Stops Synapse (as a shutdown would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Synapse again on its data and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = Some(spawn_synapse(self.dir.path()));
+        wait_until_up(&self.server.base_url, self.dir.path()).await;
+    }
+}
+
+/// Runs Synapse with the configuration in `dir`.
+fn spawn_synapse(dir: &std::path::Path) -> Child {
+    Command::new(python())
+        .args([
+            "-m",
+            "synapse.app.homeserver",
+            "-c",
+            &dir.join("homeserver.yaml").display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the server at `base_url` answers `/versions` (Synapse's log in `dir` otherwise).
+async fn wait_until_up(base_url: &str, dir: &std::path::Path) {
+    let probe = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let versions = format!("{base_url}/_matrix/client/versions");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !probe
+        .get(&versions)
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Synapse did not start: {}",
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -100,30 +153,17 @@ rc_invites: {{ per_room: {{ per_second: 1000, burst_count: 1000 }}, per_user: {{
         .output()
         .unwrap();
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
-    let child = Command::new(python())
-        .args(["-m", "synapse.app.homeserver", "-c", &config_path])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(path("stderr.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let child = spawn_synapse(dir.path());
     let server = TestServer::remote(&format!("https://{name}"));
-    let probe = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
-    let versions = format!("https://{name}/_matrix/client/versions");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !probe
-        .get(&versions)
-        .send()
-        .await
-        .is_ok_and(|response| response.status().is_success())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "Synapse did not start: {}",
-            std::fs::read_to_string(path("stderr.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (Synapse { child, _dir: dir, server }, name)
+    wait_until_up(&server.base_url, dir.path()).await;
+    (
+        Synapse {
+            child: Some(child),
+            dir,
+            server,
+        },
+        name,
+    )
 }
 
 fn encode(text: &str) -> String {
@@ -276,4 +316,166 @@ async fn encrypted_chat_and_verification_with_a_synapse_user() {
     synapse.server.register("sam", "sam-password-1").await;
     hearth.register("hana", "hana-password-1").await;
     crate::federation_e2ee::encrypted_chat_between(&hearth, ("hana", "hana-password-1"), &synapse.server, ("sam", "sam-password-1")).await;
+}
+
+/// The ephemeral events of a room in a /sync answer.
+fn ephemeral(sync: &Value, room: &str) -> Vec<Value> {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Syncs as `token` until `found` picks something out of an answer.
+async fn sync_until(server: &TestServer, token: &str, what: &str, found: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut since = String::new();
+    loop {
+        let path = match since.as_str() {
+            "" => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+            since => format!("/_matrix/client/v3/sync?timeout=1000&since={since}"),
+        };
+        let (_, answer) = server.get(&path, Some(token)).await;
+        if found(&answer) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never arrived: {answer}");
+        since = answer["next_batch"].as_str().unwrap_or(&since).to_owned();
+    }
+}
+
+#[tokio::test]
+async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_restart() {
+    let ca = TestCa::new();
+    let (mut synapse, synapse_name) = start_synapse(&ca).await;
+    let (hearth, hearth_name) = ca.server(&[]).await;
+    let (sam, _) = synapse.server.register("sam", "sam-password-1").await;
+    let (hana, _) = hearth.register("hana", "hana-password-1").await;
+    let (sam_id, hana_id) = (format!("@sam:{synapse_name}"), format!("@hana:{hearth_name}"));
+    let room = room_of(&synapse.server, &sam, json!({ "preset": "public_chat", "name": "Sam's" })).await;
+    let (status, joined) = hearth
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?via={synapse_name}"),
+            Some(&hana),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let hello = send_text(&synapse.server, &sam, &room, "hello hana").await;
+    wait_for_message(&hearth, &hana, &room, "hello hana").await;
+
+    // Power levels set on Synapse are honoured on Hearth: Hana may rename the room only once
+    // Sam promotes her.
+    let rename = json!({ "name": "Hana's" });
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/");
+    let (status, _) = hearth.put(&path, Some(&hana), rename.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, mut levels) = synapse
+        .server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&sam))
+        .await;
+    levels["users"][&hana_id] = json!(100);
+    let (status, _) = synapse
+        .server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"),
+            Some(&sam),
+            levels,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hearth.put(&path, Some(&hana), rename.clone()).await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the promotion never reached Hearth");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while synapse.server.get(&path, Some(&sam)).await.1["name"] != "Hana's" {
+        assert!(Instant::now() < deadline, "the new name never reached Synapse");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Typing and read receipts both ways.
+    let (status, _) = hearth
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{hana_id}"),
+            Some(&hana),
+            json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&synapse.server, &sam, "Hana's typing", |answer| {
+        ephemeral(answer, &room)
+            .iter()
+            .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([hana_id]))
+    })
+    .await;
+    let (status, _) = synapse
+        .server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{sam_id}"),
+            Some(&sam),
+            json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&hearth, &hana, "Sam's typing", |answer| {
+        ephemeral(answer, &room)
+            .iter()
+            .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([sam_id]))
+    })
+    .await;
+    let (status, _) = hearth
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{hello}"),
+            Some(&hana),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&synapse.server, &sam, "Hana's receipt", |answer| {
+        ephemeral(answer, &room)
+            .iter()
+            .any(|e| e["type"] == "m.receipt" && !e["content"][&hello]["m.read"][&hana_id].is_null())
+    })
+    .await;
+    let from_hana = send_text(&hearth, &hana, &room, "read this, sam").await;
+    wait_for_message(&synapse.server, &sam, &room, "read this, sam").await;
+    let (status, _) = synapse
+        .server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{from_hana}"),
+            Some(&sam),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sync_until(&hearth, &hana, "Sam's receipt", |answer| {
+        ephemeral(answer, &room)
+            .iter()
+            .any(|e| e["type"] == "m.receipt" && !e["content"][&from_hana]["m.read"][&sam_id].is_null())
+    })
+    .await;
+
+    // Synapse is down while Hana keeps writing: after its restart everything arrives, once,
+    // in order.
+    synapse.stop();
+    let sent: Vec<String> = (0..5).map(|n| format!("while synapse was down {n}")).collect();
+    for body in &sent {
+        send_text(&hearth, &hana, &room, body).await;
+    }
+    synapse.restart().await;
+    hearth.admin(&["federation", "retry", &synapse_name]);
+    wait_for_message(&synapse.server, &sam, &room, &sent[4]).await;
+    let (_, page) = synapse
+        .server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"), Some(&sam))
+        .await;
+    let mut bodies = message_bodies(&page["chunk"]);
+    bodies.reverse();
+    let arrived: Vec<String> = bodies
+        .into_iter()
+        .filter(|body| body.starts_with("while synapse was down"))
+        .collect();
+    assert_eq!(arrived, sent);
 }
