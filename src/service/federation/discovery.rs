@@ -178,3 +178,19 @@ impl Federation {
         format!("https://{host}:{DEFAULT_PORT}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{is_ip_literal, split_host_port};
+
+    #[test]
+    fn server_names_split_into_host_and_port() {
+        assert_eq!(split_host_port("example.org"), ("example.org", None));
+        assert_eq!(split_host_port("example.org:8449"), ("example.org", Some(8449)));
+        assert_eq!(split_host_port("127.0.0.1:443"), ("127.0.0.1", Some(443)));
+        assert_eq!(split_host_port("[::1]:8448"), ("[::1]", Some(8448)));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+        assert!(is_ip_literal("127.0.0.1") && is_ip_literal("[::1]"));
+        assert!(!is_ip_literal("example.org"));
+    }
+}
