@@ -2,11 +2,16 @@
 //! Each message waits in the store for its device's next sync, and is deleted once the device
 //! syncs with a token past it: delivered at least once, and gone after it was acknowledged.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ruma::events::AnyToDeviceEventContent;
+use ruma::serde::Raw;
+use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{DeviceId, OwnedDeviceId, UserId};
 use serde_json::{Value, json};
 
+use super::Services;
 use super::stream::Stream;
 use crate::error::Result;
 use crate::store::{Batch, Store, Table, key, prefix};
@@ -95,5 +100,29 @@ impl ToDevice {
         }
         batch.commit()?;
         Ok(messages)
+    }
+}
+
+impl Services {
+    /// One delivery per device of a local user that a message addresses (a device, or `*`
+    /// for all of them).
+    pub fn to_device_deliveries<'a>(
+        &self,
+        user: &'a UserId,
+        messages: &BTreeMap<DeviceIdOrAllDevices, Raw<AnyToDeviceEventContent>>,
+    ) -> Result<Vec<(&'a UserId, OwnedDeviceId, Value)>> {
+        let mut deliveries = Vec::new();
+        for (target, content) in messages {
+            let content: Value = serde_json::from_str(content.json().get())?;
+            match target {
+                DeviceIdOrAllDevices::DeviceId(device) => deliveries.push((user, device.clone(), content)),
+                DeviceIdOrAllDevices::AllDevices => {
+                    for device in self.devices.list(user)? {
+                        deliveries.push((user, device.device_id, content.clone()));
+                    }
+                }
+            }
+        }
+        Ok(deliveries)
     }
 }

@@ -16,7 +16,7 @@ use crate::common::{TestServer, assert_error};
 use crate::sdk::{client, user};
 
 /// One sync of each client, in order (each uploads its keys and handles to-device messages).
-async fn sync(clients: &[&Client]) {
+pub async fn sync(clients: &[&Client]) {
     for client in clients {
         client
             .sync_once(SyncSettings::default().timeout(std::time::Duration::ZERO))
@@ -27,8 +27,8 @@ async fn sync(clients: &[&Client]) {
 
 /// The room's messages as this client reads them, oldest first: the plaintext body, or
 /// `<encrypted>` when it cannot decrypt.
-async fn readable_messages(client: &Client, room_id: &RoomId) -> Vec<String> {
-    let room = client.get_room(room_id).expect("the client knows the room");
+pub async fn readable_messages(client: &Client, room_id: &RoomId) -> Vec<String> {
+    let Some(room) = client.get_room(room_id) else { return Vec::new() };
     let messages = room.messages(MessagesOptions::backward()).await.expect("history");
     let mut bodies = Vec::new();
     for event in messages.chunk.iter().rev() {
@@ -55,7 +55,7 @@ async fn encrypted_room(alice: &Client, bob: &Client) -> OwnedRoomId {
     room_id
 }
 
-async fn send(client: &Client, room_id: &RoomId, body: &str) {
+pub async fn send(client: &Client, room_id: &RoomId, body: &str) {
     let room = client.get_room(room_id).expect("room known");
     room.send(RoomMessageEventContent::text_plain(body)).await.expect("sent");
 }

@@ -10,15 +10,13 @@
 use std::time::{Duration, Instant};
 
 use matrix_sdk::Client;
-use matrix_sdk::config::SyncSettings;
-use matrix_sdk::room::MessagesOptions;
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{OwnedRoomId, RoomId};
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, assert_error};
+use crate::e2ee::{readable_messages, send, sync};
 use crate::federation::{TestCa, alice_and_bob, send_text, wait_for_message};
 use crate::media::{decoded_size, fetch, png, upload};
 
@@ -34,15 +32,6 @@ async fn login(server: &TestServer, name: &str, password: &str) -> Client {
     client
 }
 
-async fn sync(clients: &[&Client]) {
-    for client in clients {
-        client
-            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
-            .await
-            .expect("sync");
-    }
-}
-
 /// Syncs the clients until `done` holds (events cross servers in the background).
 async fn sync_until<F: AsyncFn() -> bool>(clients: &[&Client], what: &str, done: F) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -54,28 +43,6 @@ async fn sync_until<F: AsyncFn() -> bool>(clients: &[&Client], what: &str, done:
         assert!(Instant::now() < deadline, "{what} never happened");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The room's messages as this client reads them, oldest first (`<encrypted>` when it cannot
-/// decrypt one).
-async fn readable_messages(client: &Client, room_id: &RoomId) -> Vec<String> {
-    let Some(room) = client.get_room(room_id) else { return Vec::new() };
-    let messages = room.messages(MessagesOptions::backward()).await.expect("history");
-    let mut bodies = Vec::new();
-    for event in messages.chunk.iter().rev() {
-        let event: Value = serde_json::from_str(event.raw().json().get()).unwrap();
-        match event["type"].as_str() {
-            Some("m.room.message") => bodies.push(event["content"]["body"].as_str().unwrap().to_owned()),
-            Some("m.room.encrypted") => bodies.push("<encrypted>".to_owned()),
-            _ => {}
-        }
-    }
-    bodies
-}
-
-async fn send(client: &Client, room_id: &RoomId, body: &str) {
-    let room = client.get_room(room_id).expect("room known");
-    room.send(RoomMessageEventContent::text_plain(body)).await.expect("sent");
 }
 
 /// Whether `client` reads `body` as the room's last message.
@@ -216,6 +183,23 @@ pub async fn encrypted_chat_between(
     assert!(refetched.is_verified(), "Alice's signature of Bob's master key is kept");
 }
 
+/// A public room of Alice's (on `a`) that Bob (on `b`) joined and got her first message in:
+/// its ID and that message's event ID.
+async fn shared_room(a: &TestServer, alice: &str, b: &TestServer, bob: &str) -> (String, String) {
+    let (_, created) = a
+        .post("/_matrix/client/v3/createRoom", Some(alice), json!({ "preset": "public_chat" }))
+        .await;
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let via = a.base_url.trim_start_matches("https://");
+    let (status, joined) = b
+        .post(&format!("/_matrix/client/v3/join/{room}?server_name={via}"), Some(bob), json!({}))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{joined}");
+    let hello = send_text(a, alice, &room, "hello").await;
+    wait_for_message(b, bob, &room, "hello").await;
+    (room, hello)
+}
+
 /// The ephemeral events of a room in a /sync answer.
 fn ephemeral<'a>(sync: &'a Value, room: &str) -> &'a [Value] {
     sync["rooms"]["join"][room]["ephemeral"]["events"]
@@ -245,20 +229,7 @@ async fn typing_receipts_presence_and_to_device_messages_cross_servers() {
     let ca = TestCa::new();
     let (a, a_name, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
     let (alice_id, bob_id) = (format!("@alice:{a_name}"), format!("@bob:{b_name}"));
-    let (_, created) = a
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    let (status, _) = b
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?server_name={a_name}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 200);
-    let hello = send_text(&a, &alice, &room, "hello").await;
-    wait_for_message(&b, &bob, &room, "hello").await;
+    let (room, hello) = shared_room(&a, &alice, &b, &bob).await;
     let (_, first) = b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob)).await;
     let bob_since = first["next_batch"].as_str().unwrap().to_owned();
     let (_, first) = a.get("/_matrix/client/v3/sync?timeout=0", Some(&alice)).await;
@@ -442,22 +413,9 @@ async fn queried_devices(server: &TestServer, token: &str, user: &str) -> (Vec<S
 #[tokio::test]
 async fn remote_device_lists_are_cached_and_kept_current() {
     let ca = TestCa::new();
-    let (a, a_name, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
+    let (a, _, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
     let bob_id = format!("@bob:{b_name}");
-    let (_, created) = a
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    let (status, _) = b
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?server_name={a_name}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 200);
-    send_text(&a, &alice, &room, "hi").await;
-    wait_for_message(&b, &bob, &room, "hi").await;
+    shared_room(&a, &alice, &b, &bob).await;
     let (_, first) = a.get("/_matrix/client/v3/sync?timeout=0", Some(&alice)).await;
     let since = first["next_batch"].as_str().unwrap().to_owned();
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use ruma::OwnedServerName;
 use ruma::api::client::to_device::send_event_to_device;
-use ruma::to_device::DeviceIdOrAllDevices;
 use serde_json::{Map, Value, json};
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -42,17 +41,7 @@ pub async fn send_event_to_device(
                 .insert(user.to_string(), Value::Object(messages));
             continue;
         }
-        for (target, content) in devices {
-            let content: Value = serde_json::from_str(content.json().get())?;
-            match target {
-                DeviceIdOrAllDevices::DeviceId(device) => deliveries.push((&**user, device.clone(), content)),
-                DeviceIdOrAllDevices::AllDevices => {
-                    for device in services.devices.list(user)? {
-                        deliveries.push((&**user, device.device_id, content.clone()));
-                    }
-                }
-            }
-        }
+        deliveries.extend(services.to_device_deliveries(user, devices)?);
     }
     // A retry after a crash between the two sends the EDUs again with the same message ID,
     // which their servers take once.

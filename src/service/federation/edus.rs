@@ -12,9 +12,7 @@ use ruma::api::federation::transactions::edu::{DirectDeviceContent, Edu, Presenc
 use ruma::events::receipt::ReceiptThread;
 use ruma::events::room::member::MembershipState;
 use ruma::serde::Raw;
-use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{DeviceId, RoomId, ServerName, UserId};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::Services;
@@ -106,17 +104,7 @@ impl Services {
             if user.server_name() != self.config.server_name {
                 continue;
             }
-            for (target, content) in devices {
-                let content: Value = serde_json::from_str(content.json().get())?;
-                match target {
-                    DeviceIdOrAllDevices::DeviceId(device) => deliveries.push((&**user, device.clone(), content)),
-                    DeviceIdOrAllDevices::AllDevices => {
-                        for device in self.devices.list(user)? {
-                            deliveries.push((&**user, device.device_id, content.clone()));
-                        }
-                    }
-                }
-            }
+            deliveries.extend(self.to_device_deliveries(user, devices)?);
         }
         // The message ID makes a repeated EDU (a retried transaction) a no-op.
         self.to_device.send(
