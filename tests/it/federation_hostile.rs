@@ -238,21 +238,56 @@ fn raw(object: &CanonicalJsonObject) -> Box<serde_json::value::RawValue> {
     serde_json::value::to_raw_value(object).unwrap()
 }
 
+/// A Hearth with Alice's public room, and Mallory of the fake server joined to it honestly.
+struct Intruder {
+    a: crate::common::TestServer,
+    a_name: String,
+    alice: String,
+    room: ruma::OwnedRoomId,
+    fake: FakeServer,
+    mallory: ruma::OwnedUserId,
+    join_id: ruma::OwnedEventId,
+    join_depth: u64,
+}
+
+impl Intruder {
+    async fn join(ca: &TestCa) -> Intruder {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (a, a_name) = ca.server(&[]).await;
+        let (alice, _) = a.register("alice", "alicepass").await;
+        let (_, created) = a
+            .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
+            .await;
+        let room = ruma::RoomId::parse(created["room_id"].as_str().unwrap()).unwrap();
+        let fake = FakeServer::start(ca).await;
+        let mallory = ruma::UserId::parse(format!("@mallory:{}", fake.name)).unwrap();
+        let (join_id, join_depth) = fake.join(&a_name, &room, &mallory).await;
+        Intruder {
+            a,
+            a_name,
+            alice,
+            room,
+            fake,
+            mallory,
+            join_id,
+            join_depth,
+        }
+    }
+}
+
 #[tokio::test]
 async fn forged_and_unauthorized_pdus_never_reach_clients() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = TestCa::new();
-    let (a, a_name) = ca.server(&[]).await;
-    let (alice, _) = a.register("alice", "alicepass").await;
-    let (_, created) = a
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = ruma::RoomId::parse(created["room_id"].as_str().unwrap()).unwrap();
-    let fake = FakeServer::start(&ca).await;
-    let mallory = ruma::UserId::parse(format!("@mallory:{}", fake.name)).unwrap();
-
-    // Mallory joins honestly.
-    let (join_id, _) = fake.join(&a_name, &room, &mallory).await;
+    let Intruder {
+        a,
+        a_name,
+        alice,
+        room,
+        fake,
+        mallory,
+        join_id,
+        ..
+    } = Intruder::join(&ca).await;
     let in_event = send_text(&a, &alice, room.as_str(), "mallory is in").await;
 
     // As a server in the room, Mallory's may ask for the event at a time.
@@ -402,17 +437,17 @@ async fn a_space_is_browsed_from_another_server() {
 
 #[tokio::test]
 async fn a_gap_wider_than_missing_events_is_filled_with_the_state_at_its_far_end() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = TestCa::new();
-    let (a, a_name) = ca.server(&[]).await;
-    let (alice, _) = a.register("alice", "alicepass").await;
-    let (_, created) = a
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": "public_chat" }))
-        .await;
-    let room = ruma::RoomId::parse(created["room_id"].as_str().unwrap()).unwrap();
-    let fake = FakeServer::start(&ca).await;
-    let mallory = ruma::UserId::parse(format!("@mallory:{}", fake.name)).unwrap();
-    let (join_id, join_depth) = fake.join(&a_name, &room, &mallory).await;
+    let Intruder {
+        a,
+        a_name,
+        alice,
+        room,
+        fake,
+        mallory,
+        join_id,
+        join_depth,
+    } = Intruder::join(&ca).await;
     let (_, state) = a.get(&format!("/_matrix/client/v3/rooms/{room}/state"), Some(&alice)).await;
     let state_id = |kind: &str| {
         state.as_array().unwrap().iter().find(|e| e["type"] == kind).unwrap()["event_id"]

@@ -176,6 +176,14 @@ async fn room_of(server: &TestServer, token: &str, body: Value) -> String {
     created["room_id"].as_str().unwrap().to_owned()
 }
 
+/// Joins a room by its ID through the server `via`.
+async fn join_via(server: &TestServer, token: &str, room: &str, via: &str) {
+    let (status, joined) = server
+        .post(&format!("/_matrix/client/v3/join/{room}?via={via}"), Some(token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "joining {room}: {joined}");
+}
+
 async fn join(server: &TestServer, token: &str, target: &str) {
     let (status, joined) = server
         .post(&format!("/_matrix/client/v3/join/{}", encode(target)), Some(token), json!({}))
@@ -286,14 +294,7 @@ async fn rooms_of_every_version_synapse_creates_are_joined_and_chatted_in() {
     let (hana, _) = hearth.register("hana", "hana-password-1").await;
     for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"] {
         let room = room_of(synapse_server, &sam, json!({ "preset": "public_chat", "room_version": version })).await;
-        let (status, joined) = hearth
-            .post(
-                &format!("/_matrix/client/v3/join/{room}?via={synapse_name}"),
-                Some(&hana),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "v{version}: {joined}");
+        join_via(&hearth, &hana, &room, &synapse_name).await;
         let there = send_text(synapse_server, &sam, &room, &format!("v{version} from synapse")).await;
         assert_eq!(
             wait_for_message(&hearth, &hana, &room, &format!("v{version} from synapse")).await["event_id"],
@@ -353,14 +354,7 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
     let (hana, _) = hearth.register("hana", "hana-password-1").await;
     let (sam_id, hana_id) = (format!("@sam:{synapse_name}"), format!("@hana:{hearth_name}"));
     let room = room_of(&synapse.server, &sam, json!({ "preset": "public_chat", "name": "Sam's" })).await;
-    let (status, joined) = hearth
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?via={synapse_name}"),
-            Some(&hana),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{joined}");
+    join_via(&hearth, &hana, &room, &synapse_name).await;
     let hello = send_text(&synapse.server, &sam, &room, "hello hana").await;
     wait_for_message(&hearth, &hana, &room, "hello hana").await;
 
