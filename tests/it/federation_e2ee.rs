@@ -1,7 +1,9 @@
 //! What clients show across servers, between two TLS Hearths: `matrix-sdk` clients with
 //! encryption decrypt each other's messages in an encrypted room (keys queried and claimed over
 //! federation, room keys sent as to-device EDUs), a new device of the remote user appears and
-//! decrypts the next message; typing, read receipts and presence shown on the other side;
+//! decrypts the next message; a remote user found in the user directory under the name their
+//! profile change gave their member event; typing, read receipts and presence shown on the
+//! other side;
 //! to-device messages sent while the receiving server was down arrive once after its restart;
 //! an image of one server downloaded (and thumbnailed) on the other, fetched once; and OpenID
 //! tokens checked with the server that issued them; remote device lists cached, kept current by
@@ -230,6 +232,32 @@ async fn typing_receipts_presence_and_to_device_messages_cross_servers() {
     let (a, a_name, mut b, b_name, alice, bob) = alice_and_bob(&ca, &[]).await;
     let (alice_id, bob_id) = (format!("@alice:{a_name}"), format!("@bob:{b_name}"));
     let (room, hello) = shared_room(&a, &alice, &b, &bob).await;
+
+    // Alice finds Bob in the user directory, with the name of his member event.
+    let (status, _) = b
+        .put(
+            &format!("/_matrix/client/v3/profile/{bob_id}/displayname"),
+            Some(&bob),
+            json!({ "displayname": "Bob B." }),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, found) = a
+            .post(
+                "/_matrix/client/v3/user_directory/search",
+                Some(&alice),
+                json!({ "search_term": "bob b" }),
+            )
+            .await;
+        if found["results"][0]["user_id"] == bob_id.as_str() {
+            assert_eq!(found["results"][0]["display_name"], "Bob B.");
+            break;
+        }
+        assert!(Instant::now() < deadline, "Bob is not in Alice's user directory: {found}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_, first) = b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob)).await;
     let bob_since = first["next_batch"].as_str().unwrap().to_owned();
     let (_, first) = a.get("/_matrix/client/v3/sync?timeout=0", Some(&alice)).await;
@@ -251,19 +279,19 @@ async fn typing_receipts_presence_and_to_device_messages_cross_servers() {
     })
     .await;
 
-    // Bob reads Alice's message: Alice sees his receipt.
+    // Bob reads Alice's message (in the main timeline): Alice sees his threaded receipt.
     let (status, _) = b
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{hello}"),
             Some(&bob),
-            json!({}),
+            json!({ "thread_id": "main" }),
         )
         .await;
     assert_eq!(status.as_u16(), 200);
-    sync_for(&a, &alice, &alice_since, "Bob's receipt", |answer| {
+    sync_for(&a, &alice, &alice_since, "Bob's threaded receipt", |answer| {
         ephemeral(answer, &room)
             .iter()
-            .any(|e| e["type"] == "m.receipt" && !e["content"][&hello]["m.read"][&bob_id].is_null())
+            .any(|e| e["type"] == "m.receipt" && e["content"][&hello]["m.read"][&bob_id]["thread_id"] == "main")
     })
     .await;
 
