@@ -61,7 +61,7 @@
 //! | `backup_keys`         | user ID ‖ version (u64, BE) ‖ room ID ‖ session ID | the backed-up session key |
 //! | `server_keys`         | server name                       | `service::federation::keys::ServerKeys`: its newest key document and every key seen |
 //! | `federation_outbox`   | destination ‖ stream position (u64, BE) | event ID: to send, deleted once the destination took it |
-//! | `federation_edus`     | destination ‖ EDU number (u64, BE) | the EDU (`{edu_type, content}`): to send, deleted once the destination took it |
+//! | `federation_edus`     | destination ‖ EDU number (u64, BE) | `service::rooms::outbox::QueuedEdu` (the EDU, when queued): to send, deleted once the destination took it (typing and presence older than 5 minutes are dropped unsent) |
 //! | `federation_transactions` | origin ‖ transaction ID       | the per-PDU results answered, so a retried transaction gets the same |
 //! | `invite_states`       | membership event ID               | the stripped state shown with an invite to a room of other servers |
 //! | `openid_tokens`       | token                             | `service::openid::OpenIdToken` (user, expiry) |

@@ -14,9 +14,9 @@ use ruma::api::federation::transactions::send_transaction_message;
 use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName};
 use serde::Serialize;
-use serde_json::value::RawValue as RawJsonValue;
 
 use crate::error::{Error, Result};
+use crate::service::rooms::outbox::QueuedEdu;
 use crate::service::{Services, now_ms};
 use crate::store::{SEP, Store, Table, prefix};
 
@@ -184,7 +184,9 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
         }
         let edus = edu_rows
             .iter()
-            .filter_map(|(_, edu)| serde_json::from_slice::<Box<RawJsonValue>>(edu).ok().map(Raw::from_json))
+            .filter_map(|(_, row)| serde_json::from_slice::<QueuedEdu>(row).ok())
+            .filter(|queued| !queued.is_stale())
+            .filter_map(|queued| serde_json::value::to_raw_value(&queued.edu).ok().map(Raw::from_json))
             .collect();
         // Named after the first and last rows: a retry after a failure sends the same ID.
         let ends = |rows: &[(Vec<u8>, Vec<u8>)]| rows.first().map(|first| (stream_of(&first.0), stream_of(&rows[rows.len() - 1].0)));

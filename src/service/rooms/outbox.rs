@@ -11,12 +11,33 @@ use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::server_acl::RoomServerAclEventContent;
 use ruma::{OwnedServerName, RoomId, ServerName, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::pdu::Pdu;
 use super::{RoomRecord, Rooms};
 use crate::error::Result;
+use crate::service::now_ms;
 use crate::store::{Batch, Table, key};
+
+/// An EDU waiting in the outbox, with when it was queued.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueuedEdu {
+    pub queued_ts: u64,
+    pub edu: Value,
+}
+
+impl QueuedEdu {
+    /// How long typing and presence are worth sending: later, a server that was down gets
+    /// only what still matters (to-device messages, receipts, device lists).
+    const EPHEMERAL_LIFETIME_MS: u64 = 5 * 60 * 1000;
+
+    /// Whether it is typing or presence queued too long ago to mean anything now.
+    pub fn is_stale(&self) -> bool {
+        matches!(self.edu["edu_type"].as_str(), Some("m.typing" | "m.presence"))
+            && now_ms().saturating_sub(self.queued_ts) > Self::EPHEMERAL_LIFETIME_MS
+    }
+}
 
 impl Rooms {
     /// Woken when events are queued for other servers.
@@ -46,8 +67,12 @@ impl Rooms {
             return Ok(());
         }
         let number = self.edu_ids.next()?;
+        let row = QueuedEdu {
+            queued_ts: now_ms(),
+            edu: edu.clone(),
+        };
         for destination in destinations {
-            batch.put_json(Table::FederationEdus, &key(&[destination.as_bytes(), &number.to_be_bytes()]), edu);
+            batch.put_json(Table::FederationEdus, &key(&[destination.as_bytes(), &number.to_be_bytes()]), &row);
         }
         Ok(())
     }
