@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use rand::RngCore;
 
+use super::media::mib_per_second;
 use super::{
-    BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, latency_figures, mib_per_second, millis, next_batch, ping_deliveries,
-    register, register_at,
+    BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, latency_figures, millis, next_batch, ping_deliveries, register,
+    register_at,
 };
 
 /// Federation: a sender on the first server, a receiver on the peer who joined the sender's

@@ -28,6 +28,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 mod federation;
+mod media;
+mod memory;
 
 /// Drives a homeserver with a workload and reports what it measured.
 #[derive(Parser)]
@@ -176,7 +178,7 @@ async fn main() -> std::process::ExitCode {
                 });
             }
             if let Some(pid) = cli.pid {
-                figures.extend(memory_figures(pid, "at the end"));
+                figures.extend(memory::memory_figures(pid, "at the end"));
             }
             figures
         }
@@ -202,12 +204,12 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             size_mib,
             rounds,
             image_side,
-        } => media(&register(cli).await?, size_mib, rounds, image_side).await,
+        } => media::media(&register(cli).await?, size_mib, rounds, image_side).await,
         Workload::Messages { senders, messages: count } => messages(cli, senders, count).await,
         Workload::Sync { pings, ref rooms } => sync(cli, pings, rooms).await,
         Workload::Sliding { pings, rooms } => sliding(cli, pings, rooms).await,
         Workload::Accounts { users } => accounts(cli, users).await,
-        Workload::Memory { messages, polls } => memory(cli, messages, polls).await,
+        Workload::Memory { messages, polls } => memory::memory(cli, messages, polls).await,
         Workload::Federation {
             ref peer,
             pings,
@@ -354,35 +356,6 @@ fn own_cpu_time() -> Option<Duration> {
     Some(Duration::from_nanos(nanos))
 }
 
-/// A process's resident memory now and at its peak, in MiB (Linux `/proc/<pid>/status`).
-fn resident_memory(pid: u32) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<f64> {
-        let line = status.lines().find(|line| line.starts_with(name))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-fn memory_figures(pid: u32, when: &str) -> Vec<Figure> {
-    let Some((now, peak)) = resident_memory(pid) else {
-        return Vec::new();
-    };
-    vec![
-        Figure {
-            name: format!("server RSS {when}"),
-            value: now,
-            unit: "MiB",
-        },
-        Figure {
-            name: format!("server peak RSS {when}"),
-            value: peak,
-            unit: "MiB",
-        },
-    ]
-}
-
 /// Times `count` rounds of a request; returns the sorted durations and each round's result.
 async fn timed<T, F, Fut>(count: usize, round: F) -> BenchResult<(Vec<Duration>, Vec<T>)>
 where
@@ -451,83 +424,6 @@ async fn accounts(cli: &Cli, count: usize) -> BenchResult<Vec<Figure>> {
     figures.extend(latency_figures("login", &logins));
     figures.extend(latency_figures("createRoom", &creations));
     figures.extend(latency_figures("join", &joins));
-    Ok(figures)
-}
-
-async fn memory(cli: &Cli, message_count: usize, polls: usize) -> BenchResult<Vec<Figure>> {
-    let pid = cli.pid.ok_or("the memory workload needs --pid")?;
-    let mut figures = memory_figures(pid, "idle");
-    let senders = 10;
-    let mut users = Vec::new();
-    for _ in 0..senders {
-        users.push(register(cli).await?);
-    }
-    let room = users[0].create_public_room().await?;
-    for user in &users[1..] {
-        user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
-            .await?;
-    }
-    let mut tasks = Vec::new();
-    for (index, user) in users.iter().enumerate() {
-        let (user, room) = (user.clone(), room.clone());
-        tasks.push(tokio::spawn(async move {
-            for n in 0..message_count / senders {
-                let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/m{index}-{n}");
-                user.json(
-                    reqwest::Method::PUT,
-                    &path,
-                    json!({ "msgtype": "m.text", "body": format!("message {n}") }),
-                )
-                .await?;
-            }
-            Ok::<_, String>(())
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    figures.extend(memory_figures(pid, &format!("after {message_count} messages")));
-
-    // Clients that joined the room wait in long polls; one message releases them all.
-    let mut pollers = Vec::new();
-    for _ in 0..polls {
-        let user = register(cli).await?;
-        user.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
-            .await?;
-        let since = next_batch(
-            &user
-                .json(
-                    reqwest::Method::GET,
-                    "/_matrix/client/v3/sync?timeout=0&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1%7D%7D%7D",
-                    Value::Null,
-                )
-                .await?,
-        )?;
-        pollers.push((user, since));
-    }
-    let mut waiting = Vec::new();
-    for (user, since) in pollers {
-        waiting.push(tokio::spawn(async move {
-            user.json(
-                reqwest::Method::GET,
-                &format!("/_matrix/client/v3/sync?since={since}&timeout=30000"),
-                Value::Null,
-            )
-            .await
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    figures.extend(memory_figures(pid, &format!("with {polls} long polls waiting")));
-    users[0]
-        .json(
-            reqwest::Method::PUT,
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/release"),
-            json!({ "msgtype": "m.text", "body": "wake up" }),
-        )
-        .await?;
-    for poll in waiting {
-        poll.await.map_err(|e| e.to_string())??;
-    }
     Ok(figures)
 }
 
@@ -896,69 +792,6 @@ async fn sliding(cli: &Cli, pings: usize, room_count: usize) -> BenchResult<Vec<
     Ok(figures)
 }
 
-fn mib_per_second(bytes: usize, elapsed: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
-}
-
 fn millis(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1000.0
-}
-
-async fn media(session: &Session, size_mib: usize, rounds: usize, image_side: u32) -> BenchResult<Vec<Figure>> {
-    let mut file = vec![0u8; size_mib * 1024 * 1024];
-    let mut figures = Vec::new();
-
-    // Distinct random content each round, so no upload is deduplicated against another.
-    let mut uploaded = Vec::new();
-    let mut upload_time = Duration::ZERO;
-    for _ in 0..rounds {
-        rand::thread_rng().fill_bytes(&mut file);
-        let started = Instant::now();
-        uploaded.push(session.upload("application/octet-stream", file.clone()).await?);
-        upload_time += started.elapsed();
-    }
-    figures.push(Figure {
-        name: format!("upload {size_mib} MiB (mean of {rounds})"),
-        value: mib_per_second(file.len() * rounds, upload_time),
-        unit: "MiB/s",
-    });
-
-    let started = Instant::now();
-    let mut downloaded = 0;
-    for media in &uploaded {
-        downloaded += session.get_bytes(&format!("/_matrix/client/v1/media/download/{media}")).await?;
-    }
-    figures.push(Figure {
-        name: format!("download {size_mib} MiB (mean of {rounds})"),
-        value: mib_per_second(downloaded, started.elapsed()),
-        unit: "MiB/s",
-    });
-
-    // Thumbnails of a photo-like PNG: the first request of each size generates it.
-    let image = image::RgbImage::from_fn(image_side, image_side, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
-    });
-    let mut png = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| e.to_string())?;
-    let media = session.upload("image/png", png.into_inner()).await?;
-    for (width, height, method) in [(96, 96, "crop"), (320, 240, "scale"), (800, 600, "scale")] {
-        let path = format!("/_matrix/client/v1/media/thumbnail/{media}?width={width}&height={height}&method={method}");
-        let started = Instant::now();
-        session.get_bytes(&path).await?;
-        figures.push(Figure {
-            name: format!("thumbnail {width}x{height} {method} of {image_side}x{image_side} PNG, first"),
-            value: millis(started.elapsed()),
-            unit: "ms",
-        });
-        let started = Instant::now();
-        for _ in 0..rounds {
-            session.get_bytes(&path).await?;
-        }
-        figures.push(Figure {
-            name: format!("thumbnail {width}x{height} {method}, cached (mean of {rounds})"),
-            value: millis(started.elapsed()) / rounds as f64,
-            unit: "ms",
-        });
-    }
-    Ok(figures)
 }
