@@ -3,7 +3,8 @@
 //! joins the other's room by its alias, messages go both ways with the same event IDs, history
 //! from before the join is paged back, and invites work both ways; a Hearth user and a Synapse
 //! user chat in an encrypted room with `matrix-sdk` and verify each other; power levels set on
-//! Synapse are honoured on Hearth, typing and receipts cross both ways, and Synapse stopped
+//! Synapse are honoured on Hearth, typing and receipts cross both ways, Synapse's presence
+//! reaches Hearth, and Synapse stopped
 //! while Hearth writes gets everything, once and in order, after its restart.
 
 use std::path::PathBuf;
@@ -450,6 +451,27 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
             .any(|e| e["type"] == "m.receipt" && !e["content"][&from_hana]["m.read"][&sam_id].is_null())
     })
     .await;
+
+    // Sam's presence and status reach Hearth (Synapse leaves out fields ruma's type wants).
+    let (status, _) = synapse
+        .server
+        .put(
+            &format!("/_matrix/client/v3/presence/{sam_id}/status"),
+            Some(&sam),
+            json!({ "presence": "online", "status_msg": "on synapse" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while hearth
+        .get(&format!("/_matrix/client/v3/presence/{sam_id}/status"), Some(&hana))
+        .await
+        .1["status_msg"]
+        != "on synapse"
+    {
+        assert!(Instant::now() < deadline, "Sam's presence never reached Hearth");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Synapse is down while Hana keeps writing: after its restart everything arrives, once,
     // in order.

@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::api::federation::transactions::edu::{DirectDeviceContent, Edu, PresenceContent, ReceiptContent, TypingContent};
+use ruma::api::federation::transactions::edu::{DirectDeviceContent, Edu, ReceiptContent, TypingContent};
 use ruma::events::receipt::ReceiptThread;
 use ruma::events::room::member::MembershipState;
 use ruma::serde::Raw;
 use ruma::{DeviceId, RoomId, ServerName, UserId};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::Services;
@@ -26,10 +27,17 @@ impl Services {
     /// Takes in a transaction's EDUs from `origin` (see the module doc).
     pub async fn receive_edus(self: &Arc<Self>, origin: &ServerName, edus: &[Raw<Edu>]) {
         for edu in edus {
+            // Presence is read field by field: Synapse leaves out `last_active_ago`, which
+            // ruma's type requires.
+            if edu.get_field::<String>("edu_type").ok().flatten().as_deref() == Some("m.presence") {
+                if let Err(error) = self.receive_presence(origin, edu) {
+                    tracing::info!(%origin, %error, "a presence EDU from another server was dropped");
+                }
+                continue;
+            }
             let outcome = match edu.deserialize() {
                 Ok(Edu::Typing(typing)) => self.receive_typing(origin, typing),
                 Ok(Edu::Receipt(receipts)) => self.receive_receipts(origin, receipts),
-                Ok(Edu::Presence(presence)) => self.receive_presence(origin, presence),
                 Ok(Edu::DirectToDevice(messages)) => self.receive_to_device(origin, messages),
                 Ok(Edu::DeviceListUpdate(update)) => {
                     Self::check_origin(origin, &update.user_id).and_then(|()| self.apply_device_list_update(update))
@@ -84,15 +92,21 @@ impl Services {
         Ok(())
     }
 
-    fn receive_presence(&self, origin: &ServerName, presence: PresenceContent) -> Result<()> {
-        for update in presence.push {
-            Self::check_origin(origin, &update.user_id)?;
+    fn receive_presence(&self, origin: &ServerName, edu: &Raw<Edu>) -> Result<()> {
+        let edu: Value = serde_json::from_str(edu.json().get())?;
+        for update in edu["content"]["push"].as_array().into_iter().flatten() {
+            let user = UserId::parse(update["user_id"].as_str().unwrap_or_default()).map_err(|e| Error::bad_json(e.to_string()))?;
+            Self::check_origin(origin, &user)?;
+            let presence = match update["presence"].as_str() {
+                Some(presence @ ("online" | "unavailable" | "offline")) => presence,
+                _ => return Err(Error::bad_json("A presence update without a known presence")),
+            };
             // Only users who share a room with this server's are of interest here.
-            if self.rooms.rooms_of_user(&update.user_id, &MembershipState::Join)?.is_empty() {
+            if self.rooms.rooms_of_user(&user, &MembershipState::Join)?.is_empty() {
                 continue;
             }
-            self.presence
-                .set(&self.rooms, &update.user_id, update.presence.as_str(), Some(update.status_msg))?;
+            let status_msg = update["status_msg"].as_str().map(str::to_owned);
+            self.presence.set(&self.rooms, &user, presence, Some(status_msg))?;
         }
         Ok(())
     }
