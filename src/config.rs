@@ -50,6 +50,24 @@ pub enum RegistrationMode {
 pub struct WellKnown {
     pub server: Option<String>,
     pub client: Option<String>,
+    /// The page served as `support_page` at `/.well-known/matrix/support`.
+    #[serde(default)]
+    pub support_page: Option<String>,
+    /// Who to contact about the server, served at `/.well-known/matrix/support`.
+    #[serde(default)]
+    pub support_contacts: Vec<SupportContact>,
+}
+
+/// A contact of `/.well-known/matrix/support`: a role and a Matrix ID or an email address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportContact {
+    /// `m.role.admin` or `m.role.security`.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_id: Option<ruma::OwnedUserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
 }
 
 /// Logging.
@@ -201,6 +219,17 @@ impl Config {
         }
         if self.max_request_size < 1024 {
             return Err("configuration key `max_request_size`: must be at least 1024 bytes".into());
+        }
+        for contact in &self.well_known.support_contacts {
+            if !matches!(contact.role.as_str(), "m.role.admin" | "m.role.security") {
+                return Err(format!(
+                    "configuration key `well_known.support_contacts`: role {:?} is neither m.role.admin nor m.role.security",
+                    contact.role
+                ));
+            }
+            if contact.matrix_id.is_none() && contact.email_address.is_none() {
+                return Err("configuration key `well_known.support_contacts`: each contact needs a matrix_id or an email_address".into());
+            }
         }
         Ok(())
     }

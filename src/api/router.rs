@@ -92,6 +92,7 @@ pub fn routes() -> Routes {
     .ruma::<discovery::get_capabilities::v3::Request, _, _>(capabilities::get_capabilities)
     .get("/.well-known/matrix/client", wellknown::client)
     .get("/.well-known/matrix/server", wellknown::server)
+    .get("/.well-known/matrix/support", wellknown::support)
     // Sessions
     .ruma::<session::get_login_types::v3::Request, _, _>(login::get_login_types)
     .ruma::<session::login::v3::Request, _, _>(login::login)
@@ -102,6 +103,8 @@ pub fn routes() -> Routes {
     .ruma::<account::get_username_availability::v3::Request, _, _>(registration::get_username_availability)
     .ruma::<account::check_registration_token_validity::v1::Request, _, _>(registration::check_registration_token_validity)
     .ruma::<account::whoami::v3::Request, _, _>(whoami::whoami)
+    .ruma::<membership::get_mutual_rooms::v1::Request, _, _>(mutual_rooms::get_mutual_rooms)
+    .ruma::<membership::get_mutual_rooms::unstable::Request, _, _>(mutual_rooms::get_mutual_rooms_unstable)
     .ruma::<account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
     .ruma::<account::change_password::v3::Request, _, _>(password_management::change_password)
     .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)

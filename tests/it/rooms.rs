@@ -802,3 +802,55 @@ async fn identical_rooms_created_at_once_get_distinct_ids() {
     ids.dedup();
     assert_eq!(ids.len(), 20);
 }
+
+#[tokio::test]
+async fn mutual_rooms_and_the_support_well_known() {
+    let server = TestServer::start(&[
+        ("HEARTH_WELL_KNOWN__SUPPORT_PAGE", "https://example.org/help"),
+        (
+            "HEARTH_WELL_KNOWN__SUPPORT_CONTACTS",
+            r#"[{ role = "m.role.admin", matrix_id = "@admin:localhost", email_address = "admin@example.org" }]"#,
+        ),
+    ])
+    .await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let mut shared = Vec::new();
+    for preset in ["public_chat", "public_chat", "private_chat"] {
+        let (_, created) = server
+            .post("/_matrix/client/v3/createRoom", Some(&alice), json!({ "preset": preset }))
+            .await;
+        shared.push(created["room_id"].as_str().unwrap().to_owned());
+    }
+    // Bob joins the two public rooms only.
+    for room in &shared[..2] {
+        let (status, _) = server
+            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, mutual) = server
+        .get("/_matrix/client/v1/mutual_rooms?user_id=@bob:localhost", Some(&alice))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{mutual}");
+    let mut expected = shared[..2].to_vec();
+    expected.sort();
+    assert_eq!(mutual["joined"], json!(expected));
+    assert_eq!(mutual["count"], 2);
+    assert!(mutual["next_batch"].is_null());
+    assert_error(
+        &server.get("/_matrix/client/v1/mutual_rooms?user_id=@alice:localhost", Some(&alice)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    let (status, support) = server.get("/.well-known/matrix/support", None).await;
+    assert_eq!(status, StatusCode::OK, "{support}");
+    assert_eq!(support["support_page"], "https://example.org/help");
+    assert_eq!(
+        support["contacts"],
+        json!([{ "role": "m.role.admin", "matrix_id": "@admin:localhost", "email_address": "admin@example.org" }])
+    );
+    let plain = TestServer::start(&[]).await;
+    assert_error(&plain.get("/.well-known/matrix/support", None).await, 404, "M_NOT_FOUND");
+}

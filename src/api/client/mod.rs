@@ -24,6 +24,7 @@ pub mod list_public_rooms;
 pub mod login;
 pub mod logout;
 pub mod message_pagination;
+pub mod mutual_rooms;
 pub mod notifications;
 pub mod openid;
 pub mod password_management;

@@ -1,4 +1,5 @@
-//! `/.well-known/matrix/client` and `/.well-known/matrix/server`: delegation, as configured.
+//! `/.well-known/matrix/client` and `/.well-known/matrix/server`: delegation, as configured;
+//! `/.well-known/matrix/support`: whom to contact about the server, as configured.
 
 use std::sync::Arc;
 
@@ -27,4 +28,17 @@ pub async fn server(State(services): State<Arc<Services>>) -> Result<Json<Value>
         .as_deref()
         .ok_or_else(|| Error::not_found("No server delegation is configured"))?;
     Ok(Json(json!({ "m.server": server })))
+}
+
+/// `GET /.well-known/matrix/support`: 404 while neither a support page nor contacts are set.
+pub async fn support(State(services): State<Arc<Services>>) -> Result<Json<Value>> {
+    let well_known = &services.config.well_known;
+    if well_known.support_page.is_none() && well_known.support_contacts.is_empty() {
+        return Err(Error::not_found("No support information is configured"));
+    }
+    let mut answer = json!({ "contacts": well_known.support_contacts });
+    if let Some(page) = &well_known.support_page {
+        answer["support_page"] = json!(page);
+    }
+    Ok(Json(answer))
 }
