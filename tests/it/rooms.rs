@@ -824,9 +824,7 @@ async fn mutual_rooms_and_the_support_well_known() {
     }
     // Bob joins the two public rooms only.
     for room in &shared[..2] {
-        let (status, _) = server
-            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({}))
-            .await;
+        let (status, _) = server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
         assert_eq!(status, StatusCode::OK);
     }
     let (status, mutual) = server
@@ -839,7 +837,9 @@ async fn mutual_rooms_and_the_support_well_known() {
     assert_eq!(mutual["count"], 2);
     assert!(mutual["next_batch"].is_null());
     assert_error(
-        &server.get("/_matrix/client/v1/mutual_rooms?user_id=@alice:localhost", Some(&alice)).await,
+        &server
+            .get("/_matrix/client/v1/mutual_rooms?user_id=@alice:localhost", Some(&alice))
+            .await,
         400,
         "M_INVALID_PARAM",
     );
