@@ -309,10 +309,7 @@ impl Keys {
                 continue;
             }
             self.merge_signatures(&mut keys, user, device.as_str(), viewer)?;
-            if let Some(Some(name)) = names.get(&device) {
-                keys["unsigned"] = serde_json::json!({ "device_display_name": name });
-            }
-            out.insert(device, keys);
+            out.insert(device.clone(), with_display_name(keys, names.get(&device).cloned().flatten()));
         }
         Ok(out)
     }
@@ -731,6 +728,15 @@ impl Keys {
         }
         Ok(updates)
     }
+}
+
+/// Device keys as `keys/query` shows them: with the device's display name, if it has one, in
+/// `unsigned`.
+pub fn with_display_name(mut keys: Value, name: Option<String>) -> Value {
+    if let Some(name) = name {
+        keys["unsigned"] = json!({ "device_display_name": name });
+    }
+    keys
 }
 
 /// A local user's public keys as others see them.

@@ -13,11 +13,11 @@ use ruma::api::federation::transactions::edu::{DeviceListUpdateContent, SigningK
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedDeviceId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::Result;
 use crate::service::Services;
-use crate::service::keys::KeyChange;
+use crate::service::keys::{KeyChange, with_display_name};
 use crate::store::Table;
 
 /// Another server's user's devices and cross-signing keys, as cached.
@@ -61,11 +61,9 @@ impl Services {
             ..RemoteDeviceList::default()
         };
         for device in answer.devices {
-            let mut keys: Value = serde_json::from_str(device.keys.json().get())?;
-            if let Some(name) = device.device_display_name {
-                keys["unsigned"] = json!({ "device_display_name": name });
-            }
-            list.devices.insert(device.device_id, keys);
+            let keys = serde_json::from_str(device.keys.json().get())?;
+            list.devices
+                .insert(device.device_id, with_display_name(keys, device.device_display_name));
         }
         list.master_key = answer.master_key.map(|key| serde_json::from_str(key.json().get())).transpose()?;
         list.self_signing_key = answer
@@ -94,11 +92,11 @@ impl Services {
             Some(mut list) if follows(&list) && (update.deleted == Some(true) || update.keys.is_some()) => {
                 match &update.keys {
                     Some(keys) if update.deleted != Some(true) => {
-                        let mut keys: Value = serde_json::from_str(keys.json().get())?;
-                        if let Some(name) = &update.device_display_name {
-                            keys["unsigned"] = json!({ "device_display_name": name });
-                        }
-                        list.devices.insert(update.device_id.clone(), keys);
+                        let keys = serde_json::from_str(keys.json().get())?;
+                        list.devices.insert(
+                            update.device_id.clone(),
+                            with_display_name(keys, update.device_display_name.clone()),
+                        );
                     }
                     _ => {
                         list.devices.remove(&update.device_id);

@@ -58,14 +58,20 @@ pub fn check_by_auth_events(rules: &RoomVersionRules, pdu: &Pdu, lookup: impl Fn
 impl Federation {
     /// Takes in a checked PDU of a room this server has, fetching from `origin` what it needs
     /// first (see the module doc).
-    pub(super) async fn take_in(&self, rooms: &Rooms, origin: &ServerName, pdu: Pdu, object: CanonicalJsonObject) -> Result<Intake> {
-        let version = rooms.room(&pdu.room_id)?.version;
-        self.fetch_auth_events(rooms, origin, &version, &pdu).await;
+    pub(super) async fn take_in(
+        &self,
+        rooms: &Rooms,
+        origin: &ServerName,
+        version: &RoomVersionId,
+        pdu: Pdu,
+        object: CanonicalJsonObject,
+    ) -> Result<Intake> {
+        self.fetch_auth_events(rooms, origin, version, &pdu).await;
         match rooms.append_remote(pdu, object, None).await? {
             Intake::MissingPrev(_, event) => {
                 let (pdu, object) = *event;
-                self.fetch_missing(rooms, origin, &version, &pdu.room_id, &pdu.event_id).await;
-                self.take_in_over_gap(rooms, origin, &version, pdu, object).await
+                self.fetch_missing(rooms, origin, version, &pdu.room_id, &pdu.event_id).await;
+                self.take_in_over_gap(rooms, origin, version, pdu, object).await
             }
             outcome => Ok(outcome),
         }

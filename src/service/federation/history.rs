@@ -12,6 +12,7 @@ use ruma::{EventId, OwnedEventId, RoomId, ServerName, UInt};
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::Federation;
+use super::membership::raw;
 use crate::error::{Error, Result};
 use crate::service::rooms::Rooms;
 
@@ -142,7 +143,7 @@ impl Federation {
                 continue;
             }
             if include && let Some(stored) = rooms.stored_event(&event_id)? {
-                events.push(serde_json::value::to_raw_value(&stored.pdu).map_err(|e| Error::Internal(e.to_string()))?);
+                events.push(raw(&stored.pdu)?);
             }
             queue.extend(pdu.prev_events.iter().map(|prev| (prev.clone(), true)));
         }

@@ -16,15 +16,12 @@ use serde_json::{Value, json};
 
 use super::Federation;
 use super::knocks::stripped_state_event;
+use super::membership::raw;
 use crate::error::{Error, Result};
 use crate::service::accounts::Accounts;
 use crate::service::rooms::membership::MembershipChange;
 use crate::service::rooms::remote::Intake;
 use crate::service::rooms::{NewEvent, Rooms, rules};
-
-fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>> {
-    serde_json::value::to_raw_value(object).map_err(|e| Error::Internal(e.to_string()))
-}
 
 impl Federation {
     /// Invites `target` (of this server or another) to a room here on behalf of `sender`.

@@ -9,8 +9,8 @@ use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
 
 use super::Federation;
-use super::membership::supported_versions;
-use crate::error::{Error, Result};
+use super::membership::{raw, supported_versions};
+use crate::error::Result;
 use crate::service::rooms::Rooms;
 
 impl Federation {
@@ -38,11 +38,10 @@ impl Federation {
         let (knock, object) = self
             .sign_template(server, &template.room_version, &template.event, user, content)
             .await?;
-        let raw = serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;
         let answer = self
             .send(
                 server,
-                create_knock_event::v1::Request::new(room_id.to_owned(), knock.event_id.clone(), raw),
+                create_knock_event::v1::Request::new(room_id.to_owned(), knock.event_id.clone(), raw(&object)?),
             )
             .await?;
         let stripped: Vec<Value> = answer.knock_room_state.iter().filter_map(stripped_state_event).collect();
@@ -66,11 +65,7 @@ impl Federation {
         rooms
             .stripped_state_pdus(room_id)?
             .iter()
-            .map(|pdu| {
-                serde_json::value::to_raw_value(pdu)
-                    .map(RawStrippedState::Pdu)
-                    .map_err(|e| Error::Internal(e.to_string()))
-            })
+            .map(|pdu| raw(pdu).map(RawStrippedState::Pdu))
             .collect()
     }
 }

@@ -47,7 +47,8 @@ fn objects(events: &[Box<RawJsonValue>]) -> Result<Vec<CanonicalJsonObject>> {
         .collect()
 }
 
-fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>> {
+/// A canonical JSON object as raw JSON, to send.
+pub fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>> {
     serde_json::value::to_raw_value(object).map_err(|e| Error::Internal(e.to_string()))
 }
 

@@ -15,7 +15,7 @@ use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::rooms::outbox::QueuedEdu;
 use crate::service::{Services, now_ms};
 use crate::store::{SEP, Store, Table, prefix};
@@ -179,7 +179,7 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
                 continue;
             };
             if let Some(stored) = services.rooms.stored_event(&event_id)? {
-                pdus.push(serde_json::value::to_raw_value(&stored.pdu).map_err(|e| Error::Internal(e.to_string()))?);
+                pdus.push(super::membership::raw(&stored.pdu)?);
             }
         }
         let edus = edu_rows

@@ -108,7 +108,7 @@ impl Federation {
                 return Ok((event_id, Err(format!("the room's server ACL denies {server}")), false));
             }
         }
-        let outcome = self.take_in(rooms, origin, pdu, object).await?;
+        let outcome = self.take_in(rooms, origin, &version, pdu, object).await?;
         let new = matches!(outcome, Intake::Accepted);
         let result = match outcome {
             Intake::Accepted => {

@@ -20,7 +20,7 @@ use ruma::{EventId, OwnedEventId, OwnedServerName, OwnedUserId, RoomVersionId, U
 use serde_json::Value;
 
 use super::pdu::Pdu;
-use super::state::{StateHash, StateMap};
+use super::state::{ShortEventId, ShortStateKey, StateHash, StateMap};
 use super::{MembershipRecord, RoomRecord, Rooms, StoredEvent, Written, rules};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
@@ -52,6 +52,11 @@ const MAX_AUTH_CHAIN: usize = 100_000;
 impl Rooms {
     /// Whether an event is stored.
     pub fn has_event(&self, event_id: &EventId) -> Result<bool> {
+        // Recent auth events (create, power levels, members) are checked for on every remote
+        // event: the parsed-PDU cache answers those without a read.
+        if self.pdus.lock().unwrap_or_else(|e| e.into_inner()).contains_key(event_id) {
+            return Ok(true);
+        }
         Ok(self.store.get(Table::Events, event_id.as_bytes())?.is_some())
     }
 
@@ -102,12 +107,7 @@ impl Rooms {
         let forks = !room.extremities.iter().all(|extremity| pdu.prev_events.contains(extremity));
         let resolved = if forks {
             let mut after = StateMap::clone(&state_before);
-            if let Some(state_key) = &pdu.state_key {
-                let kind = StateEventType::from(pdu.kind.to_string().as_str());
-                if let Some(short_key) = self.states.short_state_key(&kind, state_key, true)? {
-                    after.insert(short_key, self.states.short_event_id(&pdu.event_id)?);
-                }
-            }
+            after.extend(self.state_entry(&pdu)?);
             Some(self.resolve(&room.version, &[current.clone(), Arc::new(after)])?)
         } else {
             None
@@ -129,6 +129,17 @@ impl Rooms {
         let room_id = pdu.room_id.clone();
         self.after_commit(&room, &room_id, &pdu, ticket, redacted);
         Ok(Intake::Accepted)
+    }
+
+    /// The entry a state event makes in a state map (its type and state key, interned, and
+    /// its event); `None` for an event that is not state.
+    fn state_entry(&self, pdu: &Pdu) -> Result<Option<(ShortStateKey, ShortEventId)>> {
+        let Some(state_key) = &pdu.state_key else { return Ok(None) };
+        let kind = StateEventType::from(pdu.kind.to_string().as_str());
+        let Some(short_key) = self.states.short_state_key(&kind, state_key, true)? else {
+            return Ok(None);
+        };
+        Ok(Some((short_key, self.states.short_event_id(&pdu.event_id)?)))
     }
 
     /// The state before an event, stored as a snapshot: the room's state when the event follows
@@ -375,13 +386,8 @@ impl Rooms {
         let rules = rules(&self.room_locked(&pdu.room_id)?.version)?;
         let mut entries = Vec::new();
         for event_id in state {
-            let Some(state_event) = self.pdu(event_id)?.filter(|state_event| state_event.room_id == pdu.room_id) else {
-                continue;
-            };
-            let Some(state_key) = &state_event.state_key else { continue };
-            let kind = StateEventType::from(state_event.kind.to_string().as_str());
-            if let Some(short_key) = self.states.short_state_key(&kind, state_key, true)? {
-                entries.push((short_key, self.states.short_event_id(event_id)?));
+            if let Some(state_event) = self.pdu(event_id)?.filter(|state_event| state_event.room_id == pdu.room_id) {
+                entries.extend(self.state_entry(&state_event)?);
             }
         }
         let mut batch = self.store.batch();
@@ -427,11 +433,8 @@ impl Rooms {
         let mut members: Vec<(OwnedUserId, MembershipState, OwnedEventId)> = Vec::new();
         for (pdu, _) in &state {
             let Some(state_key) = &pdu.state_key else { continue };
-            let kind = StateEventType::from(pdu.kind.to_string().as_str());
-            if let Some(short_key) = self.states.short_state_key(&kind, state_key, true)? {
-                entries.push((short_key, self.states.short_event_id(&pdu.event_id)?));
-            }
-            if kind == StateEventType::RoomMember
+            entries.extend(self.state_entry(pdu)?);
+            if pdu.kind == ruma::events::TimelineEventType::RoomMember
                 && let Ok(user) = UserId::parse(state_key.as_str())
             {
                 let membership = pdu
