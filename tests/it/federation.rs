@@ -732,3 +732,50 @@ async fn rooms_of_older_versions_federate_too() {
         );
     }
 }
+
+/// Polls `check` until it holds (what crosses servers arrives in the background); fails naming
+/// `what` after 15 s.
+pub async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The ephemeral events of a joined room in a /sync answer.
+pub fn ephemeral(sync: &Value, room: &str) -> Vec<Value> {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Syncs as `token` from `since` (`""`: from the start) until `found` picks something out of
+/// an answer, which is returned.
+pub async fn sync_for(server: &TestServer, token: &str, since: &str, what: &str, found: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut since = since.to_owned();
+    loop {
+        let path = match since.as_str() {
+            "" => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+            since => format!("/_matrix/client/v3/sync?timeout=1000&since={since}"),
+        };
+        let (_, answer) = server.get(&path, Some(token)).await;
+        if found(&answer) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never arrived: {answer}");
+        since = answer["next_batch"].as_str().unwrap_or(&since).to_owned();
+    }
+}
+
+/// Waits until `user`'s presence status message, as `token` on `server` sees it, is `status`.
+pub async fn wait_for_status(server: &TestServer, token: &str, user: &str, status: &str) -> Value {
+    let path = format!("/_matrix/client/v3/presence/{user}/status");
+    eventually(&format!("{user}'s status {status:?}"), async || {
+        server.get(&path, Some(token)).await.1["status_msg"] == status
+    })
+    .await;
+    server.get(&path, Some(token)).await.1
+}

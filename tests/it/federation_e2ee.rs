@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::common::{TestServer, assert_error};
 use crate::e2ee::{readable_messages, send, sync};
-use crate::federation::{TestCa, alice_and_bob, send_text, wait_for_message};
+use crate::federation::{TestCa, alice_and_bob, ephemeral, eventually, send_text, sync_for, wait_for_message, wait_for_status};
 use crate::media::{decoded_size, fetch, png, upload};
 
 /// A `matrix-sdk` client with encryption, logged in on a TLS test server.
@@ -202,30 +202,6 @@ async fn shared_room(a: &TestServer, alice: &str, b: &TestServer, bob: &str) -> 
     (room, hello)
 }
 
-/// The ephemeral events of a room in a /sync answer.
-fn ephemeral<'a>(sync: &'a Value, room: &str) -> &'a [Value] {
-    sync["rooms"]["join"][room]["ephemeral"]["events"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-/// Syncs as `token` from `since` until `found` picks something out of an answer.
-async fn sync_for(server: &TestServer, token: &str, since: &str, what: &str, found: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut since = since.to_owned();
-    loop {
-        let (_, answer) = server
-            .get(&format!("/_matrix/client/v3/sync?timeout=1000&since={since}"), Some(token))
-            .await;
-        if found(&answer) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "{what} never arrived");
-        since = answer["next_batch"].as_str().unwrap_or(&since).to_owned();
-    }
-}
-
 #[tokio::test]
 async fn typing_receipts_presence_and_to_device_messages_cross_servers() {
     let ca = TestCa::new();
@@ -304,14 +280,7 @@ async fn typing_receipts_presence_and_to_device_messages_cross_servers() {
         )
         .await;
     assert_eq!(status.as_u16(), 200);
-    let (_, presence) = b.get(&format!("/_matrix/client/v3/presence/{alice_id}/status"), Some(&bob)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut presence = presence;
-    while presence["status_msg"] != "around" {
-        assert!(Instant::now() < deadline, "Alice's presence never reached Bob: {presence}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        presence = b.get(&format!("/_matrix/client/v3/presence/{alice_id}/status"), Some(&bob)).await.1;
-    }
+    let presence = wait_for_status(&b, &bob, &alice_id, "around").await;
     assert_eq!(presence["presence"], "online");
 
     // Bob's server is down while Alice sends his device a to-device message: it arrives once,
@@ -457,11 +426,10 @@ async fn remote_device_lists_are_cached_and_kept_current() {
             .is_some_and(|users| users.contains(&json!(bob_id)))
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while queried_devices(&a, &alice, &bob_id).await.0 != [laptop.clone()] {
-        assert!(Instant::now() < deadline, "Bob's device never showed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("Bob's device showing", async || {
+        queried_devices(&a, &alice, &bob_id).await.0 == [laptop.clone()]
+    })
+    .await;
 
     // A second device, then its deletion: each update follows the one before.
     let (_, login) = b.login("bob", "bobpassword").await;
@@ -472,18 +440,13 @@ async fn remote_device_lists_are_cached_and_kept_current() {
     upload_device_keys(&b, &phone_token, &bob_id, &phone).await;
     let mut both = vec![laptop.clone(), phone.clone()];
     both.sort();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while queried_devices(&a, &alice, &bob_id).await.0 != both {
-        assert!(Instant::now() < deadline, "Bob's phone never showed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("Bob's phone showing", async || queried_devices(&a, &alice, &bob_id).await.0 == both).await;
     let (status, _) = b.post("/_matrix/client/v3/logout", Some(&phone_token), json!({})).await;
     assert_eq!(status.as_u16(), 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while queried_devices(&a, &alice, &bob_id).await.0 != [laptop.clone()] {
-        assert!(Instant::now() < deadline, "Bob's phone never went");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("Bob's phone going", async || {
+        queried_devices(&a, &alice, &bob_id).await.0 == [laptop.clone()]
+    })
+    .await;
 
     // Alice's server answers from its copy while Bob's is down.
     b.stop();

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::common::{TestServer, free_port, message_bodies};
-use crate::federation::{TestCa, send_text, wait_for_message};
+use crate::federation::{TestCa, ephemeral, eventually, send_text, sync_for, wait_for_message, wait_for_status};
 
 /// The Synapse version `scripts/synapse-peer` installs.
 const SYNAPSE_VERSION: &str = "1.163.2";
@@ -320,32 +320,6 @@ async fn encrypted_chat_and_verification_with_a_synapse_user() {
     crate::federation_e2ee::encrypted_chat_between(&hearth, ("hana", "hana-password-1"), &synapse.server, ("sam", "sam-password-1")).await;
 }
 
-/// The ephemeral events of a room in a /sync answer.
-fn ephemeral(sync: &Value, room: &str) -> Vec<Value> {
-    sync["rooms"]["join"][room]["ephemeral"]["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Syncs as `token` until `found` picks something out of an answer.
-async fn sync_until(server: &TestServer, token: &str, what: &str, found: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut since = String::new();
-    loop {
-        let path = match since.as_str() {
-            "" => "/_matrix/client/v3/sync?timeout=0".to_owned(),
-            since => format!("/_matrix/client/v3/sync?timeout=1000&since={since}"),
-        };
-        let (_, answer) = server.get(&path, Some(token)).await;
-        if found(&answer) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} never arrived: {answer}");
-        since = answer["next_batch"].as_str().unwrap_or(&since).to_owned();
-    }
-}
-
 #[tokio::test]
 async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_restart() {
     let ca = TestCa::new();
@@ -379,16 +353,14 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while hearth.put(&path, Some(&hana), rename.clone()).await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the promotion never reached Hearth");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while synapse.server.get(&path, Some(&sam)).await.1["name"] != "Hana's" {
-        assert!(Instant::now() < deadline, "the new name never reached Synapse");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the promotion reaching Hearth", async || {
+        hearth.put(&path, Some(&hana), rename.clone()).await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("the new name reaching Synapse", async || {
+        synapse.server.get(&path, Some(&sam)).await.1["name"] == "Hana's"
+    })
+    .await;
 
     // Typing and read receipts both ways.
     let (status, _) = hearth
@@ -399,7 +371,7 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    sync_until(&synapse.server, &sam, "Hana's typing", |answer| {
+    sync_for(&synapse.server, &sam, "", "Hana's typing", |answer| {
         ephemeral(answer, &room)
             .iter()
             .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([hana_id]))
@@ -414,7 +386,7 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    sync_until(&hearth, &hana, "Sam's typing", |answer| {
+    sync_for(&hearth, &hana, "", "Sam's typing", |answer| {
         ephemeral(answer, &room)
             .iter()
             .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([sam_id]))
@@ -428,7 +400,7 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    sync_until(&synapse.server, &sam, "Hana's receipt", |answer| {
+    sync_for(&synapse.server, &sam, "", "Hana's receipt", |answer| {
         ephemeral(answer, &room)
             .iter()
             .any(|e| e["type"] == "m.receipt" && !e["content"][&hello]["m.read"][&hana_id].is_null())
@@ -445,7 +417,7 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    sync_until(&hearth, &hana, "Sam's receipt", |answer| {
+    sync_for(&hearth, &hana, "", "Sam's receipt", |answer| {
         ephemeral(answer, &room)
             .iter()
             .any(|e| e["type"] == "m.receipt" && !e["content"][&from_hana]["m.read"][&sam_id].is_null())
@@ -462,16 +434,7 @@ async fn synapse_honours_power_levels_typing_receipts_and_catches_up_after_a_res
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while hearth
-        .get(&format!("/_matrix/client/v3/presence/{sam_id}/status"), Some(&hana))
-        .await
-        .1["status_msg"]
-        != "on synapse"
-    {
-        assert!(Instant::now() < deadline, "Sam's presence never reached Hearth");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_status(&hearth, &hana, &sam_id, "on synapse").await;
 
     // Synapse is down while Hana keeps writing: after its restart everything arrives, once,
     // in order.
