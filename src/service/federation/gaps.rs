@@ -71,15 +71,15 @@ impl Federation {
             Intake::MissingPrev(_, event) => {
                 let (pdu, object) = *event;
                 self.fetch_missing(rooms, origin, version, &pdu.room_id, &pdu.event_id).await;
-                self.take_in_over_gap(rooms, origin, version, pdu, object).await
+                self.append_over_gap(rooms, origin, version, pdu, object).await
             }
             outcome => Ok(outcome),
         }
     }
 
-    /// Appends a PDU whose missing previous events (if any) could not be had: the state at each
-    /// of them is fetched instead, and they are stored as outliers with it.
-    async fn take_in_over_gap(
+    /// Appends a PDU whose auth events are in; previous events it still lacks are not fetched
+    /// but the state at each of them is, and they are stored as outliers with it.
+    async fn append_over_gap(
         &self,
         rooms: &Rooms,
         origin: &ServerName,
@@ -87,7 +87,6 @@ impl Federation {
         pdu: Pdu,
         object: CanonicalJsonObject,
     ) -> Result<Intake> {
-        self.fetch_auth_events(rooms, origin, version, &pdu).await;
         match rooms.append_remote(pdu, object, None).await? {
             Intake::MissingPrev(missing, event) if missing.len() <= MAX_GAPS => {
                 for prev in &missing {
@@ -129,7 +128,8 @@ impl Federation {
         }
         checked.sort_by_key(|(pdu, _)| pdu.depth);
         for (pdu, object) in checked {
-            if let Err(error) = self.take_in_over_gap(rooms, origin, version, pdu, object).await {
+            self.fetch_auth_events(rooms, origin, version, &pdu).await;
+            if let Err(error) = self.append_over_gap(rooms, origin, version, pdu, object).await {
                 tracing::info!(%origin, %error, "a missing event could not be stored");
             }
         }
