@@ -33,6 +33,33 @@ pub struct Config {
     pub tls: Tls,
     pub metrics: MetricsConfig,
     pub federation: Federation,
+    /// Mail: address confirmation, password resets, invitations, notifications. Unset: no mail.
+    #[serde(default)]
+    pub email: Option<Email>,
+}
+
+/// Sending mail, and what mails offer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    /// The SMTP server, in lettre's URL form (`smtp://`, `smtp://…?tls=required`, `smtps://`).
+    pub smtp_url: String,
+    /// The sender of every mail, e.g. `Hearth <hearth@example.org>`.
+    pub from: String,
+    /// How long an invitation by email stays usable.
+    #[serde(default = "default_invite_lifetime", with = "humantime_serde")]
+    pub invite_lifetime: std::time::Duration,
+    /// How long a message stays unread before an email notification tells of it.
+    #[serde(default = "default_notification_delay", with = "humantime_serde")]
+    pub notification_delay: std::time::Duration,
+}
+
+fn default_invite_lifetime() -> std::time::Duration {
+    std::time::Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_notification_delay() -> std::time::Duration {
+    std::time::Duration::from_secs(10 * 60)
 }
 
 /// Who may register.
@@ -231,7 +258,23 @@ impl Config {
                 return Err("configuration key `well_known.support_contacts`: each contact needs a matrix_id or an email_address".into());
             }
         }
+        if let Some(email) = &self.email {
+            crate::service::mail::check_config(email)?;
+            if self.public_baseurl.is_none() {
+                return Err("configuration key `public_baseurl`: must be set with `[email]`, for the links in mails".into());
+            }
+        }
+        if let Some(url) = &self.public_baseurl
+            && !matches!(url::Url::parse(url), Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some())
+        {
+            return Err(format!("configuration key `public_baseurl`: {url:?} is not an http(s) URL"));
+        }
         Ok(())
+    }
+
+    /// `public_baseurl` without a trailing slash, for the links in mails and pages.
+    pub fn public_base(&self) -> &str {
+        self.public_baseurl.as_deref().unwrap_or("").trim_end_matches('/')
     }
 
     /// Where the admin socket lives.

@@ -103,6 +103,18 @@ matrix_errors! {
     unknown_pos => BAD_REQUEST, "M_UNKNOWN_POS";
     /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the media ID already has content.
     cannot_overwrite_media => CONFLICT, "M_CANNOT_OVERWRITE_MEDIA";
+    /// 400 `M_THREEPID_NOT_FOUND`: no account has that address.
+    threepid_not_found => BAD_REQUEST, "M_THREEPID_NOT_FOUND";
+    /// 400 `M_THREEPID_IN_USE`: an account has that address already.
+    threepid_in_use => BAD_REQUEST, "M_THREEPID_IN_USE";
+    /// 400 `M_THREEPID_AUTH_FAILED`: the address was not confirmed.
+    threepid_auth_failed => BAD_REQUEST, "M_THREEPID_AUTH_FAILED";
+    /// 400 `M_THREEPID_MEDIUM_NOT_SUPPORTED`: no mail on this server, or not an email address.
+    threepid_medium_not_supported => BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED";
+    /// 400 `M_INVALID_PEPPER` (identity service): the lookup used another pepper.
+    invalid_pepper => BAD_REQUEST, "M_INVALID_PEPPER";
+    /// 403 `M_SERVER_NOT_TRUSTED`: an identity server other than this one.
+    server_not_trusted => FORBIDDEN, "M_SERVER_NOT_TRUSTED";
 }
 
 impl Error {

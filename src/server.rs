@@ -35,6 +35,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .federation
         .enabled()
         .then(|| tokio::spawn(crate::service::federation::sender::run(services.clone())));
+    let mail_tasks = services.mail.enabled().then(|| {
+        [
+            tokio::spawn(crate::service::mail::run(services.clone())),
+            tokio::spawn(crate::service::email_notifications::run(services.clone())),
+        ]
+    });
     tracing::info!(
         server_name = %services.config.server_name,
         listen = %listener.local_addr().map_err(|e| e.to_string())?,
@@ -88,6 +94,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     admin_socket.abort();
     if let Some(sender) = federation_sender {
         sender.abort();
+    }
+    for task in mail_tasks.into_iter().flatten() {
+        task.abort();
     }
     if let Some(metrics) = metrics {
         metrics.abort();

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod invites;
 pub mod rooms;
 pub mod socket;
 
@@ -43,6 +44,9 @@ pub enum AdminCommand {
     /// See and nudge what is sent to other servers.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// Invite someone by email to a room (they choose an account on the mail's page), or list
+    /// and revoke invitations.
+    Invite(invites::InviteCommand),
     /// Back up the database and media into a new directory, while the server runs.
     Backup {
         dir: std::path::PathBuf,
@@ -267,6 +271,7 @@ impl AdminCommand {
             AdminCommand::Community(CommunityCommand::Create { .. }) => "community create",
             AdminCommand::Federation(FederationCommand::Status) => "federation status",
             AdminCommand::Federation(FederationCommand::Retry { .. }) => "federation retry",
+            AdminCommand::Invite(command) => command.name(),
             AdminCommand::Backup { .. } => "backup",
             AdminCommand::Restore { .. } => "restore",
         }
@@ -282,6 +287,7 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Room(command) => rooms::execute_room(services, command).await,
         AdminCommand::Community(command) => rooms::execute_community(services, command).await,
         AdminCommand::Federation(command) => execute_federation(services, command),
+        AdminCommand::Invite(command) => invites::execute_invite(services, command).await,
         AdminCommand::Backup { dir, keep: None } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
         AdminCommand::Backup { dir, keep: Some(keep) } => Ok(AdminOutput::Done(backup::backup_rotated(services, &dir, keep).await?)),
         AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),
@@ -363,6 +369,7 @@ async fn execute_user(services: &Services, command: UserCommand) -> Result<Admin
                 admin,
                 registration_token: None,
                 login: None,
+                email: None,
             };
             services.create_account(account).await?;
             let admin = services.accounts.get_active(&user_id)?.admin;

@@ -60,7 +60,7 @@ pub struct RoomLine {
     pub alias: Option<String>,
 }
 
-fn room_id(services: &Services, room: &str) -> Result<OwnedRoomId> {
+pub fn room_id(services: &Services, room: &str) -> Result<OwnedRoomId> {
     let parsed =
         OwnedRoomOrAliasId::try_from(room).map_err(|e| Error::invalid_param(format!("{room} is neither a room ID nor an alias: {e}")))?;
     match OwnedRoomId::try_from(parsed) {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod federation;
 pub mod hearth;
+pub mod identity;
 pub mod router;
 pub mod ruma;
 

@@ -34,9 +34,10 @@ use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, Metadata};
 
 use super::client::*;
-use super::federation;
+use super::{federation, identity};
 use crate::error::Error;
 use crate::service::Services;
+use ruma::api::identity_service as is;
 
 type AppRouter = Router<Arc<Services>>;
 
@@ -63,6 +64,11 @@ impl Routes {
             paths.extend([without_last.to_owned(), format!("{without_last}/")]);
         }
         self.on(<T as Metadata>::METHOD, paths, handler.clone()).ruma::<T, H, X>(handler)
+    }
+
+    /// A plain POST route.
+    fn post<H: Handler<X, Arc<Services>>, X: 'static>(self, path: &str, handler: H) -> Self {
+        self.on(http::Method::POST, vec![path.to_owned()], handler)
     }
 
     /// A plain GET route.
@@ -107,6 +113,14 @@ pub fn routes() -> Routes {
     .ruma::<membership::get_mutual_rooms::unstable::Request, _, _>(mutual_rooms::get_mutual_rooms_unstable)
     .ruma::<account::request_openid_token::v3::Request, _, _>(openid::request_openid_token)
     .ruma::<account::change_password::v3::Request, _, _>(password_management::change_password)
+    .ruma::<account::request_password_change_token_via_email::v3::Request, _, _>(password_management::request_password_change_token)
+    // Email addresses
+    .ruma::<account::request_3pid_management_token_via_email::v3::Request, _, _>(administrative_contact::request_token)
+    .ruma::<account::add_3pid::v3::Request, _, _>(administrative_contact::add_3pid)
+    .ruma::<account::get_3pids::v3::Request, _, _>(administrative_contact::get_3pids)
+    .ruma::<account::delete_3pid::v3::Request, _, _>(administrative_contact::delete_3pid)
+    .ruma::<account::bind_3pid::v3::Request, _, _>(administrative_contact::bind_3pid)
+    .ruma::<account::unbind_3pid::v3::Request, _, _>(administrative_contact::unbind_3pid)
     .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
     // Devices
     .ruma::<device::get_devices::v3::Request, _, _>(device_management::get_devices)
@@ -259,7 +273,28 @@ pub fn routes() -> Routes {
     .ruma::<federation_media::get_content::v1::Request, _, _>(federation::media::get_content)
     .ruma::<get_openid_userinfo::v1::Request, _, _>(federation::openid::get_openid_userinfo)
     .ruma::<federation_media::get_content_thumbnail::v1::Request, _, _>(federation::media::get_content_thumbnail)
+    // The identity service, built in
+    .ruma::<is::discovery::get_supported_versions::Request, _, _>(identity::status::versions)
+    .ruma::<is::discovery::get_server_status::v2::Request, _, _>(identity::status::status)
+    .ruma::<is::authentication::register::v2::Request, _, _>(identity::auth::register)
+    .ruma::<is::authentication::get_account_information::v2::Request, _, _>(identity::auth::account)
+    .ruma::<is::authentication::logout::v2::Request, _, _>(identity::auth::logout)
+    .ruma::<is::tos::get_terms_of_service::v2::Request, _, _>(identity::terms::get_terms)
+    .ruma::<is::tos::accept_terms_of_service::v2::Request, _, _>(identity::terms::accept_terms)
+    .ruma::<is::lookup::get_hash_parameters::v2::Request, _, _>(identity::lookup::hash_details)
+    .ruma::<is::lookup::lookup_3pid::v2::Request, _, _>(identity::lookup::lookup)
+    .ruma::<is::invitation::store_invitation::v2::Request, _, _>(identity::invitations::store_invite)
+    .ruma::<is::invitation::sign_invitation_ed25519::v2::Request, _, _>(identity::invitations::sign_ed25519)
+    .ruma::<is::keys::check_public_key_validity::v2::Request, _, _>(identity::pubkey::is_valid)
+    .ruma::<is::keys::validate_ephemeral_key::v2::Request, _, _>(identity::pubkey::ephemeral_is_valid)
+    .ruma::<is::keys::get_public_key::v2::Request, _, _>(identity::pubkey::get_public_key)
+    .ruma::<is::association::email::create_email_validation_session::v2::Request, _, _>(identity::associations::request_token)
+    .ruma::<is::association::email::validate_email::v2::Request, _, _>(identity::associations::submit_token)
+    .ruma::<is::association::email::validate_email_by_end_user::v2::Request, _, _>(identity::associations::submit_token_by_link)
     // Hearth's own
+    .get("/_hearth/email/confirm", super::hearth::pages::confirm_email)
+    .get("/_hearth/invite/{secret}", super::hearth::pages::invite_page)
+    .post("/_hearth/invite/{secret}", super::hearth::pages::accept_invite)
     .get("/_hearth/health/live", super::hearth::health::live)
     .get("/_hearth/health/ready", super::hearth::health::ready)
 }

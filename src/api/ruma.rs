@@ -17,7 +17,7 @@ use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::federation::authentication::ServerSignatures;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
-use ruma::{OwnedServerName, ServerName, UserId};
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
 use crate::error::{Error, Result};
 use crate::service::Services;
@@ -36,6 +36,8 @@ pub enum TokenUse {
     Required,
     /// A federation request, signed by its origin server (X-Matrix).
     ServerSignatures,
+    /// An identity service request, with a token of the built-in identity service.
+    IdentityToken,
 }
 
 macro_rules! token_use {
@@ -51,7 +53,8 @@ token_use!(
     AccessTokenOptional => Optional,
     AppserviceToken => Required,
     AppserviceTokenOptional => Optional,
-    ServerSignatures => ServerSignatures
+    ServerSignatures => ServerSignatures,
+    ruma::api::identity_service::IdentityServiceToken => IdentityToken
 );
 
 /// A parsed, authenticated request of ruma type `T`.
@@ -63,6 +66,8 @@ pub struct Ruma<T> {
     pub ip: IpAddr,
     /// For federation requests: the server that signed the request.
     pub origin: Option<OwnedServerName>,
+    /// For identity service requests: the user whose identity service token it carried.
+    pub identity_user: Option<OwnedUserId>,
 }
 
 impl<T> Ruma<T> {
@@ -77,6 +82,14 @@ impl<T> Ruma<T> {
         self.origin
             .as_deref()
             .ok_or_else(|| Error::unauthorized("Missing X-Matrix authentication"))
+    }
+
+    /// The user of an identity service request; the extractor guarantees it for endpoints
+    /// that want a token.
+    pub fn identity_user(&self) -> Result<&UserId> {
+        self.identity_user
+            .as_deref()
+            .ok_or_else(|| Error::missing_token("Missing identity server access token"))
     }
 
     /// The logged-in user.
@@ -126,6 +139,7 @@ struct RequestContext {
     session: Option<Session>,
     ip: IpAddr,
     origin: Option<OwnedServerName>,
+    identity_user: Option<OwnedUserId>,
 }
 
 /// Reads the path arguments, the client's IP and the access token of a request to a ruma
@@ -144,8 +158,22 @@ where
     let expected = T::PATH_BUILDER.all_paths().next().map_or(0, |path| path.matches('{').count());
     path_args.resize(expected.max(path_args.len()), String::new());
     let ip = client_ip(parts, services);
+    if <T::Authentication as TokenRequirement>::TOKEN == TokenUse::IdentityToken {
+        let token = access_token(parts).ok_or_else(|| Error::missing_token("Missing identity server access token"))?;
+        let user = services
+            .identity
+            .authenticate(token)?
+            .ok_or_else(|| Error::unknown_token("Unknown identity server access token"))?;
+        return Ok(RequestContext {
+            path_args,
+            session: None,
+            ip,
+            origin: None,
+            identity_user: Some(user),
+        });
+    }
     let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(parts)) {
-        (TokenUse::Ignored | TokenUse::ServerSignatures, _) | (TokenUse::Optional, None) => None,
+        (TokenUse::Ignored | TokenUse::ServerSignatures | TokenUse::IdentityToken, _) | (TokenUse::Optional, None) => None,
         (TokenUse::Required, None) => return Err(Error::missing_token("Missing access token")),
         (_, Some(token)) => match services.devices.authenticate(token)? {
             Some(session) => Some(session),
@@ -160,6 +188,7 @@ where
         session,
         ip,
         origin: None,
+        identity_user: None,
     })
 }
 
@@ -219,6 +248,7 @@ fn parse<T: IncomingRequest>(parts: Parts, body: &[u8], context: RequestContext)
         session: context.session,
         ip: context.ip,
         origin: context.origin,
+        identity_user: context.identity_user,
     })
 }
 

@@ -4,11 +4,15 @@
 pub mod account_data;
 pub mod accounts;
 pub mod devices;
+pub mod email_invites;
+pub mod email_notifications;
 pub mod federation;
 pub mod filters;
+pub mod identity;
 pub mod key_backup;
 pub mod keyed_locks;
 pub mod keys;
+pub mod mail;
 pub mod media;
 pub mod metrics;
 pub mod network;
@@ -24,6 +28,7 @@ pub mod rooms;
 pub mod server_key;
 pub mod sliding_sync;
 pub mod stream;
+pub mod threepids;
 pub mod to_device;
 pub mod typing;
 pub mod uia;
@@ -68,6 +73,9 @@ pub struct Services {
     pub url_previews: url_preview::UrlPreviews,
     pub sliding_sync: sliding_sync::SlidingSync,
     pub federation: federation::Federation,
+    pub mail: mail::Mailer,
+    pub threepids: threepids::Threepids,
+    pub identity: identity::Identity,
 }
 
 impl Services {
@@ -122,6 +130,9 @@ impl Services {
             url_previews: url_preview::UrlPreviews::new(config.media.url_preview.clone())?,
             sliding_sync: sliding_sync::SlidingSync::default(),
             federation,
+            mail: mail::Mailer::new(&store, config.email.as_ref())?,
+            threepids: threepids::Threepids::new(store.clone()),
+            identity: identity::Identity::new(store.clone())?,
             config,
             store,
         })

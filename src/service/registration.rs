@@ -38,6 +38,9 @@ pub struct NewAccount<'a> {
     /// The registration token the registration used, counted as one use.
     pub registration_token: Option<RegistrationToken>,
     pub login: Option<LoginRequest<'a>>,
+    /// A confirmed email address to add to the account and publish (an invitation by email
+    /// was accepted).
+    pub email: Option<String>,
 }
 
 const BAD_LOGIN: &str = "Invalid username or password";
@@ -102,6 +105,30 @@ impl Services {
                 }
                 None => Some(("M_FORBIDDEN", "Invalid registration token")),
             },
+            AuthData::EmailIdentity(email) => {
+                let creds = &email.thirdparty_id_creds;
+                let confirmed = self.threepids.confirmed(
+                    creds.sid.as_str(),
+                    creds.client_secret.as_str(),
+                    super::threepids::Purpose::ResetPassword,
+                );
+                match confirmed.map(|confirmed| (self.threepids.owner(&confirmed.address), confirmed)) {
+                    Ok((Ok(Some(owner)), confirmed)) => {
+                        let mut batch = self.store.batch();
+                        self.threepids.stage_end(&mut batch, creds.sid.as_str());
+                        batch.commit()?;
+                        tracing::debug!(address = %confirmed.address, "password reset by email");
+                        session.email_owner = Some(owner.user_id);
+                        None
+                    }
+                    Ok((Err(error), _)) => return Err(error),
+                    Ok((Ok(None), _)) => Some(("M_THREEPID_NOT_FOUND", "No account has this email address any more")),
+                    Err(_) => Some((
+                        "M_THREEPID_AUTH_FAILED",
+                        "The email address is not confirmed: open the link in the mail first",
+                    )),
+                }
+            }
             _ => Some(("M_FORBIDDEN", "That authentication stage is not supported")),
         };
         if let Some(failure) = failure {
@@ -153,6 +180,10 @@ impl Services {
         let mut profile = UserProfile::new();
         profile.set("displayname".into(), account.user_id.localpart().into());
         batch.put_json(Table::Profiles, account.user_id.as_bytes(), &profile);
+        if let Some(address) = &account.email {
+            self.threepids.stage_add(&mut batch, &account.user_id, address, super::now_ms());
+            self.identity.stage_bind(&mut batch, &account.user_id, address);
+        }
         let grant = match account.login {
             Some(login) => {
                 let (access_token, device_id) =
@@ -226,6 +257,10 @@ impl Services {
         self.accounts.put(&mut batch, user_id, &record);
         let devices_deleted = self.stage_delete_devices(&mut batch, user_id, None, None)?;
         batch.delete(Table::Profiles, user_id.as_bytes());
+        for (address, _) in self.threepids.of_user(user_id)? {
+            self.threepids.stage_remove(&mut batch, user_id, &address);
+            self.identity.stage_unbind(&mut batch, user_id, &address)?;
+        }
         if !devices_deleted.is_empty() {
             self.keys
                 .commit_device_list_change(&self.rooms, batch, user_id, KeyChange::Deleted(&devices_deleted))?;

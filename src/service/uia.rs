@@ -24,6 +24,8 @@ pub struct UiaSession {
     pub completed: Vec<AuthType>,
     /// The registration token accepted by the `m.login.registration_token` stage, if any.
     pub registration_token: Option<RegistrationToken>,
+    /// The account whose confirmed address the `m.login.email.identity` stage proved.
+    pub email_owner: Option<OwnedUserId>,
     created: Instant,
 }
 
@@ -50,6 +52,7 @@ impl Uia {
                     user_id: user_id.cloned(),
                     completed: Vec::new(),
                     registration_token: None,
+                    email_owner: None,
                     created: Instant::now(),
                 };
                 sessions.insert(id.clone(), session.clone());

@@ -67,6 +67,15 @@
 //! | `openid_tokens`       | token                             | `service::openid::OpenIdToken` (user, expiry) |
 //! | `device_list_streams` | user ID                           | the stream ID (u64, JSON) of a local user's last device change told to other servers |
 //! | `remote_device_lists` | user ID                           | `service::federation::device_lists::RemoteDeviceList`: another server's user's devices and cross-signing keys, as cached |
+//! | `mail_outbox` | mail number (u64, BE) | `service::mail::QueuedMail`: to send, deleted once the SMTP server took it |
+//! | `threepid_sessions` | session ID | `service::threepids::ValidationSession`: an address being confirmed by a mailed link |
+//! | `threepids` | medium ‖ address | `service::threepids::ThreepidRecord`: the account the confirmed address belongs to |
+//! | `user_threepids` | user ID ‖ medium ‖ address | empty: the addresses of an account |
+//! | `identity_tokens` | token | `service::identity::IdentityAccount`: an account of the built-in identity service |
+//! | `identity_bindings` | medium ‖ address | user ID (JSON): published to the identity service's lookup |
+//! | `identity_hashes` | lookup hash (`sha256` of address, medium and pepper) | JSON [medium, address] |
+//! | `email_digests` | user ID ‖ email address (an email pusher) | `service::email_notifications::DigestState`: what was mailed, per room |
+//! | `email_invites` | invitation secret (the landing page's link) | `service::email_invites::EmailInvite` |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -152,11 +161,20 @@ pub enum Table {
     OpenIdTokens,
     DeviceListStreams,
     RemoteDeviceLists,
+    MailOutbox,
+    ThreepidSessions,
+    Threepids,
+    UserThreepids,
+    IdentityTokens,
+    IdentityBindings,
+    IdentityHashes,
+    EmailInvites,
+    EmailDigests,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 53] = [
+    pub const ALL: [Table; 62] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -210,6 +228,15 @@ impl Table {
         Table::OpenIdTokens,
         Table::DeviceListStreams,
         Table::RemoteDeviceLists,
+        Table::MailOutbox,
+        Table::ThreepidSessions,
+        Table::Threepids,
+        Table::UserThreepids,
+        Table::IdentityTokens,
+        Table::IdentityBindings,
+        Table::IdentityHashes,
+        Table::EmailInvites,
+        Table::EmailDigests,
     ];
 
     /// The column family's name.
@@ -268,6 +295,15 @@ impl Table {
             Table::DeviceListStreams => "device_list_streams",
             Table::RemoteDeviceLists => "remote_device_lists",
             Table::FederationEdus => "federation_edus",
+            Table::MailOutbox => "mail_outbox",
+            Table::ThreepidSessions => "threepid_sessions",
+            Table::Threepids => "threepids",
+            Table::UserThreepids => "user_threepids",
+            Table::IdentityTokens => "identity_tokens",
+            Table::IdentityBindings => "identity_bindings",
+            Table::IdentityHashes => "identity_hashes",
+            Table::EmailInvites => "email_invites",
+            Table::EmailDigests => "email_digests",
         }
     }
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod admin_cli;
 mod common;
 mod e2ee;
+mod email;
 mod errors;
 mod federation;
 mod federation_access;

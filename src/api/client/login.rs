@@ -1,5 +1,5 @@
-//! `GET/POST /login`: password login (`m.login.password` with `m.id.user`, or the bare
-//! deprecated `user` field).
+//! `GET/POST /login`: password login (`m.login.password` with `m.id.user`, the bare
+//! deprecated `user` field, or `m.id.thirdparty` with an email address of the account).
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Error;
 use crate::service::Services;
 use crate::service::registration::LoginRequest;
+use crate::service::threepids::normalize_email;
 
 /// `GET /_matrix/client/v3/login`
 pub async fn get_login_types(_: Ruma<get_login_types::v3::Request>) -> HandlerResult<get_login_types::v3::Response> {
@@ -27,7 +28,14 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
     let name = match (&info.identifier, &info.user) {
         (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
         (None, Some(user)) => user.clone(),
-        (Some(_), _) => return Err(Error::forbidden("Only m.id.user identifiers are supported")),
+        (Some(UserIdentifier::Email(email)), _) => {
+            let address = normalize_email(&email.address).map_err(|_| Error::forbidden("Invalid username or password"))?;
+            match services.threepids.owner(&address)? {
+                Some(owner) => owner.user_id.to_string(),
+                None => return Err(Error::forbidden("Invalid username or password")),
+            }
+        }
+        (Some(_), _) => return Err(Error::forbidden("Only m.id.user and email identifiers are supported")),
         (None, None) => return Err(Error::bad_json("Missing identifier")),
     };
     let ip = req.ip.to_string();

@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod account_deactivation;
+pub mod administrative_contact;
 pub mod banning;
 pub mod capabilities;
 pub mod content_repo;

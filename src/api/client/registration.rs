@@ -45,6 +45,7 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
         admin: false,
         registration_token: session.registration_token,
         login,
+        email: None,
     };
     let grant = services.create_account(account).await?;
     let mut response = register::v3::Response::new(user_id);

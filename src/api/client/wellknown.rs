@@ -1,4 +1,5 @@
-//! `/.well-known/matrix/client` and `/.well-known/matrix/server`: delegation, as configured;
+//! `/.well-known/matrix/client` and `/.well-known/matrix/server`: delegation, as configured (the
+//! client's names this server's built-in identity service too);
 //! `/.well-known/matrix/support`: whom to contact about the server, as configured.
 
 use std::sync::Arc;
@@ -16,7 +17,12 @@ pub async fn client(State(services): State<Arc<Services>>) -> Result<Json<Value>
         .config
         .client_base_url()
         .ok_or_else(|| Error::not_found("No client discovery is configured"))?;
-    Ok(Json(json!({ "m.homeserver": { "base_url": base_url } })))
+    let mut answer = json!({ "m.homeserver": { "base_url": base_url } });
+    // The identity service is built in, where links in mails can point (public_baseurl).
+    if let Some(public_baseurl) = &services.config.public_baseurl {
+        answer["m.identity_server"] = json!({ "base_url": public_baseurl });
+    }
+    Ok(Json(answer))
 }
 
 /// `GET /.well-known/matrix/server`

@@ -1,0 +1,59 @@
+//! `/_matrix/identity/v2/validate/email/*`: confirming an address with the identity service
+//! before publishing it (Element's "Discovery" settings), by a mailed link or by submitting
+//! its token. Publishing itself is the homeserver's `/account/3pid/bind`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::identity_service::association::email::{create_email_validation_session, validate_email, validate_email_by_end_user};
+
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::error::Error;
+use crate::service::Services;
+use crate::service::threepids::{Purpose, TokenRequest};
+
+/// `POST /_matrix/identity/v2/validate/email/requestToken`
+pub async fn request_token(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_email_validation_session::v2::Request>,
+) -> HandlerResult<create_email_validation_session::v2::Response> {
+    req.identity_user()?;
+    services
+        .rate_limits
+        .check(crate::service::rate_limit::Limit::Registration, req.ip)?;
+    let body = &req.body;
+    let sid = services.request_email_token(TokenRequest {
+        purpose: Purpose::Discovery,
+        client_secret: body.client_secret.as_str(),
+        email: &body.email,
+        send_attempt: body.send_attempt.into(),
+        next_link: body.next_link.clone(),
+    })?;
+    let sid = sid.try_into().map_err(|e| Error::Internal(format!("session ID: {e}")))?;
+    Ok(RumaResponse(create_email_validation_session::v2::Response::new(sid)))
+}
+
+/// `POST /_matrix/identity/v2/validate/email/submitToken`
+pub async fn submit_token(
+    State(services): State<Arc<Services>>,
+    req: Ruma<validate_email::v2::Request>,
+) -> HandlerResult<validate_email::v2::Response> {
+    req.identity_user()?;
+    let body = &req.body;
+    let confirmed = services
+        .threepids
+        .confirm(body.sid.as_str(), body.client_secret.as_str(), &body.token);
+    Ok(RumaResponse(validate_email::v2::Response::new(confirmed.is_ok())))
+}
+
+/// `GET /_matrix/identity/v2/validate/email/submitToken`
+pub async fn submit_token_by_link(
+    State(services): State<Arc<Services>>,
+    req: Ruma<validate_email_by_end_user::v2::Request>,
+) -> HandlerResult<validate_email_by_end_user::v2::Response> {
+    let body = &req.body;
+    services
+        .threepids
+        .confirm(body.sid.as_str(), body.client_secret.as_str(), &body.token)?;
+    Ok(RumaResponse(validate_email_by_end_user::v2::Response::new()))
+}
