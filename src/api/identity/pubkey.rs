@@ -1,6 +1,6 @@
 //! `/_matrix/identity/v2/pubkey/*`: the key third-party invites are signed with (the server's
-//! own signing key), and whether a key is valid. No ephemeral keys are handed out, so none is
-//! valid.
+//! own signing key), and whether a key is valid: the server's, or the ephemeral key of an
+//! invitation still open.
 
 use std::sync::Arc;
 
@@ -34,6 +34,14 @@ pub async fn is_valid(
 }
 
 /// `GET /_matrix/identity/v2/pubkey/ephemeral/isvalid`
-pub async fn ephemeral_is_valid(_: Ruma<validate_ephemeral_key::v2::Request>) -> HandlerResult<validate_ephemeral_key::v2::Response> {
-    Ok(RumaResponse(validate_ephemeral_key::v2::Response::new(false)))
+pub async fn ephemeral_is_valid(
+    State(services): State<Arc<Services>>,
+    req: Ruma<validate_ephemeral_key::v2::Request>,
+) -> HandlerResult<validate_ephemeral_key::v2::Response> {
+    let key = req.body.public_key.0.trim_end_matches('=');
+    let valid = services
+        .email_invites()?
+        .iter()
+        .any(|invite| invite.is_open() && invite.ephemeral_public_key == key);
+    Ok(RumaResponse(validate_ephemeral_key::v2::Response::new(valid)))
 }
