@@ -193,6 +193,9 @@ async fn email_addresses_login_and_password_reset() {
     let sink = SmtpSink::start().await;
     let server = mailing_server(&sink, &[]).await;
     let (token, _) = server.register("alice", "old password").await;
+    let (_, capabilities) = server.get("/_matrix/client/v3/capabilities", Some(&token)).await;
+    // Enabled is the default, which ruma leaves out.
+    assert_ne!(capabilities["capabilities"]["m.3pid_changes"]["enabled"], false, "{capabilities}");
 
     // Add an address: a mail with a link, then UIA with the password.
     let sid = confirm_address(
@@ -299,6 +302,8 @@ async fn email_addresses_login_and_password_reset() {
     // A server without [email] says so.
     let plain = TestServer::start(&[]).await;
     let (token, _) = plain.register("bob", "password").await;
+    let (_, capabilities) = plain.get("/_matrix/client/v3/capabilities", Some(&token)).await;
+    assert_eq!(capabilities["capabilities"]["m.3pid_changes"]["enabled"], false);
     assert_error(
         &plain
             .post(
@@ -760,9 +765,19 @@ async fn identity_service_publishing_keys_and_invitations() {
     let id_server = server.base_url.trim_start_matches("http://").to_owned();
 
     // Element's "Discovery": confirm the address with the identity service, then bind it.
-    let sid = confirm_address(&server, &sink, "/_matrix/identity/v2/validate/email/requestToken", Some(&id_token), "alice@example.org", 1).await;
+    let sid = confirm_address(
+        &server,
+        &sink,
+        "/_matrix/identity/v2/validate/email/requestToken",
+        Some(&id_token),
+        "alice@example.org",
+        1,
+    )
+    .await;
     let bind = json!({ "client_secret": "s3cret", "sid": sid, "id_server": id_server, "id_access_token": id_token });
-    let (status, body) = server.post("/_matrix/client/v3/account/3pid/bind", Some(&token), bind.clone()).await;
+    let (status, body) = server
+        .post("/_matrix/client/v3/account/3pid/bind", Some(&token), bind.clone())
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, hash) = server.get("/_matrix/identity/v2/hash_details", Some(&id_token)).await;
     let pepper = hash["lookup_pepper"].as_str().unwrap().to_owned();
@@ -772,27 +787,54 @@ async fn identity_service_publishing_keys_and_invitations() {
     let (_, found) = server.post("/_matrix/identity/v2/lookup", Some(&id_token), lookup.clone()).await;
     assert_eq!(found["mappings"][&hashed], "@alice:localhost");
     let wrong_pepper = json!({ "algorithm": "sha256", "pepper": "salt", "addresses": [hashed] });
-    assert_error(&server.post("/_matrix/identity/v2/lookup", Some(&id_token), wrong_pepper).await, 400, "M_INVALID_PEPPER");
+    assert_error(
+        &server.post("/_matrix/identity/v2/lookup", Some(&id_token), wrong_pepper).await,
+        400,
+        "M_INVALID_PEPPER",
+    );
     let (status, body) = server
-        .post("/_matrix/client/v3/account/3pid/unbind", Some(&token), json!({ "medium": "email", "address": "alice@example.org", "id_server": id_server }))
+        .post(
+            "/_matrix/client/v3/account/3pid/unbind",
+            Some(&token),
+            json!({ "medium": "email", "address": "alice@example.org", "id_server": id_server }),
+        )
         .await;
-    assert_eq!((status, body["id_server_unbind_result"].as_str()), (StatusCode::OK, Some("success")), "{body}");
+    assert_eq!(
+        (status, body["id_server_unbind_result"].as_str()),
+        (StatusCode::OK, Some("success")),
+        "{body}"
+    );
     let (_, found) = server.post("/_matrix/identity/v2/lookup", Some(&id_token), lookup).await;
     assert_eq!(found["mappings"], json!({}));
     // Another identity server is not trusted.
     let mut elsewhere = bind.clone();
     elsewhere["id_server"] = json!("identity.example.com");
-    assert_error(&server.post("/_matrix/client/v3/account/3pid/bind", Some(&token), elsewhere).await, 403, "M_SERVER_NOT_TRUSTED");
+    assert_error(
+        &server.post("/_matrix/client/v3/account/3pid/bind", Some(&token), elsewhere).await,
+        403,
+        "M_SERVER_NOT_TRUSTED",
+    );
 
     // Confirming by submitting the mailed token instead of opening the link.
     let (_, session) = server
-        .post("/_matrix/identity/v2/validate/email/requestToken", Some(&id_token),
-            json!({ "client_secret": "other", "email": "alice2@example.org", "send_attempt": 1 }))
+        .post(
+            "/_matrix/identity/v2/validate/email/requestToken",
+            Some(&id_token),
+            json!({ "client_secret": "other", "email": "alice2@example.org", "send_attempt": 1 }),
+        )
         .await;
     let link = sink.nth_mail_to("alice2@example.org", 1).await.link(&server.base_url);
-    let mail_token = url::Url::parse(&link).unwrap().query_pairs().find(|(k, _)| k == "token").unwrap().1.into_owned();
+    let mail_token = url::Url::parse(&link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .unwrap()
+        .1
+        .into_owned();
     let submit = json!({ "sid": session["sid"], "client_secret": "other", "token": mail_token });
-    let (_, submitted) = server.post("/_matrix/identity/v2/validate/email/submitToken", Some(&id_token), submit).await;
+    let (_, submitted) = server
+        .post("/_matrix/identity/v2/validate/email/submitToken", Some(&id_token), submit)
+        .await;
     assert_eq!(submitted["success"], true);
 
     // Keys: the server's signs invitations; an invitation's ephemeral key is valid while it is open.
@@ -801,31 +843,61 @@ async fn identity_service_publishing_keys_and_invitations() {
     let (status, public) = server.get(&format!("/_matrix/identity/v2/pubkey/{key_id}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(public["public_key"], keys["verify_keys"][&key_id]["key"]);
-    assert_eq!(server.get("/_matrix/identity/v2/pubkey/ed25519:nope", None).await.0, StatusCode::NOT_FOUND);
-    let (_, room) = server.post("/_matrix/client/v3/createRoom", Some(&token), json!({ "name": "Den" })).await;
+    assert_eq!(
+        server.get("/_matrix/identity/v2/pubkey/ed25519:nope", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, room) = server
+        .post("/_matrix/client/v3/createRoom", Some(&token), json!({ "name": "Den" }))
+        .await;
     let room_id = room["room_id"].as_str().unwrap();
     let store = json!({ "medium": "email", "address": "guest@example.org", "room_id": room_id, "sender": "@alice:localhost" });
-    let (status, stored) = server.post("/_matrix/identity/v2/store-invite", Some(&id_token), store.clone()).await;
+    let (status, stored) = server
+        .post("/_matrix/identity/v2/store-invite", Some(&id_token), store.clone())
+        .await;
     assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["display_name"], "gue…@example.org");
     assert!(sink.nth_mail_to("guest@example.org", 1).await.text.contains("Den"));
     let ephemeral = stored["public_keys"][1]["public_key"].as_str().unwrap();
     let (_, valid) = server
-        .get(&format!("/_matrix/identity/v2/pubkey/ephemeral/isvalid?public_key={}", urlencode(ephemeral)), None)
+        .get(
+            &format!("/_matrix/identity/v2/pubkey/ephemeral/isvalid?public_key={}", urlencode(ephemeral)),
+            None,
+        )
         .await;
     assert_eq!(valid["valid"], true);
-    let (_, valid) = server.get("/_matrix/identity/v2/pubkey/ephemeral/isvalid?public_key=AAAA", None).await;
+    let (_, valid) = server
+        .get("/_matrix/identity/v2/pubkey/ephemeral/isvalid?public_key=AAAA", None)
+        .await;
     assert_eq!(valid["valid"], false);
     let mut as_bob = store.clone();
     as_bob["sender"] = json!("@bob:localhost");
-    assert_error(&server.post("/_matrix/identity/v2/store-invite", Some(&id_token), as_bob).await, 403, "M_FORBIDDEN");
-    let sign = json!({ "mxid": "@guest:localhost", "token": stored["token"], "private_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" });
+    assert_error(
+        &server.post("/_matrix/identity/v2/store-invite", Some(&id_token), as_bob).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let sign =
+        json!({ "mxid": "@guest:localhost", "token": stored["token"], "private_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" });
     let (status, signed) = server.post("/_matrix/identity/v2/sign-ed25519", Some(&id_token), sign).await;
     assert_eq!(status, StatusCode::OK, "{signed}");
-    assert_eq!((signed["mxid"].as_str(), signed["sender"].as_str()), (Some("@guest:localhost"), Some("@alice:localhost")));
+    assert_eq!(
+        (signed["mxid"].as_str(), signed["sender"].as_str()),
+        (Some("@guest:localhost"), Some("@alice:localhost"))
+    );
     assert!(signed["signatures"].as_object().unwrap().values().next().unwrap()["ed25519:0"].is_string());
 
     // Logging out of the identity service ends its token.
-    assert_eq!(server.post("/_matrix/identity/v2/account/logout", Some(&id_token), json!({})).await.0, StatusCode::OK);
-    assert_error(&server.get("/_matrix/identity/v2/account", Some(&id_token)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_eq!(
+        server
+            .post("/_matrix/identity/v2/account/logout", Some(&id_token), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_error(
+        &server.get("/_matrix/identity/v2/account", Some(&id_token)).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
 }

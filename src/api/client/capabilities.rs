@@ -1,7 +1,9 @@
 //! `GET /capabilities`: what clients may do on this server.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use axum::extract::State;
 use ruma::RoomVersionId;
 #[allow(deprecated)]
 use ruma::api::client::discovery::get_capabilities::v3::{
@@ -10,10 +12,11 @@ use ruma::api::client::discovery::get_capabilities::v3::{
 };
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::service::Services;
 
 /// `GET /_matrix/client/v3/capabilities`
 #[allow(deprecated)]
-pub async fn get_capabilities(_: Ruma<Request>) -> HandlerResult<Response> {
+pub async fn get_capabilities(State(services): State<Arc<Services>>, _: Ruma<Request>) -> HandlerResult<Response> {
     let mut capabilities = Capabilities::new();
     capabilities.change_password = ChangePasswordCapability::new(true);
     let available = BTreeMap::from([
@@ -24,6 +27,7 @@ pub async fn get_capabilities(_: Ruma<Request>) -> HandlerResult<Response> {
     capabilities.room_versions = RoomVersionsCapability::new(RoomVersionId::V12, available);
     capabilities.set_displayname = SetDisplayNameCapability::new(true);
     capabilities.set_avatar_url = SetAvatarUrlCapability::new(true);
-    capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    // Email addresses can be added and removed where mail can confirm them.
+    capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(services.mail.enabled());
     Ok(RumaResponse(Response::new(capabilities)))
 }
