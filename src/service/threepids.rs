@@ -7,7 +7,7 @@
 //! secret token; the client then proves it holds the session with its `client_secret`.
 
 use lettre::Address;
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedSessionId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::mail::templates::{self, ConfirmPurpose};
@@ -184,6 +184,10 @@ impl Threepids {
     }
 }
 
+fn session_id(sid: &str) -> Result<OwnedSessionId> {
+    sid.try_into().map_err(|e| Error::Internal(format!("session ID {sid}: {e}")))
+}
+
 /// What a `requestToken` endpoint asks for.
 pub struct TokenRequest<'a> {
     pub purpose: Purpose,
@@ -191,6 +195,9 @@ pub struct TokenRequest<'a> {
     pub email: &'a str,
     pub send_attempt: u64,
     pub next_link: Option<String>,
+    /// The client's address: each request may send a mail, so it counts against the
+    /// registration rate limit.
+    pub ip: std::net::IpAddr,
 }
 
 impl Services {
@@ -198,7 +205,8 @@ impl Services {
     /// its link; returns the session ID. Refuses an address already on an account for
     /// `AddToAccount` (400 `M_THREEPID_IN_USE`) and one on no account for `ResetPassword`
     /// (400 `M_THREEPID_NOT_FOUND`).
-    pub fn request_email_token(&self, request: TokenRequest<'_>) -> Result<String> {
+    pub fn request_email_token(&self, request: TokenRequest<'_>) -> Result<OwnedSessionId> {
+        self.rate_limits.check(super::rate_limit::Limit::Registration, request.ip)?;
         self.mail.require()?;
         let address = normalize_email(request.email)?;
         let owner = self.threepids.owner(&address)?;
@@ -214,7 +222,7 @@ impl Services {
             && request.send_attempt <= session.send_attempt
         {
             // A retry of a request already answered: the same session, no second mail.
-            return Ok(sid.clone());
+            return session_id(sid);
         }
         let (sid, session) = match existing {
             Some((sid, mut session)) => {
@@ -248,7 +256,7 @@ impl Services {
         self.mail.stage(&mut batch, &address, mail)?;
         batch.commit()?;
         self.mail.wake();
-        Ok(sid)
+        session_id(&sid)
     }
 
     /// The link of a confirmation mail: a page of this server that confirms on opening.

@@ -22,9 +22,6 @@ pub async fn request_token(
     State(services): State<Arc<Services>>,
     req: Ruma<request_3pid_management_token_via_email::v3::Request>,
 ) -> HandlerResult<request_3pid_management_token_via_email::v3::Response> {
-    services
-        .rate_limits
-        .check(crate::service::rate_limit::Limit::Registration, req.ip)?;
     let body = &req.body;
     let sid = services.request_email_token(TokenRequest {
         purpose: Purpose::AddToAccount,
@@ -32,8 +29,8 @@ pub async fn request_token(
         email: &body.email,
         send_attempt: body.send_attempt.into(),
         next_link: body.next_link.clone(),
+        ip: req.ip,
     })?;
-    let sid = sid.try_into().map_err(|e| Error::Internal(format!("session ID: {e}")))?;
     Ok(RumaResponse(request_3pid_management_token_via_email::v3::Response::new(sid)))
 }
 

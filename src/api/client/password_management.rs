@@ -12,7 +12,6 @@ use super::device_management::password_flows;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Error;
 use crate::service::Services;
-use crate::service::rate_limit::Limit;
 use crate::service::threepids::{Purpose, TokenRequest};
 
 /// `POST /_matrix/client/v3/account/password`
@@ -49,7 +48,6 @@ pub async fn request_password_change_token(
     State(services): State<Arc<Services>>,
     req: Ruma<request_password_change_token_via_email::v3::Request>,
 ) -> HandlerResult<request_password_change_token_via_email::v3::Response> {
-    services.rate_limits.check(Limit::Registration, req.ip)?;
     let body = &req.body;
     let sid = services.request_email_token(TokenRequest {
         purpose: Purpose::ResetPassword,
@@ -57,7 +55,7 @@ pub async fn request_password_change_token(
         email: &body.email,
         send_attempt: body.send_attempt.into(),
         next_link: body.next_link.clone(),
+        ip: req.ip,
     })?;
-    let sid = sid.try_into().map_err(|e| Error::Internal(format!("session ID: {e}")))?;
     Ok(RumaResponse(request_password_change_token_via_email::v3::Response::new(sid)))
 }

@@ -8,7 +8,6 @@ use axum::extract::State;
 use ruma::api::identity_service::association::email::{create_email_validation_session, validate_email, validate_email_by_end_user};
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
-use crate::error::Error;
 use crate::service::Services;
 use crate::service::threepids::{Purpose, TokenRequest};
 
@@ -18,9 +17,6 @@ pub async fn request_token(
     req: Ruma<create_email_validation_session::v2::Request>,
 ) -> HandlerResult<create_email_validation_session::v2::Response> {
     req.identity_user()?;
-    services
-        .rate_limits
-        .check(crate::service::rate_limit::Limit::Registration, req.ip)?;
     let body = &req.body;
     let sid = services.request_email_token(TokenRequest {
         purpose: Purpose::Discovery,
@@ -28,8 +24,8 @@ pub async fn request_token(
         email: &body.email,
         send_attempt: body.send_attempt.into(),
         next_link: body.next_link.clone(),
+        ip: req.ip,
     })?;
-    let sid = sid.try_into().map_err(|e| Error::Internal(format!("session ID: {e}")))?;
     Ok(RumaResponse(create_email_validation_session::v2::Response::new(sid)))
 }
 
