@@ -16,6 +16,8 @@
 //!   with 100 long-polling clients.
 //! - `federation` (`--peer URL`): delivery from this server to a long-polling user of the peer,
 //!   a burst's throughput, and joining a big room over federation (`federation.rs`).
+//! - `mail` (`--maildir DIR`, the server under test mailing to an SMTP server that delivers
+//!   there): requests that queue a mail, and how fast the outbox drains (`mail.rs`).
 //!
 //! Every run also reports the load generator's own CPU use, and with `--pid` the server's
 //! resident memory and its peak (Linux `/proc`).
@@ -28,6 +30,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 mod federation;
+mod mail;
 mod media;
 mod memory;
 
@@ -123,6 +126,16 @@ enum Workload {
         #[arg(long, default_value_t = 16)]
         remote_media_mib: usize,
     },
+    /// Mail: requests that each queue a mail, and how fast the outbox drains into an SMTP
+    /// server (the server under test needs `[email]`; `scripts/bench-mail` sets it up).
+    Mail {
+        /// How many mails are queued.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// The Maildir the SMTP server delivers into, to count what arrived.
+        #[arg(long)]
+        maildir: std::path::PathBuf,
+    },
     /// Media upload and download throughput and thumbnail time.
     Media {
         /// Size of the uploaded file in MiB.
@@ -209,6 +222,7 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         Workload::Sync { pings, ref rooms } => sync(cli, pings, rooms).await,
         Workload::Sliding { pings, rooms } => sliding(cli, pings, rooms).await,
         Workload::Accounts { users } => accounts(cli, users).await,
+        Workload::Mail { requests, ref maildir } => mail::mail(&register(cli).await?, requests, maildir).await,
         Workload::Memory { messages, polls } => memory::memory(cli, messages, polls).await,
         Workload::Federation {
             ref peer,
