@@ -33,9 +33,21 @@ pub struct Config {
     pub tls: Tls,
     pub metrics: MetricsConfig,
     pub federation: Federation,
+    /// The TURN server calls relay through.
+    pub turn: Turn,
     /// Mail: address confirmation, password resets, invitations, notifications. Unset: no mail.
     #[serde(default)]
     pub email: Option<Email>,
+}
+
+/// The TURN server of voice and video calls, with coturn's shared-secret credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Turn {
+    pub uris: Vec<String>,
+    pub shared_secret: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub ttl: std::time::Duration,
 }
 
 /// Sending mail, and what mails offer.
@@ -257,6 +269,19 @@ impl Config {
             if contact.matrix_id.is_none() && contact.email_address.is_none() {
                 return Err("configuration key `well_known.support_contacts`: each contact needs a matrix_id or an email_address".into());
             }
+        }
+        if !self.turn.uris.is_empty() && self.turn.shared_secret.is_none() {
+            return Err("configuration key `turn.shared_secret`: must be set with `turn.uris`".into());
+        }
+        if let Some(uri) = self
+            .turn
+            .uris
+            .iter()
+            .find(|uri| !["turn:", "turns:", "stun:"].iter().any(|scheme| uri.starts_with(scheme)))
+        {
+            return Err(format!(
+                "configuration key `turn.uris`: {uri:?} is not a turn:, turns: or stun: URI"
+            ));
         }
         if let Some(email) = &self.email {
             crate::service::mail::check_config(email)?;

@@ -216,6 +216,7 @@ pub fn routes() -> Routes {
     .ruma::<push::get_pushers::v3::Request, _, _>(pusher::get_pushers)
     .ruma::<push::set_pusher::v3::Request, _, _>(pusher::set_pusher)
     .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
+    .ruma::<ruma::api::client::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server)
     .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
     .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)
     .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)

@@ -21,3 +21,4 @@ mod sdk;
 mod sliding_sync;
 mod synapse;
 mod sync;
+mod voip;

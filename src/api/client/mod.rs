@@ -51,5 +51,6 @@ pub mod to_device;
 pub mod typing;
 pub mod users;
 pub mod versions;
+pub mod voip;
 pub mod wellknown;
 pub mod whoami;
