@@ -12,7 +12,7 @@ use ruma::api::client::{
 };
 use ruma::api::client::{
     context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
-    sync as syncing, tag, to_device as to_devices, typing as typing_events, user_directory,
+    sync as syncing, tag, thirdparty, to_device as to_devices, typing as typing_events, user_directory,
 };
 use ruma::api::federation::authenticated_media as federation_media;
 use ruma::api::federation::authorization::get_event_authorization;
@@ -217,6 +217,13 @@ pub fn routes() -> Routes {
     .ruma::<push::set_pusher::v3::Request, _, _>(pusher::set_pusher)
     .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
     .ruma::<ruma::api::client::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server)
+    // Bridged networks
+    .ruma::<thirdparty::get_protocols::v3::Request, _, _>(third_party_lookup::get_protocols)
+    .ruma::<thirdparty::get_protocol::v3::Request, _, _>(third_party_lookup::get_protocol)
+    .ruma::<thirdparty::get_location_for_protocol::v3::Request, _, _>(third_party_lookup::get_location_for_protocol)
+    .ruma::<thirdparty::get_user_for_protocol::v3::Request, _, _>(third_party_lookup::get_user_for_protocol)
+    .ruma::<thirdparty::get_location_for_room_alias::v3::Request, _, _>(third_party_lookup::get_location_for_room_alias)
+    .ruma::<thirdparty::get_user_for_user_id::v3::Request, _, _>(third_party_lookup::get_user_for_user_id)
     .ruma::<tag::create_tag::v3::Request, _, _>(tags::create_tag)
     .ruma::<tag::delete_tag::v3::Request, _, _>(tags::delete_tag)
     .ruma::<user_directory::search_users::v3::Request, _, _>(users::search_users)

@@ -854,3 +854,29 @@ async fn mutual_rooms_and_the_support_well_known() {
     let plain = TestServer::start(&[]).await;
     assert_error(&plain.get("/.well-known/matrix/support", None).await, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn third_party_lookups_find_nothing_without_bridges() {
+    let server = TestServer::start(&[]).await;
+    let (token, _) = server.register("alice", "password").await;
+    let (status, protocols) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&token)).await;
+    assert_eq!((status, protocols), (StatusCode::OK, json!({})));
+    assert_error(
+        &server.get("/_matrix/client/v3/thirdparty/protocol/irc", Some(&token)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    for path in [
+        "/_matrix/client/v3/thirdparty/location/irc?server=irc.libera.chat",
+        "/_matrix/client/v3/thirdparty/user/irc?nick=alice",
+        "/_matrix/client/v3/thirdparty/location?alias=%23irc_hearth:localhost",
+        "/_matrix/client/v3/thirdparty/user?userid=@irc_alice:localhost",
+    ] {
+        let (status, found) = server.get(path, Some(&token)).await;
+        assert_eq!((status, found), (StatusCode::OK, json!([])), "{path}");
+    }
+    assert_eq!(
+        server.get("/_matrix/client/v3/thirdparty/protocols", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -47,6 +47,7 @@ pub mod sliding_sync;
 pub mod space_hierarchy;
 pub mod sync;
 pub mod tags;
+pub mod third_party_lookup;
 pub mod to_device;
 pub mod typing;
 pub mod users;
