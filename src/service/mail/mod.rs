@@ -2,9 +2,9 @@
 //!
 //! A mail to send is a row of `mail_outbox`, written in the same batch as what caused it (a
 //! confirmation session, an invitation), so a crash never loses one. The sender task hands the
-//! rows to the SMTP server in order and deletes each once the server accepted it; while the
-//! server is unreachable it retries with exponential backoff, so an outage delays mail and
-//! loses none. A mail the SMTP server refuses for good (a permanent 5xx answer, an address it
+//! rows to the SMTP server, several at once, and deletes each once the server accepted it;
+//! while the server is unreachable it retries with exponential backoff, so an outage delays
+//! mail and loses none. A mail the SMTP server refuses for good (a permanent 5xx answer, an address it
 //! cannot take) is dropped with a warning instead of blocking the ones behind it.
 
 pub mod templates;
@@ -12,6 +12,7 @@ pub mod templates;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -27,6 +28,8 @@ use crate::store::{Batch, Counter, Store, Table};
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How many mails are handed to the SMTP server at once (each on its own pooled connection).
+const PARALLEL_DELIVERIES: usize = 8;
 /// How long one delivery may take before it counts as failed.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -135,26 +138,42 @@ pub async fn run(services: Arc<Services>) {
             let _ = tokio::time::timeout(Duration::from_secs(60), woken).await;
             continue;
         }
-        for (key, value) in rows {
-            let outcome = match serde_json::from_slice::<QueuedMail>(&value) {
-                Ok(mail) => deliver(smtp, from, &mail).await,
-                Err(error) => Err(Delivery::Refused(format!("unreadable outbox row: {error}"))),
-            };
+        // Several mails at once over the transport's pooled connections: one SMTP exchange
+        // spends most of its time waiting on the network.
+        let outcomes: Vec<(Vec<u8>, std::result::Result<(), Delivery>)> = futures_util::stream::iter(rows)
+            .map(|(key, value)| async move {
+                let outcome = match serde_json::from_slice::<QueuedMail>(&value) {
+                    Ok(mail) => deliver(smtp, from, &mail).await,
+                    Err(error) => Err(Delivery::Refused(format!("unreadable outbox row: {error}"))),
+                };
+                (key, outcome)
+            })
+            .buffer_unordered(PARALLEL_DELIVERIES)
+            .collect()
+            .await;
+        let mut batch = services.store.batch();
+        let mut failure = None;
+        for (key, outcome) in outcomes {
             match outcome {
                 Err(Delivery::Failed(error)) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "the SMTP server failed; mail stays queued");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    break;
+                    failure = Some(error);
+                    continue;
                 }
                 Err(Delivery::Refused(error)) => tracing::warn!(%error, "mail dropped: the SMTP server refused it for good"),
-                Ok(()) => backoff = FIRST_BACKOFF,
+                Ok(()) => {}
             }
-            let mut batch = services.store.batch();
             batch.delete(Table::MailOutbox, &key);
-            if let Err(error) = batch.commit() {
-                tracing::error!(%error, "cannot delete a sent mail from the outbox");
+        }
+        if let Err(error) = batch.commit() {
+            tracing::error!(%error, "cannot delete sent mails from the outbox");
+        }
+        match failure {
+            Some(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "the SMTP server failed; mail stays queued");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+            None => backoff = FIRST_BACKOFF,
         }
     }
 }
