@@ -147,11 +147,26 @@ fn invite_form(services: &Services, invite: &EmailInvite, status: StatusCode, us
     )
 }
 
-/// `GET /_hearth/invite/{secret}`: the landing page of an invitation by email.
+/// `GET /_hearth/invite/{secret}`: the landing page of an invitation by email. When the
+/// address already belongs to a user (the account was made but a crash came before the
+/// invites were sent, or the address was published since), the invitations go to them now.
 pub async fn invite_page(State(services): State<Arc<Services>>, Path(secret): Path<String>) -> Response {
-    match open_invite(&services, &secret) {
-        Ok(invite) => invite_form(&services, &invite, StatusCode::OK, "", None),
-        Err(page) => *page,
+    let invite = match open_invite(&services, &secret) {
+        Ok(invite) => invite,
+        Err(page) => return *page,
+    };
+    match services.identity.bound(&invite.address) {
+        Ok(None) => invite_form(&services, &invite, StatusCode::OK, "", None),
+        Ok(Some(user_id)) => match services.deliver_email_invites(&user_id, &invite.address).await {
+            Ok(_) => message(
+                &services,
+                StatusCode::GONE,
+                "This invitation cannot be used",
+                &format!("This invitation was already accepted, by {user_id}. Log in to your Matrix app with that account."),
+            ),
+            Err(error) => error.into_response(),
+        },
+        Err(error) => error.into_response(),
     }
 }
 
