@@ -122,6 +122,7 @@ pub fn routes() -> Routes {
     .ruma::<account::bind_3pid::v3::Request, _, _>(administrative_contact::bind_3pid)
     .ruma::<account::unbind_3pid::v3::Request, _, _>(administrative_contact::unbind_3pid)
     .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
+    .ruma::<ruma::api::client::admin::get_user_info::v3::Request, _, _>(admin::whois)
     // Devices
     .ruma::<device::get_devices::v3::Request, _, _>(device_management::get_devices)
     .ruma::<device::get_device::v3::Request, _, _>(device_management::get_device)

@@ -404,3 +404,36 @@ async fn account_data_filters_and_profiles() {
     assert_eq!(server.request(Method::DELETE, tz, Some(&token), None).await.0.as_u16(), 200);
     assert_error(&server.get(tz, None).await, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn whois_for_server_admins() {
+    let server = TestServer::start(&[]).await;
+    // The first account is a server admin.
+    let (admin, _) = server.register("alice", "password").await;
+    let (bob, bob_device) = server.register("bob", "password").await;
+    let (status, whois) = server.get("/_matrix/client/v3/admin/whois/@bob:localhost", Some(&admin)).await;
+    assert_eq!(status.as_u16(), 200, "{whois}");
+    assert_eq!(whois["user_id"], "@bob:localhost");
+    let connection = &whois["devices"][&bob_device]["sessions"][0]["connections"][0];
+    assert_eq!(connection["ip"], "127.0.0.1", "{whois}");
+    assert!(connection["last_seen"].is_u64(), "{whois}");
+    // Users may ask about themselves only.
+    assert_eq!(
+        server
+            .get("/_matrix/client/v3/admin/whois/@bob:localhost", Some(&bob))
+            .await
+            .0
+            .as_u16(),
+        200
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/admin/whois/@alice:localhost", Some(&bob)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/admin/whois/@nobody:localhost", Some(&admin)).await,
+        404,
+        "M_NOT_FOUND",
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod account_deactivation;
+pub mod admin;
 pub mod administrative_contact;
 pub mod banning;
 pub mod capabilities;
