@@ -10,10 +10,8 @@ use serde_json::{Value, json};
 use rand::RngCore;
 
 use super::media::mib_per_second;
-use super::{
-    BenchResult, Cli, Figure, SYNC_V3, Session, delivery_figures, latency_figures, millis, next_batch, ping_deliveries, register,
-    register_at,
-};
+use super::sync::{SYNC_V3, delivery_figures, next_batch, ping_deliveries};
+use super::{BenchResult, Cli, Figure, Session, latency_figures, millis, register, register_at};
 
 /// Federation: a sender on the first server, a receiver on the peer who joined the sender's
 /// room over federation; pings through the receiver's long poll, then a burst of messages

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{BenchResult, Cli, Figure, next_batch, register};
+use super::sync::next_batch;
+use super::{BenchResult, Cli, Figure, register};
 
 /// A process's resident memory now and at its peak, in MiB (Linux `/proc/<pid>/status`).
 fn resident_memory(pid: u32) -> Option<(f64, f64)> {
