@@ -66,8 +66,14 @@ pub struct Ruma<T> {
     pub ip: IpAddr,
     /// For federation requests: the server that signed the request.
     pub origin: Option<OwnedServerName>,
-    /// For identity service requests: the user whose identity service token it carried.
-    pub identity_user: Option<OwnedUserId>,
+    /// For identity service requests: the token it carried and the user it belongs to.
+    pub identity: Option<IdentitySession>,
+}
+
+/// An authenticated request to the built-in identity service.
+pub struct IdentitySession {
+    pub user_id: OwnedUserId,
+    pub token: String,
 }
 
 impl<T> Ruma<T> {
@@ -87,8 +93,9 @@ impl<T> Ruma<T> {
     /// The user of an identity service request; the extractor guarantees it for endpoints
     /// that want a token.
     pub fn identity_user(&self) -> Result<&UserId> {
-        self.identity_user
-            .as_deref()
+        self.identity
+            .as_ref()
+            .map(|identity| identity.user_id.as_ref())
             .ok_or_else(|| Error::missing_token("Missing identity server access token"))
     }
 
@@ -139,7 +146,7 @@ struct RequestContext {
     session: Option<Session>,
     ip: IpAddr,
     origin: Option<OwnedServerName>,
-    identity_user: Option<OwnedUserId>,
+    identity: Option<IdentitySession>,
 }
 
 /// Reads the path arguments, the client's IP and the access token of a request to a ruma
@@ -160,7 +167,7 @@ where
     let ip = client_ip(parts, services);
     if <T::Authentication as TokenRequirement>::TOKEN == TokenUse::IdentityToken {
         let token = access_token(parts).ok_or_else(|| Error::missing_token("Missing identity server access token"))?;
-        let user = services
+        let user_id = services
             .identity
             .authenticate(token)?
             .ok_or_else(|| Error::unknown_token("Unknown identity server access token"))?;
@@ -169,7 +176,10 @@ where
             session: None,
             ip,
             origin: None,
-            identity_user: Some(user),
+            identity: Some(IdentitySession {
+                user_id,
+                token: token.to_owned(),
+            }),
         });
     }
     let session = match (<T::Authentication as TokenRequirement>::TOKEN, access_token(parts)) {
@@ -188,7 +198,7 @@ where
         session,
         ip,
         origin: None,
-        identity_user: None,
+        identity: None,
     })
 }
 
@@ -248,7 +258,7 @@ fn parse<T: IncomingRequest>(parts: Parts, body: &[u8], context: RequestContext)
         session: context.session,
         ip: context.ip,
         origin: context.origin,
-        identity_user: context.identity_user,
+        identity: context.identity,
     })
 }
 

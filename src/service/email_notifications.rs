@@ -82,12 +82,26 @@ fn mail_digest(services: &Services, user: &UserId, address: &str, delay_ms: u64)
     let mut state: DigestState = services.store.get_json(Table::EmailDigests, &state_key)?.unwrap_or_default();
     let now = now_ms();
     let mut due: BTreeMap<OwnedRoomId, Vec<(u64, ruma::OwnedEventId)>> = BTreeMap::new();
+    // Per room: the position below which nothing is due (mailed or read), or none when the
+    // room was mailed within the hour; read once per room, not per notification.
+    let mut floors: BTreeMap<OwnedRoomId, Option<u64>> = BTreeMap::new();
     for (position, notification) in services.push.notifications(user, None, 500)? {
-        let room = state.get(&notification.room_id).cloned().unwrap_or_default();
-        let waited = notification.ts + delay_ms <= now;
-        let unread = position > services.rooms.read_position(&notification.room_id, user)?;
-        let room_may_hear = room.last_mail_ts + ROOM_MAIL_INTERVAL_MS <= now;
-        if position > room.mailed_up_to && waited && unread && room_may_hear {
+        if notification.ts + delay_ms > now {
+            continue;
+        }
+        let floor = match floors.get(&notification.room_id) {
+            Some(floor) => *floor,
+            None => {
+                let room = state.get(&notification.room_id).cloned().unwrap_or_default();
+                let floor = (room.last_mail_ts + ROOM_MAIL_INTERVAL_MS <= now)
+                    .then(|| services.rooms.read_position(&notification.room_id, user))
+                    .transpose()?
+                    .map(|read| read.max(room.mailed_up_to));
+                floors.insert(notification.room_id.clone(), floor);
+                floor
+            }
+        };
+        if floor.is_some_and(|floor| position > floor) {
             due.entry(notification.room_id).or_default().push((position, notification.event_id));
         }
     }

@@ -23,6 +23,14 @@ struct StoredKey {
     seed: String,
 }
 
+/// The ruma key pair of an ed25519 seed, with its key version (the part after `ed25519:`).
+pub fn key_pair(seed: &[u8; 32], version: String) -> Result<Ed25519KeyPair> {
+    let der = SigningKey::from_bytes(seed)
+        .to_pkcs8_der()
+        .map_err(|e| Error::Internal(format!("signing key: {e}")))?;
+    Ed25519KeyPair::from_der(der.as_bytes(), version).map_err(|e| Error::Internal(format!("signing key: {e}")))
+}
+
 /// The server's signing key.
 pub struct ServerKey {
     signing_key: SigningKey,
@@ -60,11 +68,7 @@ impl ServerKey {
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| Error::Internal("stored signing key is not 32 bytes of base64".into()))?;
         let signing_key = SigningKey::from_bytes(&seed);
-        let der = signing_key
-            .to_pkcs8_der()
-            .map_err(|e| Error::Internal(format!("signing key: {e}")))?;
-        let pair =
-            Ed25519KeyPair::from_der(der.as_bytes(), stored.version.clone()).map_err(|e| Error::Internal(format!("signing key: {e}")))?;
+        let pair = key_pair(&seed, stored.version.clone())?;
         Ok(ServerKey {
             signing_key,
             version: stored.version,

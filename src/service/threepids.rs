@@ -159,28 +159,25 @@ impl Threepids {
         );
     }
 
-    /// Drops the sessions that expired (run when a new one opens).
-    fn stage_prune(&self, batch: &mut Batch<'_>) -> Result<()> {
+    /// The open session of `client_secret` for this address and purpose, if any; the
+    /// sessions that expired go into `batch` to be dropped (one pass over the table).
+    fn find_and_prune(
+        &self,
+        batch: &mut Batch<'_>,
+        client_secret: &str,
+        address: &str,
+        purpose: Purpose,
+    ) -> Result<Option<(String, ValidationSession)>> {
         let now = now_ms();
+        let mut found = None;
         for (sid, session) in self.store.scan_json::<ValidationSession>(Table::ThreepidSessions, b"")? {
             if session.created_ts + SESSION_LIFETIME_MS <= now {
                 batch.delete(Table::ThreepidSessions, &sid);
+            } else if session.client_secret == client_secret && session.address == address && session.purpose == purpose {
+                found = Some((String::from_utf8_lossy(&sid).into_owned(), session));
             }
         }
-        Ok(())
-    }
-
-    /// The session of `client_secret` for this address and purpose, if one is open.
-    fn find(&self, client_secret: &str, address: &str, purpose: Purpose) -> Result<Option<(String, ValidationSession)>> {
-        let now = now_ms();
-        Ok(self
-            .store
-            .scan_json::<ValidationSession>(Table::ThreepidSessions, b"")?
-            .into_iter()
-            .find(|(_, s)| {
-                s.client_secret == client_secret && s.address == address && s.purpose == purpose && s.created_ts + SESSION_LIFETIME_MS > now
-            })
-            .map(|(sid, session)| (String::from_utf8_lossy(&sid).into_owned(), session)))
+        Ok(found)
     }
 }
 
@@ -217,7 +214,10 @@ impl Services {
             }
             _ => {}
         }
-        let existing = self.threepids.find(request.client_secret, &address, request.purpose)?;
+        let mut batch = self.store.batch();
+        let existing = self
+            .threepids
+            .find_and_prune(&mut batch, request.client_secret, &address, request.purpose)?;
         if let Some((sid, session)) = &existing
             && request.send_attempt <= session.send_attempt
         {
@@ -250,8 +250,6 @@ impl Services {
             Purpose::Discovery => ConfirmPurpose::Discovery,
         };
         let mail = templates::confirm_address(self.config.server_name.as_str(), purpose, &link)?;
-        let mut batch = self.store.batch();
-        self.threepids.stage_prune(&mut batch)?;
         batch.put_json(Table::ThreepidSessions, sid.as_bytes(), &session);
         self.mail.stage(&mut batch, &address, mail)?;
         batch.commit()?;

@@ -33,17 +33,11 @@ pub async fn account(req: Ruma<get_account_information::v2::Request>) -> Handler
 }
 
 /// `POST /_matrix/identity/v2/account/logout`
-pub async fn logout(
-    State(services): State<Arc<Services>>,
-    headers: http::HeaderMap,
-    req: Ruma<logout::v2::Request>,
-) -> HandlerResult<logout::v2::Response> {
-    req.identity_user()?;
-    let token = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v2::Request>) -> HandlerResult<logout::v2::Response> {
+    let identity = req
+        .identity
+        .as_ref()
         .ok_or_else(|| Error::missing_token("Missing identity server access token"))?;
-    services.identity.logout(token.trim())?;
+    services.identity.logout(&identity.token)?;
     Ok(RumaResponse(logout::v2::Response::new()))
 }

@@ -5,11 +5,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
-use ed25519_dalek::Signer;
+use ruma::CanonicalJsonObject;
 use ruma::api::identity_service::invitation::{sign_invitation_ed25519, store_invitation};
-use ruma::{CanonicalJsonObject, CanonicalJsonValue};
 use serde_json::json;
 
 use crate::api::client::administrative_contact::require_email;
@@ -18,6 +15,7 @@ use crate::error::Error;
 use crate::service::Services;
 use crate::service::email_invites::{new_ephemeral_key, redacted_address};
 use crate::service::random_string;
+use crate::service::server_key::key_pair;
 use crate::service::threepids::normalize_email;
 
 /// `POST /_matrix/identity/v2/store-invite`: only for the token holder's own invitations.
@@ -69,13 +67,13 @@ pub async fn sign_ed25519(
         .as_bytes()
         .try_into()
         .map_err(|_| Error::invalid_param("private_key is not an ed25519 key"))?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let signed: CanonicalJsonObject = serde_json::from_value(json!({
+    let pair = key_pair(&seed, "0".to_owned())?;
+    let mut signed: CanonicalJsonObject = serde_json::from_value(json!({
         "mxid": body.mxid, "sender": invite.sender, "token": invite.token,
     }))?;
-    let canonical = CanonicalJsonValue::Object(signed).to_string();
-    let signature = STANDARD_NO_PAD.encode(key.sign(canonical.as_bytes()).to_bytes());
-    let signatures = serde_json::from_value(json!({ services.identity_server_name(): { "ed25519:0": signature } }))?;
+    ruma::signatures::sign_json(&services.identity_server_name(), &pair, &mut signed)
+        .map_err(|e| Error::Internal(format!("signing an invitation: {e}")))?;
+    let signatures = serde_json::from_value(serde_json::to_value(&signed["signatures"])?)?;
     Ok(RumaResponse(sign_invitation_ed25519::v2::Response::new(
         body.mxid.clone(),
         invite.sender,
