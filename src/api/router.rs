@@ -12,7 +12,7 @@ use ruma::api::client::{
 };
 use ruma::api::client::{
     context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
-    sync as syncing, tag, thirdparty, to_device as to_devices, typing as typing_events, user_directory,
+    sync as syncing, tag, thirdparty, threads as thread_roots, to_device as to_devices, typing as typing_events, user_directory,
 };
 use ruma::api::federation::authenticated_media as federation_media;
 use ruma::api::federation::authorization::get_event_authorization;
@@ -191,6 +191,7 @@ pub fn routes() -> Routes {
     .ruma::<relating::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
         relations::get_relating_events_with_rel_type_and_event_type,
     )
+    .ruma::<thread_roots::get_threads::v1::Request, _, _>(threads::get_threads)
     .ruma::<room::get_event_by_timestamp::v1::Request, _, _>(room_event_by_timestamp::get_event_by_timestamp)
     .ruma::<knock::knock_room::v3::Request, _, _>(knocking::knock_room)
     .ruma::<space::get_hierarchy::v1::Request, _, _>(space_hierarchy::get_hierarchy)

@@ -3,16 +3,16 @@
 //! A new database starts at [`CURRENT`]. An older one is brought forward by the steps in
 //! [`MIGRATIONS`], each one batch; a newer one (written by a later Hearth) refuses to open.
 
-use super::{Store, StoreError, Table};
+use super::{SEP, Store, StoreError, Table, key};
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
 /// One migration step, written as one batch.
 type Migration = fn(&Store) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [];
+const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads];
 
 const VERSION_KEY: &[u8] = b"schema_version";
 
@@ -42,5 +42,31 @@ pub fn run(store: &Store) -> Result<(), StoreError> {
 fn write_version(store: &Store, version: u32) -> Result<(), StoreError> {
     let mut batch = store.batch();
     batch.put(Table::Meta, VERSION_KEY, &version.to_be_bytes());
+    batch.commit()
+}
+
+/// Version 2 lists a room's threads by latest reply (`threads`, `thread_activity`): built from
+/// the replies in threads the relations table already holds.
+fn index_threads(store: &Store) -> Result<(), StoreError> {
+    let mut latest: std::collections::BTreeMap<(Vec<u8>, Vec<u8>), u64> = std::collections::BTreeMap::new();
+    for (key, (rel_type, _, _)) in store.scan_json::<(String, String, String)>(Table::Relations, &[])? {
+        // room ID ‖ parent ‖ stream position (8 bytes, which may hold the separator itself).
+        let Some(split) = key.len().checked_sub(9) else { continue };
+        let (ids, position) = (&key[..split], &key[split + 1..]);
+        let (Some(at), Ok(position)) = (ids.iter().position(|&byte| byte == SEP), <[u8; 8]>::try_from(position)) else {
+            continue;
+        };
+        if rel_type == "m.thread" {
+            let thread = (ids[..at].to_vec(), ids[at + 1..].to_vec());
+            let position = u64::from_be_bytes(position);
+            let entry = latest.entry(thread).or_default();
+            *entry = (*entry).max(position);
+        }
+    }
+    let mut batch = store.batch();
+    for ((room, root), position) in latest {
+        batch.put(Table::Threads, &key(&[&room, &root]), &position.to_be_bytes());
+        batch.put(Table::ThreadActivity, &key(&[&room, &position.to_be_bytes()]), &root);
+    }
     batch.commit()
 }

@@ -76,6 +76,10 @@
 //! | `identity_hashes` | lookup hash (`sha256` of address, medium and pepper) | JSON [medium, address] |
 //! | `email_digests` | user ID ‖ email address (an email pusher) | `service::email_notifications::DigestState`: what was mailed, per room |
 //! | `email_invites` | invitation secret (the landing page's link) | `service::email_invites::EmailInvite` |
+//! | `threads`             | room ID ‖ thread root's event ID  | u64 (BE): stream position of the thread's latest reply |
+//! | `thread_activity`     | room ID ‖ stream position (u64, BE) | the thread root's event ID: threads by latest reply (a row whose position `threads` no longer names is stale) |
+//! | `search_postings`     | term ‖ stream position (u64, BE)  | binary: field (u8) ‖ occurrences (u8) ‖ words in the field (u16, BE) ‖ room ID, see `service::rooms::search` |
+//! | `reports`             | report number (u64, BE)           | `service::reports::Report`: a user's report of an event, room or user to the server's admins |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -170,11 +174,15 @@ pub enum Table {
     IdentityHashes,
     EmailInvites,
     EmailDigests,
+    Threads,
+    ThreadActivity,
+    SearchPostings,
+    Reports,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 62] = [
+    pub const ALL: [Table; 66] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -237,6 +245,10 @@ impl Table {
         Table::IdentityHashes,
         Table::EmailInvites,
         Table::EmailDigests,
+        Table::Threads,
+        Table::ThreadActivity,
+        Table::SearchPostings,
+        Table::Reports,
     ];
 
     /// The column family's name.
@@ -304,6 +316,10 @@ impl Table {
             Table::IdentityHashes => "identity_hashes",
             Table::EmailInvites => "email_invites",
             Table::EmailDigests => "email_digests",
+            Table::Threads => "threads",
+            Table::ThreadActivity => "thread_activity",
+            Table::SearchPostings => "search_postings",
+            Table::Reports => "reports",
         }
     }
 }

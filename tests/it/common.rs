@@ -212,6 +212,23 @@ impl TestServer {
         )
     }
 
+    /// Creates a room with `body`; returns its ID.
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
+        let (status, response) = self.post("/_matrix/client/v3/createRoom", Some(token), body).await;
+        assert_eq!(status, StatusCode::OK, "createRoom: {response}");
+        response["room_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends an event of type `kind` with a fresh transaction ID; returns its event ID.
+    pub async fn send(&self, token: &str, room: &str, kind: &str, content: Value) -> String {
+        static TRANSACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let txn = TRANSACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/{kind}/common{txn}");
+        let (status, sent) = self.put(&path, Some(token), content).await;
+        assert_eq!(status, StatusCode::OK, "send {kind}: {sent}");
+        sent["event_id"].as_str().unwrap().to_owned()
+    }
+
     /// Logs in with a password; returns the whole response.
     pub async fn login(&self, name: &str, password: &str) -> (StatusCode, Value) {
         self.post(

@@ -21,4 +21,5 @@ mod sdk;
 mod sliding_sync;
 mod synapse;
 mod sync;
+mod threads;
 mod voip;

@@ -10,6 +10,7 @@ use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::rooms::visibility::Viewer;
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
 pub async fn get_context(
@@ -50,7 +51,7 @@ pub async fn get_context(
     response.event = Some(raw(&services.rooms.client_event(
         &request.event_id,
         &stored,
-        Some((user, &session.device_id)),
+        Some(Viewer::device(user, &session.device_id)),
     )?)?);
     response.events_before = before.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
     response.events_after = after.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;

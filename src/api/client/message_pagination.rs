@@ -18,6 +18,7 @@ use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::rooms::visibility::Viewer;
 
 /// The most events one page returns.
 const MAX_LIMIT: u64 = 1000;
@@ -176,7 +177,11 @@ fn visible_event(services: &Services, user: &UserId, device: Option<&ruma::Devic
     if !services.rooms.can_see_event(user, event_id, &stored)? {
         return Ok(None);
     }
-    Ok(Some(services.rooms.client_event(event_id, &stored, device.map(|d| (user, d)))?))
+    Ok(Some(services.rooms.client_event(
+        event_id,
+        &stored,
+        Some(Viewer { user, device }),
+    )?))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`

@@ -49,6 +49,7 @@ pub mod space_hierarchy;
 pub mod sync;
 pub mod tags;
 pub mod third_party_lookup;
+pub mod threads;
 pub mod to_device;
 pub mod typing;
 pub mod users;

@@ -10,6 +10,7 @@ use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Error;
 use crate::service::Services;
+use crate::service::rooms::visibility::Viewer;
 
 /// `GET /_matrix/client/v3/notifications`
 pub async fn get_notifications(
@@ -42,7 +43,7 @@ pub async fn get_notifications(
             let Some(stored) = services.rooms.stored_event(&record.event_id)? else {
                 continue;
             };
-            let event = services.rooms.client_event(&record.event_id, &stored, None)?;
+            let event = services.rooms.client_event(&record.event_id, &stored, Some(Viewer::user(user)))?;
             let read = services.rooms.read_position(&record.room_id, user)? >= stored.stream;
             let mut notification = get_notifications::v3::Notification::new(
                 record.actions,

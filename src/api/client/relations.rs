@@ -16,6 +16,7 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::devices::Session;
+use crate::service::rooms::visibility::Viewer;
 
 /// The most events one page returns.
 const MAX_LIMIT: usize = 100;
@@ -72,7 +73,11 @@ fn relating_events(services: &Services, session: &Session, query: RelationsQuery
             if let Some(stored) = services.rooms.stored_event(&event_id)?
                 && services.rooms.can_see_event(user, &event_id, &stored)?
             {
-                events.push(services.rooms.client_event(&event_id, &stored, Some((user, &session.device_id)))?);
+                events.push(
+                    services
+                        .rooms
+                        .client_event(&event_id, &stored, Some(Viewer::device(user, &session.device_id)))?,
+                );
             }
         }
         if exhausted {

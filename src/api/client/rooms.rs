@@ -18,6 +18,7 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::rooms::state::StateMap;
+use crate::service::rooms::visibility::Viewer;
 
 /// Any value as a ruma `Raw`.
 pub fn raw<T>(value: &Value) -> Result<Raw<T>> {
@@ -64,9 +65,11 @@ pub async fn get_room_event(
     if stored.room_id != request.room_id || !services.rooms.can_see_event(&session.user_id, &request.event_id, &stored)? {
         return Err(not_found());
     }
-    let event = services
-        .rooms
-        .client_event(&request.event_id, &stored, Some((&session.user_id, &session.device_id)))?;
+    let event = services.rooms.client_event(
+        &request.event_id,
+        &stored,
+        Some(Viewer::device(&session.user_id, &session.device_id)),
+    )?;
     Ok(RumaResponse(get_room_event::v3::Response::new(raw(&event)?)))
 }
 

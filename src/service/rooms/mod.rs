@@ -593,6 +593,8 @@ impl Rooms {
         if stored.room_id != room_id || stored.redacted_by.is_some() {
             return Ok(());
         }
+        let original = Pdu::from_object(target, room_id, &stored.pdu)?;
+        self.unindex_event(batch, &original, stored.stream)?;
         stored.pdu = ruma::canonical_json::redact(stored.pdu, &rules.redaction, None)
             .map_err(|e| Error::Internal(format!("redaction of {target}: {e}")))?;
         stored.redacted_by = Some(redaction_id.to_owned());
@@ -676,13 +678,7 @@ impl Rooms {
                 pdu.event_id.as_bytes(),
             );
         }
-        if let Some((rel_type, parent)) = relation(&pdu.content_value()) {
-            batch.put(
-                Table::Relations,
-                &key(&[room_id, parent.as_bytes(), &stream.to_be_bytes()]),
-                &serde_json::to_vec(&(rel_type, &pdu.event_id, &pdu.kind))?,
-            );
-        }
+        self.index_event(batch, pdu, stream)?;
         batch.put(
             Table::Timeline,
             &key(&[&room.short_id.to_be_bytes(), &stream.to_be_bytes()]),
@@ -717,6 +713,26 @@ impl Rooms {
                 Some((position, event_id))
             })
             .collect())
+    }
+}
+
+impl Rooms {
+    /// Indexes an event stored at stream position `stream` in `batch`: its relation and its
+    /// searchable text.
+    pub(super) fn index_event(&self, batch: &mut Batch<'_>, pdu: &Pdu, stream: u64) -> Result<()> {
+        self.index_relation(batch, pdu, stream)
+    }
+
+    /// Removes a redacted event from the indexes: its relation no longer counts, its text is
+    /// no longer found.
+    fn unindex_event(&self, batch: &mut Batch<'_>, original: &Pdu, stream: u64) -> Result<()> {
+        if let Some((_, parent)) = relation(&original.content_value()) {
+            batch.delete(
+                Table::Relations,
+                &key(&[original.room_id.as_bytes(), parent.as_bytes(), &stream.to_be_bytes()]),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -326,13 +326,7 @@ impl Rooms {
                 &key(&[&room.short_id.to_be_bytes(), &position.to_be_bytes()]),
                 pdu.event_id.as_bytes(),
             );
-            if let Some((rel_type, parent)) = super::relation(&pdu.content_value()) {
-                batch.put(
-                    Table::Relations,
-                    &key(&[room_id.as_bytes(), parent.as_bytes(), &position.to_be_bytes()]),
-                    &serde_json::to_vec(&(rel_type, &pdu.event_id, &pdu.kind))?,
-                );
-            }
+            self.index_event(&mut batch, &pdu, position)?;
             added += 1;
         }
         batch.commit()?;

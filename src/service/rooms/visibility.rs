@@ -11,6 +11,29 @@ use super::{Rooms, StoredEvent};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
 
+/// Who an event is served to: thread participation is the user's, and an event's transaction
+/// ID is shown only to the device that sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub user: &'a UserId,
+    pub device: Option<&'a DeviceId>,
+}
+
+impl<'a> Viewer<'a> {
+    /// A user on one of their devices.
+    pub fn device(user: &'a UserId, device: &'a DeviceId) -> Self {
+        Viewer {
+            user,
+            device: Some(device),
+        }
+    }
+
+    /// A user, on no device in particular.
+    pub fn user(user: &'a UserId) -> Self {
+        Viewer { user, device: None }
+    }
+}
+
 impl Rooms {
     /// Refuses with 403 unless `user` is in the room now or was in it once (a user who left
     /// still reads what they could see while they were in it); world-readable rooms are open
@@ -63,9 +86,20 @@ impl Rooms {
         })
     }
 
-    /// An event in the client format, with `unsigned` (age, the sender device's transaction
-    /// ID, the replaced state's content, the redaction that redacted it).
-    pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer_device: Option<(&UserId, &DeviceId)>) -> Result<Value> {
+    /// An event in the client format as `viewer` sees it, with `unsigned` (age, the sender
+    /// device's transaction ID, the replaced state's content, the redaction that redacted it)
+    /// and the aggregations of the events relating to it (`m.relations`).
+    pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
+        let mut event = self.bare_client_event(event_id, stored, viewer)?;
+        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        if let Some(relations) = self.bundled_relations(&pdu, stored, viewer.map(|viewer| viewer.user))? {
+            event["unsigned"]["m.relations"] = relations;
+        }
+        Ok(event)
+    }
+
+    /// An event in the client format without the aggregations of the events relating to it.
+    pub(super) fn bare_client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
         let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
         let mut event = json!({
             "event_id": event_id,
@@ -83,7 +117,13 @@ impl Rooms {
         }
         let mut unsigned = Map::new();
         unsigned.insert("age".into(), json!(now_ms().saturating_sub(u64::from(pdu.origin_server_ts.0))));
-        if let (Some(transaction), Some((user, device))) = (&stored.transaction, viewer_device)
+        if let (
+            Some(transaction),
+            Some(Viewer {
+                user,
+                device: Some(device),
+            }),
+        ) = (&stored.transaction, viewer)
             && pdu.sender == user
             && transaction.device_id == device
         {
@@ -100,7 +140,7 @@ impl Rooms {
         if let Some(redaction_id) = &stored.redacted_by
             && let Some(redaction) = self.stored_event(redaction_id)?
         {
-            unsigned.insert("redacted_because".into(), self.client_event(redaction_id, &redaction, None)?);
+            unsigned.insert("redacted_because".into(), self.bare_client_event(redaction_id, &redaction, None)?);
         }
         event["unsigned"] = Value::Object(unsigned);
         Ok(event)
