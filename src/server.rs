@@ -41,6 +41,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
             tokio::spawn(crate::service::email_notifications::run(services.clone())),
         ]
     });
+    // A missing search index is rebuilt while the server serves (search finds more as it goes).
+    {
+        let services = services.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = services.rooms.rebuild_search_index_if_missing() {
+                tracing::error!(%error, "the search index could not be built");
+            }
+        });
+    }
     tracing::info!(
         server_name = %services.config.server_name,
         listen = %listener.local_addr().map_err(|e| e.to_string())?,

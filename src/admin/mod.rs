@@ -267,6 +267,7 @@ impl AdminCommand {
             AdminCommand::Room(RoomCommand::Show { .. }) => "room show",
             AdminCommand::Room(RoomCommand::Delete { .. }) => "room delete",
             AdminCommand::Room(RoomCommand::Event { .. }) => "room event",
+            AdminCommand::Room(RoomCommand::Reindex) => "room reindex",
             AdminCommand::Room(RoomCommand::Promote { .. }) => "room promote",
             AdminCommand::Community(CommunityCommand::Create { .. }) => "community create",
             AdminCommand::Federation(FederationCommand::Status) => "federation status",

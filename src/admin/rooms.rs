@@ -22,6 +22,9 @@ pub enum RoomCommand {
     /// Delete a room from this server: its members leave, its aliases and listing go, and its
     /// history is purged.
     Delete { room: String },
+    /// Rebuild the search index of every room from scratch (it is also rebuilt by itself at
+    /// start-up when missing).
+    Reindex,
     /// Print an event as its signed federation PDU, e.g. to check its hashes and signature.
     Event { event_id: String },
     /// Set a member's power level in a room (100: admin), sent by the room's most powerful
@@ -86,6 +89,10 @@ pub async fn execute_room(services: &Services, command: RoomCommand) -> Result<A
                 });
             }
             Ok(AdminOutput::Rooms(lines))
+        }
+        RoomCommand::Reindex => {
+            let read = rooms.rebuild_search_index()?;
+            Ok(AdminOutput::Done(format!("search index rebuilt from {read} events")))
         }
         RoomCommand::Show { room } => {
             let room_id = room_id(services, &room)?;

@@ -8,7 +8,7 @@ use axum::handler::Handler;
 use axum::routing::{MethodFilter, on};
 use ruma::api::client::{
     account, alias, authenticated_media, backup, config, device, directory as room_directory, discovery, filter as filters,
-    media as legacy_media, membership, message, profile as profiles, redact, room, session, state,
+    media as legacy_media, membership, message, profile as profiles, redact, room, search as searching, session, state,
 };
 use ruma::api::client::{
     context, keys as e2ee_keys, knock, presence as presence_status, push, read_marker, receipt, relations as relating, space,
@@ -192,6 +192,7 @@ pub fn routes() -> Routes {
         relations::get_relating_events_with_rel_type_and_event_type,
     )
     .ruma::<thread_roots::get_threads::v1::Request, _, _>(threads::get_threads)
+    .ruma::<searching::search_events::v3::Request, _, _>(search::search)
     .ruma::<room::get_event_by_timestamp::v1::Request, _, _>(room_event_by_timestamp::get_event_by_timestamp)
     .ruma::<knock::knock_room::v3::Request, _, _>(knocking::knock_room)
     .ruma::<space::get_hierarchy::v1::Request, _, _>(space_hierarchy::get_hierarchy)

@@ -18,6 +18,7 @@ mod media;
 mod metrics;
 mod rooms;
 mod sdk;
+mod search;
 mod sliding_sync;
 mod synapse;
 mod sync;

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use ruma::RoomId;
 use ruma::api::client::context::get_context;
+use ruma::api::client::filter::RoomEventFilter;
+use serde_json::Value;
 
 use super::message_pagination::{PageRequest, page, token};
 use super::rooms::raw;
@@ -27,36 +30,26 @@ pub async fn get_context(
         return Err(not_found());
     }
     let limit = u64::from(request.limit).min(100) as usize;
-    let around = |forward: bool, count: usize| {
-        page(
-            &services,
-            PageRequest {
-                room_id: &request.room_id,
-                user,
-                device: Some(&session.device_id),
-                from: Some(if forward { stored.stream + 1 } else { stored.stream }),
-                to: None,
-                forward,
-                limit: count,
-                filter: &request.filter,
-            },
-        )
-    };
-    let before = around(false, limit / 2)?;
-    let after = around(true, limit - limit / 2)?;
-
+    let context = around(
+        &services,
+        Viewer::device(user, &session.device_id),
+        &request.room_id,
+        stored.stream,
+        (limit / 2, limit - limit / 2),
+        &request.filter,
+    )?;
     let mut response = get_context::v3::Response::new();
-    response.start = Some(token(before.events.last().map_or(stored.stream, |(position, _)| *position)));
-    response.end = Some(token(after.events.last().map_or(stored.stream + 1, |(position, _)| position + 1)));
+    response.start = Some(context.start);
+    response.end = Some(context.end);
     response.event = Some(raw(&services.rooms.client_event(
         &request.event_id,
         &stored,
         Some(Viewer::device(user, &session.device_id)),
     )?)?);
-    response.events_before = before.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
-    response.events_after = after.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
-    let last = after
-        .events
+    response.events_before = context.before.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
+    response.events_after = context.after.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
+    let last = context
+        .after
         .last()
         .and_then(|(_, event)| event["event_id"].as_str())
         .unwrap_or(request.event_id.as_str());
@@ -70,4 +63,49 @@ pub async fn get_context(
         }
     }
     Ok(RumaResponse(response))
+}
+
+/// The events around one, as its reader sees them.
+pub struct Around {
+    /// (stream position, event), nearest first.
+    pub before: Vec<(u64, Value)>,
+    pub after: Vec<(u64, Value)>,
+    /// Tokens to page on backward from the first and forward from the last.
+    pub start: String,
+    pub end: String,
+}
+
+/// Up to `limits.0` visible events before the event at stream position `stream` and
+/// `limits.1` after it.
+pub fn around(
+    services: &Services,
+    viewer: Viewer<'_>,
+    room_id: &RoomId,
+    stream: u64,
+    limits: (usize, usize),
+    filter: &RoomEventFilter,
+) -> Result<Around> {
+    let side = |forward: bool, limit: usize| {
+        page(
+            services,
+            PageRequest {
+                room_id,
+                user: viewer.user,
+                device: viewer.device,
+                from: Some(if forward { stream + 1 } else { stream }),
+                to: None,
+                forward,
+                limit,
+                filter,
+            },
+        )
+    };
+    let before = side(false, limits.0)?.events;
+    let after = side(true, limits.1)?.events;
+    Ok(Around {
+        start: token(before.last().map_or(stream, |(position, _)| *position)),
+        end: token(after.last().map_or(stream + 1, |(position, _)| position + 1)),
+        before,
+        after,
+    })
 }

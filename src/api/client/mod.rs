@@ -43,6 +43,7 @@ pub mod room_event_by_timestamp;
 pub mod room_send;
 pub mod room_state;
 pub mod room_upgrades;
+pub mod search;
 pub mod rooms;
 pub mod sliding_sync;
 pub mod space_hierarchy;

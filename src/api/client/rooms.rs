@@ -41,7 +41,7 @@ pub fn readable_state(services: &Services, room_id: &RoomId, user: &UserId) -> R
 }
 
 /// The client-format events of a state.
-fn state_events(services: &Services, state: &StateMap) -> Result<Vec<Value>> {
+pub fn state_events(services: &Services, state: &StateMap) -> Result<Vec<Value>> {
     let mut events = Vec::with_capacity(state.len());
     for short_event in state.values() {
         let event_id = services.rooms.states.event_id(*short_event)?;

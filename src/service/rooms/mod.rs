@@ -17,6 +17,7 @@ pub mod pdu;
 pub mod purge;
 pub mod receipts;
 pub mod relations;
+pub mod search;
 pub mod remote;
 pub mod spaces;
 pub mod state;
@@ -720,12 +721,14 @@ impl Rooms {
     /// Indexes an event stored at stream position `stream` in `batch`: its relation and its
     /// searchable text.
     pub(super) fn index_event(&self, batch: &mut Batch<'_>, pdu: &Pdu, stream: u64) -> Result<()> {
+        self.index_text(batch, pdu, stream);
         self.index_relation(batch, pdu, stream)
     }
 
     /// Removes a redacted event from the indexes: its relation no longer counts, its text is
     /// no longer found.
     fn unindex_event(&self, batch: &mut Batch<'_>, original: &Pdu, stream: u64) -> Result<()> {
+        self.unindex_text(batch, original, stream);
         if let Some((_, parent)) = relation(&original.content_value()) {
             batch.delete(
                 Table::Relations,
