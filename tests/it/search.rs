@@ -16,7 +16,9 @@ async fn search(server: &TestServer, token: &str, criteria: Value, next_batch: O
         Some(batch) => format!("/_matrix/client/v3/search?next_batch={batch}"),
         None => "/_matrix/client/v3/search".to_owned(),
     };
-    let (status, body) = server.post(&path, Some(token), json!({ "search_categories": { "room_events": criteria } })).await;
+    let (status, body) = server
+        .post(&path, Some(token), json!({ "search_categories": { "room_events": criteria } }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["search_categories"]["room_events"].clone()
 }
@@ -24,7 +26,12 @@ async fn search(server: &TestServer, token: &str, criteria: Value, next_batch: O
 fn bodies(found: &Value) -> Vec<String> {
     found["results"]
         .as_array()
-        .map(|results| results.iter().map(|r| r["result"]["content"]["body"].as_str().unwrap_or_default().to_owned()).collect())
+        .map(|results| {
+            results
+                .iter()
+                .map(|r| r["result"]["content"]["body"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -34,19 +41,33 @@ async fn search_finds_what_the_user_may_read_by_rank_or_recency() {
     let (alice, _) = server.register("alice", "alicepass").await;
     let (bob, _) = server.register("bob", "bobpassword").await;
     let shared = server
-        .create_room(&alice, json!({ "preset": "public_chat", "name": "Fox Den", "topic": "all about foxes" }))
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "name": "Fox Den", "topic": "all about foxes" }),
+        )
         .await;
     let private = server.create_room(&alice, json!({})).await;
     let encrypted = server
         .create_room(&alice, json!({ "initial_state": [{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }] }))
         .await;
-    assert_eq!(server.post(&format!("/_matrix/client/v3/join/{shared}"), Some(&bob), json!({})).await.0, StatusCode::OK);
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/join/{shared}"), Some(&bob), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
     server.send(&alice, &shared, "m.room.message", text("The quick brown fox")).await;
     server.send(&bob, &shared, "m.room.message", text("quick, quick thinking")).await;
     let bear = server.send(&alice, &shared, "m.room.message", text("a brown bear")).await;
     server.send(&alice, &private, "m.room.message", text("the secret fox")).await;
     server
-        .send(&alice, &encrypted, "m.room.encrypted", json!({ "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "fox", "sender_key": "k", "session_id": "s", "device_id": "D" }))
+        .send(
+            &alice,
+            &encrypted,
+            "m.room.encrypted",
+            json!({ "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "fox", "sender_key": "k", "session_id": "s", "device_id": "D" }),
+        )
         .await;
     let newest_fox = server.send(&bob, &shared, "m.room.message", text("FOX sighting!")).await;
 
@@ -62,7 +83,10 @@ async fn search_finds_what_the_user_may_read_by_rank_or_recency() {
         found["count"], 4,
         "alice also has her private room, the room's name matches, the encrypted event is not searchable: {found}"
     );
-    assert_eq!(bodies(&search(&server, &bob, json!({ "search_term": "quick fox" }), None).await), ["The quick brown fox"]);
+    assert_eq!(
+        bodies(&search(&server, &bob, json!({ "search_term": "quick fox" }), None).await),
+        ["The quick brown fox"]
+    );
     assert!(bodies(&search(&server, &bob, json!({ "search_term": "quick zebra" }), None).await).is_empty());
 
     // Rank puts the denser match first; recency the newest.
@@ -85,13 +109,31 @@ async fn search_finds_what_the_user_may_read_by_rank_or_recency() {
     }
 
     // Filters, keys, state, groupings, context with profiles.
-    let only_bob = search(&server, &alice, json!({ "search_term": "fox", "filter": { "senders": [bob_id(&server, &bob).await] } }), None).await;
+    let only_bob = search(
+        &server,
+        &alice,
+        json!({ "search_term": "fox", "filter": { "senders": [bob_id(&server, &bob).await] } }),
+        None,
+    )
+    .await;
     assert_eq!(bodies(&only_bob), ["FOX sighting!"]);
     let names = search(&server, &bob, json!({ "search_term": "den", "keys": ["content.name"] }), None).await;
     assert_eq!(names["results"][0]["result"]["type"], "m.room.name", "{names}");
-    let topics = search(&server, &bob, json!({ "search_term": "foxes", "keys": ["content.topic"], "include_state": true }), None).await;
+    let topics = search(
+        &server,
+        &bob,
+        json!({ "search_term": "foxes", "keys": ["content.topic"], "include_state": true }),
+        None,
+    )
+    .await;
     assert_eq!(topics["results"][0]["result"]["content"]["topic"], "all about foxes");
-    assert!(topics["state"][&shared].as_array().unwrap().iter().any(|event| event["type"] == "m.room.create"));
+    assert!(
+        topics["state"][&shared]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["type"] == "m.room.create")
+    );
     let grouped = search(
         &server,
         &alice,
@@ -100,25 +142,56 @@ async fn search_finds_what_the_user_may_read_by_rank_or_recency() {
         None,
     )
     .await;
-    assert_eq!(grouped["groups"]["room_id"][&shared]["results"].as_array().unwrap().len(), 2, "{grouped}");
+    assert_eq!(
+        grouped["groups"]["room_id"][&shared]["results"].as_array().unwrap().len(),
+        2,
+        "{grouped}"
+    );
     assert_eq!(grouped["groups"]["room_id"][&private]["results"].as_array().unwrap().len(), 1);
     assert_eq!(grouped["groups"]["sender"]["@bob:localhost"]["results"], json!([newest_fox]));
     let context = &grouped["results"][0]["context"];
     assert_eq!(context["events_before"][0]["event_id"], bear.as_str(), "{context}");
     assert_eq!(context["profile_info"]["@bob:localhost"]["displayname"], "bob");
     let bad_key = server
-        .post("/_matrix/client/v3/search", Some(&bob), json!({ "search_categories": { "room_events": { "search_term": "x", "keys": ["content.nope"] } } }))
+        .post(
+            "/_matrix/client/v3/search",
+            Some(&bob),
+            json!({ "search_categories": { "room_events": { "search_term": "x", "keys": ["content.nope"] } } }),
+        )
         .await;
     assert_error(&bad_key, 400, "M_INVALID_PARAM");
-    assert_error(&server.post("/_matrix/client/v3/search?next_batch=zzz", Some(&bob), json!({ "search_categories": { "room_events": { "search_term": "x" } } })).await, 400, "M_INVALID_PARAM");
+    assert_error(
+        &server
+            .post(
+                "/_matrix/client/v3/search?next_batch=zzz",
+                Some(&bob),
+                json!({ "search_categories": { "room_events": { "search_term": "x" } } }),
+            )
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
 
     // A redacted message is no longer found; a room left is no longer searched.
     let (status, _) = server
-        .put(&format!("/_matrix/client/v3/rooms/{shared}/redact/{newest_fox}/r1"), Some(&bob), json!({}))
+        .put(
+            &format!("/_matrix/client/v3/rooms/{shared}/redact/{newest_fox}/r1"),
+            Some(&bob),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(bodies(&search(&server, &bob, json!({ "search_term": "sighting" }), None).await), Vec::<String>::new());
-    assert_eq!(server.post(&format!("/_matrix/client/v3/rooms/{shared}/leave"), Some(&bob), json!({})).await.0, StatusCode::OK);
+    assert_eq!(
+        bodies(&search(&server, &bob, json!({ "search_term": "sighting" }), None).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        server
+            .post(&format!("/_matrix/client/v3/rooms/{shared}/leave"), Some(&bob), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
     assert_eq!(search(&server, &bob, json!({ "search_term": "fox" }), None).await["count"], 0);
 
     // Rebuilt from scratch, the index finds the same (and still not the redacted message).
@@ -129,5 +202,8 @@ async fn search_finds_what_the_user_may_read_by_rank_or_recency() {
 }
 
 async fn bob_id(server: &TestServer, token: &str) -> String {
-    server.get("/_matrix/client/v3/account/whoami", Some(token)).await.1["user_id"].as_str().unwrap().to_owned()
+    server.get("/_matrix/client/v3/account/whoami", Some(token)).await.1["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

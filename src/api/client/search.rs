@@ -107,8 +107,12 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
             });
             break;
         }
-        let Some(event_id) = services.rooms.event_at(&hit.room_id, hit.stream)? else { continue };
-        let Some(stored) = services.rooms.stored_event(&event_id)? else { continue };
+        let Some(event_id) = services.rooms.event_at(&hit.room_id, hit.stream)? else {
+            continue;
+        };
+        let Some(stored) = services.rooms.stored_event(&event_id)? else {
+            continue;
+        };
         if stored.redacted_by.is_some() || !services.rooms.can_see_event(user, &event_id, &stored)? {
             continue;
         }
@@ -136,9 +140,9 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
             if criteria.event_context.include_profile {
                 let senders = context.before.iter().chain(&context.after).map(|(_, event)| event).chain([event]);
                 for sender in senders.filter_map(|event| UserId::parse(event["sender"].as_str()?).ok()) {
-                    if !found.profile_info.contains_key(&sender) {
-                        let profile = member_profile(services, &hit.room_id, &sender)?;
-                        found.profile_info.insert(sender, profile);
+                    if let std::collections::btree_map::Entry::Vacant(entry) = found.profile_info.entry(sender) {
+                        let profile = member_profile(services, &hit.room_id, entry.key())?;
+                        entry.insert(profile);
                     }
                 }
             }
@@ -153,10 +157,14 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
     for grouping in &criteria.groupings.group_by {
         match &grouping.key {
             Some(GroupingKey::RoomId) => {
-                response.groups.insert(ResultGroupMap::RoomId(groups(&page, |(hit, ..)| Some(hit.room_id.clone()))));
+                response
+                    .groups
+                    .insert(ResultGroupMap::RoomId(groups(&page, |(hit, ..)| Some(hit.room_id.clone()))));
             }
             Some(GroupingKey::Sender) => {
-                let sender = |(_, _, event): &(SearchHit, OwnedEventId, Value)| -> Option<OwnedUserId> { UserId::parse(event["sender"].as_str()?).ok() };
+                let sender = |(_, _, event): &(SearchHit, OwnedEventId, Value)| -> Option<OwnedUserId> {
+                    UserId::parse(event["sender"].as_str()?).ok()
+                };
                 response.groups.insert(ResultGroupMap::Sender(groups(&page, sender)));
             }
             _ => return Err(Error::invalid_param("groupings: the key is room_id or sender")),
@@ -178,13 +186,19 @@ fn search_field(key: &SearchKeys) -> Result<SearchField> {
         SearchKeys::ContentBody => Ok(SearchField::Body),
         SearchKeys::ContentName => Ok(SearchField::Name),
         SearchKeys::ContentTopic => Ok(SearchField::Topic),
-        other => Err(Error::invalid_param(format!("Search keys are content.body, content.name and content.topic, not {}", other.as_str()))),
+        other => Err(Error::invalid_param(format!(
+            "Search keys are content.body, content.name and content.topic, not {}",
+            other.as_str()
+        ))),
     }
 }
 
 /// The page's results grouped by `key`: each group's event IDs in page order, and the group's
 /// order by its best result.
-fn groups<K: Ord>(page: &[(SearchHit, OwnedEventId, Value)], key: impl Fn(&(SearchHit, OwnedEventId, Value)) -> Option<K>) -> BTreeMap<K, ResultGroup> {
+fn groups<K: Ord>(
+    page: &[(SearchHit, OwnedEventId, Value)],
+    key: impl Fn(&(SearchHit, OwnedEventId, Value)) -> Option<K>,
+) -> BTreeMap<K, ResultGroup> {
     let mut groups: BTreeMap<K, ResultGroup> = BTreeMap::new();
     let mut next_order = 0u32;
     for result in page {

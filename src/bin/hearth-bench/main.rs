@@ -18,6 +18,8 @@
 //!   a burst's throughput, and joining a big room over federation (`federation.rs`).
 //! - `mail` (`--maildir DIR`, the server under test mailing to an SMTP server that delivers
 //!   there): requests that queue a mail, and how fast the outbox drains (`mail.rs`).
+//! - `search`: rooms filled with 100,000 messages, then one-word and three-word searches
+//!   timed, and the index's size from the server's metrics (`search.rs`).
 //!
 //! Every run also reports the load generator's own CPU use, and with `--pid` the server's
 //! resident memory and its peak (Linux `/proc`).
@@ -33,6 +35,7 @@ mod federation;
 mod mail;
 mod media;
 mod memory;
+mod search;
 mod sync;
 
 /// Drives a homeserver with a workload and reports what it measured.
@@ -137,6 +140,18 @@ enum Workload {
         #[arg(long)]
         maildir: std::path::PathBuf,
     },
+    /// Search latency over many messages, and the index's size.
+    Search {
+        /// How many messages fill the rooms first.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// How many searches of each kind are timed.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// The server's metrics URL, to read the index's size.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
     /// Media upload and download throughput and thumbnail time.
     Media {
         /// Size of the uploaded file in MiB.
@@ -224,6 +239,11 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         Workload::Sliding { pings, rooms } => sync::sliding(cli, pings, rooms).await,
         Workload::Accounts { users } => accounts(cli, users).await,
         Workload::Mail { requests, ref maildir } => mail::mail(&register(cli).await?, requests, maildir).await,
+        Workload::Search {
+            messages,
+            queries,
+            ref metrics,
+        } => search::search(cli, messages, queries, metrics.as_deref()).await,
         Workload::Memory { messages, polls } => memory::memory(cli, messages, polls).await,
         Workload::Federation {
             ref peer,

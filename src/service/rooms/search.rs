@@ -44,7 +44,9 @@ pub enum SearchField {
 
 impl SearchField {
     fn from_byte(byte: u8) -> Option<SearchField> {
-        [SearchField::Body, SearchField::Name, SearchField::Topic].into_iter().find(|field| *field as u8 == byte)
+        [SearchField::Body, SearchField::Name, SearchField::Topic]
+            .into_iter()
+            .find(|field| *field as u8 == byte)
     }
 }
 
@@ -222,7 +224,12 @@ impl Rooms {
         }
         let mut matches = vec![(occurrences, total)];
         for word in others {
-            match self.store.get(Table::SearchPostings, &posting_key(word, stream))?.as_deref().and_then(read_posting) {
+            match self
+                .store
+                .get(Table::SearchPostings, &posting_key(word, stream))?
+                .as_deref()
+                .and_then(read_posting)
+            {
                 Some((_, occurrences, total, _)) => matches.push((occurrences, total)),
                 None => return Ok(None),
             }
@@ -242,7 +249,10 @@ impl Rooms {
             let word_prefix = prefix(&[word.as_bytes()]);
             let mut start = word_prefix.clone();
             start.extend_from_slice(&below.map_or(u64::MAX, |below| below.saturating_sub(1)).to_be_bytes());
-            let count = self.store.range(Table::SearchPostings, &word_prefix, &start, false, RARITY_PROBE)?.len();
+            let count = self
+                .store
+                .range(Table::SearchPostings, &word_prefix, &start, false, RARITY_PROBE)?
+                .len();
             if count == 0 {
                 return Ok(None);
             }
