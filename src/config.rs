@@ -24,6 +24,10 @@ pub struct Config {
     pub max_request_size: usize,
     pub client_ip_header: Option<String>,
     pub admin_socket: Option<PathBuf>,
+    /// How long the access tokens of clients that asked for a refresh token work; unset:
+    /// they do not expire.
+    #[serde(default, with = "humantime_serde")]
+    pub access_token_lifetime: Option<std::time::Duration>,
     pub well_known: WellKnown,
     pub log: Log,
     pub storage: Storage,

@@ -33,6 +33,12 @@ pub enum Error {
     /// current one.
     #[error("wrong room keys version, current is {current_version}")]
     WrongRoomKeysVersion { current_version: String },
+    /// 401 `M_UNKNOWN_TOKEN` with `soft_logout`: the access token expired (refresh it).
+    #[error("the access token expired")]
+    ExpiredToken,
+    /// 401 `M_USER_LOCKED` with `soft_logout`: a server admin locked the account.
+    #[error("the account is locked")]
+    UserLocked,
     /// The store failed: the request is not acknowledged and nothing was written.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
@@ -81,6 +87,8 @@ matrix_errors! {
     invalid_username => BAD_REQUEST, "M_INVALID_USERNAME";
     /// 403 `M_USER_DEACTIVATED`.
     user_deactivated => FORBIDDEN, "M_USER_DEACTIVATED";
+    /// 403 `M_USER_SUSPENDED`: a suspended account tried something only active ones may.
+    user_suspended => FORBIDDEN, "M_USER_SUSPENDED";
     /// 403 `M_GUEST_ACCESS_FORBIDDEN`.
     guest_access_forbidden => FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN";
     /// 413 `M_TOO_LARGE`.
@@ -145,6 +153,14 @@ impl Error {
                     "error": "That backup version is not the current one",
                     "current_version": current_version,
                 }),
+            ),
+            Error::ExpiredToken => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "errcode": "M_UNKNOWN_TOKEN", "error": "The access token expired", "soft_logout": true }),
+            ),
+            Error::UserLocked => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "errcode": "M_USER_LOCKED", "error": "This account has been locked by the server's admins", "soft_logout": true }),
             ),
             Error::Storage(_) | Error::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

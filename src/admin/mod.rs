@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod cli;
 pub mod invites;
+pub mod reports;
 pub mod rooms;
 pub mod socket;
 
@@ -17,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use ruma::OwnedMxcUri;
 
 use crate::error::{Error, Result};
+use crate::service::accounts::UserRecord;
 use crate::service::media::MediaSummary;
 use crate::service::registration::NewAccount;
 use crate::service::registration_tokens::RegistrationToken;
+use crate::service::reports::Report;
 use crate::service::{Services, now_ms, random_string};
 use rooms::{CommunityCommand, RoomCommand, RoomLine};
 
@@ -44,6 +47,9 @@ pub enum AdminCommand {
     /// See and nudge what is sent to other servers.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// List the reports users sent to the server's admins, and mark them resolved.
+    #[command(subcommand)]
+    Report(reports::ReportCommand),
     /// Invite someone by email to a room (they choose an account on the mail's page), or list
     /// and revoke invitations.
     Invite(invites::InviteCommand),
@@ -89,6 +95,13 @@ pub enum UserCommand {
         #[arg(long)]
         revoke: bool,
     },
+    /// Suspend an account: it can still read, leave rooms and log out, but not send, join,
+    /// invite, create rooms, change its profile or upload.
+    Suspend { name: String },
+    /// Lock an account: every request but logging out answers `M_USER_LOCKED`.
+    Lock { name: String },
+    /// Lift an account's suspension and lock.
+    Unlock { name: String },
 }
 
 /// `hearth admin registration-token …`
@@ -168,6 +181,7 @@ pub enum AdminOutput {
     Tokens(Vec<RegistrationToken>),
     Media(Vec<MediaSummary>),
     Rooms(Vec<RoomLine>),
+    Reports(Vec<Report>),
     /// Structured details, printed as JSON for people too.
     Details(serde_json::Value),
     Done(String),
@@ -242,6 +256,7 @@ impl fmt::Display for AdminOutput {
                 }
                 write!(f, "{} room(s)", rooms.len())
             }
+            AdminOutput::Reports(reports) => reports::print(f, reports),
             AdminOutput::Details(details) => write!(f, "{}", serde_json::to_string_pretty(details).unwrap_or_default()),
             AdminOutput::Done(message) => write!(f, "{message}"),
         }
@@ -257,6 +272,10 @@ impl AdminCommand {
             AdminCommand::User(UserCommand::ResetPassword { .. }) => "user reset-password",
             AdminCommand::User(UserCommand::Deactivate { .. }) => "user deactivate",
             AdminCommand::User(UserCommand::MakeAdmin { .. }) => "user make-admin",
+            AdminCommand::User(UserCommand::Suspend { .. }) => "user suspend",
+            AdminCommand::User(UserCommand::Lock { .. }) => "user lock",
+            AdminCommand::User(UserCommand::Unlock { .. }) => "user unlock",
+            AdminCommand::Report(command) => command.name(),
             AdminCommand::RegistrationToken(TokenCommand::Create { .. }) => "registration-token create",
             AdminCommand::RegistrationToken(TokenCommand::List) => "registration-token list",
             AdminCommand::RegistrationToken(TokenCommand::Revoke { .. }) => "registration-token revoke",
@@ -289,6 +308,7 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Community(command) => rooms::execute_community(services, command).await,
         AdminCommand::Federation(command) => execute_federation(services, command),
         AdminCommand::Invite(command) => invites::execute_invite(services, command).await,
+        AdminCommand::Report(command) => reports::execute_report(services, command),
         AdminCommand::Backup { dir, keep: None } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
         AdminCommand::Backup { dir, keep: Some(keep) } => Ok(AdminOutput::Done(backup::backup_rotated(services, &dir, keep).await?)),
         AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),
@@ -417,7 +437,20 @@ async fn execute_user(services: &Services, command: UserCommand) -> Result<Admin
             let state = if revoke { "no longer" } else { "now" };
             Ok(AdminOutput::Done(format!("{user_id} is {state} a server admin")))
         }
+        UserCommand::Suspend { name } => restrict(services, &name, "suspended", |record| record.suspended = true),
+        UserCommand::Lock { name } => restrict(services, &name, "locked", |record| record.locked = true),
+        UserCommand::Unlock { name } => restrict(services, &name, "neither suspended nor locked", |record| {
+            record.suspended = false;
+            record.locked = false;
+        }),
     }
+}
+
+/// Changes what an account is restricted from.
+fn restrict(services: &Services, name: &str, now: &str, change: impl FnOnce(&mut UserRecord)) -> Result<AdminOutput> {
+    let user_id = services.accounts.parse_login_name(name)?;
+    services.accounts.restrict(&user_id, change)?;
+    Ok(AdminOutput::Done(format!("{user_id} is {now}")))
 }
 
 fn execute_token(services: &Services, command: TokenCommand) -> Result<AdminOutput> {

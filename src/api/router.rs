@@ -102,6 +102,8 @@ pub fn routes() -> Routes {
     // Sessions
     .ruma::<session::get_login_types::v3::Request, _, _>(login::get_login_types)
     .ruma::<session::login::v3::Request, _, _>(login::login)
+    .ruma::<session::refresh_token::v3::Request, _, _>(login::refresh)
+    .ruma::<session::get_login_token::v1::Request, _, _>(login::get_token)
     .ruma::<session::logout::v3::Request, _, _>(logout::logout)
     .ruma::<session::logout_all::v3::Request, _, _>(logout::logout_all)
     // Accounts
@@ -123,6 +125,14 @@ pub fn routes() -> Routes {
     .ruma::<account::unbind_3pid::v3::Request, _, _>(administrative_contact::unbind_3pid)
     .ruma::<account::deactivate::v3::Request, _, _>(account_deactivation::deactivate)
     .ruma::<ruma::api::client::admin::get_user_info::v3::Request, _, _>(admin::whois)
+    .ruma::<ruma::api::client::admin::is_user_suspended::v1::Request, _, _>(admin::is_suspended)
+    .ruma::<ruma::api::client::admin::suspend_user::v1::Request, _, _>(admin::suspend)
+    .ruma::<ruma::api::client::admin::is_user_locked::v1::Request, _, _>(admin::is_locked)
+    .ruma::<ruma::api::client::admin::lock_user::v1::Request, _, _>(admin::lock)
+    .ruma::<room::get_summary::v1::Request, _, _>(room_summary::get_summary)
+    .ruma::<room::report_content::v3::Request, _, _>(reporting::report_event)
+    .ruma::<room::report_room::v3::Request, _, _>(reporting::report_a_room)
+    .ruma::<ruma::api::client::reporting::report_user::v3::Request, _, _>(reporting::report_a_user)
     // Devices
     .ruma::<device::get_devices::v3::Request, _, _>(device_management::get_devices)
     .ruma::<device::get_device::v3::Request, _, _>(device_management::get_device)

@@ -191,6 +191,14 @@ where
         },
     };
     if let Some(session) = &session {
+        // A locked account may only log out.
+        let logging_out = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|route| route.as_str().ends_with("/logout") || route.as_str().ends_with("/logout/all"));
+        if !logging_out && services.accounts.get(&session.user_id)?.is_some_and(|record| record.locked) {
+            return Err(Error::UserLocked);
+        }
         services.devices.touch(session, &ip.to_string())?;
     }
     Ok(RequestContext {

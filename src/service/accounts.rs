@@ -16,6 +16,12 @@ pub struct UserRecord {
     pub admin: bool,
     pub deactivated: bool,
     pub created_ts: u64,
+    /// Suspended by a server admin: may read, leave and log out, not send or join.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
+    /// Locked by a server admin: every request but logging out is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
 }
 
 /// The accounts of this server.
@@ -91,6 +97,26 @@ impl Accounts {
             Some(_) => Err(Error::user_deactivated("This account has been deactivated")),
             None => Err(Error::not_found("No such user")),
         }
+    }
+
+    /// Refuses with 403 `M_USER_SUSPENDED` when the account is suspended (for what a suspended
+    /// user may not do: send, join, invite, create rooms, change their profile, upload).
+    pub fn check_not_suspended(&self, user_id: &UserId) -> Result<()> {
+        match self.get(user_id)? {
+            Some(record) if record.suspended => Err(Error::user_suspended("This account is suspended: it can read, not send")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets what a server admin restricts of a local account; 404 when there is none.
+    pub fn restrict(&self, user_id: &UserId, change: impl FnOnce(&mut UserRecord)) -> Result<UserRecord> {
+        let _lock = self.create_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut record = self.get(user_id)?.ok_or_else(|| Error::not_found("No such user on this server"))?;
+        change(&mut record);
+        let mut batch = self.store.batch();
+        self.put(&mut batch, user_id, &record);
+        batch.commit()?;
+        Ok(record)
     }
 
     /// Whether the server has no account yet.

@@ -1,8 +1,14 @@
-//! Devices and their access tokens.
+//! Devices and their access and refresh tokens.
 //!
-//! An access token is `hth_<id>_<secret>`. Only the id is a database key; the row holds the
-//! SHA-256 of the secret, compared in constant time, so neither a timing difference nor a copy
-//! of the database gives a usable token away.
+//! An access token is `hth_<id>_<secret>`, a refresh token `hthr_<id>_<secret>`. Only the id
+//! is a database key; the row holds the SHA-256 of the secret, compared in constant time, so
+//! neither a timing difference nor a copy of the database gives a usable token away.
+//!
+//! A client that asks for a refresh token at login gets one, and when `access_token_lifetime`
+//! is set its access tokens expire after it (answering 401 `M_UNKNOWN_TOKEN` with
+//! `soft_logout`); `POST /refresh` swaps the refresh token for a new pair, and the old pair
+//! stops working at once. Clients that do not ask keep access tokens that do not expire, as
+//! with Synapse.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,6 +37,9 @@ pub struct Device {
     pub last_seen_ts: Option<u64>,
     /// The id of the device's current access token, if it is logged in.
     pub token_id: Option<String>,
+    /// The id of its refresh token, if the client asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_id: Option<String>,
 }
 
 /// An access token's row in `access_tokens`.
@@ -39,7 +48,37 @@ pub struct TokenRecord {
     pub secret_sha256: String,
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
+    /// When it stops working (ms since the epoch); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ts: Option<u64>,
 }
+
+/// A refresh token's row in `refresh_tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub secret_sha256: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+}
+
+/// The tokens of a login or a refresh, and the device they belong to.
+pub struct LoginGrant {
+    pub access_token: String,
+    pub device_id: OwnedDeviceId,
+    pub refresh_token: Option<String>,
+    /// How long the access token works, when it expires.
+    pub expires_in: Option<Duration>,
+}
+
+/// A one-time login token's row in `login_tokens` (keyed by the token's SHA-256).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginTokenRecord {
+    pub user_id: OwnedUserId,
+    pub expires_ts: u64,
+}
+
+/// How long a login token from `/login/get_token` works.
+pub const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 
 /// Who an access token belongs to.
 #[derive(Debug, Clone)]
@@ -52,6 +91,8 @@ pub struct Session {
 pub struct Devices {
     store: Store,
     last_seen_written: Mutex<HashMap<String, Instant>>,
+    /// How long refreshable access tokens work.
+    access_token_lifetime: Option<Duration>,
 }
 
 fn secret_hash(secret: &str) -> String {
@@ -59,26 +100,123 @@ fn secret_hash(secret: &str) -> String {
 }
 
 impl Devices {
-    pub fn new(store: Store) -> Devices {
+    pub fn new(store: Store, access_token_lifetime: Option<Duration>) -> Devices {
         Devices {
             store,
             last_seen_written: Mutex::default(),
+            access_token_lifetime,
         }
     }
 
-    /// The user whose access token this is, if it is valid.
+    /// The user whose access token this is, if it is valid; 401 with `soft_logout` when it
+    /// expired.
     pub fn authenticate(&self, token: &str) -> Result<Option<Session>> {
-        let Some((id, secret)) = token.strip_prefix("hth_").and_then(|rest| rest.split_once('_')) else {
+        let Some(record) = self.find_token::<TokenRecord>(Table::AccessTokens, "hth_", token, |record| &record.secret_sha256)? else {
             return Ok(None);
         };
-        let Some(record) = self.store.get_json::<TokenRecord>(Table::AccessTokens, id.as_bytes())? else {
-            return Ok(None);
-        };
-        let matches: bool = secret_hash(secret).as_bytes().ct_eq(record.secret_sha256.as_bytes()).into();
-        Ok(matches.then_some(Session {
+        if record.expires_ts.is_some_and(|expires| expires <= now_ms()) {
+            return Err(Error::ExpiredToken);
+        }
+        Ok(Some(Session {
             user_id: record.user_id,
             device_id: record.device_id,
         }))
+    }
+
+    /// The row of a token `<kind><id>_<secret>` in `table`, if its secret matches.
+    fn find_token<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        kind: &str,
+        token: &str,
+        secret_of: impl Fn(&T) -> &str,
+    ) -> Result<Option<T>> {
+        let Some((id, secret)) = token.strip_prefix(kind).and_then(|rest| rest.split_once('_')) else {
+            return Ok(None);
+        };
+        let Some(record) = self.store.get_json::<T>(table, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let matches: bool = secret_hash(secret).as_bytes().ct_eq(secret_of(&record).as_bytes()).into();
+        Ok(matches.then_some(record))
+    }
+
+    /// Swaps a refresh token for a new access token and refresh token; the old ones stop
+    /// working. 401 `M_UNKNOWN_TOKEN` for a refresh token that is not (or no longer) valid.
+    pub fn refresh(&self, refresh_token: &str) -> Result<LoginGrant> {
+        let unknown = || Error::unknown_token("Unknown refresh token");
+        let record = self
+            .find_token::<RefreshRecord>(Table::RefreshTokens, "hthr_", refresh_token, |record| &record.secret_sha256)?
+            .ok_or_else(unknown)?;
+        let mut device = self.get(&record.user_id, &record.device_id)?.ok_or_else(unknown)?;
+        let mut batch = self.store.batch();
+        let grant = self.stage_tokens(&mut batch, &record.user_id, &mut device, true);
+        self.put(&mut batch, &record.user_id, &device);
+        batch.commit()?;
+        Ok(grant)
+    }
+
+    /// A one-time token that logs `user_id` in on another device (`m.login.token`).
+    pub fn issue_login_token(&self, user_id: &UserId) -> Result<String> {
+        let token = random_string(32);
+        let record = LoginTokenRecord {
+            user_id: user_id.to_owned(),
+            expires_ts: now_ms() + LOGIN_TOKEN_LIFETIME.as_millis() as u64,
+        };
+        let mut batch = self.store.batch();
+        batch.put_json(Table::LoginTokens, secret_hash(&token).as_bytes(), &record);
+        batch.commit()?;
+        Ok(token)
+    }
+
+    /// The user a login token was issued to, if it is valid; it is used up either way.
+    pub fn redeem_login_token(&self, token: &str) -> Result<Option<OwnedUserId>> {
+        let key = secret_hash(token);
+        let Some(record) = self.store.get_json::<LoginTokenRecord>(Table::LoginTokens, key.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut batch = self.store.batch();
+        batch.delete(Table::LoginTokens, key.as_bytes());
+        batch.commit()?;
+        Ok((record.expires_ts > now_ms()).then_some(record.user_id))
+    }
+
+    /// Adds to `batch` new tokens for a device (refreshable ones when `refreshable`), revoking
+    /// the ones it had; updates `device` with them.
+    fn stage_tokens(&self, batch: &mut Batch<'_>, user_id: &UserId, device: &mut Device, refreshable: bool) -> LoginGrant {
+        if let Some(old_token) = device.token_id.take() {
+            batch.delete(Table::AccessTokens, old_token.as_bytes());
+        }
+        if let Some(old_refresh) = device.refresh_token_id.take() {
+            batch.delete(Table::RefreshTokens, old_refresh.as_bytes());
+        }
+        let expires_in = self.access_token_lifetime.filter(|_| refreshable);
+        let (token_id, secret) = (random_string(16), random_string(40));
+        let record = TokenRecord {
+            secret_sha256: secret_hash(&secret),
+            user_id: user_id.to_owned(),
+            device_id: device.device_id.clone(),
+            expires_ts: expires_in.map(|lifetime| now_ms() + lifetime.as_millis() as u64),
+        };
+        batch.put_json(Table::AccessTokens, token_id.as_bytes(), &record);
+        device.token_id = Some(token_id.clone());
+        let refresh_token = refreshable.then(|| {
+            let (refresh_id, refresh_secret) = (random_string(16), random_string(40));
+            let refresh = RefreshRecord {
+                secret_sha256: secret_hash(&refresh_secret),
+                user_id: user_id.to_owned(),
+                device_id: device.device_id.clone(),
+            };
+            batch.put_json(Table::RefreshTokens, refresh_id.as_bytes(), &refresh);
+            device.refresh_token_id = Some(refresh_id.clone());
+            format!("hthr_{refresh_id}_{refresh_secret}")
+        });
+        LoginGrant {
+            access_token: format!("hth_{token_id}_{secret}"),
+            device_id: device.device_id.clone(),
+            refresh_token,
+            expires_in,
+        }
     }
 
     /// Records that a device was used from `ip`, writing at most every few minutes per token.
@@ -102,7 +240,7 @@ impl Devices {
     }
 
     /// Adds to `batch` a login of `user_id` on a device (a new one, or `device_id` reused, whose
-    /// old token is revoked) and returns the new access token and the device ID.
+    /// old tokens are revoked) and returns its tokens.
     pub fn stage_login(
         &self,
         batch: &mut Batch<'_>,
@@ -110,29 +248,21 @@ impl Devices {
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
         ip: Option<&str>,
-    ) -> Result<(String, OwnedDeviceId)> {
+        refreshable: bool,
+    ) -> Result<LoginGrant> {
         let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
         let existing = self.get(user_id, &device_id)?;
-        if let Some(old_token) = existing.as_ref().and_then(|d| d.token_id.as_deref()) {
-            batch.delete(Table::AccessTokens, old_token.as_bytes());
-        }
-        let token_id = random_string(16);
-        let secret = random_string(40);
-        let record = TokenRecord {
-            secret_sha256: secret_hash(&secret),
-            user_id: user_id.to_owned(),
+        let mut device = Device {
             device_id: device_id.clone(),
-        };
-        batch.put_json(Table::AccessTokens, token_id.as_bytes(), &record);
-        let device = Device {
-            device_id: device_id.clone(),
-            display_name: display_name.or_else(|| existing.and_then(|d| d.display_name)),
+            display_name: display_name.or_else(|| existing.as_ref().and_then(|d| d.display_name.clone())),
             last_seen_ip: ip.map(str::to_owned),
             last_seen_ts: Some(now_ms()),
-            token_id: Some(token_id.clone()),
+            token_id: existing.as_ref().and_then(|d| d.token_id.clone()),
+            refresh_token_id: existing.and_then(|d| d.refresh_token_id),
         };
+        let grant = self.stage_tokens(batch, user_id, &mut device, refreshable);
         self.put(batch, user_id, &device);
-        Ok((format!("hth_{token_id}_{secret}"), device_id))
+        Ok(grant)
     }
 
     /// One device of a user.
@@ -157,10 +287,13 @@ impl Devices {
         Ok(batch.commit()?)
     }
 
-    /// Adds to `batch` the removal of a device and its access token.
+    /// Adds to `batch` the removal of a device and its tokens.
     pub fn stage_delete(&self, batch: &mut Batch<'_>, user_id: &UserId, device: &Device) {
         if let Some(token_id) = &device.token_id {
             batch.delete(Table::AccessTokens, token_id.as_bytes());
+        }
+        if let Some(refresh_id) = &device.refresh_token_id {
+            batch.delete(Table::RefreshTokens, refresh_id.as_bytes());
         }
         batch.delete(Table::Devices, &key(&[user_id.as_bytes(), device.device_id.as_bytes()]));
     }

@@ -24,6 +24,7 @@ pub mod pushers;
 pub mod rate_limit;
 pub mod registration;
 pub mod registration_tokens;
+pub mod reports;
 pub mod rooms;
 pub mod server_key;
 pub mod sliding_sync;
@@ -76,6 +77,7 @@ pub struct Services {
     pub mail: mail::Mailer,
     pub threepids: threepids::Threepids,
     pub identity: identity::Identity,
+    pub reports: reports::Reports,
 }
 
 impl Services {
@@ -105,7 +107,7 @@ impl Services {
             metrics,
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
-            devices: devices::Devices::new(store.clone()),
+            devices: devices::Devices::new(store.clone(), config.access_token_lifetime),
             keys: keys::Keys::new(store.clone(), stream.clone()),
             key_backup: key_backup::KeyBackup::new(store.clone()),
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
@@ -133,6 +135,7 @@ impl Services {
             mail: mail::Mailer::new(&store, config.email.as_ref())?,
             threepids: threepids::Threepids::new(store.clone()),
             identity: identity::Identity::new(store.clone())?,
+            reports: reports::Reports::new(&store)?,
             config,
             store,
         })

@@ -9,6 +9,7 @@ use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
 use super::Services;
 use super::accounts::{UserRecord, hash_password, verify_password};
+use super::devices::LoginGrant;
 use super::keys::KeyChange;
 use super::rate_limit::Limit;
 use super::registration_tokens::RegistrationToken;
@@ -22,12 +23,8 @@ pub struct LoginRequest<'a> {
     pub device_id: Option<OwnedDeviceId>,
     pub display_name: Option<String>,
     pub ip: Option<&'a str>,
-}
-
-/// A new access token and the device it belongs to.
-pub struct LoginGrant {
-    pub access_token: String,
-    pub device_id: OwnedDeviceId,
+    /// The client asked for a refresh token.
+    pub refreshable: bool,
 }
 
 /// What creating an account needs.
@@ -175,6 +172,8 @@ impl Services {
             admin: account.admin || first_account,
             deactivated: false,
             created_ts: super::now_ms(),
+            suspended: false,
+            locked: false,
         };
         self.accounts.put(&mut batch, &account.user_id, &record);
         let mut profile = UserProfile::new();
@@ -185,12 +184,14 @@ impl Services {
             self.identity.stage_bind(&mut batch, &account.user_id, address);
         }
         let grant = match account.login {
-            Some(login) => {
-                let (access_token, device_id) =
-                    self.devices
-                        .stage_login(&mut batch, &account.user_id, login.device_id, login.display_name, login.ip)?;
-                Some(LoginGrant { access_token, device_id })
-            }
+            Some(login) => Some(self.devices.stage_login(
+                &mut batch,
+                &account.user_id,
+                login.device_id,
+                login.display_name,
+                login.ip,
+                login.refreshable,
+            )?),
             None => None,
         };
         batch.commit()?;
@@ -216,12 +217,33 @@ impl Services {
         if !verify_password(&record, password).await? {
             return Err(Error::forbidden(BAD_LOGIN));
         }
-        let mut batch = self.store.batch();
-        let (access_token, device_id) = self
+        self.log_in(&user_id, login)
+    }
+
+    /// `m.login.token`: logs in with a one-time token from `/login/get_token`.
+    pub fn login_with_token(&self, token: &str, login: LoginRequest<'_>, ip: IpAddr) -> Result<(OwnedUserId, LoginGrant)> {
+        self.rate_limits.check(Limit::Login, ip)?;
+        let user_id = self
             .devices
-            .stage_login(&mut batch, &user_id, login.device_id, login.display_name, login.ip)?;
+            .redeem_login_token(token)?
+            .ok_or_else(|| Error::forbidden("Invalid or expired login token"))?;
+        self.accounts.get_active(&user_id)?;
+        self.log_in(&user_id, login)
+    }
+
+    /// Logs a user whose credentials were checked in on a device.
+    fn log_in(&self, user_id: &UserId, login: LoginRequest<'_>) -> Result<(OwnedUserId, LoginGrant)> {
+        let mut batch = self.store.batch();
+        let grant = self.devices.stage_login(
+            &mut batch,
+            user_id,
+            login.device_id,
+            login.display_name,
+            login.ip,
+            login.refreshable,
+        )?;
         batch.commit()?;
-        Ok((user_id, LoginGrant { access_token, device_id }))
+        Ok((user_id.to_owned(), grant))
     }
 
     /// Sets a new password; with `logout_devices`, every device but `keep` is logged out.

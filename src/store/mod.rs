@@ -79,6 +79,8 @@
 //! | `threads`             | room ID ‖ thread root's event ID  | u64 (BE): stream position of the thread's latest reply |
 //! | `thread_activity`     | room ID ‖ stream position (u64, BE) | the thread root's event ID: threads by latest reply (a row whose position `threads` no longer names is stale) |
 //! | `search_postings`     | term ‖ stream position (u64, BE)  | binary: field (u8) ‖ occurrences (u8) ‖ words in the field (u16, BE) ‖ room ID, see `service::rooms::search` |
+//! | `refresh_tokens`      | token ID (the public part)        | `service::devices::RefreshRecord` (SHA-256 of the secret, owner) |
+//! | `login_tokens`        | token                             | `service::devices::LoginTokenRecord`: a one-time `m.login.token` from `/login/get_token` |
 //! | `reports`             | report number (u64, BE)           | `service::reports::Report`: a user's report of an event, room or user to the server's admins |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
@@ -178,11 +180,13 @@ pub enum Table {
     ThreadActivity,
     SearchPostings,
     Reports,
+    RefreshTokens,
+    LoginTokens,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 66] = [
+    pub const ALL: [Table; 68] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -249,6 +253,8 @@ impl Table {
         Table::ThreadActivity,
         Table::SearchPostings,
         Table::Reports,
+        Table::RefreshTokens,
+        Table::LoginTokens,
     ];
 
     /// The column family's name.
@@ -320,6 +326,8 @@ impl Table {
             Table::ThreadActivity => "thread_activity",
             Table::SearchPostings => "search_postings",
             Table::Reports => "reports",
+            Table::RefreshTokens => "refresh_tokens",
+            Table::LoginTokens => "login_tokens",
         }
     }
 }

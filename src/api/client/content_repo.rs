@@ -117,6 +117,7 @@ pub async fn create_content(
     req: RumaStreaming<create_content::v3::Request>,
 ) -> HandlerResult<create_content::v3::Response> {
     let user_id = req.request.user_id()?.to_owned();
+    services.accounts.check_not_suspended(&user_id)?;
     check_announced_size(&services, &headers)?;
     services.rate_limits.check_upload(&user_id)?;
     let upload = services.media.receive(req.body.into_data_stream()).await?;
@@ -135,6 +136,7 @@ pub async fn create_mxc_uri(
 ) -> HandlerResult<create_mxc_uri::v1::Response> {
     let user_id = req.user_id()?;
     services.rate_limits.check_upload(user_id)?;
+    services.accounts.check_not_suspended(user_id)?;
     let (content_uri, expires_ts) = services.media.reserve(user_id).await?;
     let mut response = create_mxc_uri::v1::Response::new(content_uri);
     response.unused_expires_at = UInt::new(expires_ts).map(MilliSecondsSinceUnixEpoch);
@@ -148,6 +150,7 @@ pub async fn create_content_async(
     req: RumaStreaming<create_content_async::v3::Request>,
 ) -> Result<axum::Json<serde_json::Value>> {
     let user_id = req.request.user_id()?.to_owned();
+    services.accounts.check_not_suspended(&user_id)?;
     let request = req.request.body;
     services.media.check_reserved(&request.server_name, &request.media_id, &user_id)?;
     check_announced_size(&services, &headers)?;

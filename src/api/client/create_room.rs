@@ -28,6 +28,7 @@ pub async fn create_room(
     req: Ruma<create_room::v3::Request>,
 ) -> HandlerResult<create_room::v3::Response> {
     let user_id = req.user_id()?.to_owned();
+    services.accounts.check_not_suspended(&user_id)?;
     let request = req.body;
     let alias = match &request.room_alias_name {
         Some(name) => Some(

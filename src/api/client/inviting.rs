@@ -18,6 +18,7 @@ pub async fn invite_user(
     req: Ruma<invite_user::v3::Request>,
 ) -> HandlerResult<invite_user::v3::Response> {
     let sender = req.user_id()?;
+    services.accounts.check_not_suspended(sender)?;
     let recipient = match &req.body.recipient {
         InvitationRecipient::UserId(recipient) => recipient,
         InvitationRecipient::ThirdPartyId(invite) => {

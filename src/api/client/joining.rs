@@ -15,6 +15,7 @@ pub async fn join_room_by_id(
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> HandlerResult<join_room_by_id::v3::Response> {
     let user_id = req.user_id()?;
+    services.accounts.check_not_suspended(user_id)?;
     let room_id = &req.body.room_id;
     services
         .federation
@@ -29,6 +30,7 @@ pub async fn join_room_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> HandlerResult<join_room_by_id_or_alias::v3::Response> {
     let user_id = req.user_id()?;
+    services.accounts.check_not_suspended(user_id)?;
     let mut servers = req.body.via.clone();
     let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,

@@ -17,6 +17,7 @@ pub async fn knock_room(
     req: Ruma<knock_room::v3::Request>,
 ) -> HandlerResult<knock_room::v3::Response> {
     let user = req.user_id()?;
+    services.accounts.check_not_suspended(user)?;
     let mut servers = req.body.via.clone();
     let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,

@@ -55,6 +55,7 @@ pub async fn set_profile_field(
     req: Ruma<set_profile_field::v3::Request>,
 ) -> HandlerResult<set_profile_field::v3::Response> {
     req.require_owner(&req.body.user_id, "You cannot change another user's profile")?;
+    services.accounts.check_not_suspended(&req.body.user_id)?;
     services.profiles.set_field(&req.body.user_id, req.body.value.clone())?;
     services.rooms.refresh_member_profiles(&req.body.user_id).await?;
     Ok(RumaResponse(set_profile_field::v3::Response::new()))
@@ -66,6 +67,7 @@ pub async fn delete_profile_field(
     req: Ruma<delete_profile_field::v3::Request>,
 ) -> HandlerResult<delete_profile_field::v3::Response> {
     req.require_owner(&req.body.user_id, "You cannot change another user's profile")?;
+    services.accounts.check_not_suspended(&req.body.user_id)?;
     services.profiles.delete_field(&req.body.user_id, &req.body.field)?;
     services.rooms.refresh_member_profiles(&req.body.user_id).await?;
     Ok(RumaResponse(delete_profile_field::v3::Response::new()))

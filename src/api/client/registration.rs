@@ -38,6 +38,7 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
         device_id: body.device_id.clone(),
         display_name: body.initial_device_display_name.clone(),
         ip: Some(&ip),
+        refreshable: body.refresh_token,
     });
     let account = NewAccount {
         user_id: user_id.clone(),
@@ -52,6 +53,8 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
     if let Some(grant) = grant {
         response.access_token = Some(grant.access_token);
         response.device_id = Some(grant.device_id);
+        response.refresh_token = grant.refresh_token;
+        response.expires_in = grant.expires_in;
     }
     Ok(RumaResponse(response))
 }

@@ -16,6 +16,7 @@ pub async fn send_message_event(
     req: Ruma<send_message_event::v3::Request>,
 ) -> HandlerResult<send_message_event::v3::Response> {
     let session = req.session()?;
+    services.accounts.check_not_suspended(&session.user_id)?;
     let request = &req.body;
     let event = NewEvent {
         kind: request.event_type.to_string().into(),

@@ -13,6 +13,7 @@ pub async fn upgrade_room(
     State(services): State<Arc<Services>>,
     req: Ruma<upgrade_room::v3::Request>,
 ) -> HandlerResult<upgrade_room::v3::Response> {
+    services.accounts.check_not_suspended(req.user_id()?)?;
     let request = &req.body;
     let new = services
         .rooms
