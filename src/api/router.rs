@@ -130,6 +130,8 @@ pub fn routes() -> Routes {
     .ruma::<ruma::api::client::admin::is_user_locked::v1::Request, _, _>(admin::is_locked)
     .ruma::<ruma::api::client::admin::lock_user::v1::Request, _, _>(admin::lock)
     .ruma::<room::get_summary::v1::Request, _, _>(room_summary::get_summary)
+    .ruma::<ruma::api::client::peeking::get_current_state::v3::Request, _, _>(peeking::room_initial_sync)
+    .ruma::<ruma::api::client::peeking::listen_to_new_events::v3::Request, _, _>(peeking::events)
     .ruma::<room::report_content::v3::Request, _, _>(reporting::report_event)
     .ruma::<room::report_room::v3::Request, _, _>(reporting::report_a_room)
     .ruma::<ruma::api::client::reporting::report_user::v3::Request, _, _>(reporting::report_a_user)

@@ -17,6 +17,7 @@ mod lifecycle;
 mod media;
 mod metrics;
 mod moderation;
+mod peeking;
 mod room_summary;
 mod rooms;
 mod sdk;

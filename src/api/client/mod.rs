@@ -30,6 +30,7 @@ pub mod mutual_rooms;
 pub mod notifications;
 pub mod openid;
 pub mod password_management;
+pub mod peeking;
 pub mod presence;
 pub mod profile;
 pub mod pusher;

@@ -14,6 +14,7 @@ pub mod invites;
 pub mod membership;
 pub mod outbox;
 pub mod pdu;
+pub mod peeking;
 pub mod purge;
 pub mod receipts;
 pub mod relations;
@@ -164,6 +165,8 @@ pub struct Rooms {
     outbox: tokio::sync::Notify,
     /// Destinations events were queued for since the sender last looked.
     outbox_destinations: Mutex<std::collections::BTreeSet<OwnedServerName>>,
+    /// Users long-polling `/events` on rooms they may read without being in them.
+    peekers: peeking::Peekers,
 }
 
 /// PDUs kept parsed in memory.
@@ -191,6 +194,7 @@ impl Rooms {
             outbox: tokio::sync::Notify::new(),
             outbox_destinations: Mutex::new(std::collections::BTreeSet::new()),
             pdus: Mutex::new(HashMap::new()),
+            peekers: Default::default(),
             store,
             server_name,
             key,
@@ -353,14 +357,17 @@ impl Rooms {
             .collect())
     }
 
-    /// The users an event in the room concerns: its members, invitees and knockers.
+    /// The users an event in the room concerns: its members, invitees and knockers, and who
+    /// peeks into it.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        Ok(self
+        let mut users: Vec<OwnedUserId> = self
             .members(room_id)?
             .into_iter()
             .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
             .map(|(user, _)| user)
-            .collect())
+            .collect();
+        users.extend(self.peekers.of(room_id));
+        Ok(users)
     }
 
     /// The rooms with events after stream position `since`, up to `until`.
