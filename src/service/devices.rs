@@ -40,6 +40,10 @@ pub struct Device {
     /// The id of its refresh token, if the client asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_id: Option<String>,
+    /// For a dehydrated device (MSC3814: one that receives keys while none of the user's
+    /// clients run, never logged in): the client's encrypted pickle of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dehydrated_data: Option<serde_json::Value>,
 }
 
 /// An access token's row in `access_tokens`.
@@ -259,10 +263,37 @@ impl Devices {
             last_seen_ts: Some(now_ms()),
             token_id: existing.as_ref().and_then(|d| d.token_id.clone()),
             refresh_token_id: existing.and_then(|d| d.refresh_token_id),
+            dehydrated_data: None,
         };
         let grant = self.stage_tokens(batch, user_id, &mut device, refreshable);
         self.put(batch, user_id, &device);
         Ok(grant)
+    }
+
+    /// Adds to `batch` a dehydrated device of a user, without tokens (it is never logged in).
+    pub fn stage_dehydrated(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        display_name: Option<String>,
+        data: serde_json::Value,
+    ) {
+        let device = Device {
+            device_id: device_id.to_owned(),
+            display_name,
+            last_seen_ip: None,
+            last_seen_ts: None,
+            token_id: None,
+            refresh_token_id: None,
+            dehydrated_data: Some(data),
+        };
+        self.put(batch, user_id, &device);
+    }
+
+    /// A user's dehydrated device, if they have one.
+    pub fn dehydrated(&self, user_id: &UserId) -> Result<Option<Device>> {
+        Ok(self.list(user_id)?.into_iter().find(|device| device.dehydrated_data.is_some()))
     }
 
     /// One device of a user.

@@ -78,6 +78,19 @@ impl ToDevice {
     /// The messages waiting for a device up to stream position `until`, after deleting those
     /// the device acknowledged by syncing from `acknowledged`.
     pub fn take(&self, user: &UserId, device: &DeviceId, acknowledged: Option<u64>, until: u64) -> Result<Vec<Value>> {
+        let messages = self.take_positioned(user, device, acknowledged, until, usize::MAX)?;
+        Ok(messages.into_iter().map(|(_, message)| message).collect())
+    }
+
+    /// Like [`ToDevice::take`], up to `limit` messages, each with its stream position.
+    pub fn take_positioned(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        acknowledged: Option<u64>,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Value)>> {
         let device_prefix = prefix(&[user.as_bytes(), device.as_bytes()]);
         let rows = self
             .store
@@ -94,8 +107,8 @@ impl ToDevice {
             };
             if acknowledged.is_some_and(|acknowledged| position <= acknowledged) {
                 batch.delete(Table::ToDevice, &row);
-            } else if position <= until {
-                messages.push(serde_json::from_slice(&value)?);
+            } else if position <= until && messages.len() < limit {
+                messages.push((position, serde_json::from_slice(&value)?));
             }
         }
         batch.commit()?;

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin_cli;
 mod common;
+mod dehydrated_devices;
 mod e2ee;
 mod email;
 mod errors;

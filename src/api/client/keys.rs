@@ -9,8 +9,10 @@ use std::time::Duration;
 use axum::extract::State;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
 use ruma::api::federation::keys as federation_keys;
+use ruma::encryption::OneTimeKey;
 use ruma::events::room::member::MembershipState;
-use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
+use ruma::serde::Raw;
+use ruma::{OwnedDeviceId, OwnedOneTimeKeyId, OwnedServerName, OwnedUserId, UserId};
 use serde_json::{Value, json};
 
 use super::rooms::{json, raw};
@@ -34,6 +36,11 @@ fn remote_timeout(requested: Option<Duration>) -> Duration {
     requested.unwrap_or(REMOTE_TIMEOUT).min(REMOTE_TIMEOUT)
 }
 
+/// Uploaded one-time or fallback keys as JSON values.
+pub fn key_values(keys: &BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>) -> Result<BTreeMap<OwnedOneTimeKeyId, Value>> {
+    keys.iter().map(|(id, key)| Ok((id.clone(), json(key)?))).collect()
+}
+
 /// `POST /_matrix/client/v3/keys/upload`
 pub async fn upload_keys(
     State(services): State<Arc<Services>>,
@@ -42,16 +49,8 @@ pub async fn upload_keys(
     let session = req.session()?;
     let request = &req.body;
     let device_keys = request.device_keys.as_ref().map(json).transpose()?;
-    let one_time_keys = request
-        .one_time_keys
-        .iter()
-        .map(|(id, key)| Ok((id.clone(), json(key)?)))
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    let fallback_keys = request
-        .fallback_keys
-        .iter()
-        .map(|(id, key)| Ok((id.clone(), json(key)?)))
-        .collect::<Result<BTreeMap<_, _>>>()?;
+    let one_time_keys = key_values(&request.one_time_keys)?;
+    let fallback_keys = key_values(&request.fallback_keys)?;
     services.keys.upload(
         &services.rooms,
         &session.user_id,

@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod content_repo;
 pub mod create_room;
 pub mod cross_signing;
+pub mod dehydrated_device;
 pub mod device_management;
 pub mod directory;
 pub mod event_context;

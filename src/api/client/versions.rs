@@ -9,9 +9,15 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
     "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
 ];
 
-/// Unstable features announced to clients: Simplified Sliding Sync (MSC4186), which is how
-/// Element X and matrix-sdk discover it.
-pub const UNSTABLE_FEATURES: &[&str] = &["org.matrix.simplified_msc3575"];
+/// Unstable features announced to clients, which is how Element and matrix-sdk discover them:
+/// Simplified Sliding Sync (MSC4186), dehydrated devices (MSC3814), room summaries (MSC3266,
+/// stable in v1.15) and the admin suspend/lock endpoints (MSC4323, stable in v1.18).
+pub const UNSTABLE_FEATURES: &[&str] = &[
+    "org.matrix.simplified_msc3575",
+    "org.matrix.msc3814",
+    "im.nheko.summary",
+    "uk.timedout.msc4323",
+];
 
 /// `GET /_matrix/client/versions`
 pub async fn get_supported_versions(_: Ruma<get_supported_versions::Request>) -> HandlerResult<get_supported_versions::Response> {
