@@ -108,6 +108,7 @@ pub fn routes() -> Routes {
     .ruma::<session::logout_all::v3::Request, _, _>(logout::logout_all)
     // Accounts
     .ruma::<account::register::v3::Request, _, _>(registration::register)
+    .ruma::<account::request_registration_token_via_email::v3::Request, _, _>(registration::request_registration_token)
     .ruma::<account::get_username_availability::v3::Request, _, _>(registration::get_username_availability)
     .ruma::<account::check_registration_token_validity::v1::Request, _, _>(registration::check_registration_token_validity)
     .ruma::<account::whoami::v3::Request, _, _>(whoami::whoami)

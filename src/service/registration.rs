@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UserIdentifier};
+use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, ThirdpartyIdCredentials, UserIdentifier};
 use ruma::profile::UserProfile;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
@@ -13,6 +13,7 @@ use super::devices::LoginGrant;
 use super::keys::KeyChange;
 use super::rate_limit::Limit;
 use super::registration_tokens::RegistrationToken;
+use super::threepids::Purpose;
 use super::uia::{UiaSession, challenge, is_complete};
 use crate::config::RegistrationMode;
 use crate::error::{Error, Result};
@@ -43,15 +44,26 @@ pub struct NewAccount<'a> {
 const BAD_LOGIN: &str = "Invalid username or password";
 
 impl Services {
-    /// The UIA flows `/register` offers under the configured registration mode.
+    /// The UIA flows `/register` offers under the configured registration mode, each also with
+    /// a confirmed email address when mail is set up.
     pub fn registration_flows(&self) -> Result<Vec<AuthFlow>> {
         let token_flow = AuthFlow::new(vec![AuthType::RegistrationToken]);
-        match self.config.registration {
-            RegistrationMode::Open => Ok(vec![AuthFlow::new(vec![AuthType::Dummy]), token_flow]),
-            RegistrationMode::Token => Ok(vec![token_flow]),
-            RegistrationMode::Closed if self.registration_tokens.any_usable(RegistrationMode::Closed)? => Ok(vec![token_flow]),
-            RegistrationMode::Closed => Err(Error::forbidden("Registration is closed on this server")),
+        let mut flows = match self.config.registration {
+            RegistrationMode::Open => vec![AuthFlow::new(vec![AuthType::Dummy]), token_flow],
+            RegistrationMode::Token => vec![token_flow],
+            RegistrationMode::Closed if self.registration_tokens.any_usable(RegistrationMode::Closed)? => vec![token_flow],
+            RegistrationMode::Closed => return Err(Error::forbidden("Registration is closed on this server")),
+        };
+        // Where mail can confirm it, an email address can come with the account.
+        if self.mail.enabled() {
+            let with_email = flows.iter().map(|flow| {
+                let mut stages: Vec<AuthType> = flow.stages.iter().filter(|stage| **stage != AuthType::Dummy).cloned().collect();
+                stages.push(AuthType::EmailIdentity);
+                AuthFlow::new(stages)
+            });
+            flows = flows.iter().cloned().chain(with_email).collect();
         }
+        Ok(flows)
     }
 
     /// Runs one UIA step for `flows`. Returns the finished session when a flow is complete,
@@ -102,30 +114,7 @@ impl Services {
                 }
                 None => Some(("M_FORBIDDEN", "Invalid registration token")),
             },
-            AuthData::EmailIdentity(email) => {
-                let creds = &email.thirdparty_id_creds;
-                let confirmed = self.threepids.confirmed(
-                    creds.sid.as_str(),
-                    creds.client_secret.as_str(),
-                    super::threepids::Purpose::ResetPassword,
-                );
-                match confirmed.map(|confirmed| (self.threepids.owner(&confirmed.address), confirmed)) {
-                    Ok((Ok(Some(owner)), confirmed)) => {
-                        let mut batch = self.store.batch();
-                        self.threepids.stage_end(&mut batch, creds.sid.as_str());
-                        batch.commit()?;
-                        tracing::debug!(address = %confirmed.address, "password reset by email");
-                        session.email_owner = Some(owner.user_id);
-                        None
-                    }
-                    Ok((Err(error), _)) => return Err(error),
-                    Ok((Ok(None), _)) => Some(("M_THREEPID_NOT_FOUND", "No account has this email address any more")),
-                    Err(_) => Some((
-                        "M_THREEPID_AUTH_FAILED",
-                        "The email address is not confirmed: open the link in the mail first",
-                    )),
-                }
-            }
+            AuthData::EmailIdentity(email) => self.email_identity_stage(&email.thirdparty_id_creds, &mut session)?,
             _ => Some(("M_FORBIDDEN", "That authentication stage is not supported")),
         };
         if let Some(failure) = failure {
@@ -143,6 +132,37 @@ impl Services {
         }
     }
 
+    /// The `m.login.email.identity` stage: an address confirmed through a mailed link, of an
+    /// account (a password reset: `email_owner`) or of none yet (a registration:
+    /// `registration_email`). The confirmation is used up. Returns the stage's error, if any.
+    fn email_identity_stage(
+        &self,
+        creds: &ThirdpartyIdCredentials,
+        session: &mut UiaSession,
+    ) -> Result<Option<(&'static str, &'static str)>> {
+        let (sid, secret) = (creds.sid.as_str(), creds.client_secret.as_str());
+        let confirmed = self
+            .threepids
+            .confirmed(sid, secret, Purpose::ResetPassword)
+            .or_else(|_| self.threepids.confirmed(sid, secret, Purpose::Register));
+        let Ok(confirmed) = confirmed else {
+            return Ok(Some((
+                "M_THREEPID_AUTH_FAILED",
+                "The email address is not confirmed: open the link in the mail first",
+            )));
+        };
+        match (confirmed.purpose, self.threepids.owner(&confirmed.address)?) {
+            (Purpose::ResetPassword, Some(owner)) => session.email_owner = Some(owner.user_id),
+            (Purpose::ResetPassword, None) => return Ok(Some(("M_THREEPID_NOT_FOUND", "No account has this email address any more"))),
+            (_, Some(_)) => return Ok(Some(("M_THREEPID_IN_USE", "This email address is already in use"))),
+            (_, None) => session.registration_email = Some(confirmed.address.clone()),
+        }
+        let mut batch = self.store.batch();
+        self.threepids.stage_end(&mut batch, sid);
+        batch.commit()?;
+        tracing::debug!(address = %confirmed.address, purpose = ?confirmed.purpose, "email address proven");
+        Ok(None)
+    }
     /// Creates an account (and optionally its first login) in one batch. The first account of
     /// the server is always an admin.
     pub async fn create_account(&self, account: NewAccount<'_>) -> Result<Option<LoginGrant>> {

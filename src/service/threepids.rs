@@ -30,6 +30,8 @@ pub enum Purpose {
     ResetPassword,
     /// The identity service's `validate/email/requestToken`: to publish the address.
     Discovery,
+    /// `/register/email/requestToken`: to register an account with the address.
+    Register,
 }
 
 /// A confirmation in progress.
@@ -200,7 +202,7 @@ pub struct TokenRequest<'a> {
 impl Services {
     /// Opens (or, for a repeated `send_attempt`, finds again) a confirmation session and mails
     /// its link; returns the session ID. Refuses an address already on an account for
-    /// `AddToAccount` (400 `M_THREEPID_IN_USE`) and one on no account for `ResetPassword`
+    /// `AddToAccount` and `Register` (400 `M_THREEPID_IN_USE`) and one on no account for `ResetPassword`
     /// (400 `M_THREEPID_NOT_FOUND`).
     pub fn request_email_token(&self, request: TokenRequest<'_>) -> Result<OwnedSessionId> {
         self.rate_limits.check(super::rate_limit::Limit::Registration, request.ip)?;
@@ -208,7 +210,9 @@ impl Services {
         let address = normalize_email(request.email)?;
         let owner = self.threepids.owner(&address)?;
         match request.purpose {
-            Purpose::AddToAccount if owner.is_some() => return Err(Error::threepid_in_use("This email address is already in use")),
+            Purpose::AddToAccount | Purpose::Register if owner.is_some() => {
+                return Err(Error::threepid_in_use("This email address is already in use"));
+            }
             Purpose::ResetPassword if owner.is_none() => {
                 return Err(Error::threepid_not_found("No account has this email address"));
             }
@@ -248,6 +252,7 @@ impl Services {
             Purpose::AddToAccount => ConfirmPurpose::AddToAccount,
             Purpose::ResetPassword => ConfirmPurpose::ResetPassword,
             Purpose::Discovery => ConfirmPurpose::Discovery,
+            Purpose::Register => ConfirmPurpose::Register,
         };
         let mail = templates::confirm_address(self.config.server_name.as_str(), purpose, &link)?;
         batch.put_json(Table::ThreepidSessions, sid.as_bytes(), &session);

@@ -26,6 +26,9 @@ pub struct UiaSession {
     pub registration_token: Option<RegistrationToken>,
     /// The account whose confirmed address the `m.login.email.identity` stage proved.
     pub email_owner: Option<OwnedUserId>,
+    /// The address, on no account yet, that the `m.login.email.identity` stage of a
+    /// registration confirmed.
+    pub registration_email: Option<String>,
     created: Instant,
 }
 
@@ -53,6 +56,7 @@ impl Uia {
                     completed: Vec::new(),
                     registration_token: None,
                     email_owner: None,
+                    registration_email: None,
                     created: Instant::now(),
                 };
                 sessions.insert(id.clone(), session.clone());

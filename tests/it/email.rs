@@ -171,7 +171,7 @@ async fn open(server: &TestServer, link: &str) -> (StatusCode, String) {
 }
 
 /// Asks for a confirmation mail at `path`, opens its link, and returns the session ID.
-async fn confirm_address(server: &TestServer, sink: &SmtpSink, path: &str, token: Option<&str>, email: &str, nth: usize) -> String {
+pub async fn confirm_address(server: &TestServer, sink: &SmtpSink, path: &str, token: Option<&str>, email: &str, nth: usize) -> String {
     let (status, body) = server
         .post(
             path,

@@ -7,6 +7,7 @@ mod common;
 mod dehydrated_devices;
 mod e2ee;
 mod email;
+mod email_registration;
 mod errors;
 mod federation;
 mod federation_access;

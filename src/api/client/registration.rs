@@ -1,10 +1,14 @@
-//! `/register` (with user-interactive authentication), `/register/available`, and the
+//! `/register` (with user-interactive authentication, optionally with an email address
+//! confirmed through `/register/email/requestToken`'s mail), `/register/available`, and the
 //! registration token validity check.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use ruma::api::client::account::{check_registration_token_validity, get_username_availability, register};
+use ruma::api::client::account::{
+    check_registration_token_validity, get_username_availability, register, request_registration_token_via_email,
+};
+use ruma::api::client::uiaa::AuthType;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::config::RegistrationMode;
@@ -12,6 +16,7 @@ use crate::error::Error;
 use crate::service::Services;
 use crate::service::rate_limit::Limit;
 use crate::service::registration::{LoginRequest, NewAccount};
+use crate::service::threepids::{Purpose, TokenRequest};
 
 /// `POST /_matrix/client/v3/register`
 pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> HandlerResult<register::v3::Response> {
@@ -33,6 +38,9 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
         None => services.accounts.generate_user_id()?,
     };
     let session = services.authenticate_uia(&flows, body.auth.as_ref(), None, req.ip).await?;
+    if session.completed.contains(&AuthType::EmailIdentity) && session.registration_email.is_none() {
+        return Err(Error::forbidden("That email confirmation was not one to register with"));
+    }
     let ip = req.ip.to_string();
     let login = (!body.inhibit_login).then(|| LoginRequest {
         device_id: body.device_id.clone(),
@@ -46,7 +54,7 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
         admin: false,
         registration_token: session.registration_token,
         login,
-        email: None,
+        email: session.registration_email,
     };
     let grant = services.create_account(account).await?;
     let mut response = register::v3::Response::new(user_id);
@@ -84,4 +92,22 @@ pub async fn check_registration_token_validity(
     }
     let valid = services.registration_tokens.usable(&req.body.token, mode)?.is_some();
     Ok(RumaResponse(check_registration_token_validity::v1::Response::new(valid)))
+}
+
+/// `POST /_matrix/client/v3/register/email/requestToken`: mails a link that confirms an address
+/// to register with; 400 `M_THREEPID_IN_USE` when an account has it already.
+pub async fn request_registration_token(
+    State(services): State<Arc<Services>>,
+    req: Ruma<request_registration_token_via_email::v3::Request>,
+) -> HandlerResult<request_registration_token_via_email::v3::Response> {
+    let body = &req.body;
+    let sid = services.request_email_token(TokenRequest {
+        purpose: Purpose::Register,
+        client_secret: body.client_secret.as_str(),
+        email: &body.email,
+        send_attempt: body.send_attempt.into(),
+        next_link: body.next_link.clone(),
+        ip: req.ip,
+    })?;
+    Ok(RumaResponse(request_registration_token_via_email::v3::Response::new(sid)))
 }

@@ -80,6 +80,7 @@ pub enum ConfirmPurpose {
     AddToAccount,
     ResetPassword,
     Discovery,
+    Register,
 }
 
 /// The mail with the link that confirms an address.
@@ -88,6 +89,7 @@ pub fn confirm_address(server_name: &str, purpose: ConfirmPurpose, link: &str) -
         ConfirmPurpose::AddToAccount => ("Confirm your email address", "add this email address to an account"),
         ConfirmPurpose::ResetPassword => ("Reset your password", "reset the password of the account"),
         ConfirmPurpose::Discovery => ("Confirm your email address", "let people find an account"),
+        ConfirmPurpose::Register => ("Confirm your email address", "register an account with this email address"),
     };
     render(
         format!("{subject} on {server_name}"),
