@@ -1,6 +1,31 @@
 //! HTTP only: routing, request parsing, authentication and response shaping. Handlers call
 //! services; nothing here touches the store.
 
+/// A `…/email/requestToken` handler: the endpoints that mail a link confirming an address
+/// differ only in their ruma types, why the address is confirmed, and who may ask (an optional
+/// check of the request).
+macro_rules! email_token_handler {
+    ($(#[$doc:meta])* $name:ident, $module:ident::$version:ident, $purpose:expr $(, |$req:ident| $check:expr)?) => {
+        $(#[$doc])*
+        pub async fn $name(
+            axum::extract::State(services): axum::extract::State<std::sync::Arc<crate::service::Services>>,
+            req: crate::api::ruma::Ruma<$module::$version::Request>,
+        ) -> crate::api::ruma::HandlerResult<$module::$version::Response> {
+            $(let $req = &req; $check;)?
+            let body = &req.body;
+            let sid = services.request_email_token(crate::service::threepids::TokenRequest {
+                purpose: $purpose,
+                client_secret: body.client_secret.as_str(),
+                email: &body.email,
+                send_attempt: body.send_attempt.into(),
+                next_link: body.next_link.clone(),
+                ip: req.ip,
+            })?;
+            Ok(crate::api::ruma::RumaResponse($module::$version::Response::new(sid)))
+        }
+    };
+}
+
 pub mod client;
 pub mod federation;
 pub mod hearth;

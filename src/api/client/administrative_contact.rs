@@ -15,24 +15,14 @@ use super::device_management::password_flows;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::threepids::{Purpose, TokenRequest, normalize_email};
+use crate::service::threepids::{Purpose, normalize_email};
 
-/// `POST /_matrix/client/v3/account/3pid/email/requestToken`
-pub async fn request_token(
-    State(services): State<Arc<Services>>,
-    req: Ruma<request_3pid_management_token_via_email::v3::Request>,
-) -> HandlerResult<request_3pid_management_token_via_email::v3::Response> {
-    let body = &req.body;
-    let sid = services.request_email_token(TokenRequest {
-        purpose: Purpose::AddToAccount,
-        client_secret: body.client_secret.as_str(),
-        email: &body.email,
-        send_attempt: body.send_attempt.into(),
-        next_link: body.next_link.clone(),
-        ip: req.ip,
-    })?;
-    Ok(RumaResponse(request_3pid_management_token_via_email::v3::Response::new(sid)))
-}
+email_token_handler!(
+    /// `POST /_matrix/client/v3/account/3pid/email/requestToken`
+    request_token,
+    request_3pid_management_token_via_email::v3,
+    Purpose::AddToAccount
+);
 
 /// `POST /_matrix/client/v3/account/3pid/add`
 pub async fn add_3pid(State(services): State<Arc<Services>>, req: Ruma<add_3pid::v3::Request>) -> HandlerResult<add_3pid::v3::Response> {

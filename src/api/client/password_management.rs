@@ -12,7 +12,7 @@ use super::device_management::password_flows;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Error;
 use crate::service::Services;
-use crate::service::threepids::{Purpose, TokenRequest};
+use crate::service::threepids::Purpose;
 
 /// `POST /_matrix/client/v3/account/password`
 pub async fn change_password(
@@ -42,20 +42,10 @@ pub async fn change_password(
     Ok(RumaResponse(change_password::v3::Response::new()))
 }
 
-/// `POST /_matrix/client/v3/account/password/email/requestToken`: mails a link that confirms
-/// the address; 400 `M_THREEPID_NOT_FOUND` when no account has it.
-pub async fn request_password_change_token(
-    State(services): State<Arc<Services>>,
-    req: Ruma<request_password_change_token_via_email::v3::Request>,
-) -> HandlerResult<request_password_change_token_via_email::v3::Response> {
-    let body = &req.body;
-    let sid = services.request_email_token(TokenRequest {
-        purpose: Purpose::ResetPassword,
-        client_secret: body.client_secret.as_str(),
-        email: &body.email,
-        send_attempt: body.send_attempt.into(),
-        next_link: body.next_link.clone(),
-        ip: req.ip,
-    })?;
-    Ok(RumaResponse(request_password_change_token_via_email::v3::Response::new(sid)))
-}
+email_token_handler!(
+    /// `POST /_matrix/client/v3/account/password/email/requestToken`: mails a link that confirms
+    /// the address; 400 `M_THREEPID_NOT_FOUND` when no account has it.
+    request_password_change_token,
+    request_password_change_token_via_email::v3,
+    Purpose::ResetPassword
+);

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::service::Services;
 use crate::service::rate_limit::Limit;
 use crate::service::registration::{LoginRequest, NewAccount};
-use crate::service::threepids::{Purpose, TokenRequest};
+use crate::service::threepids::Purpose;
 
 /// `POST /_matrix/client/v3/register`
 pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> HandlerResult<register::v3::Response> {
@@ -94,20 +94,10 @@ pub async fn check_registration_token_validity(
     Ok(RumaResponse(check_registration_token_validity::v1::Response::new(valid)))
 }
 
-/// `POST /_matrix/client/v3/register/email/requestToken`: mails a link that confirms an address
-/// to register with; 400 `M_THREEPID_IN_USE` when an account has it already.
-pub async fn request_registration_token(
-    State(services): State<Arc<Services>>,
-    req: Ruma<request_registration_token_via_email::v3::Request>,
-) -> HandlerResult<request_registration_token_via_email::v3::Response> {
-    let body = &req.body;
-    let sid = services.request_email_token(TokenRequest {
-        purpose: Purpose::Register,
-        client_secret: body.client_secret.as_str(),
-        email: &body.email,
-        send_attempt: body.send_attempt.into(),
-        next_link: body.next_link.clone(),
-        ip: req.ip,
-    })?;
-    Ok(RumaResponse(request_registration_token_via_email::v3::Response::new(sid)))
-}
+email_token_handler!(
+    /// `POST /_matrix/client/v3/register/email/requestToken`: mails a link that confirms an
+    /// address to register with; 400 `M_THREEPID_IN_USE` when an account has it already.
+    request_registration_token,
+    request_registration_token_via_email::v3,
+    Purpose::Register
+);

@@ -9,25 +9,15 @@ use ruma::api::identity_service::association::email::{create_email_validation_se
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::service::Services;
-use crate::service::threepids::{Purpose, TokenRequest};
+use crate::service::threepids::Purpose;
 
-/// `POST /_matrix/identity/v2/validate/email/requestToken`
-pub async fn request_token(
-    State(services): State<Arc<Services>>,
-    req: Ruma<create_email_validation_session::v2::Request>,
-) -> HandlerResult<create_email_validation_session::v2::Response> {
-    req.identity_user()?;
-    let body = &req.body;
-    let sid = services.request_email_token(TokenRequest {
-        purpose: Purpose::Discovery,
-        client_secret: body.client_secret.as_str(),
-        email: &body.email,
-        send_attempt: body.send_attempt.into(),
-        next_link: body.next_link.clone(),
-        ip: req.ip,
-    })?;
-    Ok(RumaResponse(create_email_validation_session::v2::Response::new(sid)))
-}
+email_token_handler!(
+    /// `POST /_matrix/identity/v2/validate/email/requestToken`
+    request_token,
+    create_email_validation_session::v2,
+    Purpose::Discovery,
+    |req| req.identity_user()?
+);
 
 /// `POST /_matrix/identity/v2/validate/email/submitToken`
 pub async fn submit_token(
