@@ -219,6 +219,12 @@ impl TestServer {
         response["room_id"].as_str().unwrap().to_owned()
     }
 
+    /// Joins a room (by ID or alias), which must succeed.
+    pub async fn join(&self, token: &str, room: &str) {
+        let (status, body) = self.post(&format!("/_matrix/client/v3/join/{room}"), Some(token), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "join {room}: {body}");
+    }
+
     /// Sends an event of type `kind` with a fresh transaction ID; returns its event ID.
     pub async fn send(&self, token: &str, room: &str, kind: &str, content: Value) -> String {
         static TRANSACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

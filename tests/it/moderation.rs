@@ -14,13 +14,7 @@ async fn users_report_events_rooms_and_users_and_admins_resolve_them() {
     let (bob, _) = server.register("bob", "bobpassword").await;
     let (carol, _) = server.register("carol", "carolpass").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    server.join(&bob, &room).await;
     let rude = server
         .send(
             &alice,
@@ -47,41 +41,25 @@ async fn users_report_events_rooms_and_users_and_admins_resolve_them() {
         404,
         "M_NOT_FOUND",
     );
-    let (status, _) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/report"),
-            Some(&carol),
-            json!({ "reason": "a bad room" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let report = |path: String, reason: &'static str| {
+        let (server, carol) = (&server, carol.clone());
+        async move { server.post(&path, Some(&carol), json!({ "reason": reason })).await }
+    };
+    assert_eq!(
+        report(format!("/_matrix/client/v3/rooms/{room}/report"), "a bad room").await.0,
+        StatusCode::OK
+    );
     assert_error(
-        &server
-            .post(
-                "/_matrix/client/v3/rooms/!unknown:localhost/report",
-                Some(&carol),
-                json!({ "reason": "x" }),
-            )
-            .await,
+        &report("/_matrix/client/v3/rooms/!unknown:localhost/report".into(), "x").await,
         404,
         "M_NOT_FOUND",
     );
-    let (status, _) = server
-        .post(
-            "/_matrix/client/v3/users/@alice:localhost/report",
-            Some(&carol),
-            json!({ "reason": "" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        report("/_matrix/client/v3/users/@alice:localhost/report".into(), "").await.0,
+        StatusCode::OK
+    );
     assert_error(
-        &server
-            .post(
-                "/_matrix/client/v3/users/@nobody:localhost/report",
-                Some(&carol),
-                json!({ "reason": "x" }),
-            )
-            .await,
+        &report("/_matrix/client/v3/users/@nobody:localhost/report".into(), "x").await,
         404,
         "M_NOT_FOUND",
     );
@@ -113,13 +91,7 @@ async fn suspended_users_read_but_do_not_send_and_locked_users_only_log_out() {
     let (bob, _) = server.register("bob", "bobpassword").await;
     let (carol, _) = server.register("carol", "carolpass").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    server.join(&bob, &room).await;
 
     // Only server admins (alice, the first account) restrict accounts.
     let suspend_bob = "/_matrix/client/v1/admin/suspend/@bob:localhost";

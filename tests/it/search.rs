@@ -50,13 +50,7 @@ async fn search_finds_what_the_user_may_read_by_rank_or_recency() {
     let encrypted = server
         .create_room(&alice, json!({ "initial_state": [{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }] }))
         .await;
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{shared}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    server.join(&bob, &shared).await;
     server.send(&alice, &shared, "m.room.message", text("The quick brown fox")).await;
     server.send(&bob, &shared, "m.room.message", text("quick, quick thinking")).await;
     let bear = server.send(&alice, &shared, "m.room.message", text("a brown bear")).await;

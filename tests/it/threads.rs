@@ -40,13 +40,7 @@ async fn threads_list_by_latest_reply_and_events_carry_their_aggregations() {
     let (alice, _) = server.register("alice", "alicepass").await;
     let (bob, _) = server.register("bob", "bobpassword").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    assert_eq!(
-        server
-            .post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({}))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    server.join(&bob, &room).await;
 
     let first_root = server.send(&alice, &room, "m.room.message", text("first topic")).await;
     let second_root = server.send(&alice, &room, "m.room.message", text("second topic")).await;
