@@ -12,7 +12,7 @@ pub const CURRENT: u32 = 2;
 type Migration = fn(&Store) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads];
+const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads_and_related];
 
 const VERSION_KEY: &[u8] = b"schema_version";
 
@@ -45,10 +45,11 @@ fn write_version(store: &Store, version: u32) -> Result<(), StoreError> {
     batch.commit()
 }
 
-/// Version 2 lists a room's threads by latest reply (`threads`, `thread_activity`): built from
-/// the replies in threads the relations table already holds.
-fn index_threads(store: &Store) -> Result<(), StoreError> {
+/// Version 2 lists a room's threads by latest reply (`threads`, `thread_activity`) and marks
+/// the events others relate to (`related` in `events`): both built from the relations table.
+fn index_threads_and_related(store: &Store) -> Result<(), StoreError> {
     let mut latest: std::collections::BTreeMap<(Vec<u8>, Vec<u8>), u64> = std::collections::BTreeMap::new();
+    let mut parents = std::collections::BTreeSet::new();
     for (key, (rel_type, _, _)) in store.scan_json::<(String, String, String)>(Table::Relations, &[])? {
         // room ID ‖ parent ‖ stream position (8 bytes, which may hold the separator itself).
         let Some(split) = key.len().checked_sub(9) else { continue };
@@ -56,6 +57,7 @@ fn index_threads(store: &Store) -> Result<(), StoreError> {
         let (Some(at), Ok(position)) = (ids.iter().position(|&byte| byte == SEP), <[u8; 8]>::try_from(position)) else {
             continue;
         };
+        parents.insert(ids[at + 1..].to_vec());
         if rel_type == "m.thread" {
             let thread = (ids[..at].to_vec(), ids[at + 1..].to_vec());
             let position = u64::from_be_bytes(position);
@@ -64,6 +66,12 @@ fn index_threads(store: &Store) -> Result<(), StoreError> {
         }
     }
     let mut batch = store.batch();
+    for parent in parents {
+        if let Some(mut event) = store.get_json::<serde_json::Value>(Table::Events, &parent)? {
+            event["related"] = serde_json::Value::Bool(true);
+            batch.put_json(Table::Events, &parent, &event);
+        }
+    }
     for ((room, root), position) in latest {
         batch.put(Table::Threads, &key(&[&room, &root]), &position.to_be_bytes());
         batch.put(Table::ThreadActivity, &key(&[&room, &position.to_be_bytes()]), &root);

@@ -480,6 +480,30 @@ impl Store {
         Ok(rows)
     }
 
+    /// How many keys under `prefix` there are from `start` (inclusive) backward, counting up to
+    /// `cap` (keys only, nothing copied).
+    pub fn count_keys_backward(&self, table: Table, prefix: &[u8], start: &[u8], cap: usize) -> Result<usize, StoreError> {
+        let mut iterator = self.db.raw_iterator_cf(self.cf(table));
+        iterator.seek_for_prev(start);
+        let mut count = 0;
+        while count < cap && iterator.key().is_some_and(|key| key.starts_with(prefix)) {
+            count += 1;
+            iterator.prev();
+        }
+        iterator.status()?;
+        Ok(count)
+    }
+
+    /// Reads many raw values of one table at once (RocksDB's batched point reads), in the
+    /// order of `keys`.
+    pub fn multi_get(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.db
+            .batched_multi_get_cf(self.cf(table), keys, false)
+            .into_iter()
+            .map(|value| Ok(value?.map(|slice| slice.to_vec())))
+            .collect()
+    }
+
     /// Whether a table has no rows at all.
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
         match self.db.iterator_cf(self.cf(table), IteratorMode::Start).next() {

@@ -91,6 +91,10 @@ pub struct StoredEvent {
     /// The redaction that redacted this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redacted_by: Option<OwnedEventId>,
+    /// Whether events relate to it (edits, replies in a thread, references, reactions), so
+    /// serving it reads the relations index; most events have none and skip the read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub related: bool,
 }
 
 /// A user's membership of a room, as indexed for lookups by user.
@@ -700,6 +704,7 @@ impl Rooms {
             state_before,
             transaction,
             redacted_by: None,
+            related: false,
         };
         batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
         batch.put_json(Table::Rooms, room_id, room);

@@ -50,6 +50,12 @@ impl Rooms {
             return Ok(());
         };
         let room_id = pdu.room_id.as_bytes();
+        if let Some(mut stored_parent) = self.stored_event(&parent)?
+            && !stored_parent.related
+        {
+            stored_parent.related = true;
+            batch.put_json(Table::Events, parent.as_bytes(), &stored_parent);
+        }
         batch.put(
             Table::Relations,
             &key(&[room_id, parent.as_bytes(), &stream.to_be_bytes()]),
@@ -128,7 +134,7 @@ impl Rooms {
     /// (`unsigned.m.relations`): its thread's summary, its latest edit and its references;
     /// `None` when it has none. `viewer` is who `current_user_participated` is about.
     pub(super) fn bundled_relations(&self, event: &Pdu, stored: &StoredEvent, viewer: Option<&UserId>) -> Result<Option<Value>> {
-        if stored.redacted_by.is_some() {
+        if !stored.related || stored.redacted_by.is_some() {
             return Ok(None);
         }
         let rows = self.relations(&event.room_id, &event.event_id, None, true, usize::MAX)?;
@@ -150,7 +156,10 @@ impl Rooms {
             {
                 // The latest reply comes with its own edit, as clients show it edited.
                 let mut latest_event = self.bare_client_event(&latest.event_id, &latest_stored, None)?;
-                let latest_rows = self.relations(&latest.room_id, &latest.event_id, None, true, usize::MAX)?;
+                let latest_rows = match latest_stored.related {
+                    true => self.relations(&latest.room_id, &latest.event_id, None, true, usize::MAX)?,
+                    false => Vec::new(),
+                };
                 if let Some(edit) = self.latest_edit(&latest, &latest_rows)? {
                     latest_event["unsigned"]["m.relations"] = json!({ REPLACE: edit });
                 }

@@ -300,6 +300,9 @@ impl Rooms {
         let fetch_event = |id: &EventId| fetched.get(id).cloned().or_else(|| self.pdu(id).ok().flatten());
         let mut batch = self.store.batch();
         let mut added = 0;
+        // Newest first, so an event's relations in this batch come before it (and are not in
+        // the store yet for `index_relation` to mark it).
+        let mut related_here = std::collections::HashSet::new();
         for (pdu, object) in events {
             if pdu.room_id != room_id || position <= 1 {
                 continue;
@@ -319,6 +322,7 @@ impl Rooms {
                 state_before,
                 transaction: None,
                 redacted_by: None,
+                related: related_here.contains(&pdu.event_id),
             };
             batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
             batch.put(
@@ -326,6 +330,9 @@ impl Rooms {
                 &key(&[&room.short_id.to_be_bytes(), &position.to_be_bytes()]),
                 pdu.event_id.as_bytes(),
             );
+            if let Some((_, parent)) = super::relation(&pdu.content_value()) {
+                related_here.insert(parent);
+            }
             self.index_event(&mut batch, &pdu, position)?;
             added += 1;
         }
@@ -362,6 +369,7 @@ impl Rooms {
                 state_before: None,
                 transaction: None,
                 redacted_by: None,
+                related: false,
             };
             batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
         }
@@ -398,6 +406,7 @@ impl Rooms {
             state_before: Some(state_hash),
             transaction: None,
             redacted_by: None,
+            related: false,
         };
         batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
         batch.commit()?;

@@ -32,7 +32,7 @@ const MAX_WORD: usize = 64;
 /// Postings read per step of a scan.
 const SCAN_STEP: usize = 512;
 /// Postings of a word counted to pick the rarest one; past this, a word counts as common.
-const RARITY_PROBE: usize = 1_000;
+const RARITY_PROBE: usize = 50_000;
 
 /// A field of an event's content that search covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,63 +186,54 @@ impl Rooms {
             start.extend_from_slice(&cursor.to_be_bytes());
             let rows = self.store.range(Table::SearchPostings, &word_prefix, &start, false, SCAN_STEP)?;
             let exhausted = rows.len() < SCAN_STEP;
+            // Candidates: postings of the rarest word in the rooms and fields asked for.
+            let mut candidates = Vec::with_capacity(rows.len());
             for (row_key, value) in rows {
                 let Some(stream) = row_key[word_prefix.len()..].try_into().ok().map(u64::from_be_bytes) else {
                     continue;
                 };
-                if query.below.is_some_and(|below| stream >= below) {
+                cursor = stream.saturating_sub(1);
+                let Some((field, occurrences, total, room)) = read_posting(&value) else {
                     continue;
-                }
-                if let Some(hit) = self.check_hit(query, &others, stream, &value)? {
-                    hits.push(hit);
-                    if hits.len() >= query.cap {
-                        return Ok(hits);
-                    }
-                }
-                match stream.checked_sub(1) {
-                    Some(next) => cursor = next,
-                    None => return Ok(hits),
+                };
+                let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(room).as_ref()) else {
+                    continue;
+                };
+                if query.below.is_none_or(|below| stream < below) && query.fields.contains(&field) && query.rooms.contains(&room_id) {
+                    candidates.push((stream, room_id, vec![(occurrences, total)]));
                 }
             }
-            if exhausted {
+            // Each other word must be in each candidate: one batched read per word.
+            for word in &others {
+                let keys: Vec<Vec<u8>> = candidates.iter().map(|(stream, ..)| posting_key(word, *stream)).collect();
+                let postings = self.store.multi_get(Table::SearchPostings, &keys)?;
+                let mut found = postings.iter().map(|posting| posting.as_deref().and_then(read_posting));
+                candidates.retain_mut(|(.., matches)| match found.next().flatten() {
+                    Some((_, occurrences, total, _)) => {
+                        matches.push((occurrences, total));
+                        true
+                    }
+                    None => false,
+                });
+            }
+            for (stream, room_id, matches) in candidates {
+                hits.push(SearchHit {
+                    stream,
+                    room_id,
+                    rank: rank(&matches),
+                });
+                if hits.len() >= query.cap {
+                    return Ok(hits);
+                }
+            }
+            if exhausted || cursor == 0 {
                 return Ok(hits);
             }
         }
     }
 
-    /// Whether the event at `stream`, a posting of the rarest word with `value`, is a hit: in
-    /// one of the rooms and fields, and having the other words.
-    fn check_hit(&self, query: &SearchQuery<'_>, others: &[&String], stream: u64, value: &[u8]) -> Result<Option<SearchHit>> {
-        let Some((field, occurrences, total, room)) = read_posting(value) else {
-            return Ok(None);
-        };
-        let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(room).as_ref()) else {
-            return Ok(None);
-        };
-        if !query.fields.contains(&field) || !query.rooms.contains(&room_id) {
-            return Ok(None);
-        }
-        let mut matches = vec![(occurrences, total)];
-        for word in others {
-            match self
-                .store
-                .get(Table::SearchPostings, &posting_key(word, stream))?
-                .as_deref()
-                .and_then(read_posting)
-            {
-                Some((_, occurrences, total, _)) => matches.push((occurrences, total)),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(SearchHit {
-            stream,
-            room_id,
-            rank: rank(&matches),
-        }))
-    }
-
-    /// The word of the query with the fewest postings below `below`, counted up to
-    /// [`RARITY_PROBE`]; `None` when one has none at all (nothing can match).
+    /// The word of the query with the fewest postings below `below` (counted up to
+    /// [`RARITY_PROBE`], keys only); `None` when one has none at all (nothing can match).
     fn rarest_word(&self, words: &[String], below: Option<u64>) -> Result<Option<String>> {
         let mut rarest: Option<(usize, &String)> = None;
         for word in words {
@@ -251,8 +242,7 @@ impl Rooms {
             start.extend_from_slice(&below.map_or(u64::MAX, |below| below.saturating_sub(1)).to_be_bytes());
             let count = self
                 .store
-                .range(Table::SearchPostings, &word_prefix, &start, false, RARITY_PROBE)?
-                .len();
+                .count_keys_backward(Table::SearchPostings, &word_prefix, &start, RARITY_PROBE)?;
             if count == 0 {
                 return Ok(None);
             }

@@ -90,8 +90,8 @@ impl Rooms {
     /// device's transaction ID, the replaced state's content, the redaction that redacted it)
     /// and the aggregations of the events relating to it (`m.relations`).
     pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
-        let mut event = self.bare_client_event(event_id, stored, viewer)?;
         let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let mut event = self.format_event(&pdu, stored, viewer)?;
         if let Some(relations) = self.bundled_relations(&pdu, stored, viewer.map(|viewer| viewer.user))? {
             event["unsigned"]["m.relations"] = relations;
         }
@@ -100,7 +100,12 @@ impl Rooms {
 
     /// An event in the client format without the aggregations of the events relating to it.
     pub(super) fn bare_client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
-        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        self.format_event(&Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?, stored, viewer)
+    }
+
+    /// The client format of a parsed event.
+    fn format_event(&self, pdu: &Pdu, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
+        let event_id = &pdu.event_id;
         let mut event = json!({
             "event_id": event_id,
             "room_id": pdu.room_id,
