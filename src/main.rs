@@ -59,8 +59,22 @@ fn limit_malloc_retention() {
     }
 }
 
+/// Raises the soft limit of open files to the hard one: every long-polling client holds a
+/// connection, and a community of a thousand members outgrows the usual soft limit of 1,024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: both calls get a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_retention();
+    raise_open_files_limit();
     let cli = Cli::parse();
     // Outgoing TLS (URL previews) uses ring; installing it fails only if one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();

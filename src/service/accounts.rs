@@ -139,9 +139,22 @@ impl Accounts {
     }
 }
 
-/// Hashes a password with argon2id (on a blocking thread: it takes tens of milliseconds).
+/// Password hashes computed at once, at most: each holds argon2id's 19 MiB while it runs, so
+/// a burst of registrations or logins must not multiply that (on a 1 GB machine, 50 at once
+/// is most of its memory). Two keep both cores of a small machine busy.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs argon2 work on a blocking thread, at most [`HASHING`] at once.
+async fn argon2_bounded<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let _permit = HASHING.acquire().await.map_err(|e| Error::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Hashes a password with argon2id (it takes tens of milliseconds).
 pub async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+    argon2_bounded(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -149,7 +162,6 @@ pub async fn hash_password(password: String) -> Result<String> {
             .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
     })
     .await
-    .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 /// Checks a password against an account's hash; false for accounts without a password.
@@ -157,10 +169,9 @@ pub async fn verify_password(record: &UserRecord, password: String) -> Result<bo
     let Some(hash) = record.password_hash.clone() else {
         return Ok(false);
     };
-    tokio::task::spawn_blocking(move || {
+    argon2_bounded(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
-    .map_err(|e| Error::Internal(e.to_string()))?
 }

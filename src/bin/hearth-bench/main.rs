@@ -18,6 +18,9 @@
 //!   a burst's throughput, and joining a big room over federation (`federation.rs`).
 //! - `mail` (`--maildir DIR`, the server under test mailing to an SMTP server that delivers
 //!   there): requests that queue a mail, and how fast the outbox drains (`mail.rs`).
+//! - `community`: a group's whole server at once: 1,000 users in a space of 20 channels, all
+//!   long-polling (half `/sync`, half sliding sync), 50 sending at a steady rate, a third
+//!   sending receipts (`community.rs`).
 //! - `search`: rooms filled with 100,000 messages, then one-word and three-word searches
 //!   timed, and the index's size from the server's metrics (`search.rs`).
 //!
@@ -31,6 +34,7 @@ use rand::RngCore;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+mod community;
 mod federation;
 mod mail;
 mod media;
@@ -140,6 +144,21 @@ enum Workload {
         #[arg(long)]
         maildir: std::path::PathBuf,
     },
+    /// A whole community at once: many users polling, some sending, receipts (best with --pid).
+    Community {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        channels: usize,
+        #[arg(long, default_value_t = 50)]
+        senders: usize,
+        /// Messages per second, all senders together.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// How long the senders send, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Search latency over many messages, and the index's size.
     Search {
         /// How many messages fill the rooms first.
@@ -239,6 +258,22 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
         Workload::Sliding { pings, rooms } => sync::sliding(cli, pings, rooms).await,
         Workload::Accounts { users } => accounts(cli, users).await,
         Workload::Mail { requests, ref maildir } => mail::mail(&register(cli).await?, requests, maildir).await,
+        Workload::Community {
+            users,
+            channels,
+            senders,
+            rate,
+            seconds,
+        } => {
+            let shape = community::Community {
+                users,
+                channels,
+                senders,
+                rate,
+                duration: Duration::from_secs(seconds),
+            };
+            community::community(cli, &shape).await
+        }
         Workload::Search {
             messages,
             queries,
