@@ -112,7 +112,8 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
         .collect();
     in_parallel(joins.len(), |n| {
         let (user, room) = &joins[n];
-        users[*user].json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+        let (session, path) = (&users[*user], format!("/_matrix/client/v3/join/{room}"));
+        async move { session.json(reqwest::Method::POST, &path, json!({})).await }
     })
     .await?;
     figures.push(Figure {
