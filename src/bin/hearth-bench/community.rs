@@ -100,15 +100,11 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
         })
         .collect();
     let started = Instant::now();
-    let joins: Vec<(usize, String)> = memberships
-        .iter()
-        .enumerate()
-        .skip(1)
-        .flat_map(|(user, rooms)| {
-            std::iter::once(space.clone())
-                .chain(rooms.iter().map(|&c| channels[c].clone()))
-                .map(move |room| (user, room))
-        })
+    // Round by round (every user's first join, then every user's second, …), so the joins in
+    // flight are different users' and each client keeps one connection, as a real one would.
+    let rooms_of = |user: usize| std::iter::once(space.clone()).chain(memberships[user].iter().map(|&c| channels[c].clone()));
+    let joins: Vec<(usize, String)> = (0..=shape.channels)
+        .flat_map(|round| (1..shape.users).filter_map(move |user| rooms_of(user).nth(round).map(|room| (user, room))))
         .collect();
     in_parallel(joins.len(), |n| {
         let (user, room) = &joins[n];
@@ -126,6 +122,7 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
     let clock = Instant::now();
     let deliveries = Arc::new(Mutex::new(Deliveries::default()));
     let stop = Arc::new(tokio::sync::Notify::new());
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut readers = Vec::new();
     for (index, user) in users.iter().enumerate() {
         let reader = Reader {
@@ -136,10 +133,23 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
             clock,
             deliveries: deliveries.clone(),
         };
-        readers.push(tokio::spawn(reader.run(stop.clone())));
+        readers.push(tokio::spawn(reader.run(stop.clone(), ready.clone())));
     }
-    // Let every reader make its first request and start waiting.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Every reader has had its first response (an initial sync) before anyone sends.
+    let started = Instant::now();
+    while ready.load(std::sync::atomic::Ordering::SeqCst) < shape.users {
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err("the readers' first syncs took over 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    figures.push(Figure {
+        name: format!("first syncs of all {} readers, at once", shape.users),
+        value: started.elapsed().as_secs_f64(),
+        unit: "s",
+    });
+    // Let the readers' long polls reach the server.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let cpu_before = cli.pid.and_then(server_cpu);
     let window = Instant::now();
@@ -287,10 +297,11 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(self, stop: Arc<tokio::sync::Notify>) -> BenchResult<()> {
+    async fn run(self, stop: Arc<tokio::sync::Notify>, ready: Arc<std::sync::atomic::AtomicUsize>) -> BenchResult<()> {
         let stopped = stop.notified();
         tokio::pin!(stopped);
         let mut token = self.first_token().await?;
+        ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         loop {
             let polled = Instant::now();
             let response = tokio::select! {
@@ -314,8 +325,8 @@ impl Reader {
         if self.sliding {
             pos_of(&self.session.json(reqwest::Method::POST, SLIDING_SYNC, sliding_request()).await?)
         } else {
-            let path = "/_matrix/client/v3/sync?timeout=0&filter={\"room\":{\"timeline\":{\"limit\":1}}}";
-            next_batch(&self.session.json(reqwest::Method::GET, path, Value::Null).await?)
+            let path = format!("/_matrix/client/v3/sync?timeout=0&filter={}", sync_filter(1));
+            next_batch(&self.session.json(reqwest::Method::GET, &path, Value::Null).await?)
         }
     }
 
@@ -325,8 +336,7 @@ impl Reader {
             let path = format!("{SLIDING_SYNC}?pos={token}&timeout={timeout}");
             self.session.json(reqwest::Method::POST, &path, sliding_request()).await
         } else {
-            let path =
-                format!("/_matrix/client/v3/sync?since={token}&timeout={timeout}&filter={{\"room\":{{\"timeline\":{{\"limit\":50}}}}}}");
+            let path = format!("/_matrix/client/v3/sync?since={token}&timeout={timeout}&filter={}", sync_filter(50));
             self.session.json(reqwest::Method::GET, &path, Value::Null).await
         }
     }
@@ -365,6 +375,11 @@ impl Reader {
         }
         last
     }
+}
+
+/// Element's inline `/sync` filter: members lazily loaded, `limit` timeline events.
+fn sync_filter(limit: usize) -> String {
+    format!("{{\"room\":{{\"state\":{{\"lazy_load_members\":true}},\"timeline\":{{\"limit\":{limit},\"lazy_load_members\":true}}}}}}")
 }
 
 /// A sliding-sync request for every room of the user with its new messages.
