@@ -114,9 +114,13 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
         (Some(position), false) => Some(position - 1),
         (from, _) => from,
     };
+    // Positions are server-wide, so a room has at most `from - to` events between the two: an
+    // incremental sync reads the one or two new events, not a whole page.
+    let span = from.zip(to).map_or(usize::MAX, |(from, to)| from.abs_diff(to) as usize);
+    let want = (limit.max(20) + 1).min(span.saturating_add(1));
     loop {
-        let batch = services.rooms.timeline(room_id, cursor, forward, limit.max(20) + 1)?;
-        let exhausted = batch.len() <= limit.max(20);
+        let batch = services.rooms.timeline(room_id, cursor, forward, want)?;
+        let exhausted = batch.len() < want;
         for (position, event_id) in batch {
             let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });
             if past_to {

@@ -413,7 +413,13 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     state.events = state_events;
     joined.state = SyncState::Before(state);
     joined.timeline.events = events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
-    summarize(services, room_id, context.user, &mut joined)?;
+    // The summary goes out when it may have changed: a first sync of the room, full state, a
+    // timeline that was cut or filtered, or a membership change in it.
+    let membership_changed = events.iter().any(|(_, event)| event["type"] == "m.room.member");
+    let filtered = timeline_filter.types.is_some() || !timeline_filter.not_types.is_empty();
+    if since.is_none() || context.full_state || page.more || filtered || membership_changed {
+        summarize(services, room_id, context.user, &mut joined)?;
+    }
     // Thread-aware clients get each thread's counts apart from the main timeline's.
     let unread = services.push.unread(&services.rooms, context.user, room_id)?;
     let room_counts = if timeline_filter.unread_thread_notifications {
