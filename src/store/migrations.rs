@@ -6,13 +6,13 @@
 use super::{SEP, Store, StoreError, Table, key};
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// One migration step, written as one batch.
 type Migration = fn(&Store) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads_and_related];
+const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads_and_related, index_receipt_changes];
 
 const VERSION_KEY: &[u8] = b"schema_version";
 
@@ -75,6 +75,19 @@ fn index_threads_and_related(store: &Store) -> Result<(), StoreError> {
     for ((room, root), position) in latest {
         batch.put(Table::Threads, &key(&[&room, &root]), &position.to_be_bytes());
         batch.put(Table::ThreadActivity, &key(&[&room, &position.to_be_bytes()]), &root);
+    }
+    batch.commit()
+}
+
+/// Version 3 indexes receipts by room and stream position (`receipt_changes`), so a sync reads
+/// a room's new receipts rather than all of them.
+fn index_receipt_changes(store: &Store) -> Result<(), StoreError> {
+    let mut batch = store.batch();
+    for (receipt_key, receipt) in store.scan_json::<serde_json::Value>(Table::Receipts, &[])? {
+        let (Some(room), Some(stream)) = (receipt_key.split(|&byte| byte == SEP).next(), receipt["stream"].as_u64()) else {
+            continue;
+        };
+        batch.put(Table::ReceiptChanges, &key(&[room, &stream.to_be_bytes()]), &receipt_key);
     }
     batch.commit()
 }

@@ -81,6 +81,7 @@
 //! | `search_postings`     | term ‖ stream position (u64, BE)  | binary: field (u8) ‖ occurrences (u8) ‖ words in the field (u16, BE) ‖ room ID, see `service::rooms::search` |
 //! | `refresh_tokens`      | token ID (the public part)        | `service::devices::RefreshRecord` (SHA-256 of the secret, owner) |
 //! | `login_tokens`        | token                             | `service::devices::LoginTokenRecord`: a one-time `m.login.token` from `/login/get_token` |
+//! | `receipt_changes`     | room ID ‖ stream position (u64, BE) | the `receipts` key written at that position (a row whose receipt has moved on is stale) |
 //! | `reports`             | report number (u64, BE)           | `service::reports::Report`: a user's report of an event, room or user to the server's admins |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
@@ -182,11 +183,12 @@ pub enum Table {
     Reports,
     RefreshTokens,
     LoginTokens,
+    ReceiptChanges,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 68] = [
+    pub const ALL: [Table; 69] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -255,6 +257,7 @@ impl Table {
         Table::Reports,
         Table::RefreshTokens,
         Table::LoginTokens,
+        Table::ReceiptChanges,
     ];
 
     /// The column family's name.
@@ -328,6 +331,7 @@ impl Table {
             Table::Reports => "reports",
             Table::RefreshTokens => "refresh_tokens",
             Table::LoginTokens => "login_tokens",
+            Table::ReceiptChanges => "receipt_changes",
         }
     }
 }

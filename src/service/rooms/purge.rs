@@ -83,8 +83,18 @@ impl Rooms {
             batch.delete(Table::Memberships, &key(&[user, room_id.as_bytes()]));
             batch.delete(Table::RoomMembers, &member_key);
         }
-        for relation_key in self.store.scan_keys(Table::Relations, &members_prefix)? {
-            batch.delete(Table::Relations, &relation_key);
+        // The room's indexes keyed by room (search postings are keyed by word: a purged
+        // event's postings lead nowhere and are skipped).
+        for table in [
+            Table::Relations,
+            Table::Threads,
+            Table::ThreadActivity,
+            Table::Receipts,
+            Table::ReceiptChanges,
+        ] {
+            for row in self.store.scan_keys(table, &members_prefix)? {
+                batch.delete(table, &row);
+            }
         }
         for state in states {
             batch.delete(Table::StateSnapshots, &state.to_be_bytes());

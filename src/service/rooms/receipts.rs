@@ -38,10 +38,15 @@ impl Rooms {
             stream: ticket.position(),
         };
         let mut batch = self.store.batch();
-        batch.put_json(
-            Table::Receipts,
-            &key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]),
-            &receipt,
+        let receipt_key = key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]);
+        if let Some(previous) = self.store.get_json::<Receipt>(Table::Receipts, &receipt_key)? {
+            batch.delete(Table::ReceiptChanges, &key(&[room_id.as_bytes(), &previous.stream.to_be_bytes()]));
+        }
+        batch.put_json(Table::Receipts, &receipt_key, &receipt);
+        batch.put(
+            Table::ReceiptChanges,
+            &key(&[room_id.as_bytes(), &receipt.stream.to_be_bytes()]),
+            &receipt_key,
         );
         batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
         // Other servers in the room hear of this server's users' public receipts.
@@ -83,7 +88,7 @@ impl Rooms {
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Value>> {
         let room_prefix = prefix(&[room_id.as_bytes()]);
         let mut content = Map::new();
-        for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
+        for (row, receipt) in self.receipts_between(room_id, since, until)? {
             if since.is_some_and(|since| receipt.stream <= since) || receipt.stream > until {
                 continue;
             }
@@ -107,6 +112,31 @@ impl Rooms {
             by_type[receipt_type.as_ref()][user.as_ref()] = entry;
         }
         Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
+    }
+}
+
+impl Rooms {
+    /// A room's receipts (key and receipt) written after `since` up to `until`: from the index
+    /// of changes, or every receipt of the room when `since` is `None`.
+    fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<(Vec<u8>, Receipt)>> {
+        let Some(since) = since else {
+            return Ok(self.store.scan_json::<Receipt>(Table::Receipts, &prefix(&[room_id.as_bytes()]))?);
+        };
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        let start = key(&[room_id.as_bytes(), &(since + 1).to_be_bytes()]);
+        let mut receipts = Vec::new();
+        for (change, receipt_key) in self.store.range(Table::ReceiptChanges, &room_prefix, &start, true, usize::MAX)? {
+            let position = change[room_prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+            if position > until {
+                break;
+            }
+            if let Some(receipt) = self.store.get_json::<Receipt>(Table::Receipts, &receipt_key)?
+                && receipt.stream == position
+            {
+                receipts.push((receipt_key, receipt));
+            }
+        }
+        Ok(receipts)
     }
 }
 
