@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::memory::memory_figures;
 use super::sync::next_batch;
-use super::{BenchResult, Cli, Figure, Session, quantile_ms, register};
+use super::{BenchResult, Cli, Figure, Session, latency_figures, quantile_ms, register};
 
 /// Requests in flight while registering and joining.
 const SETUP_CONCURRENCY: usize = 16;
@@ -239,21 +239,12 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
             unit: "deliveries",
         },
         Figure {
-            name: "delivery to every member p50".into(),
-            value: quantile_ms(&latencies, 0.5),
-            unit: "ms",
-        },
-        Figure {
-            name: "delivery to every member p99".into(),
-            value: quantile_ms(&latencies, 0.99),
-            unit: "ms",
-        },
-        Figure {
             name: "delivery to every member max".into(),
             value: quantile_ms(&latencies, 1.0),
             unit: "ms",
         },
     ]);
+    figures.extend(latency_figures("delivery to every member", &latencies));
     if let Some(cpu) = cpu {
         figures.push(Figure {
             name: "server CPU while sending (of one core)".into(),
