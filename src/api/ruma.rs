@@ -196,7 +196,7 @@ where
             .extensions
             .get::<axum::extract::MatchedPath>()
             .is_some_and(|route| route.as_str().ends_with("/logout") || route.as_str().ends_with("/logout/all"));
-        if !logging_out && services.accounts.get(&session.user_id)?.is_some_and(|record| record.locked) {
+        if !logging_out && services.accounts.is_locked(&session.user_id) {
             return Err(Error::UserLocked);
         }
         services.devices.touch(session, &ip.to_string())?;

@@ -1,5 +1,7 @@
 //! Accounts: user records, usernames and passwords (argon2id).
 
+use std::collections::HashMap;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use ruma::{OwnedServerName, OwnedUserId, UserId};
@@ -24,21 +26,44 @@ pub struct UserRecord {
     pub locked: bool,
 }
 
+/// What a server admin restricts of an account: (suspended, locked).
+type Restriction = (bool, bool);
+
 /// The accounts of this server.
 pub struct Accounts {
     store: Store,
     server_name: OwnedServerName,
     /// Held while an account is created, so two requests cannot take the same name.
     pub create_lock: std::sync::Mutex<()>,
+    /// The suspended or locked accounts, read at start and kept by [`Accounts::restrict`]:
+    /// every request checks them, so they are not read from the store each time.
+    restricted: std::sync::RwLock<HashMap<OwnedUserId, Restriction>>,
 }
 
 impl Accounts {
-    pub fn new(store: Store, server_name: OwnedServerName) -> Accounts {
-        Accounts {
+    pub fn new(store: Store, server_name: OwnedServerName) -> Result<Accounts> {
+        let restricted = store
+            .scan_json::<UserRecord>(Table::Users, b"")?
+            .into_iter()
+            .filter(|(_, record)| record.suspended || record.locked)
+            .filter_map(|(key, record)| Some((UserId::parse(String::from_utf8(key).ok()?).ok()?, (record.suspended, record.locked))))
+            .collect();
+        Ok(Accounts {
             store,
             server_name,
             create_lock: Default::default(),
-        }
+            restricted: std::sync::RwLock::new(restricted),
+        })
+    }
+
+    fn restriction(&self, user_id: &UserId) -> Restriction {
+        let restricted = self.restricted.read().unwrap_or_else(|e| e.into_inner());
+        restricted.get(user_id).copied().unwrap_or_default()
+    }
+
+    /// Whether a server admin locked the account.
+    pub fn is_locked(&self, user_id: &UserId) -> bool {
+        self.restriction(user_id).1
     }
 
     /// The user ID for a name that may be a localpart or a full user ID (as logins accept),
@@ -102,10 +127,10 @@ impl Accounts {
     /// Refuses with 403 `M_USER_SUSPENDED` when the account is suspended (for what a suspended
     /// user may not do: send, join, invite, create rooms, change their profile, upload).
     pub fn check_not_suspended(&self, user_id: &UserId) -> Result<()> {
-        match self.get(user_id)? {
-            Some(record) if record.suspended => Err(Error::user_suspended("This account is suspended: it can read, not send")),
-            _ => Ok(()),
+        if self.restriction(user_id).0 {
+            return Err(Error::user_suspended("This account is suspended: it can read, not send"));
         }
+        Ok(())
     }
 
     /// Sets what a server admin restricts of a local account; 404 when there is none.
@@ -116,6 +141,12 @@ impl Accounts {
         let mut batch = self.store.batch();
         self.put(&mut batch, user_id, &record);
         batch.commit()?;
+        let mut restricted = self.restricted.write().unwrap_or_else(|e| e.into_inner());
+        if record.suspended || record.locked {
+            restricted.insert(user_id.to_owned(), (record.suspended, record.locked));
+        } else {
+            restricted.remove(user_id);
+        }
         Ok(record)
     }
 

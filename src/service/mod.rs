@@ -106,7 +106,7 @@ impl Services {
             )?,
             metrics,
             server_key,
-            accounts: accounts::Accounts::new(store.clone(), config.server_name.clone()),
+            accounts: accounts::Accounts::new(store.clone(), config.server_name.clone())?,
             devices: devices::Devices::new(store.clone(), config.access_token_lifetime),
             keys: keys::Keys::new(store.clone(), stream.clone()),
             key_backup: key_backup::KeyBackup::new(store.clone()),
