@@ -117,19 +117,6 @@ impl Rooms {
         }
     }
 
-    /// Whether `user` sent the thread root `root` or a reply in it.
-    pub fn participated_in_thread(&self, room_id: &RoomId, root: &Pdu, user: &UserId) -> Result<bool> {
-        if root.sender == user {
-            return Ok(true);
-        }
-        for (_, rel_type, event_id, _) in self.relations(room_id, &root.event_id, None, true, usize::MAX)? {
-            if rel_type == THREAD && self.pdu(&event_id)?.is_some_and(|reply| reply.sender == user) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// The aggregations of the events relating to `event` that are bundled with it
     /// (`unsigned.m.relations`): its thread's summary, its latest edit and its references;
     /// `None` when it has none. `viewer` is who `current_user_participated` is about.
