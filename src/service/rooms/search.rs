@@ -75,11 +75,14 @@ pub struct SearchQuery<'a> {
 /// The words of a text, lowercased, each once, in order of first appearance.
 pub fn words(text: &str) -> Vec<String> {
     let mut seen = HashSet::new();
+    tokens(text).filter(|word| seen.insert(word.clone())).collect()
+}
+
+/// Every word of a text, lowercased and cut to [`MAX_WORD`], repeats included.
+fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
         .map(|word| cut(&word.to_lowercase()).to_owned())
-        .filter(|word| seen.insert(word.clone()))
-        .collect()
 }
 
 /// A word cut to [`MAX_WORD`] bytes at a character boundary.
@@ -107,8 +110,8 @@ fn searchable(pdu: &Pdu) -> Option<(SearchField, String)> {
 fn word_counts(text: &str) -> (HashMap<String, u32>, u32) {
     let mut counts: HashMap<String, u32> = HashMap::new();
     let mut total = 0u32;
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()) {
-        *counts.entry(cut(&word.to_lowercase()).to_owned()).or_default() += 1;
+    for word in tokens(text) {
+        *counts.entry(word).or_default() += 1;
         total = total.saturating_add(1);
     }
     (counts, total)
