@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
 use super::memory::memory_figures;
-use super::sync::next_batch;
+use super::sync::{SLIDING_SYNC, next_batch, pos_of};
 use super::{BenchResult, Cli, Figure, Session, latency_figures, quantile_ms, register};
 
 /// Requests in flight while registering and joining.
@@ -24,7 +24,6 @@ const SETUP_CONCURRENCY: usize = 16;
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long readers keep polling after the last message, for the last deliveries.
 const GRACE: Duration = Duration::from_secs(5);
-const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 
 /// The shape of the community.
 pub struct Community {
@@ -380,13 +379,6 @@ fn sliding_request() -> Value {
         "lists": { "all": { "ranges": [[0, 49]], "timeline_limit": 50, "required_state": [["m.room.name", ""]] } },
         "extensions": { "receipts": { "enabled": true } }
     })
-}
-
-fn pos_of(response: &Value) -> BenchResult<String> {
-    response["pos"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no pos in {response}"))
 }
 
 /// The CPU time a process has used, in seconds (Linux `/proc/<pid>/stat`, in clock ticks of

@@ -190,7 +190,7 @@ pub async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult
     Ok(figures)
 }
 
-const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+pub const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 
 /// A sliding-sync request like Element X's room list: the 20 most recent rooms with the state
 /// a room list shows and the latest event.
@@ -208,7 +208,7 @@ fn room_list_request(conn_id: &str) -> Value {
     })
 }
 
-fn pos_of(response: &Value) -> BenchResult<String> {
+pub fn pos_of(response: &Value) -> BenchResult<String> {
     response["pos"]
         .as_str()
         .map(str::to_owned)
