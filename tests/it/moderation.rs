@@ -7,14 +7,21 @@ use serde_json::json;
 
 use crate::common::{TestServer, assert_error};
 
-#[tokio::test]
-async fn users_report_events_rooms_and_users_and_admins_resolve_them() {
+/// A server with alice (the first account, so a server admin), bob in her public room, and
+/// carol outside it: (server, their access tokens, the room).
+async fn alice_bob_and_carol() -> (TestServer, String, String, String, String) {
     let server = TestServer::start(&[]).await;
     let (alice, _) = server.register("alice", "alicepass").await;
     let (bob, _) = server.register("bob", "bobpassword").await;
     let (carol, _) = server.register("carol", "carolpass").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
     server.join(&bob, &room).await;
+    (server, alice, bob, carol, room)
+}
+
+#[tokio::test]
+async fn users_report_events_rooms_and_users_and_admins_resolve_them() {
+    let (server, alice, bob, carol, room) = alice_bob_and_carol().await;
     let rude = server
         .send(
             &alice,
@@ -86,12 +93,7 @@ async fn users_report_events_rooms_and_users_and_admins_resolve_them() {
 
 #[tokio::test]
 async fn suspended_users_read_but_do_not_send_and_locked_users_only_log_out() {
-    let server = TestServer::start(&[]).await;
-    let (alice, _) = server.register("alice", "alicepass").await;
-    let (bob, _) = server.register("bob", "bobpassword").await;
-    let (carol, _) = server.register("carol", "carolpass").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.join(&bob, &room).await;
+    let (server, alice, bob, carol, room) = alice_bob_and_carol().await;
 
     // Only server admins (alice, the first account) restrict accounts.
     let suspend_bob = "/_matrix/client/v1/admin/suspend/@bob:localhost";
