@@ -24,8 +24,17 @@ pub fn free_port() -> u16 {
 }
 
 impl TestServer {
-    /// Starts a server with open registration and generous rate limits; `env` overrides.
+    /// Starts a server with open registration and generous rate limits; `env` overrides. The
+    /// free port may be taken by another test before the server binds it: then it tries another.
     pub async fn start(env: &[(&str, &str)]) -> TestServer {
+        for _ in 0..4 {
+            let mut server = TestServer::prepare("127.0.0.1", free_port(), env);
+            match server.try_spawn().await {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
         TestServer::start_on(free_port(), env).await
     }
 
@@ -36,6 +45,13 @@ impl TestServer {
 
     /// Like `start`, on a given loopback address and port.
     pub async fn start_at(ip: &str, port: u16, env: &[(&str, &str)]) -> TestServer {
+        let mut server = TestServer::prepare(ip, port, env);
+        server.spawn().await;
+        server
+    }
+
+    /// A server's data directory and environment, not started yet.
+    fn prepare(ip: &str, port: u16, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut all_env: Vec<(String, String)> = [
             ("HEARTH_SERVER_NAME", "localhost"),
@@ -60,16 +76,14 @@ impl TestServer {
         };
         all_env.push(("HEARTH_DATA_DIR".into(), dir.path().join("data").display().to_string()));
         all_env.push(("HEARTH_LISTEN".into(), format!("{ip}:{port}")));
-        let mut server = TestServer {
+        TestServer {
             child: None,
             dir,
             base_url: format!("{scheme}://{ip}:{port}"),
             env: all_env,
             // Servers with TLS use a self-signed certificate made by the test.
             http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
-        };
-        server.spawn().await;
-        server
+        }
     }
 
     /// Another homeserver already running at `base_url` (HTTPS with any certificate), driven
@@ -98,6 +112,13 @@ impl TestServer {
     }
 
     async fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn().await {
+            panic!("{log}");
+        }
+    }
+
+    /// Starts the process and waits until it serves; the log when it exited at start-up.
+    async fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -115,10 +136,10 @@ impl TestServer {
         loop {
             let url = format!("{}/_matrix/client/versions", self.base_url);
             if self.http.get(url).send().await.is_ok_and(|response| response.status().is_success()) {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("hearth exited with {status} at start-up:\n{}", self.log());
+                return Err(format!("hearth exited with {status} at start-up:\n{}", self.log()));
             }
             assert!(Instant::now() < deadline, "hearth did not start:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
