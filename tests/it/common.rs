@@ -268,8 +268,17 @@ impl TestServer {
 }
 
 impl Drop for TestServer {
+    /// Stops the server; when a test failed, prints the end of its log with the failure.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- the last lines of {}'s log ---", self.base_url);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
