@@ -42,7 +42,12 @@ async fn serve_connection(services: Arc<Services>, stream: UnixStream) {
         let reply = match serde_json::from_str::<AdminCommand>(&line) {
             Ok(command) => {
                 tracing::info!(command = command.name(), "admin command");
-                match execute(&services, command).await {
+                let executed = match execute(&services, command).await {
+                    // What the command wrote is fsynced before it is reported done.
+                    Ok(output) => services.store.durable().await.map(|()| output).map_err(Into::into),
+                    Err(error) => Err(error),
+                };
+                match executed {
                     Ok(output) => SocketReply::Ok(output),
                     Err(error) => SocketReply::Error(error.to_string()),
                 }

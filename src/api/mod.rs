@@ -60,6 +60,25 @@ async fn federation_switch(
     next.run(request).await
 }
 
+/// With `storage.sync_writes`, a request that may have written (any method but GET, HEAD and
+/// OPTIONS) is answered only once its writes are fsynced: the answer is the acknowledgement.
+/// Requests finishing together share one fsync.
+async fn acknowledge_durably(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(request).await;
+    if reads_only {
+        return response;
+    }
+    match services.store.durable().await {
+        Ok(()) => response,
+        Err(error) => Error::from(error).into_response(),
+    }
+}
+
 /// The whole HTTP application: routes plus CORS, panic catching, metrics and request tracing.
 pub fn app(services: Arc<Services>) -> Router {
     // The spec's CORS headers, so web clients on any origin (Element Web) can connect.
@@ -82,6 +101,7 @@ pub fn app(services: Arc<Services>) -> Router {
     router::router()
         .with_state(services.clone())
         .layer(axum::middleware::from_fn_with_state(services.clone(), federation_switch))
+        .layer(axum::middleware::from_fn_with_state(services.clone(), acknowledge_durably))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
             Error::Internal("a request handler panicked".into()).into_response()
         }))

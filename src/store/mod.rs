@@ -3,8 +3,8 @@
 //! The database lives in `<data_dir>/db`, is opened once per process, and has one column family
 //! per table. Every logical change is one [`Batch`] (a RocksDB `WriteBatch`): it lands whole or
 //! not at all. The WAL is always on, so a write acknowledged to a client survives a process crash;
-//! with `storage.sync_writes` it is also fsynced before the acknowledgement (RocksDB groups
-//! concurrent writers into one fsync).
+//! with `storage.sync_writes` it is also fsynced before the acknowledgement, concurrent writers
+//! sharing one fsync ([`group_commit`]).
 //!
 //! Keys are byte strings whose parts are joined by [`SEP`] (0xFF, which never occurs in a Matrix
 //! identifier), so "all rows of a user" is a prefix scan. Values are JSON unless said otherwise.
@@ -95,6 +95,7 @@
 //! (`member_changes` among them), one batch per event.
 
 mod counter;
+mod group_commit;
 mod migrations;
 
 pub use counter::Counter;
@@ -105,6 +106,8 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use group_commit::GroupCommit;
 
 /// A raw row: key and value.
 pub type Row = (Vec<u8>, Vec<u8>);
@@ -368,6 +371,8 @@ pub enum StoreError {
     BadCounter,
     #[error("stored value in table {table} does not parse: {error}")]
     Corrupt { table: &'static str, error: serde_json::Error },
+    #[error("the fsync of the WAL did not finish: {0}")]
+    SyncAborted(String),
 }
 
 impl From<StoreError> for crate::error::Error {
@@ -383,7 +388,9 @@ impl From<StoreError> for crate::error::Error {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
-    sync_writes: bool,
+    /// With `storage.sync_writes`: the fsyncs that make writes durable before they are
+    /// acknowledged.
+    group_commit: Option<Arc<GroupCommit>>,
 }
 
 impl Store {
@@ -408,9 +415,10 @@ impl Store {
         options.set_block_based_table_factory(&table_options);
         let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), options.clone()));
         let db = DB::open_cf_descriptors(&options, data_dir.join("db"), families)?;
+        let db = Arc::new(db);
         let store = Store {
-            db: Arc::new(db),
-            sync_writes,
+            group_commit: sync_writes.then(|| Arc::new(GroupCommit::new(db.clone()))),
+            db,
         };
         migrations::run(&store)?;
         Ok(store)
@@ -524,6 +532,15 @@ impl Store {
         }
     }
 
+    /// Returns once every write finished so far is fsynced, when `storage.sync_writes` asks for
+    /// it (before a write is acknowledged); at once otherwise.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        match &self.group_commit {
+            Some(group_commit) => group_commit.durable().await,
+            None => Ok(()),
+        }
+    }
+
     /// Writes one value and fsyncs the WAL before returning, whatever `sync_writes` says (for
     /// counter ceilings, which must never be lost).
     pub fn put_synced(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -622,11 +639,13 @@ impl Batch<'_> {
         self.batch.delete_cf(self.store.cf(table), key);
     }
 
-    /// Writes the batch; when this returns `Ok`, the change is in the WAL.
+    /// Writes the batch; when this returns `Ok`, the change is in the WAL (fsynced by
+    /// [`Store::durable`] with `storage.sync_writes`).
     pub fn commit(self) -> Result<(), StoreError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(self.store.sync_writes);
-        self.store.db.write_opt(self.batch, &options)?;
+        self.store.db.write(self.batch)?;
+        if let Some(group_commit) = &self.store.group_commit {
+            group_commit.wrote();
+        }
         Ok(())
     }
 }

@@ -60,7 +60,7 @@ impl TestServer {
             ("HEARTH_RATE_LIMITS__LOGIN__PER_SECOND", "1000"),
             ("HEARTH_RATE_LIMITS__REGISTRATION__BURST", "1000"),
             ("HEARTH_RATE_LIMITS__REGISTRATION__PER_SECOND", "1000"),
-            ("HEARTH_LOG__LEVEL", "info,tower_http=debug"),
+            ("HEARTH_LOG__LEVEL", "info,ruma_state_res=warn,tower_http=debug"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -111,7 +111,7 @@ impl TestServer {
         command
     }
 
-    async fn spawn(&mut self) {
+    pub async fn spawn(&mut self) {
         if let Err(log) = self.try_spawn().await {
             panic!("{log}");
         }
