@@ -32,6 +32,7 @@ pub struct Config {
     pub log: Log,
     pub storage: Storage,
     pub rate_limits: RateLimits,
+    pub limits: Limits,
     pub media: Media,
     pub directory: Directory,
     pub tls: Tls,
@@ -203,12 +204,25 @@ pub struct Federation {
     pub denied_servers: Vec<OwnedServerName>,
 }
 
-/// Per-IP rate limits.
+/// Rate limits: per IP for logins and registrations, per user for messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
     pub login: RateLimit,
     pub registration: RateLimit,
+    pub message: RateLimit,
+}
+
+/// Timeouts and caps on what one client may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_long_polls_per_user: usize,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -239,10 +253,27 @@ impl Config {
         for (key, limit) in [
             ("rate_limits.login", self.rate_limits.login),
             ("rate_limits.registration", self.rate_limits.registration),
+            ("rate_limits.message", self.rate_limits.message),
             ("media.upload_rate", self.media.upload_rate),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(format!("configuration key `{key}`: per_second and burst must be positive"));
+            }
+        }
+        for (key, value) in [
+            ("limits.max_connections", self.limits.max_connections),
+            ("limits.max_long_polls_per_user", self.limits.max_long_polls_per_user),
+        ] {
+            if value == 0 {
+                return Err(format!("configuration key `{key}`: must be positive"));
+            }
+        }
+        for (key, value) in [
+            ("limits.header_read_timeout", self.limits.header_read_timeout),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("configuration key `{key}`: must be longer than zero"));
             }
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

@@ -93,6 +93,8 @@ matrix_errors! {
     guest_access_forbidden => FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN";
     /// 413 `M_TOO_LARGE`.
     too_large => PAYLOAD_TOO_LARGE, "M_TOO_LARGE";
+    /// 408 `M_UNKNOWN`: the client took too long to send its request.
+    request_timeout => REQUEST_TIMEOUT, "M_UNKNOWN";
     /// 400 `M_UNKNOWN`: a bad request the spec gives no better code for.
     bad_request => BAD_REQUEST, "M_UNKNOWN";
     /// 504 `M_NOT_YET_UPLOADED`: the media ID exists, its content does not yet.

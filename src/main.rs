@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod config;
 mod error;
+mod http_server;
 mod server;
 mod service;
 mod store;

@@ -12,9 +12,6 @@ use crate::config::Config;
 use crate::service::Services;
 use crate::store::Store;
 
-/// How long a shutdown waits for open connections once their requests are done.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
@@ -55,37 +52,22 @@ pub async fn serve(config: Config) -> Result<(), String> {
         listen = %listener.local_addr().map_err(|e| e.to_string())?,
         "Hearth is serving"
     );
-    let app = crate::api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let shutting_down = Arc::new(tokio::sync::Notify::new());
+    let app = crate::api::app(services.clone());
     let shutdown = {
         let services = services.clone();
-        let shutting_down = shutting_down.clone();
         async move {
             shutdown_signal().await;
             // Long polls return now rather than at their timeouts, so shutting down waits only
             // for requests doing work.
             services.rooms.stream().shut_down();
-            shutting_down.notify_one();
         }
     };
-    // Connections that stay open after the requests on them are done (HTTP/2 clients keeping
-    // an idle connection) do not hold the shutdown up for longer than this.
-    let grace_over = async move {
-        shutting_down.notified().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-        tracing::info!("stopping with connections still open after {SHUTDOWN_GRACE:?}");
-        Ok(())
-    };
-    let served = match (&services.config.tls.certificate, &services.config.tls.key) {
+    let limits = &services.config.limits;
+    match (&services.config.tls.certificate, &services.config.tls.key) {
         (Some(certificate), Some(key)) => {
             let acceptor = crate::tls::acceptor(certificate, key)?;
             let listener = crate::tls::TlsListener::new(listener, acceptor).map_err(|e| e.to_string())?;
-            // `tap_io` gives the handlers the client's address, as for plain TCP.
-            let listener = listener.tap_io(|_| {});
-            tokio::select! {
-                served = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future() => served,
-                over = grace_over => over,
-            }
+            crate::http_server::serve(listener, app, limits, shutdown).await;
         }
         _ => {
             // Small responses go out at once instead of waiting on Nagle's algorithm (40 ms stalls).
@@ -94,12 +76,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
             });
-            tokio::select! {
-                served = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future() => served,
-                over = grace_over => over,
-            }
+            crate::http_server::serve(listener, app, limits, shutdown).await;
         }
-    };
+    }
     admin_socket.abort();
     if let Some(sender) = federation_sender {
         sender.abort();
@@ -113,7 +92,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let _ = std::fs::remove_file(services.config.admin_socket_path());
     services.store.flush().map_err(|e| format!("flushing the store: {e}"))?;
     tracing::info!("stopped cleanly");
-    served.map_err(|e| format!("server error: {e}"))
+    Ok(())
 }
 
 /// Starts the metrics listener; the task serves until aborted.

@@ -280,8 +280,10 @@ where
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
         let (mut parts, body) = request.into_parts();
         let mut context = request_context::<T>(&mut parts, services).await?;
-        let mut bytes = axum::body::to_bytes(body, services.config.max_request_size)
+        let limit = services.config.limits.body_read_timeout;
+        let mut bytes = tokio::time::timeout(limit, axum::body::to_bytes(body, services.config.max_request_size))
             .await
+            .map_err(|_| Error::request_timeout(format!("The request body did not arrive within {limit:?}")))?
             .map_err(|_| Error::too_large("The request body is too large"))?;
         let sends_body = parts.method == Method::POST || parts.method == Method::PUT;
         let empty = bytes.iter().all(u8::is_ascii_whitespace);

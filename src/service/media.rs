@@ -123,6 +123,8 @@ pub struct Media {
     root: PathBuf,
     config: config::Media,
     sync_writes: bool,
+    /// The longest an upload may pause between two pieces of its body.
+    pause_limit: std::time::Duration,
     /// Held while references to blobs are added or removed, so a deletion never removes a file
     /// that an upload has just deduplicated against.
     blob_lock: Mutex<()>,
@@ -133,13 +135,14 @@ pub struct Media {
 }
 
 impl Media {
-    pub fn new(store: Store, server_name: OwnedServerName, data_dir: &Path, config: config::Media, sync_writes: bool) -> Media {
+    pub fn new(store: Store, config: &config::Config) -> Media {
         Media {
             store,
-            server_name,
-            root: data_dir.join("media"),
-            config,
-            sync_writes,
+            server_name: config.server_name.clone(),
+            root: config.data_dir.join("media"),
+            config: config.media.clone(),
+            sync_writes: config.storage.sync_writes,
+            pause_limit: config.limits.body_read_timeout,
             blob_lock: Mutex::new(()),
             thumbnail_locks: KeyedLocks::default(),
             uploaded: Notify::new(),
@@ -179,7 +182,8 @@ impl Media {
     }
 
     /// Streams a body (a request's, or a fetched page's) into a temporary file, hashing it;
-    /// 413 `M_TOO_LARGE` beyond the configured size.
+    /// 413 `M_TOO_LARGE` beyond the configured size, 408 when it pauses longer than
+    /// `limits.body_read_timeout`.
     pub async fn receive<S, E>(&self, stream: S) -> Result<ReceivedUpload>
     where
         S: Stream<Item = std::result::Result<Bytes, E>>,
@@ -196,7 +200,11 @@ impl Media {
         let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut hasher = Sha256::new();
         tokio::pin!(stream);
-        while let Some(chunk) = stream.next().await {
+        loop {
+            let next = tokio::time::timeout(self.pause_limit, stream.next())
+                .await
+                .map_err(|_| Error::request_timeout(format!("The upload paused for longer than {:?}", self.pause_limit)))?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| Error::bad_request(format!("The upload was interrupted: {e}")))?;
             upload.size += chunk.len() as u64;
             if upload.size > self.config.max_upload_size {

@@ -1,5 +1,5 @@
 //! Rate limits: per IP for the endpoints that guess passwords or create accounts, per user for
-//! media uploads.
+//! media uploads and for the room events sent through the client API.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -26,6 +26,7 @@ pub struct RateLimiters {
     login: DefaultKeyedRateLimiter<IpAddr>,
     registration: DefaultKeyedRateLimiter<IpAddr>,
     media_upload: DefaultKeyedRateLimiter<OwnedUserId>,
+    message: DefaultKeyedRateLimiter<OwnedUserId>,
 }
 
 fn limiter<K: Hash + Eq + Clone>(limit: RateLimit) -> DefaultKeyedRateLimiter<K> {
@@ -43,6 +44,7 @@ impl RateLimiters {
             login: limiter(config.login),
             registration: limiter(config.registration),
             media_upload: limiter(media.upload_rate),
+            message: limiter(config.message),
         }
     }
 
@@ -58,6 +60,11 @@ impl RateLimiters {
     /// Counts one media upload by `user`; `M_LIMIT_EXCEEDED` when over the limit.
     pub fn check_upload(&self, user: &UserId) -> Result<()> {
         take(&self.media_upload, &user.to_owned())
+    }
+
+    /// Counts one room event sent by `user`; `M_LIMIT_EXCEEDED` when over the limit.
+    pub fn check_message(&self, user: &UserId) -> Result<()> {
+        take(&self.message, &user.to_owned())
     }
 }
 

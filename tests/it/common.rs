@@ -60,6 +60,8 @@ impl TestServer {
             ("HEARTH_RATE_LIMITS__LOGIN__PER_SECOND", "1000"),
             ("HEARTH_RATE_LIMITS__REGISTRATION__BURST", "1000"),
             ("HEARTH_RATE_LIMITS__REGISTRATION__PER_SECOND", "1000"),
+            ("HEARTH_RATE_LIMITS__MESSAGE__BURST", "100000"),
+            ("HEARTH_RATE_LIMITS__MESSAGE__PER_SECOND", "100000"),
             ("HEARTH_LOG__LEVEL", "info,ruma_state_res=warn,tower_http=debug"),
         ]
         .iter()

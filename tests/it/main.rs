@@ -16,6 +16,7 @@ mod federation_hostile;
 mod hostile;
 mod js_client;
 mod lifecycle;
+mod limits;
 mod media;
 mod metrics;
 mod moderation;

@@ -19,6 +19,7 @@ pub async fn redact_event(
     req: Ruma<redact_event::v3::Request>,
 ) -> HandlerResult<redact_event::v3::Response> {
     let session = req.session()?;
+    services.rate_limits.check_message(&session.user_id)?;
     let request = &req.body;
     let room = services.rooms.room(&request.room_id)?;
     let target = services

@@ -17,6 +17,7 @@ pub async fn send_message_event(
 ) -> HandlerResult<send_message_event::v3::Response> {
     let session = req.session()?;
     services.accounts.check_not_suspended(&session.user_id)?;
+    services.rate_limits.check_message(&session.user_id)?;
     let request = &req.body;
     let event = NewEvent {
         kind: request.event_type.to_string().into(),

@@ -15,6 +15,7 @@ pub async fn send_state_event(
     req: Ruma<send_state_event::v3::Request>,
 ) -> HandlerResult<send_state_event::v3::Response> {
     services.accounts.check_not_suspended(req.user_id()?)?;
+    services.rate_limits.check_message(req.user_id()?)?;
     let request = &req.body;
     let content = serde_json::from_str(request.body.json().get())?;
     let event = NewEvent::state(request.event_type.clone(), &request.state_key, content);

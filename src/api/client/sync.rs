@@ -147,7 +147,8 @@ pub fn set_presence(services: &Services, user: &UserId, presence: &PresenceState
 /// A long poll: builds a response for the visible stream position until it carries something
 /// new (`true`), `at_once` says not to wait, the timeout (at most [`MAX_TIMEOUT`]) has passed,
 /// or the server shuts down. Between builds it waits on the user's wake-up, subscribed before
-/// each build, so a write landing in between is never slept through.
+/// each build, so a write landing in between is never slept through. A user already holding
+/// `limits.max_long_polls_per_user` syncs gets `M_LIMIT_EXCEEDED` instead of one more wait.
 pub async fn long_poll<R>(
     services: &Services,
     user: &UserId,
@@ -167,7 +168,13 @@ pub async fn long_poll<R>(
         if changed || at_once || tokio::time::Instant::now() >= deadline || stream.is_shutting_down() {
             return Ok(response);
         }
-        waiting.get_or_insert_with(|| services.metrics.long_poll());
+        if waiting.is_none() {
+            // Each request of the user holds the waker, besides the stream's own copy.
+            if Arc::strong_count(&waker) - 1 > services.config.limits.max_long_polls_per_user {
+                return Err(Error::LimitExceeded { retry_after_ms: 1000 });
+            }
+            waiting = Some(services.metrics.long_poll());
+        }
         let _ = tokio::time::timeout_at(deadline, woken).await;
     }
 }
