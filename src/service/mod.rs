@@ -33,6 +33,7 @@ pub mod threepids;
 pub mod to_device;
 pub mod typing;
 pub mod uia;
+pub mod unread;
 pub mod url_preview;
 
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 //! Each user's rules are the spec's default rule set (ruma's `Ruleset::server_default`) plus
 //! their changes, kept as the global account data `m.push_rules` (where clients read them in
 //! sync). Every new room event is evaluated against the rules of each local member but its
-//! sender; an event whose actions notify is recorded (`notifications`, `room_notifications`),
-//! and a room's unread counts are the notifications after the member's read receipt.
+//! sender; an event whose actions notify is recorded (`notifications`, and for the unread
+//! counts of [`super::unread`], `room_notifications`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ruma::events::StateEventType;
@@ -20,6 +20,7 @@ use super::account_data::AccountData;
 use super::now_ms;
 use super::pushers::PushMessage;
 use super::rooms::Rooms;
+use super::unread::stage_notification;
 use crate::error::Result;
 use crate::store::{Store, Table, key, prefix};
 
@@ -36,35 +37,9 @@ pub struct NotificationRecord {
     pub ts: u64,
 }
 
-/// Unread counts of one room.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unread {
-    pub notifications: u64,
-    pub highlights: u64,
-}
-
-/// Unread counts of one room, split by thread.
-#[derive(Debug, Clone, Default)]
-pub struct UnreadCounts {
-    /// The main timeline's (events in no thread).
-    pub main: Unread,
-    /// Each thread's, by thread root.
-    pub threads: BTreeMap<OwnedEventId, Unread>,
-}
-
-impl UnreadCounts {
-    /// The whole room's: the main timeline's and every thread's.
-    pub fn total(&self) -> Unread {
-        self.threads.values().fold(self.main, |total, thread| Unread {
-            notifications: total.notifications + thread.notifications,
-            highlights: total.highlights + thread.highlights,
-        })
-    }
-}
-
 /// Push rules and the notifications they make.
 pub struct Push {
-    store: Store,
+    pub(super) store: Store,
     account_data: Arc<AccountData>,
     /// Parsed rules by user, with the stored JSON they came from (empty for the defaults):
     /// every message is evaluated against every member's rules.
@@ -120,6 +95,7 @@ impl Push {
         let mut notified = Vec::new();
         // One batch for every member's notification of this event.
         let mut batch = self.store.batch();
+        let mut highlights = Vec::new();
         let state = rooms.current_state(room_id)?;
         let record = rooms.room(room_id)?;
         let power_levels = rooms.power_levels(&record.version, &state)?;
@@ -160,57 +136,30 @@ impl Push {
                 ts: now_ms(),
             };
             batch.put_json(Table::Notifications, &key(&[user.as_bytes(), &stream.to_be_bytes()]), &record);
-            // The highlight flag, then the thread root when the event is in a thread.
-            let mut value = vec![u8::from(highlight)];
-            value.extend_from_slice(thread_root.as_ref().map_or(&b""[..], |root| root.as_bytes()));
-            batch.put(
-                Table::RoomNotifications,
-                &key(&[user.as_bytes(), room_id.as_bytes(), &stream.to_be_bytes()]),
-                &value,
-            );
+            highlights.push(highlight);
             notified.push((user, actions));
         }
-        batch.commit()?;
-        Ok(notified)
-    }
-
-    /// A room's unread counts for a user, for the main timeline and each thread: a
-    /// notification is read once an unthreaded receipt, or a receipt of its own thread (`main`
-    /// for the main timeline), is at or past it.
-    pub fn unread(&self, rooms: &Rooms, user: &UserId, room_id: &RoomId) -> Result<UnreadCounts> {
-        let unthreaded = rooms.read_position_in(room_id, user, "")?;
-        // Per thread root as stored (empty: the main timeline): its read position and root.
-        let mut threads: HashMap<Vec<u8>, (u64, Option<OwnedEventId>)> = HashMap::new();
-        let room_prefix = prefix(&[user.as_bytes(), room_id.as_bytes()]);
-        let start = key(&[user.as_bytes(), room_id.as_bytes(), &(unthreaded + 1).to_be_bytes()]);
-        let mut counts = UnreadCounts::default();
-        for (row, value) in self.store.range(Table::RoomNotifications, &room_prefix, &start, true, usize::MAX)? {
-            let Some(position) = row
-                .get(room_prefix.len()..)
-                .and_then(|bytes| bytes.try_into().ok())
-                .map(u64::from_be_bytes)
-            else {
-                continue;
-            };
-            let (highlight, root) = value.split_first().map_or((false, &[][..]), |(flag, root)| (*flag == 1, root));
-            if !threads.contains_key(root) {
-                let parsed = EventId::parse(String::from_utf8_lossy(root).as_ref()).ok();
-                let thread = parsed.as_ref().map_or("main", |root| root.as_str());
-                let read = rooms.read_position_in(room_id, user, thread)?;
-                threads.insert(root.to_vec(), (read, parsed));
-            }
-            let (read, parsed) = &threads[root];
-            if position <= *read {
-                continue;
-            }
-            let unread = match parsed {
-                Some(root) => counts.threads.entry(root.clone()).or_default(),
-                None => &mut counts.main,
-            };
-            unread.notifications += 1;
-            unread.highlights += u64::from(highlight);
+        if notified.is_empty() {
+            return Ok(notified);
         }
-        Ok(counts)
+        // The unread counts' rows at a stream position of their own (see `super::unread`),
+        // taken only now so the evaluation above holds nobody's reads back.
+        let recorded = rooms.stream().begin()?;
+        for ((user, _), highlight) in notified.iter().zip(highlights) {
+            stage_notification(
+                &mut batch,
+                user,
+                room_id,
+                recorded.position(),
+                stream,
+                highlight,
+                thread_root.as_deref(),
+            );
+        }
+        batch.commit()?;
+        // The event itself woke the members.
+        recorded.complete(Vec::new());
+        Ok(notified)
     }
 
     /// A user's notifications, newest first, from stream position `before` (exclusive).

@@ -43,7 +43,8 @@
 //! | `receipts`            | room ID ‖ user ID ‖ receipt type ‖ thread | `service::rooms::receipts::Receipt` |
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
 //! | `notifications`       | user ID ‖ stream position (u64, BE) | `service::push::NotificationRecord` |
-//! | `room_notifications`  | user ID ‖ room ID ‖ stream position (u64, BE) | 1 byte: highlight, then the thread root's event ID if in a thread (for unread counts) |
+//! | `room_notifications`  | user ID ‖ room ID ‖ stream position of the recording (u64, BE) | 1 byte: highlight, the event's stream position (u64, BE), then the thread root's event ID if in a thread (for unread counts; older rows lack the position and are keyed by it) |
+//! | `unread_snapshots`    | user ID ‖ room ID                 | `service::push::UnreadSnapshot`: the counts up to a position, and the read positions they assume |
 //! | `pushers`             | user ID ‖ app ID ‖ pushkey         | ruma's `Pusher`                     |
 //! | `to_device`           | user ID ‖ device ID ‖ stream position (u64, BE) index (u32, BE) | the message: `{type, sender, content}` |
 //! | `to_device_transactions` | sender ‖ device ID ‖ transaction ID | empty: the transaction was sent   |
@@ -150,6 +151,7 @@ pub enum Table {
     Presence,
     Notifications,
     RoomNotifications,
+    UnreadSnapshots,
     Pushers,
     ToDevice,
     ToDeviceTransactions,
@@ -191,7 +193,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 69] = [
+    pub const ALL: [Table; 70] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -224,6 +226,7 @@ impl Table {
         Table::Presence,
         Table::Notifications,
         Table::RoomNotifications,
+        Table::UnreadSnapshots,
         Table::Pushers,
         Table::ToDevice,
         Table::ToDeviceTransactions,
@@ -298,6 +301,7 @@ impl Table {
             Table::Presence => "presence",
             Table::Notifications => "notifications",
             Table::RoomNotifications => "room_notifications",
+            Table::UnreadSnapshots => "unread_snapshots",
             Table::Pushers => "pushers",
             Table::ToDevice => "to_device",
             Table::ToDeviceTransactions => "to_device_transactions",

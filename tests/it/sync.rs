@@ -341,6 +341,66 @@ async fn presence_and_room_tags() {
     assert_eq!(tags["tags"], json!({}));
 }
 
+/// Bob's unread (notification, highlight) counts in `room`, from an initial sync.
+async fn unread_of(server: &TestServer, bob: &str, room: &str) -> (u64, u64) {
+    let answer = sync(server, bob, None, 0).await;
+    let unread = &answer["rooms"]["join"][room]["unread_notifications"];
+    (
+        unread["notification_count"].as_u64().unwrap(),
+        unread["highlight_count"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn unread_counts_stay_right_past_many_notifications_and_receipts() {
+    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
+    let receipt = |event: String, thread: String| {
+        let (server, bob, room) = (&server, &bob, &room);
+        async move {
+            let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}");
+            let body = if thread.is_empty() {
+                json!({})
+            } else {
+                json!({ "thread_id": thread })
+            };
+            let (status, body) = server.post(&path, Some(bob), body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    // 70 messages, every 7th mentioning Bob: counted past the snapshots, and again from them.
+    let mut main = Vec::new();
+    for n in 0..70 {
+        let mut content = json!({ "msgtype": "m.text", "body": format!("m{n}") });
+        if n % 7 == 0 {
+            content["m.mentions"] = json!({ "user_ids": ["@bob:localhost"] });
+        }
+        main.push(send_message(&server, &alice, &room, &format!("m{n}"), content).await);
+    }
+    assert_eq!(unread_of(&server, &bob, &room).await, (70, 10));
+    assert_eq!(unread_of(&server, &bob, &room).await, (70, 10));
+    // A receipt in the middle: the snapshot no longer holds, the counts follow the receipt.
+    receipt(main[34].clone(), String::new()).await;
+    assert_eq!(unread_of(&server, &bob, &room).await, (35, 5));
+
+    // 40 replies in a thread on the first message, then receipts in the thread and the main
+    // timeline, each counting only its own.
+    let mut replies = Vec::new();
+    for n in 0..40 {
+        let content = json!({
+            "msgtype": "m.text", "body": format!("r{n}"),
+            "m.relates_to": { "rel_type": "m.thread", "event_id": main[0] },
+        });
+        replies.push(send_message(&server, &alice, &room, &format!("r{n}"), content).await);
+    }
+    assert_eq!(unread_of(&server, &bob, &room).await, (75, 5));
+    receipt(replies[19].clone(), main[0].clone()).await;
+    assert_eq!(unread_of(&server, &bob, &room).await, (55, 5));
+    receipt(main[69].clone(), "main".into()).await;
+    assert_eq!(unread_of(&server, &bob, &room).await, (20, 0));
+    receipt(replies[39].clone(), String::new()).await;
+    assert_eq!(unread_of(&server, &bob, &room).await, (0, 0));
+}
+
 #[tokio::test]
 async fn unread_counts_highlights_push_rules_and_notifications() {
     let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
