@@ -262,7 +262,7 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
 }
 
 /// Runs `count` requests, [`SETUP_CONCURRENCY`] at a time; their results in order.
-async fn in_parallel<T, F, Fut>(count: usize, request: F) -> BenchResult<Vec<T>>
+pub(super) async fn in_parallel<T, F, Fut>(count: usize, request: F) -> BenchResult<Vec<T>>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = BenchResult<T>>,

@@ -23,6 +23,8 @@
 //!   sending receipts (`community.rs`).
 //! - `search`: rooms filled with 100,000 messages, then one-word and three-word searches
 //!   timed, and the index's size from the server's metrics (`search.rs`).
+//! - `populate`: 10,000 users in 100 rooms and 1,000,000 messages, a big store for start-up and
+//!   backup measurements (`populate.rs`, `scripts/bench-startup`).
 //!
 //! Every run also reports the load generator's own CPU use, and with `--pid` the server's
 //! resident memory and its peak (Linux `/proc`).
@@ -39,6 +41,7 @@ mod federation;
 mod mail;
 mod media;
 mod memory;
+mod populate;
 mod search;
 mod sync;
 
@@ -171,6 +174,16 @@ enum Workload {
         #[arg(long)]
         metrics: Option<String>,
     },
+    /// Fills the server with many users, rooms and messages (for start-up and backup
+    /// measurements of a big store).
+    Populate {
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+    },
     /// Media upload and download throughput and thumbnail time.
     Media {
         /// Size of the uploaded file in MiB.
@@ -280,6 +293,7 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             ref metrics,
         } => search::search(cli, messages, queries, metrics.as_deref()).await,
         Workload::Memory { messages, polls } => memory::memory(cli, messages, polls).await,
+        Workload::Populate { users, rooms, messages } => populate::populate(cli, users, rooms, messages).await,
         Workload::Federation {
             ref peer,
             pings,
