@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ruma::events::StateEventType;
-use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::serde::Raw;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde::{Deserialize, Serialize};
@@ -106,7 +106,14 @@ impl Push {
             .collect();
         let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
         let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
-        let raw: Raw<Value> = Raw::from_json(serde_json::value::to_raw_value(event)?);
+        // Flattened once for every member's rules (ruma's `get_actions` would flatten it each time).
+        let flattened = FlattenedJson::from_raw(&Raw::<Value>::from_json(serde_json::value::to_raw_value(event)?));
+        let Ok(sender_id) = UserId::parse(sender) else {
+            return Ok(notified);
+        };
+        // One context, its member fields set for each member in turn.
+        let mut context = PushConditionRoomCtx::new(room_id.to_owned(), member_count, sender_id, String::new());
+        context.power_levels = Some(PushConditionPowerLevelsCtx::from(power_levels));
         let thread_root = super::rooms::relation(&event["content"])
             .filter(|(rel_type, _)| rel_type == "m.thread")
             .map(|(_, root)| root);
@@ -115,15 +122,20 @@ impl Push {
             if user.as_str() == sender || user.server_name() != rooms.server_name() {
                 continue;
             }
-            let display_name = content
+            context.user_display_name = content
                 .get("displayname")
                 .and_then(Value::as_str)
                 .unwrap_or(user.localpart())
                 .to_owned();
-            let mut context = PushConditionRoomCtx::new(room_id.to_owned(), member_count, user.clone(), display_name);
-            context.power_levels = Some(PushConditionPowerLevelsCtx::from(power_levels.clone()));
+            context.user_id = user.clone();
             let rules = self.rules(&user)?;
-            let actions = rules.get_actions(&raw, &context).await.to_vec();
+            let mut actions = Vec::new();
+            for rule in rules.iter() {
+                if rule.applies(&flattened, &context).await {
+                    actions = rule.actions().to_vec();
+                    break;
+                }
+            }
             if !actions.iter().any(Action::should_notify) {
                 continue;
             }
