@@ -20,6 +20,7 @@ use super::account_data::AccountData;
 use super::now_ms;
 use super::pushers::PushMessage;
 use super::rooms::Rooms;
+use super::rooms::state::StateHash;
 use super::unread::stage_notification;
 use crate::error::Result;
 use crate::store::{Store, Table, key, prefix};
@@ -37,6 +38,16 @@ pub struct NotificationRecord {
     pub ts: u64,
 }
 
+/// What evaluating a room's events needs of its state, for one state of the room.
+struct RoomContext {
+    state: StateHash,
+    /// Joined members, of any server.
+    member_count: UInt,
+    /// This server's joined members, with the display names of their member events.
+    members: Vec<(OwnedUserId, String)>,
+    power_levels: PushConditionPowerLevelsCtx,
+}
+
 /// Push rules and the notifications they make.
 pub struct Push {
     pub(super) store: Store,
@@ -44,6 +55,8 @@ pub struct Push {
     /// Parsed rules by user, with the stored JSON they came from (empty for the defaults):
     /// every message is evaluated against every member's rules.
     parsed: Mutex<HashMap<OwnedUserId, (String, Arc<Ruleset>)>>,
+    /// By room, for its current state.
+    room_contexts: Mutex<HashMap<OwnedRoomId, Arc<RoomContext>>>,
 }
 
 impl Push {
@@ -52,6 +65,7 @@ impl Push {
             store,
             account_data,
             parsed: Mutex::new(HashMap::new()),
+            room_contexts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,15 +110,7 @@ impl Push {
         // One batch for every member's notification of this event.
         let mut batch = self.store.batch();
         let mut highlights = Vec::new();
-        let state = rooms.current_state(room_id)?;
-        let record = rooms.room(room_id)?;
-        let power_levels = rooms.power_levels(&record.version, &state)?;
-        let members = rooms.member_events(room_id)?;
-        let joined: Vec<(String, Value)> = members
-            .into_iter()
-            .filter(|(_, content)| content.get("membership").and_then(Value::as_str) == Some("join"))
-            .collect();
-        let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
+        let room = self.room_context(rooms, room_id)?;
         let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
         // Flattened once for every member's rules (ruma's `get_actions` would flatten it each time).
         let flattened = FlattenedJson::from_raw(&Raw::<Value>::from_json(serde_json::value::to_raw_value(event)?));
@@ -112,22 +118,18 @@ impl Push {
             return Ok(notified);
         };
         // One context, its member fields set for each member in turn.
-        let mut context = PushConditionRoomCtx::new(room_id.to_owned(), member_count, sender_id, String::new());
-        context.power_levels = Some(PushConditionPowerLevelsCtx::from(power_levels));
+        let mut context = PushConditionRoomCtx::new(room_id.to_owned(), room.member_count, sender_id, String::new());
+        context.power_levels = Some(room.power_levels.clone());
         let thread_root = super::rooms::relation(&event["content"])
             .filter(|(rel_type, _)| rel_type == "m.thread")
             .map(|(_, root)| root);
-        for (member, content) in &joined {
-            let Ok(user) = UserId::parse(member.as_str()) else { continue };
-            if user.as_str() == sender || user.server_name() != rooms.server_name() {
+        for (user, display_name) in room.members.iter() {
+            if user.as_str() == sender {
                 continue;
             }
-            context.user_display_name = content
-                .get("displayname")
-                .and_then(Value::as_str)
-                .unwrap_or(user.localpart())
-                .to_owned();
-            context.user_id = user.clone();
+            context.user_display_name.clone_from(display_name);
+            context.user_id.clone_from(user);
+            let user = user.clone();
             let rules = self.rules(&user)?;
             let mut actions = Vec::new();
             for rule in rules.iter() {
@@ -172,6 +174,48 @@ impl Push {
         // The event itself woke the members.
         recorded.complete(Vec::new());
         Ok(notified)
+    }
+
+    /// What evaluating an event of the room needs of its current state, read again only when
+    /// the state changed (messages share the state of the event before them).
+    fn room_context(&self, rooms: &Rooms, room_id: &RoomId) -> Result<Arc<RoomContext>> {
+        let record = rooms.room(room_id)?;
+        if let Some(cached) = self.room_contexts.lock().unwrap_or_else(|e| e.into_inner()).get(room_id)
+            && cached.state == record.state
+        {
+            return Ok(cached.clone());
+        }
+        let state = rooms.states.load(record.state)?;
+        let power_levels = PushConditionPowerLevelsCtx::from(rooms.power_levels(&record.version, &state)?);
+        let (mut joined, mut members) = (0u64, Vec::new());
+        for (member, content) in rooms.member_events_in(&state)? {
+            if content.get("membership").and_then(Value::as_str) != Some("join") {
+                continue;
+            }
+            joined += 1;
+            let Ok(user) = UserId::parse(member) else { continue };
+            if user.server_name() != rooms.server_name() {
+                continue;
+            }
+            let display_name = content
+                .get("displayname")
+                .and_then(Value::as_str)
+                .unwrap_or(user.localpart())
+                .to_owned();
+            members.push((user, display_name));
+        }
+        let context = Arc::new(RoomContext {
+            state: record.state,
+            member_count: UInt::new(joined).unwrap_or_default(),
+            members,
+            power_levels,
+        });
+        let mut cache = self.room_contexts.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 1_000 {
+            cache.clear();
+        }
+        cache.insert(room_id.to_owned(), context.clone());
+        Ok(context)
     }
 
     /// A user's notifications, newest first, from stream position `before` (exclusive).

@@ -7,7 +7,7 @@ use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, UserId
 use serde_json::{Value, json};
 
 use super::pdu::Pdu;
-use super::{NewEvent, Rooms};
+use super::{NewEvent, Rooms, StateMap};
 use crate::error::{Error, Result};
 
 /// A membership change asked for by `sender`.
@@ -210,7 +210,11 @@ impl Rooms {
 
     /// The room's members as `(user, member event content)`, from its current state.
     pub fn member_events(&self, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
-        let state = self.current_state(room_id)?;
+        self.member_events_in(&*self.current_state(room_id)?)
+    }
+
+    /// The member events of a state: (state key, content) of each.
+    pub fn member_events_in(&self, state: &StateMap) -> Result<Vec<(String, Value)>> {
         let mut members = Vec::new();
         for (short_key, short_event) in state.iter() {
             let (kind, state_key) = self.states.state_key(*short_key)?;
