@@ -275,7 +275,7 @@ impl Drop for TestServer {
         self.kill();
         if std::thread::panicking() {
             let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
             eprintln!("--- the last lines of {}'s log ---", self.base_url);
             for line in tail.iter().rev() {
                 eprintln!("{line}");
