@@ -20,6 +20,7 @@ mod limits;
 mod media;
 mod metrics;
 mod moderation;
+mod notifications;
 mod peeking;
 mod room_summary;
 mod rooms;

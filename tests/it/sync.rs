@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::common::{TestServer, assert_error, message_bodies};
 
-async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms: u64) -> Value {
+pub async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms: u64) -> Value {
     let path = match since {
         Some(since) => format!("/_matrix/client/v3/sync?since={since}&timeout={timeout_ms}"),
         None => "/_matrix/client/v3/sync".to_owned(),
@@ -17,7 +17,7 @@ async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms:
 }
 
 /// Sends a message event; returns its event ID.
-async fn send_message(server: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
+pub async fn send_message(server: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
     server.put(&path, Some(token), content).await.1["event_id"]
         .as_str()
@@ -26,7 +26,7 @@ async fn send_message(server: &TestServer, token: &str, room: &str, txn: &str, c
 }
 
 /// A server where alice made a public room that bob joined: (server, alice, bob, room).
-async fn alice_and_bob_in_a_public_room() -> (TestServer, String, String, String) {
+pub async fn alice_and_bob_in_a_public_room() -> (TestServer, String, String, String) {
     let server = TestServer::start(&[]).await;
     let (alice, _) = server.register("alice", "alicepass").await;
     let (bob, _) = server.register("bob", "bobpassword").await;
@@ -341,244 +341,6 @@ async fn presence_and_room_tags() {
     assert_eq!(tags["tags"], json!({}));
 }
 
-/// Bob's unread (notification, highlight) counts in `room`, from an initial sync.
-async fn unread_of(server: &TestServer, bob: &str, room: &str) -> (u64, u64) {
-    let answer = sync(server, bob, None, 0).await;
-    let unread = &answer["rooms"]["join"][room]["unread_notifications"];
-    (
-        unread["notification_count"].as_u64().unwrap(),
-        unread["highlight_count"].as_u64().unwrap(),
-    )
-}
-
-#[tokio::test]
-async fn unread_counts_stay_right_past_many_notifications_and_receipts() {
-    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
-    let receipt = |event: String, thread: String| {
-        let (server, bob, room) = (&server, &bob, &room);
-        async move {
-            let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}");
-            let body = if thread.is_empty() {
-                json!({})
-            } else {
-                json!({ "thread_id": thread })
-            };
-            let (status, body) = server.post(&path, Some(bob), body).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-        }
-    };
-    // 70 messages, every 7th mentioning Bob: counted past the snapshots, and again from them.
-    let mut main = Vec::new();
-    for n in 0..70 {
-        let mut content = json!({ "msgtype": "m.text", "body": format!("m{n}") });
-        if n % 7 == 0 {
-            content["m.mentions"] = json!({ "user_ids": ["@bob:localhost"] });
-        }
-        main.push(send_message(&server, &alice, &room, &format!("m{n}"), content).await);
-    }
-    assert_eq!(unread_of(&server, &bob, &room).await, (70, 10));
-    assert_eq!(unread_of(&server, &bob, &room).await, (70, 10));
-    // A receipt in the middle: the snapshot no longer holds, the counts follow the receipt.
-    receipt(main[34].clone(), String::new()).await;
-    assert_eq!(unread_of(&server, &bob, &room).await, (35, 5));
-
-    // 40 replies in a thread on the first message, then receipts in the thread and the main
-    // timeline, each counting only its own.
-    let mut replies = Vec::new();
-    for n in 0..40 {
-        let content = json!({
-            "msgtype": "m.text", "body": format!("r{n}"),
-            "m.relates_to": { "rel_type": "m.thread", "event_id": main[0] },
-        });
-        replies.push(send_message(&server, &alice, &room, &format!("r{n}"), content).await);
-    }
-    assert_eq!(unread_of(&server, &bob, &room).await, (75, 5));
-    receipt(replies[19].clone(), main[0].clone()).await;
-    assert_eq!(unread_of(&server, &bob, &room).await, (55, 5));
-    receipt(main[69].clone(), "main".into()).await;
-    assert_eq!(unread_of(&server, &bob, &room).await, (20, 0));
-    receipt(replies[39].clone(), String::new()).await;
-    assert_eq!(unread_of(&server, &bob, &room).await, (0, 0));
-}
-
-#[tokio::test]
-async fn unread_counts_highlights_push_rules_and_notifications() {
-    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
-
-    // Bob's rules start as the spec's defaults, in his account data too.
-    let (status, rules) = server.get("/_matrix/client/v3/pushrules/", Some(&bob)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(
-        rules["global"]["override"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["rule_id"] == ".m.rule.master")
-    );
-    let first = sync(&server, &bob, None, 0).await;
-    assert!(
-        first["account_data"]["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["type"] == "m.push_rules")
-    );
-    // He adds a keyword.
-    let (status, body) = server
-        .put(
-            "/_matrix/client/v3/pushrules/global/content/pizza",
-            Some(&bob),
-            json!({ "pattern": "pizza", "actions": ["notify", { "set_tweak": "highlight" }] }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, enabled) = server
-        .get("/_matrix/client/v3/pushrules/global/content/pizza/enabled", Some(&bob))
-        .await;
-    assert_eq!(enabled["enabled"], true);
-
-    let send = |txn: &'static str, content: Value| send_message(&server, &alice, &room, txn, content);
-    send("1", json!({ "msgtype": "m.text", "body": "hello" })).await;
-    send(
-        "2",
-        json!({ "msgtype": "m.text", "body": "bob: lunch?", "m.mentions": { "user_ids": ["@bob:localhost"] } }),
-    )
-    .await;
-    let last = send("3", json!({ "msgtype": "m.text", "body": "pizza it is" })).await;
-
-    let counts = sync(&server, &bob, None, 0).await;
-    let unread = &counts["rooms"]["join"][&room]["unread_notifications"];
-    assert_eq!(
-        (unread["notification_count"].as_u64(), unread["highlight_count"].as_u64()),
-        (Some(3), Some(2)),
-        "{unread}"
-    );
-    let (_, listed) = server.get("/_matrix/client/v3/notifications", Some(&bob)).await;
-    let bodies: Vec<&str> = listed["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["event"]["content"]["body"].as_str().unwrap())
-        .collect();
-    assert_eq!(bodies, vec!["pizza it is", "bob: lunch?", "hello"]);
-    let (_, highlights) = server.get("/_matrix/client/v3/notifications?only=highlight", Some(&bob)).await;
-    assert_eq!(highlights["notifications"].as_array().unwrap().len(), 2);
-
-    // Reading resets the counts.
-    let since = counts["next_batch"].as_str().unwrap().to_owned();
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    let read = sync(&server, &bob, Some(&since), 0).await;
-    let unread = &read["rooms"]["join"][&room]["unread_notifications"];
-    assert_eq!(
-        (unread["notification_count"].as_u64(), unread["highlight_count"].as_u64()),
-        (Some(0), Some(0)),
-        "{read}"
-    );
-
-    // Rules can be switched off and removed.
-    let (status, _) = server
-        .put(
-            "/_matrix/client/v3/pushrules/global/content/pizza/enabled",
-            Some(&bob),
-            json!({ "enabled": false }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = server
-        .request(
-            reqwest::Method::DELETE,
-            "/_matrix/client/v3/pushrules/global/content/pizza",
-            Some(&bob),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_error(
-        &server.get("/_matrix/client/v3/pushrules/global/content/pizza", Some(&bob)).await,
-        404,
-        "M_NOT_FOUND",
-    );
-}
-
-#[tokio::test]
-async fn a_push_gateway_receives_the_notification() {
-    use axum::routing::post;
-    use tokio::sync::mpsc;
-
-    let (received, mut inbox) = mpsc::unbounded_channel::<Value>();
-    let gateway = axum::Router::new().route(
-        "/_matrix/push/v1/notify",
-        post(move |axum::Json(body): axum::Json<Value>| {
-            let received = received.clone();
-            async move {
-                received.send(body).unwrap();
-                axum::Json(json!({ "rejected": [] }))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway_url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, gateway).await.unwrap() });
-
-    let server = TestServer::start(&[]).await;
-    let (alice, _) = server.register("alice", "alicepass").await;
-    let (bob, _) = server.register("bob", "bobpassword").await;
-    let (_, created) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice),
-            json!({ "preset": "public_chat", "name": "Kitchen" }),
-        )
-        .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
-
-    let pusher = |url: &str| {
-        json!({
-            "kind": "http", "app_id": "org.example.app", "pushkey": "bobs-phone",
-            "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
-            "data": { "url": url, "format": "event_id_only" },
-        })
-    };
-    assert_error(
-        &server
-            .post("/_matrix/client/v3/pushers/set", Some(&bob), pusher("http://127.0.0.1:1/elsewhere"))
-            .await,
-        400,
-        "M_INVALID_PARAM",
-    );
-    let (status, body) = server
-        .post("/_matrix/client/v3/pushers/set", Some(&bob), pusher(&gateway_url))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, pushers) = server.get("/_matrix/client/v3/pushers", Some(&bob)).await;
-    assert_eq!(pushers["pushers"][0]["pushkey"], "bobs-phone");
-
-    let (_, sent) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/p1"),
-            Some(&alice),
-            json!({ "msgtype": "m.text", "body": "dinner!" }),
-        )
-        .await;
-    let notification = tokio::time::timeout(std::time::Duration::from_secs(30), inbox.recv())
-        .await
-        .expect("the gateway is called")
-        .unwrap();
-    let notification = &notification["notification"];
-    assert_eq!(notification["event_id"], sent["event_id"]);
-    assert_eq!(notification["room_id"], room.as_str());
-    assert_eq!(notification["room_name"], "Kitchen");
-    assert_eq!(notification["counts"]["unread"], 1);
-    assert_eq!(notification["devices"][0]["pushkey"], "bobs-phone");
-}
-
 #[tokio::test]
 async fn to_device_messages_are_delivered_once() {
     let server = TestServer::start(&[]).await;
@@ -666,56 +428,7 @@ async fn lazy_loaded_members_and_state_filters() {
     assert_eq!(names_only, vec!["m.room.name ".to_owned()]);
 }
 
-#[tokio::test]
-async fn unread_thread_notifications_count_each_thread_apart() {
-    let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
-    let send = |txn: &'static str, content: Value| send_message(&server, &alice, &room, txn, content);
-    let root = send("1", json!({ "msgtype": "m.text", "body": "who is in for a hike?" })).await;
-    let in_thread = |body: &str| {
-        json!({ "msgtype": "m.text", "body": body, "m.mentions": { "user_ids": ["@bob:localhost"] },
-                "m.relates_to": { "rel_type": "m.thread", "event_id": root, "is_falling_back": true, "m.in_reply_to": { "event_id": root } } })
-    };
-    send("2", in_thread("bob: saturday?")).await;
-    let last_in_thread = send("3", in_thread("bob: or sunday")).await;
-    let counts = |sync: &Value| {
-        let room = &sync["rooms"]["join"][&room];
-        let main = (
-            room["unread_notifications"]["notification_count"].as_u64(),
-            room["unread_notifications"]["highlight_count"].as_u64(),
-        );
-        let thread = &room["unread_thread_notifications"][&root];
-        (main, (thread["notification_count"].as_u64(), thread["highlight_count"].as_u64()))
-    };
-    let thread_aware = r#"{"room":{"timeline":{"unread_thread_notifications":true}}}"#;
-    let path = format!("/_matrix/client/v3/sync?filter={}", url_encode(thread_aware));
-    let (_, split) = server.get(&path, Some(&bob)).await;
-    assert_eq!(counts(&split), ((Some(1), Some(0)), (Some(2), Some(2))), "{split}");
-    // A client that does not ask gets the room's total and no thread counts.
-    let whole = sync(&server, &bob, None, 0).await;
-    assert_eq!(counts(&whole), ((Some(3), Some(2)), (None, None)));
-
-    // A receipt in the thread reads the thread only; one on the main timeline the rest.
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last_in_thread}"),
-            Some(&bob),
-            json!({ "thread_id": root }),
-        )
-        .await;
-    let (_, split) = server.get(&path, Some(&bob)).await;
-    assert_eq!(counts(&split), ((Some(1), Some(0)), (None, None)), "{split}");
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{root}"),
-            Some(&bob),
-            json!({ "thread_id": "main" }),
-        )
-        .await;
-    let whole = sync(&server, &bob, None, 0).await;
-    assert_eq!(counts(&whole).0, (Some(0), Some(0)));
-}
-
-fn url_encode(text: &str) -> String {
+pub fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
