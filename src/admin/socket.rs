@@ -42,11 +42,13 @@ async fn serve_connection(services: Arc<Services>, stream: UnixStream) {
         let reply = match serde_json::from_str::<AdminCommand>(&line) {
             Ok(command) => {
                 tracing::info!(command = command.name(), "admin command");
-                let executed = match execute(&services, command).await {
+                let executed = async {
+                    let output = execute(&services, command).await?;
                     // What the command wrote is fsynced before it is reported done.
-                    Ok(output) => services.store.durable().await.map(|()| output).map_err(Into::into),
-                    Err(error) => Err(error),
-                };
+                    services.store.durable().await?;
+                    Ok::<_, crate::error::Error>(output)
+                }
+                .await;
                 match executed {
                     Ok(output) => SocketReply::Ok(output),
                     Err(error) => SocketReply::Error(error.to_string()),

@@ -109,7 +109,6 @@ impl Push {
         let mut notified = Vec::new();
         // One batch for every member's notification of this event.
         let mut batch = self.store.batch();
-        let mut highlights = Vec::new();
         let room = self.room_context(rooms, room_id)?;
         let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
         // Flattened once for every member's rules (ruma's `get_actions` would flatten it each time).
@@ -129,8 +128,7 @@ impl Push {
             }
             context.user_display_name.clone_from(display_name);
             context.user_id.clone_from(user);
-            let user = user.clone();
-            let rules = self.rules(&user)?;
+            let rules = self.rules(user)?;
             let mut actions = Vec::new();
             for rule in rules.iter() {
                 if rule.applies(&flattened, &context).await {
@@ -150,8 +148,7 @@ impl Push {
                 ts: now_ms(),
             };
             batch.put_json(Table::Notifications, &key(&[user.as_bytes(), &stream.to_be_bytes()]), &record);
-            highlights.push(highlight);
-            notified.push((user, actions));
+            notified.push((user.clone(), actions));
         }
         if notified.is_empty() {
             return Ok(notified);
@@ -159,7 +156,8 @@ impl Push {
         // The unread counts' rows at a stream position of their own (see `super::unread`),
         // taken only now so the evaluation above holds nobody's reads back.
         let recorded = rooms.stream().begin()?;
-        for ((user, _), highlight) in notified.iter().zip(highlights) {
+        for (user, actions) in &notified {
+            let highlight = actions.iter().any(Action::is_highlight);
             stage_notification(
                 &mut batch,
                 user,

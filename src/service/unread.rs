@@ -153,8 +153,15 @@ impl Push {
             if !threads.contains_key(root) {
                 let parsed = EventId::parse(String::from_utf8_lossy(root).as_ref()).ok();
                 let thread = parsed.as_ref().map_or("main", |root| root.as_str());
-                let own = rooms.read_position_in(room_id, user, thread)?;
-                snapshot.reads.insert(thread.to_owned(), own);
+                // Validated above when the snapshot held it; read once otherwise.
+                let own = match snapshot.reads.get(thread) {
+                    Some(read) => *read,
+                    None => {
+                        let read = rooms.read_position_in(room_id, user, thread)?;
+                        snapshot.reads.insert(thread.to_owned(), read);
+                        read
+                    }
+                };
                 threads.insert(root.to_vec(), (own.max(unthreaded), parsed));
             }
             let (read, parsed) = &threads[root];

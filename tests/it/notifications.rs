@@ -196,15 +196,10 @@ async fn a_push_gateway_receives_the_notification() {
     let server = TestServer::start(&[]).await;
     let (alice, _) = server.register("alice", "alicepass").await;
     let (bob, _) = server.register("bob", "bobpassword").await;
-    let (_, created) = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice),
-            json!({ "preset": "public_chat", "name": "Kitchen" }),
-        )
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat", "name": "Kitchen" }))
         .await;
-    let room = created["room_id"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob), json!({})).await;
+    server.join(&bob, &room).await;
 
     let pusher = |url: &str| {
         json!({
@@ -227,19 +222,13 @@ async fn a_push_gateway_receives_the_notification() {
     let (_, pushers) = server.get("/_matrix/client/v3/pushers", Some(&bob)).await;
     assert_eq!(pushers["pushers"][0]["pushkey"], "bobs-phone");
 
-    let (_, sent) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/p1"),
-            Some(&alice),
-            json!({ "msgtype": "m.text", "body": "dinner!" }),
-        )
-        .await;
+    let sent = send_message(&server, &alice, &room, "p1", json!({ "msgtype": "m.text", "body": "dinner!" })).await;
     let notification = tokio::time::timeout(std::time::Duration::from_secs(30), inbox.recv())
         .await
         .expect("the gateway is called")
         .unwrap();
     let notification = &notification["notification"];
-    assert_eq!(notification["event_id"], sent["event_id"]);
+    assert_eq!(notification["event_id"], sent.as_str());
     assert_eq!(notification["room_id"], room.as_str());
     assert_eq!(notification["room_name"], "Kitchen");
     assert_eq!(notification["counts"]["unread"], 1);
