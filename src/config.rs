@@ -40,9 +40,18 @@ pub struct Config {
     pub federation: Federation,
     /// The TURN server calls relay through.
     pub turn: Turn,
+    /// Bridges and bots registered from files.
+    pub appservices: Appservices,
     /// Mail: address confirmation, password resets, invitations, notifications. Unset: no mail.
     #[serde(default)]
     pub email: Option<Email>,
+}
+
+/// Application services registered from their registration YAML files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Appservices {
+    pub registration_files: Vec<PathBuf>,
 }
 
 /// The TURN server of voice and video calls, with coturn's shared-secret credentials.
@@ -304,6 +313,10 @@ impl Config {
             if contact.matrix_id.is_none() && contact.email_address.is_none() {
                 return Err("configuration key `well_known.support_contacts`: each contact needs a matrix_id or an email_address".into());
             }
+        }
+        for file in &self.appservices.registration_files {
+            crate::service::appservices::check_file(file, &self.server_name)
+                .map_err(|reason| format!("configuration key `appservices.registration_files`: {reason}"))?;
         }
         if !self.turn.uris.is_empty() && self.turn.shared_secret.is_none() {
             return Err("configuration key `turn.shared_secret`: must be set with `turn.uris`".into());

@@ -39,6 +39,9 @@ pub enum Error {
     /// 401 `M_USER_LOCKED` with `soft_logout`: a server admin locked the account.
     #[error("the account is locked")]
     UserLocked,
+    /// 502 `M_BAD_STATUS`: the pinged appservice answered with an error, passed on.
+    #[error("the appservice answered {status}")]
+    BadStatus { status: u16, body: String },
     /// The store failed: the request is not acknowledged and nothing was written.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
@@ -125,9 +128,22 @@ matrix_errors! {
     invalid_pepper => BAD_REQUEST, "M_INVALID_PEPPER";
     /// 403 `M_SERVER_NOT_TRUSTED`: an identity server other than this one.
     server_not_trusted => FORBIDDEN, "M_SERVER_NOT_TRUSTED";
+    /// 400 `M_EXCLUSIVE`: an appservice claims that user name or alias for itself.
+    exclusive => BAD_REQUEST, "M_EXCLUSIVE";
+    /// 400 `M_URL_NOT_SET`: the appservice to ping has no url.
+    url_not_set => BAD_REQUEST, "M_URL_NOT_SET";
+    /// 502 `M_CONNECTION_FAILED`: the appservice cannot be reached.
+    connection_failed => BAD_GATEWAY, "M_CONNECTION_FAILED";
+    /// 504 `M_CONNECTION_TIMEOUT`: the appservice did not answer in time.
+    connection_timeout => GATEWAY_TIMEOUT, "M_CONNECTION_TIMEOUT";
 }
 
 impl Error {
+    /// 502 `M_BAD_STATUS` with what the appservice answered.
+    pub fn bad_status(status: u16, body: String) -> Self {
+        Error::BadStatus { status, body }
+    }
+
     /// The HTTP status and the JSON body the client receives.
     pub fn status_and_body(&self) -> (StatusCode, serde_json::Value) {
         match self {
@@ -163,6 +179,10 @@ impl Error {
             Error::UserLocked => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "errcode": "M_USER_LOCKED", "error": "This account has been locked by the server's admins", "soft_logout": true }),
+            ),
+            Error::BadStatus { status, body } => (
+                StatusCode::BAD_GATEWAY,
+                json!({ "errcode": "M_BAD_STATUS", "error": "The appservice answered with an error", "status": status, "body": body }),
             ),
             Error::Storage(_) | Error::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -32,6 +32,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .federation
         .enabled()
         .then(|| tokio::spawn(crate::service::federation::sender::run(services.clone())));
+    for appservice in services.appservices.list().iter() {
+        services.ensure_appservice_user(appservice).await.map_err(|e| e.to_string())?;
+    }
+    let appservice_sender = tokio::spawn(crate::service::appservices::sender::run(services.clone()));
     let mail_tasks = services.mail.enabled().then(|| {
         [
             tokio::spawn(crate::service::mail::run(services.clone())),
@@ -80,6 +84,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         }
     }
     admin_socket.abort();
+    appservice_sender.abort();
     if let Some(sender) = federation_sender {
         sender.abort();
     }
@@ -112,7 +117,7 @@ async fn serve_metrics(services: Arc<Services>, address: SocketAddr) -> Result<t
 /// While the server has no account, log the one-time token that registers the first (admin)
 /// account, whatever the registration mode.
 fn announce_bootstrap_token(services: &Services) -> Result<(), String> {
-    if !services.accounts.is_empty().map_err(|e| e.to_string())? {
+    if !services.only_appservice_accounts().map_err(|e| e.to_string())? {
         return Ok(());
     }
     let token = services.registration_tokens.ensure_bootstrap().map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use tokio::net::UnixStream;
 
+use super::appservices::AppserviceCommand;
 use super::socket::{SocketReply, send};
 use super::{AdminCommand, AdminOutput, execute};
 use crate::config::Config;
@@ -25,6 +26,9 @@ pub async fn run(config: Config, command: AdminCommand, json: bool) -> ExitCode 
             dir: std::path::absolute(&dir).unwrap_or(dir),
             keep,
         },
+        AdminCommand::Appservice(AppserviceCommand::Register { file }) => AdminCommand::Appservice(AppserviceCommand::Register {
+            file: std::path::absolute(&file).unwrap_or(file),
+        }),
         AdminCommand::Restore { dir } => return restore(&config, &dir, json).await,
         other => other,
     };

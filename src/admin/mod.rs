@@ -2,6 +2,7 @@
 //! server: the same [`AdminCommand`] runs in the server (through the socket) or, when the
 //! server is stopped, on the store opened directly.
 
+pub mod appservices;
 pub mod backup;
 pub mod cli;
 pub mod invites;
@@ -47,6 +48,9 @@ pub enum AdminCommand {
     /// See and nudge what is sent to other servers.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// Register, list and unregister bridges and bots (application services).
+    #[command(subcommand)]
+    Appservice(appservices::AppserviceCommand),
     /// List the reports users sent to the server's admins, and mark them resolved.
     #[command(subcommand)]
     Report(reports::ReportCommand),
@@ -276,6 +280,7 @@ impl AdminCommand {
             AdminCommand::User(UserCommand::Lock { .. }) => "user lock",
             AdminCommand::User(UserCommand::Unlock { .. }) => "user unlock",
             AdminCommand::Report(command) => command.name(),
+            AdminCommand::Appservice(command) => command.name(),
             AdminCommand::RegistrationToken(TokenCommand::Create { .. }) => "registration-token create",
             AdminCommand::RegistrationToken(TokenCommand::List) => "registration-token list",
             AdminCommand::RegistrationToken(TokenCommand::Revoke { .. }) => "registration-token revoke",
@@ -309,6 +314,7 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Federation(command) => execute_federation(services, command),
         AdminCommand::Invite(command) => invites::execute_invite(services, command).await,
         AdminCommand::Report(command) => reports::execute_report(services, command),
+        AdminCommand::Appservice(command) => appservices::execute_appservice(services, command).await,
         AdminCommand::Backup { dir, keep: None } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
         AdminCommand::Backup { dir, keep: Some(keep) } => Ok(AdminOutput::Done(backup::backup_rotated(services, &dir, keep).await?)),
         AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),

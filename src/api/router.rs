@@ -238,6 +238,8 @@ pub fn routes() -> Routes {
     .ruma::<presence_status::set_presence::v3::Request, _, _>(presence::set_presence)
     .ruma::<ruma::api::client::voip::get_turn_server_info::v3::Request, _, _>(voip::get_turn_server)
     // Bridged networks
+    .ruma::<ruma::api::client::appservice::request_ping::v1::Request, _, _>(appservice::request_ping)
+    .ruma::<ruma::api::client::appservice::set_room_visibility::v3::Request, _, _>(appservice::set_room_visibility)
     .ruma::<thirdparty::get_protocols::v3::Request, _, _>(third_party_lookup::get_protocols)
     .ruma::<thirdparty::get_protocol::v3::Request, _, _>(third_party_lookup::get_protocol)
     .ruma::<thirdparty::get_location_for_protocol::v3::Request, _, _>(third_party_lookup::get_location_for_protocol)

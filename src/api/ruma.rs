@@ -187,10 +187,13 @@ where
         (TokenUse::Required, None) => return Err(Error::missing_token("Missing access token")),
         (_, Some(token)) => match services.devices.authenticate(token)? {
             Some(session) => Some(session),
-            None => return Err(Error::unknown_token("Unknown access token")),
+            None => match services.appservices.by_token(token) {
+                Some(appservice) => Some(appservice_session(parts, services, appservice)?),
+                None => return Err(Error::unknown_token("Unknown access token")),
+            },
         },
     };
-    if let Some(session) = &session {
+    if let Some(session) = session.as_ref().filter(|session| session.appservice.is_none()) {
         // A locked account may only log out.
         let logging_out = parts
             .extensions
@@ -207,6 +210,57 @@ where
         ip,
         origin: None,
         identity: None,
+    })
+}
+
+/// The `ts` of a send: honoured for an appservice (imported history), ignored for everyone else.
+pub fn appservice_timestamp(session: &Session, ts: Option<ruma::MilliSecondsSinceUnixEpoch>) -> Option<ruma::MilliSecondsSinceUnixEpoch> {
+    ts.filter(|_| session.appservice.is_some())
+}
+
+/// The device an appservice acts with when it names none.
+pub const APPSERVICE_DEVICE: &str = "APPSERVICE";
+
+/// The session of a request with an appservice's `as_token`: its own user, or the user of its
+/// namespace `?user_id=` names (not yet registered only for `/register`), with the device
+/// `?device_id=` (or MSC3202's `org.matrix.msc3202.device_id`) names.
+fn appservice_session(parts: &Parts, services: &Services, appservice: Arc<crate::service::appservices::Appservice>) -> Result<Session> {
+    appservice.alive.notify_one();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    let param = |names: &[&str]| query.iter().find(|(name, _)| names.contains(&name.as_str())).map(|(_, value)| value.clone());
+    let registering = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|route| route.as_str().ends_with("/register"));
+    let user_id = match param(&["user_id"]) {
+        Some(user) => {
+            let user_id = UserId::parse(&user).map_err(|e| Error::invalid_param(format!("user_id: {e}")))?;
+            if !appservice.claims_user(&user_id) {
+                return Err(Error::exclusive("The appservice cannot act as a user outside its namespace"));
+            }
+            if !registering && services.accounts.get(&user_id)?.is_none() {
+                return Err(Error::forbidden("The appservice has not registered this user"));
+            }
+            user_id
+        }
+        None => appservice.sender.clone(),
+    };
+    let device_id = match param(&["device_id", "org.matrix.msc3202.device_id"]) {
+        Some(device) => {
+            let device_id = ruma::OwnedDeviceId::from(device);
+            if services.devices.get(&user_id, &device_id)?.is_none() {
+                return Err(Error::forbidden("The appservice's user has no such device"));
+            }
+            device_id
+        }
+        None => APPSERVICE_DEVICE.into(),
+    };
+    Ok(Session {
+        user_id,
+        device_id,
+        appservice: Some(appservice),
     })
 }
 

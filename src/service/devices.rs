@@ -89,6 +89,17 @@ pub const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 pub struct Session {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
+    /// The appservice whose `as_token` the request carried (acting as its own user or, with
+    /// `?user_id=`, as one of its namespace).
+    pub appservice: Option<std::sync::Arc<crate::service::appservices::Appservice>>,
+}
+
+impl Session {
+    /// Whether the server's rate limits apply (not to an appservice registered with
+    /// `rate_limited: false`).
+    pub fn rate_limited(&self) -> bool {
+        self.appservice.as_ref().is_none_or(|appservice| appservice.rate_limited())
+    }
 }
 
 /// The devices of this server's users.
@@ -124,6 +135,7 @@ impl Devices {
         Ok(Some(Session {
             user_id: record.user_id,
             device_id: record.device_id,
+            appservice: None,
         }))
     }
 

@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod appservices;
 pub mod devices;
 pub mod email_invites;
 pub mod email_notifications;
@@ -79,6 +80,7 @@ pub struct Services {
     pub threepids: threepids::Threepids,
     pub identity: identity::Identity,
     pub reports: reports::Reports,
+    pub appservices: Arc<appservices::Appservices>,
 }
 
 impl Services {
@@ -89,6 +91,11 @@ impl Services {
         let profiles = Arc::new(profiles::Profiles::new(store.clone()));
         let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
         let metrics = Arc::new(metrics::Metrics::new(store.clone()));
+        let appservices = Arc::new(appservices::Appservices::new(
+            &store,
+            &config.server_name,
+            &config.appservices.registration_files,
+        )?);
         let federation = federation::Federation::new(
             &config.federation,
             config.server_name.clone(),
@@ -104,6 +111,7 @@ impl Services {
                 stream.clone(),
                 profiles.clone(),
                 metrics.clone(),
+                appservices.clone(),
             )?,
             metrics,
             server_key,
@@ -119,7 +127,7 @@ impl Services {
             pushers: pushers::Pushers::new(store.clone())?,
             account_data,
             typing: typing::Typing::new(store.clone(), stream.clone()),
-            to_device: to_device::ToDevice::new(store.clone(), stream.clone()),
+            to_device: to_device::ToDevice::new(store.clone(), stream.clone(), appservices.clone()),
             presence: presence::Presence::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),
             media: media::Media::new(store.clone(), &config),
@@ -131,6 +139,7 @@ impl Services {
             threepids: threepids::Threepids::new(store.clone()),
             identity: identity::Identity::new(store.clone())?,
             reports: reports::Reports::new(&store)?,
+            appservices,
             config,
             store,
         })

@@ -155,6 +155,7 @@ impl Services {
             update["user_id"] = json!(user);
             let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
             self.rooms.send_edu(self.rooms.servers_sharing_with(user)?, &edu)?;
+            self.push_presence_to_appservices(user, record.content())?;
         }
         Ok(())
     }

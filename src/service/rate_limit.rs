@@ -62,9 +62,13 @@ impl RateLimiters {
         take(&self.media_upload, &user.to_owned())
     }
 
-    /// Counts one room event sent by `user`; `M_LIMIT_EXCEEDED` when over the limit.
-    pub fn check_message(&self, user: &UserId) -> Result<()> {
-        take(&self.message, &user.to_owned())
+    /// Counts one room event sent in `session`; `M_LIMIT_EXCEEDED` when over the limit (never
+    /// for an appservice registered with `rate_limited: false`).
+    pub fn check_message(&self, session: &crate::service::devices::Session) -> Result<()> {
+        if !session.rate_limited() {
+            return Ok(());
+        }
+        take(&self.message, &session.user_id)
     }
 }
 

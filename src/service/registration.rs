@@ -182,7 +182,7 @@ impl Services {
                 None => return Err(Error::forbidden("The registration token is no longer valid")),
             }
         }
-        let first_account = self.accounts.is_empty()?;
+        let first_account = self.only_appservice_accounts()? && self.appservices.exclusive_owner_of_user(&account.user_id).is_none();
         if first_account {
             // The first-start token has done its work once any account exists.
             self.registration_tokens.stage_retire_bootstrap(&mut batch)?;
@@ -249,6 +249,22 @@ impl Services {
             .ok_or_else(|| Error::forbidden("Invalid or expired login token"))?;
         self.accounts.get_active(&user_id)?;
         self.log_in(&user_id, login)
+    }
+
+    /// Whether every account there is belongs to an appservice (none at all, at first start):
+    /// the next other one becomes a server admin.
+    pub fn only_appservice_accounts(&self) -> Result<bool> {
+        if self.appservices.is_empty() {
+            return self.accounts.is_empty();
+        }
+        let list = self.appservices.list();
+        Ok(self.accounts.list()?.iter().all(|(user_id, _)| list.iter().any(|appservice| appservice.claims_user(user_id))))
+    }
+
+    /// Logs a user of an appservice's namespace in on a device, for the appservice.
+    pub fn login_appservice_user(&self, user_id: &UserId, login: LoginRequest<'_>) -> Result<(OwnedUserId, LoginGrant)> {
+        self.accounts.get_active(user_id)?;
+        self.log_in(user_id, login)
     }
 
     /// Logs a user whose credentials were checked in on a device.

@@ -12,6 +12,7 @@ use ruma::{DeviceId, OwnedDeviceId, UserId};
 use serde_json::{Value, json};
 
 use super::Services;
+use super::appservices::Appservices;
 use super::stream::Stream;
 use crate::error::Result;
 use crate::store::{Batch, Store, Table, key, prefix};
@@ -20,11 +21,17 @@ use crate::store::{Batch, Store, Table, key, prefix};
 pub struct ToDevice {
     store: Store,
     stream: Arc<Stream>,
+    /// Bridges get their users' messages too (MSC2409).
+    appservices: Arc<Appservices>,
 }
 
 impl ToDevice {
-    pub fn new(store: Store, stream: Arc<Stream>) -> ToDevice {
-        ToDevice { store, stream }
+    pub fn new(store: Store, stream: Arc<Stream>, appservices: Arc<Appservices>) -> ToDevice {
+        ToDevice {
+            store,
+            stream,
+            appservices,
+        }
     }
 
     /// Whether a sender's device sent the transaction `txn_id` already.
@@ -56,6 +63,7 @@ impl ToDevice {
             let mut position = ticket.position().to_be_bytes().to_vec();
             position.extend_from_slice(&(index as u32).to_be_bytes());
             batch.put_json(Table::ToDevice, &key(&[user.as_bytes(), device.as_bytes(), &position]), &message);
+            self.appservices.queue_to_device(&mut batch, user, &device, &message)?;
             woken.push(user.to_owned());
         }
         batch.put(Table::ToDeviceTransactions, &txn_key, &[]);

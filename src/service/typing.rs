@@ -99,6 +99,7 @@ impl Services {
     pub fn set_typing(self: &Arc<Self>, room_id: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
         let members = self.rooms.users_to_wake(room_id)?;
         let until = self.typing.set(room_id, user, timeout, members)?;
+        self.push_typing_to_appservices(room_id)?;
         if user.server_name() == self.config.server_name {
             let content = json!({ "room_id": room_id, "user_id": user, "typing": timeout.is_some() });
             self.rooms.send_edu(

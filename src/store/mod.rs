@@ -84,6 +84,9 @@
 //! | `login_tokens`        | token                             | `service::devices::LoginTokenRecord`: a one-time `m.login.token` from `/login/get_token` |
 //! | `receipt_changes`     | room ID ‖ stream position (u64, BE) | the `receipts` key written at that position (a row whose receipt has moved on is stale) |
 //! | `reports`             | report number (u64, BE)           | `service::reports::Report`: a user's report of an event, room or user to the server's admins |
+//! | `appservices`         | appservice ID                     | `service::appservices::StoredRegistration`: one registered with `hearth admin` (the YAML) |
+//! | `appservice_outbox`   | appservice ID ‖ row number (u64, BE) | `service::appservices::Queued`: to push to the appservice, deleted once it took it |
+//! | `appservice_directory` | room ID                          | JSON [appservice ID, network ID]: published in an appservice's room directory |
 //!
 //! Counters (stream positions, short IDs) keep their ceiling in `meta` as `counter.<name>`, see
 //! [`Counter`].
@@ -189,11 +192,14 @@ pub enum Table {
     RefreshTokens,
     LoginTokens,
     ReceiptChanges,
+    Appservices,
+    AppserviceOutbox,
+    AppserviceDirectory,
 }
 
 impl Table {
     /// Every table, in the order their column families are created.
-    pub const ALL: [Table; 70] = [
+    pub const ALL: [Table; 73] = [
         Table::Meta,
         Table::Users,
         Table::Devices,
@@ -264,6 +270,9 @@ impl Table {
         Table::RefreshTokens,
         Table::LoginTokens,
         Table::ReceiptChanges,
+        Table::Appservices,
+        Table::AppserviceOutbox,
+        Table::AppserviceDirectory,
     ];
 
     /// The column family's name.
@@ -339,6 +348,9 @@ impl Table {
             Table::RefreshTokens => "refresh_tokens",
             Table::LoginTokens => "login_tokens",
             Table::ReceiptChanges => "receipt_changes",
+            Table::Appservices => "appservices",
+            Table::AppserviceOutbox => "appservice_outbox",
+            Table::AppserviceDirectory => "appservice_directory",
         }
     }
 }
@@ -533,6 +545,7 @@ impl Store {
         Batch {
             store: self,
             batch: WriteBatch::default(),
+            committed: Vec::new(),
         }
     }
 
@@ -623,6 +636,8 @@ pub struct TableStatistics {
 pub struct Batch<'a> {
     store: &'a Store,
     batch: WriteBatch,
+    /// What to do once the batch is written (wake whoever reads what it adds).
+    committed: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Batch<'_> {
@@ -643,12 +658,20 @@ impl Batch<'_> {
         self.batch.delete_cf(self.store.cf(table), key);
     }
 
+    /// Runs `then` once the batch is written (not at all if it fails).
+    pub fn on_commit(&mut self, then: impl FnOnce() + Send + 'static) {
+        self.committed.push(Box::new(then));
+    }
+
     /// Writes the batch; when this returns `Ok`, the change is in the WAL (fsynced by
     /// [`Store::durable`] with `storage.sync_writes`).
     pub fn commit(self) -> Result<(), StoreError> {
         self.store.db.write(self.batch)?;
         if let Some(group_commit) = &self.store.group_commit {
             group_commit.wrote();
+        }
+        for then in self.committed {
+            then();
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin_cli;
+mod appservices;
 mod common;
 mod dehydrated_devices;
 mod e2ee;

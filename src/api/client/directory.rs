@@ -16,6 +16,7 @@ pub async fn create_alias(
     State(services): State<Arc<Services>>,
     req: Ruma<create_alias::v3::Request>,
 ) -> HandlerResult<create_alias::v3::Response> {
+    services.check_alias_not_exclusive(&req.body.room_alias, req.session()?)?;
     services
         .rooms
         .create_alias(&req.body.room_alias, &req.body.room_id, req.user_id()?)?;
@@ -26,7 +27,7 @@ pub async fn create_alias(
 pub async fn get_alias(State(services): State<Arc<Services>>, req: Ruma<get_alias::v3::Request>) -> HandlerResult<get_alias::v3::Response> {
     let alias = &req.body.room_alias;
     let (room_id, servers) = if alias.server_name() == services.config.server_name {
-        let room_id = services.rooms.resolve_alias(alias)?;
+        let room_id = services.resolve_local_alias(alias).await?;
         let servers = services.rooms.resident_servers(&room_id)?;
         (room_id, servers)
     } else {

@@ -31,6 +31,10 @@ pub async fn invite_user(
     };
     let target = &recipient.user_id;
     if target.server_name() == services.config.server_name {
+        // A bridge's user that does not exist yet is asked of the bridge (it may create it).
+        if !services.local_user_exists(target).await? {
+            return Err(Error::not_found("No such user"));
+        }
         services.accounts.get_active(target).map_err(|_| Error::not_found("No such user"))?;
     }
     services

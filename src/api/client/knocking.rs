@@ -21,7 +21,7 @@ pub async fn knock_room(
     let mut servers = req.body.via.clone();
     let room_id = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) if alias.server_name() == services.config.server_name => services.rooms.resolve_alias(&alias)?,
+        Err(alias) if alias.server_name() == services.config.server_name => services.resolve_local_alias(&alias).await?,
         Err(alias) => {
             let (room_id, alias_servers) = services.federation.remote_alias(&alias).await?;
             servers.extend(alias_servers);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use ruma::api::client::directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility};
 use ruma::api::client::room::Visibility;
+use ruma::directory::RoomNetwork;
 use ruma::{ServerName, UInt, UserId};
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -19,6 +20,7 @@ use crate::service::rooms::directory::DirectoryPage;
 async fn directory_page(
     services: &Services,
     server: Option<&ServerName>,
+    network: &RoomNetwork,
     search: Option<&str>,
     limit: Option<UInt>,
     since: Option<&str>,
@@ -27,7 +29,7 @@ async fn directory_page(
         Some(server) if server != services.config.server_name => {
             services.federation.remote_public_rooms(server, search, limit, since).await
         }
-        _ => services.rooms.directory_page(search, limit, since),
+        _ => services.rooms.directory_page(network, search, limit, since),
     }
 }
 
@@ -37,7 +39,7 @@ pub async fn get_public_rooms(
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> HandlerResult<get_public_rooms::v3::Response> {
     let request = &req.body;
-    let page = directory_page(&services, request.server.as_deref(), None, request.limit, request.since.as_deref()).await?;
+    let page = directory_page(&services, request.server.as_deref(), &RoomNetwork::Matrix, None, request.limit, request.since.as_deref()).await?;
     let mut response = get_public_rooms::v3::Response::new(page.chunk);
     response.next_batch = page.next_batch;
     response.prev_batch = page.prev_batch;
@@ -55,6 +57,7 @@ pub async fn get_public_rooms_filtered(
     let page = directory_page(
         &services,
         request.server.as_deref(),
+        &request.room_network,
         search,
         request.limit,
         request.since.as_deref(),

@@ -24,7 +24,8 @@ pub async fn get_login_types(_: Ruma<get_login_types::v3::Request>) -> HandlerRe
     let mut token = get_login_types::v3::TokenLoginType::new();
     token.get_login_token = true;
     let token = get_login_types::v3::LoginType::Token(token);
-    Ok(RumaResponse(get_login_types::v3::Response::new(vec![password, token])))
+    let appservice = get_login_types::v3::LoginType::ApplicationService(Default::default());
+    Ok(RumaResponse(get_login_types::v3::Response::new(vec![password, token, appservice])))
 }
 
 /// `POST /_matrix/client/v3/login`
@@ -55,7 +56,25 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
             services.login_with_password(&name, info.password.clone(), request, req.ip).await?
         }
         login::v3::LoginInfo::Token(token) => services.login_with_token(&token.token, request, req.ip)?,
-        _ => return Err(Error::bad_request("Only m.login.password and m.login.token are supported")),
+        login::v3::LoginInfo::ApplicationService(info) => {
+            let appservice = req
+                .session
+                .as_ref()
+                .and_then(|session| session.appservice.as_ref())
+                .ok_or_else(|| Error::missing_token("m.login.application_service needs an appservice's as_token"))?;
+            #[allow(deprecated)]
+            let name = match (&info.identifier, &info.user) {
+                (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+                (None, Some(user)) => user.clone(),
+                _ => return Err(Error::bad_json("m.login.application_service needs an m.id.user identifier")),
+            };
+            let user_id = services.accounts.parse_login_name(&name)?;
+            if !appservice.claims_user(&user_id) {
+                return Err(Error::exclusive("That user is not in the appservice's namespace"));
+            }
+            services.login_appservice_user(&user_id, request)?
+        }
+        _ => return Err(Error::bad_request("Only m.login.password, m.login.token and m.login.application_service are supported")),
     };
     let mut response = login::v3::Response::new(user_id, grant.access_token, grant.device_id);
     response.refresh_token = grant.refresh_token;

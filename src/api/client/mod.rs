@@ -5,6 +5,7 @@ pub mod account_data;
 pub mod account_deactivation;
 pub mod admin;
 pub mod administrative_contact;
+pub mod appservice;
 pub mod banning;
 pub mod capabilities;
 pub mod content_repo;

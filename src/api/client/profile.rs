@@ -19,6 +19,9 @@ async fn profile_of(services: &Services, user_id: &UserId, field: Option<Profile
     if user_id.server_name() != services.config.server_name {
         return services.federation.remote_profile(user_id, field).await;
     }
+    if !services.local_user_exists(user_id).await? {
+        return Err(Error::not_found("No such user"));
+    }
     services
         .accounts
         .get_active(user_id)

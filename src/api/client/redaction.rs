@@ -19,7 +19,7 @@ pub async fn redact_event(
     req: Ruma<redact_event::v3::Request>,
 ) -> HandlerResult<redact_event::v3::Response> {
     let session = req.session()?;
-    services.rate_limits.check_message(&session.user_id)?;
+    services.rate_limits.check_message(session)?;
     let request = &req.body;
     let room = services.rooms.room(&request.room_id)?;
     let target = services
@@ -55,6 +55,7 @@ pub async fn redact_event(
             device_id: session.device_id.clone(),
             txn_id: request.txn_id.to_string(),
         }),
+        timestamp: None,
     };
     let event_id = services.send_event(&request.room_id, &session.user_id, event).await?;
     Ok(RumaResponse(redact_event::v3::Response::new(event_id)))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use ruma::api::client::state::send_state_event;
 
-use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
+use crate::api::ruma::{HandlerResult, Ruma, RumaResponse, appservice_timestamp};
 use crate::service::Services;
 use crate::service::rooms::NewEvent;
 
@@ -14,11 +14,13 @@ pub async fn send_state_event(
     State(services): State<Arc<Services>>,
     req: Ruma<send_state_event::v3::Request>,
 ) -> HandlerResult<send_state_event::v3::Response> {
-    services.accounts.check_not_suspended(req.user_id()?)?;
-    services.rate_limits.check_message(req.user_id()?)?;
+    let session = req.session()?;
+    services.accounts.check_not_suspended(&session.user_id)?;
+    services.rate_limits.check_message(session)?;
     let request = &req.body;
     let content = serde_json::from_str(request.body.json().get())?;
-    let event = NewEvent::state(request.event_type.clone(), &request.state_key, content);
+    let mut event = NewEvent::state(request.event_type.clone(), &request.state_key, content);
+    event.timestamp = appservice_timestamp(session, request.timestamp);
     let event_id = services.send_event(&request.room_id, req.user_id()?, event).await?;
     Ok(RumaResponse(send_state_event::v3::Response::new(event_id)))
 }

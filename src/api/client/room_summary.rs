@@ -20,7 +20,7 @@ pub async fn get_summary(State(services): State<Arc<Services>>, req: Ruma<Reques
     let not_found = || Error::not_found("The room is not known here, or you may not preview it");
     let room_id = match OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => services.rooms.resolve_alias(&alias).map_err(|_| not_found())?,
+        Err(alias) => services.resolve_local_alias(&alias).await.map_err(|_| not_found())?,
     };
     if services.rooms.room(&room_id).is_err() {
         return Err(not_found());

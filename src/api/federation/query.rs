@@ -41,7 +41,7 @@ pub async fn get_room_information(
     if req.body.room_alias.server_name() != services.config.server_name {
         return Err(Error::not_found("The alias is not of this server"));
     }
-    let room_id = services.rooms.resolve_alias(&req.body.room_alias)?;
+    let room_id = services.resolve_local_alias(&req.body.room_alias).await?;
     let servers = services.rooms.resident_servers(&room_id)?;
     Ok(RumaResponse(get_room_information::v1::Response::new(room_id, servers)))
 }

@@ -52,7 +52,7 @@ impl Rooms {
                 prev_events: &room.extremities,
                 auth_events: &auth_events,
                 depth: room.depth + 1,
-                origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
+                origin_server_ts: event.timestamp.unwrap_or_else(MilliSecondsSinceUnixEpoch::now),
             },
             rules,
         )?;

@@ -1,5 +1,6 @@
 //! Room aliases (`#general:example.org` → room ID) and the public room directory.
 
+use ruma::directory::RoomNetwork;
 use ruma::directory::PublicRoomsChunk;
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
@@ -38,7 +39,7 @@ pub struct DirectoryPage {
 impl Rooms {
     /// The listed rooms whose name, topic or alias contains `search` (case-insensitively), most
     /// members first, paged by offset tokens (`o<N>`).
-    pub fn directory_page(&self, search: Option<&str>, limit: Option<UInt>, since: Option<&str>) -> Result<DirectoryPage> {
+    pub fn directory_page(&self, network: &RoomNetwork, search: Option<&str>, limit: Option<UInt>, since: Option<&str>) -> Result<DirectoryPage> {
         let offset = match since {
             Some(token) => token
                 .strip_prefix('o')
@@ -48,7 +49,10 @@ impl Rooms {
         };
         let search = search.map(str::to_lowercase).filter(|term| !term.is_empty());
         let mut rooms: Vec<Value> = self
-            .public_rooms()?
+            .listed_rooms(network)?
+            .iter()
+            .map(|room_id| self.summary(room_id))
+            .collect::<Result<Vec<Value>>>()?
             .into_iter()
             .filter(|room| {
                 search.as_ref().is_none_or(|term| {
@@ -182,9 +186,42 @@ impl Rooms {
         Ok(self.store.get(Table::PublicRooms, room_id.as_bytes())?.is_some())
     }
 
-    /// The rooms in the public directory, as directory entries (the spec's `PublicRoomsChunk`).
-    pub fn public_rooms(&self) -> Result<Vec<Value>> {
-        self.published_rooms()?.iter().map(|room_id| self.summary(room_id)).collect()
+    /// The rooms of a network's directory: the Matrix one (the public directory), a bridge's
+    /// (`<appservice ID>|<network ID>`, as `/thirdparty/protocols` names its instances), or all.
+    fn listed_rooms(&self, network: &RoomNetwork) -> Result<Vec<OwnedRoomId>> {
+        let mut rooms = match network {
+            RoomNetwork::ThirdParty(_) => Vec::new(),
+            _ => self.published_rooms()?,
+        };
+        if *network != RoomNetwork::Matrix {
+            for (room, (appservice, network_id)) in self.store.scan_json::<(String, String)>(Table::AppserviceDirectory, &[])? {
+                let listed = match network {
+                    RoomNetwork::ThirdParty(instance) => *instance == format!("{appservice}|{network_id}"),
+                    _ => true,
+                };
+                if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&room).as_ref())
+                    && listed
+                    && !rooms.contains(&room_id)
+                {
+                    rooms.push(room_id);
+                }
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// Lists or unlists a room in an appservice's directory of one of its networks
+    /// (`PUT /directory/list/appservice/{networkId}/{roomId}`).
+    pub fn set_appservice_listing(&self, room_id: &RoomId, appservice: &str, network_id: &str, listed: bool) -> Result<()> {
+        self.room(room_id)?;
+        let mut batch = self.store.batch();
+        if listed {
+            batch.put_json(Table::AppserviceDirectory, room_id.as_bytes(), &(appservice, network_id));
+        } else {
+            batch.delete(Table::AppserviceDirectory, room_id.as_bytes());
+        }
+        batch.commit()?;
+        Ok(())
     }
 
     /// The IDs of the rooms in the public directory.

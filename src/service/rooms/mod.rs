@@ -42,6 +42,7 @@ use serde_json::Value;
 
 use self::pdu::{Pdu, UnsignedPdu};
 use self::state::{RoomStates, StateHash, StateMap};
+use super::appservices::Appservices;
 use super::keyed_locks::KeyedLocks;
 use super::metrics::Metrics;
 use super::now_ms;
@@ -128,6 +129,8 @@ pub struct NewEvent {
     pub state_key: Option<String>,
     pub redacts: Option<OwnedEventId>,
     pub transaction: Option<Transaction>,
+    /// The event's `origin_server_ts` when not now: an appservice importing history sets it.
+    pub timestamp: Option<MilliSecondsSinceUnixEpoch>,
 }
 
 impl NewEvent {
@@ -139,6 +142,7 @@ impl NewEvent {
             state_key: Some(state_key.to_owned()),
             redacts: None,
             transaction: None,
+            timestamp: None,
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct Rooms {
     outbox_destinations: Mutex<std::collections::BTreeSet<OwnedServerName>>,
     /// Users long-polling `/events` on rooms they may read without being in them.
     peekers: peeking::Peekers,
+    /// The bridges and bots events are pushed to.
+    appservices: Arc<Appservices>,
 }
 
 /// PDUs kept parsed in memory.
@@ -184,6 +190,7 @@ impl Rooms {
         stream: Arc<Stream>,
         profiles: Arc<Profiles>,
         metrics: Arc<Metrics>,
+        appservices: Arc<Appservices>,
     ) -> Result<Rooms> {
         Ok(Rooms {
             states: RoomStates::new(store.clone())?,
@@ -199,6 +206,7 @@ impl Rooms {
             outbox_destinations: Mutex::new(std::collections::BTreeSet::new()),
             pdus: Mutex::new(HashMap::new()),
             peekers: Default::default(),
+            appservices,
             store,
             server_name,
             key,
@@ -662,6 +670,7 @@ impl Rooms {
         room.depth = room.depth.max(u64::from(pdu.depth));
 
         self.queue_outgoing(batch, room, pdu, forward_to, stream)?;
+        self.queue_for_appservices(batch, pdu)?;
 
         let room_id = pdu.room_id.as_bytes();
         if pdu.kind == TimelineEventType::RoomMember

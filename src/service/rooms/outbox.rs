@@ -2,7 +2,8 @@
 //! in the room, before and after a membership change, less those the room's server ACL denies),
 //! written as `federation_outbox` rows in the event's own batch; EDUs (typing, receipts,
 //! presence, device lists, to-device messages) as `federation_edus` rows, numbered in order;
-//! and the wake-up of the sender that drains them.
+//! and the wake-up of the sender that drains them. Events that concern an appservice go to
+//! its outbox in the same batch.
 
 use std::collections::BTreeSet;
 
@@ -10,13 +11,14 @@ use ruma::events::StateEventType;
 use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::server_acl::RoomServerAclEventContent;
-use ruma::{OwnedServerName, RoomId, ServerName, UserId};
+use ruma::{OwnedServerName, OwnedUserId, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::pdu::Pdu;
 use super::{RoomRecord, Rooms};
 use crate::error::Result;
+use crate::service::appservices::{EventScope, Queued};
 use crate::service::now_ms;
 use crate::store::{Batch, Table, key};
 
@@ -190,5 +192,37 @@ impl Rooms {
             .unwrap_or_else(|e| e.into_inner())
             .extend(destinations);
         Ok(())
+    }
+
+    /// Queues an event in `batch` for the appservices it concerns.
+    pub(super) fn queue_for_appservices(&self, batch: &mut Batch<'_>, pdu: &Pdu) -> Result<()> {
+        if self.appservices.is_empty() {
+            return Ok(());
+        }
+        let target = match pdu.kind {
+            TimelineEventType::RoomMember => pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok()),
+            _ => None,
+        };
+        let scope = EventScope {
+            room_id: &pdu.room_id,
+            sender: &pdu.sender,
+            target: target.as_deref(),
+        };
+        let interested = self.appservices.interested_in_event(
+            &scope,
+            || self.joined_members(&pdu.room_id),
+            || self.room_aliases(&pdu.room_id),
+        )?;
+        self.appservices.queue(batch, interested, &Queued::Event(pdu.event_id.clone()))
+    }
+
+    /// The users joined to a room (of every server).
+    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
+        Ok(self
+            .members(room_id)?
+            .into_iter()
+            .filter(|(_, membership)| *membership == MembershipState::Join)
+            .map(|(user, _)| user)
+            .collect())
     }
 }

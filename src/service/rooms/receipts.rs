@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::Rooms;
 use crate::error::{Error, Result};
+use crate::service::appservices::Queued;
 use crate::service::now_ms;
 use crate::store::{SEP, Table, key, prefix};
 
@@ -55,13 +56,19 @@ impl Rooms {
         } else {
             Default::default()
         };
+        let mut data = json!({ "ts": receipt.ts });
+        if !thread.is_empty() {
+            data["thread_id"] = json!(thread);
+        }
         if !destinations.is_empty() {
-            let mut data = json!({ "ts": receipt.ts });
-            if !thread.is_empty() {
-                data["thread_id"] = json!(thread);
-            }
             let content = json!({ room_id.as_str(): { receipt_type: { user.as_str(): { "event_ids": [event_id], "data": data } } } });
             self.queue_edu(&mut batch, &destinations, &json!({ "edu_type": "m.receipt", "content": content }))?;
+        }
+        if receipt_type != PRIVATE_READ && self.appservices.any_ephemeral() {
+            let interested = self.appservices.ephemeral_for_room(room_id, &self.joined_members(room_id)?);
+            let content = json!({ event_id.as_str(): { receipt_type: { user.as_str(): data } } });
+            let event = json!({ "type": "m.receipt", "room_id": room_id, "content": content });
+            self.appservices.queue(&mut batch, interested, &Queued::Ephemeral(event))?;
         }
         batch.commit()?;
         self.wake_outbox(destinations);
