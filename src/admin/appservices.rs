@@ -40,13 +40,10 @@ pub async fn execute_appservice(services: &Services, command: AppserviceCommand)
     match command {
         AppserviceCommand::Register { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| Error::bad_request(format!("{}: {e}", file.display())))?;
-            let appservice = services
-                .appservices
-                .register(&text)
-                .map_err(|error| {
-                    let (_, body) = error.status_and_body();
-                    Error::bad_request(format!("{}: {}", file.display(), body["error"].as_str().unwrap_or_default()))
-                })?;
+            let appservice = services.appservices.register(&text).map_err(|error| {
+                let (_, body) = error.status_and_body();
+                Error::bad_request(format!("{}: {}", file.display(), body["error"].as_str().unwrap_or_default()))
+            })?;
             services.ensure_appservice_user(&appservice).await?;
             Ok(AdminOutput::Done(format!(
                 "registered appservice {} (its user {})",

@@ -229,7 +229,12 @@ fn appservice_session(parts: &Parts, services: &Services, appservice: Arc<crate:
     let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect();
-    let param = |names: &[&str]| query.iter().find(|(name, _)| names.contains(&name.as_str())).map(|(_, value)| value.clone());
+    let param = |names: &[&str]| {
+        query
+            .iter()
+            .find(|(name, _)| names.contains(&name.as_str()))
+            .map(|(_, value)| value.clone())
+    };
     let registering = parts
         .extensions
         .get::<axum::extract::MatchedPath>()

@@ -258,7 +258,11 @@ impl Services {
             return self.accounts.is_empty();
         }
         let list = self.appservices.list();
-        Ok(self.accounts.list()?.iter().all(|(user_id, _)| list.iter().any(|appservice| appservice.claims_user(user_id))))
+        Ok(self
+            .accounts
+            .list()?
+            .iter()
+            .all(|(user_id, _)| list.iter().any(|appservice| appservice.claims_user(user_id))))
     }
 
     /// Logs a user of an appservice's namespace in on a device, for the appservice.

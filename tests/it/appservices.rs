@@ -132,7 +132,12 @@ async fn eventually_in_room(server: &TestServer, token: &str, room: &str, body: 
         let (_, page) = server
             .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"), Some(token))
             .await;
-        if let Some(event) = page["chunk"].as_array().into_iter().flatten().find(|event| event["content"]["body"] == body) {
+        if let Some(event) = page["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|event| event["content"]["body"] == body)
+        {
             return event.clone();
         }
         assert!(Instant::now() < deadline, "{body:?} never showed in the room: {page}");
@@ -153,7 +158,9 @@ async fn invite_the_bot(server: &TestServer, token: &str, room: &str) {
     assert_eq!(status, StatusCode::OK, "{invited}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, members) = server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(token)).await;
+        let (_, members) = server
+            .get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(token))
+            .await;
         if members["joined"].get("@echobot:localhost").is_some() {
             return;
         }
@@ -180,10 +187,19 @@ async fn the_echo_bridge_answers_as_puppets_and_catches_up_on_what_it_missed() {
     let (alice, _) = server.register("alice", "alice-password").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
     invite_the_bot(&server, &alice, &room).await;
-    server.send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": "bridge: hello" })).await;
+    server
+        .send(
+            &alice,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "bridge: hello" }),
+        )
+        .await;
 
     // The bridge got the message and its puppet answered in the room.
-    bridge.wait_for("Alice's message", |_| bridge.bodies().contains(&"bridge: hello".to_owned())).await;
+    bridge
+        .wait_for("Alice's message", |_| bridge.bodies().contains(&"bridge: hello".to_owned()))
+        .await;
     let echo = eventually_in_room(&server, &alice, &room, "echo: bridge: hello").await;
     assert_eq!(echo["sender"], "@echo_alice:localhost");
 
@@ -192,16 +208,22 @@ async fn the_echo_bridge_answers_as_puppets_and_catches_up_on_what_it_missed() {
     bridge.stop();
     let missed: Vec<String> = (1..=12).map(|n| format!("missed {n}")).collect();
     for body in &missed[..6] {
-        server.send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": body })).await;
+        server
+            .send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": body }))
+            .await;
     }
     server.restart().await;
     for body in &missed[6..] {
-        server.send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": body })).await;
+        server
+            .send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": body }))
+            .await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     bridge.start().await;
     let received_missed = || -> Vec<String> { bridge.bodies().into_iter().filter(|body| body.starts_with("missed")).collect() };
-    bridge.wait_for("the missed messages", |_| received_missed().len() >= missed.len()).await;
+    bridge
+        .wait_for("the missed messages", |_| received_missed().len() >= missed.len())
+        .await;
     // Nothing more arrives later: each came once.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(received_missed(), missed);
@@ -219,7 +241,11 @@ async fn the_echo_bridge_answers_as_puppets_and_catches_up_on_what_it_missed() {
         .wait_for("Alice's typing", |transactions| {
             transactions.iter().any(|transaction| {
                 transaction["ephemeral"].as_array().unwrap().iter().any(|event| {
-                    event["type"] == "m.typing" && event["content"]["user_ids"].as_array().unwrap().contains(&json!("@alice:localhost"))
+                    event["type"] == "m.typing"
+                        && event["content"]["user_ids"]
+                            .as_array()
+                            .unwrap()
+                            .contains(&json!("@alice:localhost"))
                 })
             })
         })
@@ -248,7 +274,11 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
         .await;
     assert_error(&taken, 400, "M_EXCLUSIVE");
     let alias = server
-        .put("/_matrix/client/v3/directory/room/%23echo_general:localhost", Some(&alice), json!({ "room_id": room }))
+        .put(
+            "/_matrix/client/v3/directory/room/%23echo_general:localhost",
+            Some(&alice),
+            json!({ "room_id": room }),
+        )
         .await;
     assert_error(&alias, 400, "M_EXCLUSIVE");
 
@@ -290,19 +320,33 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
         .await;
     assert_eq!(status, StatusCode::OK, "{joined}");
     let (status, sent) = server
-        .put(&as_bob(&send_path), Some(AS_TOKEN), json!({ "msgtype": "m.text", "body": "from the past" }))
+        .put(
+            &as_bob(&send_path),
+            Some(AS_TOKEN),
+            json!({ "msgtype": "m.text", "body": "from the past" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{sent}");
     let (_, event) = server
-        .get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", sent["event_id"].as_str().unwrap()), Some(&alice))
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{}", sent["event_id"].as_str().unwrap()),
+            Some(&alice),
+        )
         .await;
     assert_eq!(event["sender"], "@echo_bob:localhost");
     assert_eq!(event["origin_server_ts"], 1000);
     let (_, own) = server
-        .put(&format!("{send_path}?ts=1000"), Some(&alice), json!({ "msgtype": "m.text", "body": "now" }))
+        .put(
+            &format!("{send_path}?ts=1000"),
+            Some(&alice),
+            json!({ "msgtype": "m.text", "body": "now" }),
+        )
         .await;
     let (_, event) = server
-        .get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", own["event_id"].as_str().unwrap()), Some(&alice))
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{}", own["event_id"].as_str().unwrap()),
+            Some(&alice),
+        )
         .await;
     assert!(event["origin_server_ts"].as_u64().unwrap() > 1000);
     let outside = server
@@ -337,7 +381,9 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
     assert!(pinged["duration_ms"].is_u64());
     assert_error(&server.post(ping, Some(&alice), json!({})).await, 403, "M_FORBIDDEN");
     assert_error(
-        &server.post("/_matrix/client/v1/appservice/other/ping", Some(AS_TOKEN), json!({})).await,
+        &server
+            .post("/_matrix/client/v1/appservice/other/ping", Some(AS_TOKEN), json!({}))
+            .await,
         403,
         "M_FORBIDDEN",
     );
@@ -348,7 +394,9 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
     assert_eq!(protocols["echo"]["instances"][0]["instance_id"], "echo|echo-net");
     let (_, users) = server.get("/_matrix/client/v3/thirdparty/user/echo?name=zed", Some(&alice)).await;
     assert_eq!(users[0]["userid"], "@echo_zed:localhost");
-    let (_, locations) = server.get("/_matrix/client/v3/thirdparty/location/echo?channel=dev", Some(&alice)).await;
+    let (_, locations) = server
+        .get("/_matrix/client/v3/thirdparty/location/echo?channel=dev", Some(&alice))
+        .await;
     assert_eq!(locations[0]["alias"], "#echo_dev:localhost");
     assert_error(
         &server.get("/_matrix/client/v3/thirdparty/protocol/irc", Some(&alice)).await,
@@ -358,7 +406,11 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
 
     // The bridge's room directory, listed under its network's instance only.
     let (status, _) = server
-        .put(&format!("/_matrix/client/v3/directory/list/appservice/echo-net/{room}"), Some(AS_TOKEN), json!({ "visibility": "public" }))
+        .put(
+            &format!("/_matrix/client/v3/directory/list/appservice/echo-net/{room}"),
+            Some(AS_TOKEN),
+            json!({ "visibility": "public" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let listed = |filter: Value| server.post("/_matrix/client/v3/publicRooms", Some(&alice), filter);
@@ -393,7 +445,10 @@ async fn a_bad_registration_is_refused_with_its_line_and_reason() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("appservices.registration_files") && stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("appservices.registration_files") && stderr.contains("line 2"),
+        "{stderr}"
+    );
 
     // A good file in the configuration registers the appservice and its own user.
     std::fs::write(&file, registration(9)).unwrap();

@@ -39,7 +39,15 @@ pub async fn get_public_rooms(
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> HandlerResult<get_public_rooms::v3::Response> {
     let request = &req.body;
-    let page = directory_page(&services, request.server.as_deref(), &RoomNetwork::Matrix, None, request.limit, request.since.as_deref()).await?;
+    let page = directory_page(
+        &services,
+        request.server.as_deref(),
+        &RoomNetwork::Matrix,
+        None,
+        request.limit,
+        request.since.as_deref(),
+    )
+    .await?;
     let mut response = get_public_rooms::v3::Response::new(page.chunk);
     response.next_batch = page.next_batch;
     response.prev_batch = page.prev_batch;

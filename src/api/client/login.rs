@@ -74,7 +74,11 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
             }
             services.login_appservice_user(&user_id, request)?
         }
-        _ => return Err(Error::bad_request("Only m.login.password, m.login.token and m.login.application_service are supported")),
+        _ => {
+            return Err(Error::bad_request(
+                "Only m.login.password, m.login.token and m.login.application_service are supported",
+            ));
+        }
     };
     let mut response = login::v3::Response::new(user_id, grant.access_token, grant.device_id);
     response.refresh_token = grant.refresh_token;

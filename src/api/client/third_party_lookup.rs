@@ -20,11 +20,16 @@ pub async fn get_protocols(
     req: Ruma<get_protocols::v3::Request>,
 ) -> HandlerResult<get_protocols::v3::Response> {
     req.user_id()?;
-    Ok(RumaResponse(get_protocols::v3::Response::new(services.appservices.protocols(None).await)))
+    Ok(RumaResponse(get_protocols::v3::Response::new(
+        services.appservices.protocols(None).await,
+    )))
 }
 
 /// `GET /_matrix/client/v3/thirdparty/protocol/{protocol}`: 404 when no bridge serves it.
-pub async fn get_protocol(State(services): State<Arc<Services>>, req: Ruma<get_protocol::v3::Request>) -> HandlerResult<get_protocol::v3::Response> {
+pub async fn get_protocol(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_protocol::v3::Request>,
+) -> HandlerResult<get_protocol::v3::Response> {
     req.user_id()?;
     let name = &req.body.protocol;
     let protocol = services

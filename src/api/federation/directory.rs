@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use ruma::directory::RoomNetwork;
 use ruma::api::federation::directory::{get_public_rooms, get_public_rooms_filtered};
+use ruma::directory::RoomNetwork;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::service::Services;
@@ -16,7 +16,9 @@ pub async fn get_public_rooms(
     req: Ruma<get_public_rooms::v1::Request>,
 ) -> HandlerResult<get_public_rooms::v1::Response> {
     tracing::debug!(origin = %req.origin()?, "public rooms query");
-    let page = services.rooms.directory_page(&RoomNetwork::Matrix, None, req.body.limit, req.body.since.as_deref())?;
+    let page = services
+        .rooms
+        .directory_page(&RoomNetwork::Matrix, None, req.body.limit, req.body.since.as_deref())?;
     let mut response = get_public_rooms::v1::Response::new();
     response.chunk = page.chunk;
     response.next_batch = page.next_batch;

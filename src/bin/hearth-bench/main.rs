@@ -23,6 +23,9 @@
 //!   sending receipts (`community.rs`).
 //! - `search`: rooms filled with 100,000 messages, then one-word and three-word searches
 //!   timed, and the index's size from the server's metrics (`search.rs`).
+//! - `appservice` (`scripts/bench-appservice`): the tool plays a registered appservice and
+//!   times a user's messages from the send to the transaction carrying them, one at a time and
+//!   in a burst (`appservice.rs`).
 //! - `populate`: 10,000 users in 100 rooms and 1,000,000 messages, a big store for start-up and
 //!   backup measurements (`populate.rs`, `scripts/bench-startup`).
 //!
@@ -36,6 +39,7 @@ use rand::RngCore;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+mod appservice;
 mod community;
 mod federation;
 mod mail;
@@ -146,6 +150,20 @@ enum Workload {
         /// The Maildir the SMTP server delivers into, to count what arrived.
         #[arg(long)]
         maildir: std::path::PathBuf,
+    },
+    /// Delivery to an appservice this tool plays (registered on the server with `as_token` and
+    /// a url pointing at --listen; `scripts/bench-appservice` sets it up).
+    Appservice {
+        #[arg(long, default_value = "127.0.0.1:18010")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        as_token: String,
+        /// How many messages are timed one at a time.
+        #[arg(long, default_value_t = 500)]
+        pings: usize,
+        /// How many messages the burst sends.
+        #[arg(long, default_value_t = 5000)]
+        burst: usize,
     },
     /// A whole community at once: many users polling, some sending, receipts (best with --pid).
     Community {
@@ -293,6 +311,12 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             ref metrics,
         } => search::search(cli, messages, queries, metrics.as_deref()).await,
         Workload::Memory { messages, polls } => memory::memory(cli, messages, polls).await,
+        Workload::Appservice {
+            listen,
+            ref as_token,
+            pings,
+            burst,
+        } => appservice::appservice(&register(cli).await?, listen, as_token, pings, burst).await,
         Workload::Populate { users, rooms, messages } => populate::populate(cli, users, rooms, messages).await,
         Workload::Federation {
             ref peer,

@@ -113,10 +113,12 @@ impl Appservices {
         match self.call(appservice, request).await {
             Ok(_) => Ok(started.elapsed().as_millis() as u64),
             Err(CallError::NoUrl) => Err(Error::url_not_set("The appservice has no url to ping")),
-            Err(CallError::Unreachable { timed_out: true, reason }) => {
-                Err(Error::connection_timeout(format!("The appservice did not answer in time: {reason}")))
+            Err(CallError::Unreachable { timed_out: true, reason }) => Err(Error::connection_timeout(format!(
+                "The appservice did not answer in time: {reason}"
+            ))),
+            Err(CallError::Unreachable { reason, .. }) => {
+                Err(Error::connection_failed(format!("The appservice cannot be reached: {reason}")))
             }
-            Err(CallError::Unreachable { reason, .. }) => Err(Error::connection_failed(format!("The appservice cannot be reached: {reason}"))),
             Err(CallError::Status { status, body }) => Err(Error::bad_status(status, body)),
         }
     }

@@ -270,12 +270,18 @@ impl Appservices {
 
     /// The appservice whose exclusive user namespace holds `user`, if any.
     pub fn exclusive_owner_of_user(&self, user: &UserId) -> Option<Arc<Appservice>> {
-        self.list().iter().find(|appservice| appservice.claims_user_exclusively(user)).cloned()
+        self.list()
+            .iter()
+            .find(|appservice| appservice.claims_user_exclusively(user))
+            .cloned()
     }
 
     /// The appservice whose exclusive alias namespace holds `alias`, if any.
     pub fn exclusive_owner_of_alias(&self, alias: &RoomAliasId) -> Option<Arc<Appservice>> {
-        self.list().iter().find(|appservice| appservice.claims_alias_exclusively(alias)).cloned()
+        self.list()
+            .iter()
+            .find(|appservice| appservice.claims_alias_exclusively(alias))
+            .cloned()
     }
 
     /// The appservices a room event concerns. `members` (the room's joined users) and `aliases`
@@ -429,8 +435,13 @@ fn parse(text: &str, server_name: &ServerName, source: Source) -> std::result::R
     if registration.as_token == registration.hs_token {
         return Err(format!("{}`as_token` and `hs_token` must differ", line("hs_token")));
     }
-    let sender = UserId::parse_with_server_name(registration.sender_localpart.as_str(), server_name)
-        .map_err(|e| format!("{}`sender_localpart` {:?}: {e}", line("sender_localpart"), registration.sender_localpart))?;
+    let sender = UserId::parse_with_server_name(registration.sender_localpart.as_str(), server_name).map_err(|e| {
+        format!(
+            "{}`sender_localpart` {:?}: {e}",
+            line("sender_localpart"),
+            registration.sender_localpart
+        )
+    })?;
     if let Some(url) = &registration.url {
         let parsed = url::Url::parse(url).map_err(|e| format!("{}`url` {url:?}: {e}", line("url:")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -448,7 +459,13 @@ fn parse(text: &str, server_name: &ServerName, source: Source) -> std::result::R
                     })
                     .map_err(|e| {
                         // The regex crate's message draws the pattern over lines; its last says why.
-                        let reason = e.to_string().lines().last().unwrap_or_default().trim_start_matches("error: ").to_owned();
+                        let reason = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or_default()
+                            .trim_start_matches("error: ")
+                            .to_owned();
                         format!("{}namespace regex {:?}: {reason}", line(&namespace.regex), namespace.regex)
                     })
             })
@@ -484,7 +501,9 @@ impl crate::service::Services {
         match self.create_account(account).await {
             Ok(_) => Ok(()),
             // Created meanwhile.
-            Err(Error::Matrix { errcode: "M_USER_IN_USE", .. }) => Ok(()),
+            Err(Error::Matrix {
+                errcode: "M_USER_IN_USE", ..
+            }) => Ok(()),
             Err(error) => Err(error),
         }
     }
@@ -493,7 +512,9 @@ impl crate::service::Services {
     /// the appservice first (it may create it).
     pub async fn resolve_local_alias(&self, alias: &RoomAliasId) -> Result<ruma::OwnedRoomId> {
         match self.rooms.resolve_alias(alias) {
-            Err(Error::Matrix { errcode: "M_NOT_FOUND", .. }) if self.appservices.query_alias(alias).await => self.rooms.resolve_alias(alias),
+            Err(Error::Matrix {
+                errcode: "M_NOT_FOUND", ..
+            }) if self.appservices.query_alias(alias).await => self.rooms.resolve_alias(alias),
             answer => answer,
         }
     }
@@ -508,7 +529,12 @@ impl crate::service::Services {
     /// exclusively.
     pub fn check_alias_not_exclusive(&self, alias: &RoomAliasId, session: &crate::service::devices::Session) -> Result<()> {
         match self.appservices.exclusive_owner_of_alias(alias) {
-            Some(owner) if session.appservice.as_ref().is_none_or(|appservice| !Arc::ptr_eq(appservice, &owner)) => {
+            Some(owner)
+                if session
+                    .appservice
+                    .as_ref()
+                    .is_none_or(|appservice| !Arc::ptr_eq(appservice, &owner)) =>
+            {
                 Err(Error::exclusive("That alias is reserved by a bridge"))
             }
             _ => Ok(()),

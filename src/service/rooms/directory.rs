@@ -1,7 +1,7 @@
 //! Room aliases (`#general:example.org` → room ID) and the public room directory.
 
-use ruma::directory::RoomNetwork;
 use ruma::directory::PublicRoomsChunk;
+use ruma::directory::RoomNetwork;
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UInt, UserId};
@@ -39,7 +39,13 @@ pub struct DirectoryPage {
 impl Rooms {
     /// The listed rooms whose name, topic or alias contains `search` (case-insensitively), most
     /// members first, paged by offset tokens (`o<N>`).
-    pub fn directory_page(&self, network: &RoomNetwork, search: Option<&str>, limit: Option<UInt>, since: Option<&str>) -> Result<DirectoryPage> {
+    pub fn directory_page(
+        &self,
+        network: &RoomNetwork,
+        search: Option<&str>,
+        limit: Option<UInt>,
+        since: Option<&str>,
+    ) -> Result<DirectoryPage> {
         let offset = match since {
             Some(token) => token
                 .strip_prefix('o')

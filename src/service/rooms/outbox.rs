@@ -208,11 +208,9 @@ impl Rooms {
             sender: &pdu.sender,
             target: target.as_deref(),
         };
-        let interested = self.appservices.interested_in_event(
-            &scope,
-            || self.joined_members(&pdu.room_id),
-            || self.room_aliases(&pdu.room_id),
-        )?;
+        let interested =
+            self.appservices
+                .interested_in_event(&scope, || self.joined_members(&pdu.room_id), || self.room_aliases(&pdu.room_id))?;
         self.appservices.queue(batch, interested, &Queued::Event(pdu.event_id.clone()))
     }
 
