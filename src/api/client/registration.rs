@@ -48,12 +48,7 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
         return Err(Error::forbidden("That email confirmation was not one to register with"));
     }
     let ip = req.ip.to_string();
-    let login = (!body.inhibit_login).then(|| LoginRequest {
-        device_id: body.device_id.clone(),
-        display_name: body.initial_device_display_name.clone(),
-        ip: Some(&ip),
-        refreshable: body.refresh_token,
-    });
+    let login = login_request(body, &ip);
     let account = NewAccount {
         user_id: user_id.clone(),
         password: body.password.clone(),
@@ -64,6 +59,16 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
     };
     let grant = services.create_account(account).await?;
     Ok(RumaResponse(registered(user_id, grant)))
+}
+
+/// The login a registration asks for, unless `inhibit_login`.
+fn login_request<'a>(body: &register::v3::Request, ip: &'a str) -> Option<LoginRequest<'a>> {
+    (!body.inhibit_login).then(|| LoginRequest {
+        device_id: body.device_id.clone(),
+        display_name: body.initial_device_display_name.clone(),
+        ip: Some(ip),
+        refreshable: body.refresh_token,
+    })
 }
 
 /// The answer to a registration: the user, and the new device's tokens unless inhibited.
@@ -108,12 +113,7 @@ async fn register_for_appservice(
         return Err(Error::exclusive("That user is not in the appservice's namespace"));
     }
     let ip = req.ip.to_string();
-    let login = (!body.inhibit_login).then(|| LoginRequest {
-        device_id: body.device_id.clone(),
-        display_name: body.initial_device_display_name.clone(),
-        ip: Some(&ip),
-        refreshable: body.refresh_token,
-    });
+    let login = login_request(body, &ip);
     let account = NewAccount {
         user_id: user_id.clone(),
         password: None,

@@ -60,7 +60,9 @@ pub async fn appservice(user: &Session, listen: SocketAddr, as_token: &str, ping
     let app = Router::new()
         .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // The appservice's bot joins the user's public room: the room's events concern it now.
@@ -69,7 +71,8 @@ pub async fn appservice(user: &Session, listen: SocketAddr, as_token: &str, ping
         token: as_token.to_owned(),
         ..user.clone()
     };
-    bot.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({})).await?;
+    bot.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
+        .await?;
 
     let mut latencies = Vec::with_capacity(pings);
     for n in 0..pings {

@@ -80,24 +80,33 @@ impl Appservices {
     /// Whether an appservice claiming `user` has it (or creates it now): asked through
     /// `GET /_matrix/app/v1/users/{userId}` when this server does not know the user.
     pub async fn query_user(&self, user: &UserId) -> bool {
-        for appservice in self.list().iter().filter(|appservice| appservice.claims_user(user)) {
-            match self.call(appservice, query_user_id::v1::Request::new(user.to_owned())).await {
-                Ok(_) => return true,
-                Err(error) if not_found(&error) => {}
-                Err(error) => tracing::warn!(appservice = appservice.id(), %user, %error, "asking an appservice about a user failed"),
-            }
-        }
-        false
+        self.ask_claimants(
+            |appservice| appservice.claims_user(user),
+            || query_user_id::v1::Request::new(user.to_owned()),
+        )
+        .await
     }
 
     /// Whether an appservice claiming `alias` has created it now: asked through
     /// `GET /_matrix/app/v1/rooms/{alias}` when the alias is unknown.
     pub async fn query_alias(&self, alias: &RoomAliasId) -> bool {
-        for appservice in self.list().iter().filter(|appservice| appservice.claims_alias(alias)) {
-            match self.call(appservice, query_room_alias::v1::Request::new(alias.to_owned())).await {
+        self.ask_claimants(
+            |appservice| appservice.claims_alias(alias),
+            || query_room_alias::v1::Request::new(alias.to_owned()),
+        )
+        .await
+    }
+
+    /// Asks each appservice that `claims` the identifier in question until one answers 200.
+    async fn ask_claimants<T>(&self, claims: impl Fn(&Appservice) -> bool, request: impl Fn() -> T) -> bool
+    where
+        T: OutgoingRequest<PathBuilder = SinglePath, Authentication = HomeserverToken>,
+    {
+        for appservice in self.list().iter().filter(|appservice| claims(appservice)) {
+            match self.call(appservice, request()).await {
                 Ok(_) => return true,
                 Err(error) if not_found(&error) => {}
-                Err(error) => tracing::warn!(appservice = appservice.id(), %alias, %error, "asking an appservice about an alias failed"),
+                Err(error) => tracing::warn!(appservice = appservice.id(), %error, "asking an appservice about a user or alias failed"),
             }
         }
         false
