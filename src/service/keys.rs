@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Services;
+use super::appservices::Appservices;
 use super::rooms::Rooms;
 use super::stream::{Stream, Ticket};
 use crate::error::{Error, Result};
@@ -93,6 +94,8 @@ pub struct DeviceListUpdates {
 pub struct Keys {
     store: Store,
     stream: Arc<Stream>,
+    /// Bridges that get their users' key counts and device-list changes (MSC3202).
+    appservices: Arc<Appservices>,
     /// Serializes claims, so one one-time key is never handed to two claimers.
     claiming: Mutex<()>,
 }
@@ -138,10 +141,11 @@ fn signed_part(object: &Value) -> Value {
 }
 
 impl Keys {
-    pub fn new(store: Store, stream: Arc<Stream>) -> Keys {
+    pub fn new(store: Store, stream: Arc<Stream>, appservices: Arc<Appservices>) -> Keys {
         Keys {
             store,
             stream,
+            appservices,
             claiming: Mutex::new(()),
         }
     }
@@ -162,6 +166,9 @@ impl Keys {
         fallback_keys: BTreeMap<OwnedOneTimeKeyId, Value>,
     ) -> Result<()> {
         let mut batch = self.store.batch();
+        if !one_time_keys.is_empty() || !fallback_keys.is_empty() {
+            self.appservices.queue_key_counts(&mut batch, user, device)?;
+        }
         let mut changed_keys = None;
         if let Some(device_keys) = device_keys {
             if device_keys["user_id"].as_str() != Some(user.as_str()) || device_keys["device_id"].as_str() != Some(device.as_str()) {
@@ -280,6 +287,7 @@ impl Keys {
                 let Ok(key_id) = OwnedOneTimeKeyId::try_from(key_id) else {
                     continue;
                 };
+                self.appservices.queue_key_counts(&mut batch, user, device)?;
                 claimed
                     .entry(user.clone())
                     .or_default()
@@ -566,6 +574,8 @@ impl Keys {
     /// `prev_id`, the device's keys or `deleted`), an `m.signing_key_update` for cross-signing
     /// keys.
     pub fn commit_device_list_change(&self, rooms: &Rooms, mut batch: Batch<'_>, user: &UserId, change: KeyChange<'_>) -> Result<()> {
+        self.appservices
+            .queue_device_list_change(&mut batch, user, || self.audience(rooms, user))?;
         let ticket: Ticket<'_> = self.stream.begin()?;
         batch.put(
             Table::DeviceListChanges,

@@ -117,7 +117,7 @@ impl Services {
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone())?,
             devices: devices::Devices::new(store.clone(), config.access_token_lifetime),
-            keys: keys::Keys::new(store.clone(), stream.clone()),
+            keys: keys::Keys::new(store.clone(), stream.clone(), appservices.clone()),
             key_backup: key_backup::KeyBackup::new(store.clone()),
             registration_tokens: registration_tokens::RegistrationTokens::new(store.clone()),
             openid: openid::OpenId::new(store.clone()),

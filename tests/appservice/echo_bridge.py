@@ -4,7 +4,8 @@ It answers every message of a real user with "echo: <body>" as that user's puppe
 (@echo_<localpart>), registering and joining the puppet as a bridge does; it answers user
 queries for @echo_* users by registering them, and the third-party lookups of its protocol
 "echo". Every transaction it receives is appended to a JSON-lines log, in the order received,
-with its events and ephemeral events, so the test can check what arrived, once and in order.
+with its events, ephemeral events, to-device messages, device-list changes and key counts (MSC3202),
+so the test can check what arrived, once and in order.
 
 Usage: echo_bridge.py HOMESERVER_URL SERVER_NAME AS_TOKEN HS_TOKEN PORT LOG_FILE
 """
@@ -36,13 +37,26 @@ def setup():
         bot_localpart="echobot",
         id="echo",
         ephemeral_events=True,
+        encryption_events=True,
     )
 
     received = appservice.handle_transaction
 
-    async def handle_transaction(txn_id, *, events, ephemeral=None, **rest):
-        log({"txn_id": txn_id, "events": events, "ephemeral": ephemeral or []})
-        return await received(txn_id, events=events, ephemeral=ephemeral, **rest)
+    async def handle_transaction(txn_id, *, events, ephemeral=None, device_lists=None, otk_counts=None, **rest):
+        log({
+            "txn_id": txn_id,
+            "events": events,
+            "ephemeral": ephemeral or [],
+            "to_device": rest.get("to_device") or [],
+            "device_lists": device_lists.serialize() if device_lists else {},
+            "otk_counts": {
+                user: {device: count.serialize() for device, count in devices.items()}
+                for user, devices in (otk_counts or {}).items()
+            },
+        })
+        return await received(
+            txn_id, events=events, ephemeral=ephemeral, device_lists=device_lists, otk_counts=otk_counts, **rest
+        )
 
     appservice.handle_transaction = handle_transaction
 

@@ -27,6 +27,7 @@ hs_token: {HS_TOKEN}
 sender_localpart: echobot
 rate_limited: false
 receive_ephemeral: true
+org.matrix.msc3202: true
 protocols: [echo]
 namespaces:
   users:
@@ -261,7 +262,7 @@ async fn the_echo_bridge_answers_as_puppets_and_catches_up_on_what_it_missed() {
 #[tokio::test]
 async fn namespaces_tokens_and_what_only_appservices_may_do() {
     let (server, mut bridge) = bridged_server().await;
-    let (alice, _) = server.register("alice", "alice-password").await;
+    let (alice, alice_device) = server.register("alice", "alice-password").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
 
     // Exclusive namespaces: nobody else registers there or takes such an alias.
@@ -356,6 +357,62 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
     let (_, whoami) = server.get("/_matrix/client/v3/account/whoami", Some(AS_TOKEN)).await;
     assert_eq!(whoami["user_id"], "@echobot:localhost");
 
+    // Encrypted bridges (MSC3202): the bot's own device's key counts, and the device lists of
+    // the users its users share rooms with: Alice's new keys, Carol joining and leaving (in
+    // one transaction the two net out to "left").
+    let (status, bot_login) = server
+        .post(
+            "/_matrix/client/v3/login",
+            Some(AS_TOKEN),
+            json!({ "type": "m.login.application_service", "identifier": { "type": "m.id.user", "user": "echobot" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bot_login}");
+    let bot_device = bot_login["device_id"].as_str().unwrap().to_owned();
+    let one_time_keys = json!({ "one_time_keys": { "signed_curve25519:AAAAAQ": { "key": "a2V5", "signatures": {} } } });
+    let (status, uploaded) = server
+        .post(
+            &format!("/_matrix/client/v3/keys/upload?device_id={bot_device}"),
+            Some(AS_TOKEN),
+            one_time_keys,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{uploaded}");
+    bridge
+        .wait_for("the bot's key counts", |transactions| {
+            transactions
+                .iter()
+                .any(|transaction| transaction["otk_counts"]["@echobot:localhost"][&bot_device]["signed_curve25519"] == 1)
+        })
+        .await;
+    let device_keys = json!({ "device_keys": {
+        "user_id": "@alice:localhost", "device_id": alice_device, "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+        "keys": { format!("curve25519:{alice_device}"): "a2V5", format!("ed25519:{alice_device}"): "a2V5" }, "signatures": {},
+    } });
+    let (status, uploaded) = server.post("/_matrix/client/v3/keys/upload", Some(&alice), device_keys).await;
+    assert_eq!(status, StatusCode::OK, "{uploaded}");
+    let (carol, _) = server.register("carol", "carol-password").await;
+    server.join(&carol, &room).await;
+    let (status, _) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&carol), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = |field: &'static str, user: &'static str| {
+        move |transactions: &[Value]| {
+            transactions.iter().any(|transaction| {
+                transaction["device_lists"][field]
+                    .as_array()
+                    .is_some_and(|users| users.contains(&json!(user)))
+            })
+        }
+    };
+    bridge
+        .wait_for("Alice's device-list change", listed("changed", "@alice:localhost"))
+        .await;
+    bridge
+        .wait_for("Carol no longer sharing one", listed("left", "@carol:localhost"))
+        .await;
+
     // Inviting a user of the namespace that does not exist yet asks the bridge, which creates it.
     let (status, invited) = server
         .post(
@@ -433,7 +490,7 @@ async fn a_bad_registration_is_refused_with_its_line_and_reason() {
     let (output, answer) = server.admin(&["appservice", "register", file.to_str().unwrap()]);
     assert!(!output.status.success());
     let error = answer["error"].as_str().unwrap();
-    assert!(error.contains("line 12") && error.contains("unclosed group"), "{error}");
+    assert!(error.contains("line 13") && error.contains("unclosed group"), "{error}");
 
     // At start-up, from the configuration: the server does not start, and says why.
     std::fs::write(&file, "id: echo\nurl: [not, a, url\n").unwrap();

@@ -2,7 +2,8 @@
 //! transactions on `--listen`, registered on the server under test by
 //! `scripts/bench-appservice`), its bot joins a room, and a user's messages are timed from the
 //! send to the transaction that carries them: one at a time for latency, then a burst from
-//! 10 senders for the delivery rate and how many events each transaction carried.
+//! 10 senders for the delivery rate and how many events each transaction carried, and a
+//! backlog sent while the appservice is down, drained once it is back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,14 +23,23 @@ struct Received {
     arrived: HashMap<String, Instant>,
     transactions: usize,
     events: usize,
+    /// Playing an appservice that is down: every transaction gets 503.
+    down: bool,
 }
 
 type Shared = Arc<Mutex<Received>>;
 
 /// `PUT /_matrix/app/v1/transactions/{txnId}`: records the message bodies it carries.
-async fn transaction(State(received): State<Shared>, Path(_txn): Path<String>, axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
+async fn transaction(
+    State(received): State<Shared>,
+    Path(_txn): Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Result<axum::Json<Value>, axum::http::StatusCode> {
     let now = Instant::now();
     let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
+    if received.down {
+        return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
     let events = body["events"].as_array().cloned().unwrap_or_default();
     received.transactions += 1;
     received.events += events.len();
@@ -38,7 +48,7 @@ async fn transaction(State(received): State<Shared>, Path(_txn): Path<String>, a
             received.arrived.insert(text.to_owned(), now);
         }
     }
-    axum::Json(json!({}))
+    Ok(axum::Json(json!({})))
 }
 
 /// Waits until the receiver saw `body`; when it did.
@@ -82,19 +92,44 @@ pub async fn appservice(user: &Session, listen: SocketAddr, as_token: &str, ping
         latencies.push(arrival(&received, &body).await? - sent);
     }
     latencies.sort();
+    let mut figures = latency_figures("send → appservice", &latencies);
 
-    let (transactions_before, events_before) = {
-        let received = received.lock().unwrap_or_else(|e| e.into_inner());
-        (received.transactions, received.events)
-    };
+    // Delivery keeping up with 10 senders.
+    let counts = transaction_counts(&received);
     let started = Instant::now();
+    send_burst(user, &room, "live", burst).await?;
+    let all_sent = started.elapsed();
+    let delivered = last_arrival(&received, "live", burst).await? - started;
+    figures.push(Figure {
+        name: format!("{burst} messages sent (10 senders)"),
+        value: burst as f64 / all_sent.as_secs_f64(),
+        unit: "msg/s",
+    });
+    figures.extend(delivery_figures(&received, counts, "sent live", burst, delivered));
+
+    // A backlog: the appservice is down while the burst is sent, then comes back and calls in
+    // (which ends the server's backoff at once); full transactions drain it.
+    received.lock().unwrap_or_else(|e| e.into_inner()).down = true;
+    send_burst(user, &room, "backlog", burst).await?;
+    let counts = transaction_counts(&received);
+    received.lock().unwrap_or_else(|e| e.into_inner()).down = false;
+    let started = Instant::now();
+    bot.json(reqwest::Method::GET, "/_matrix/client/v3/account/whoami", Value::Null)
+        .await?;
+    let drained = last_arrival(&received, "backlog", burst).await? - started;
+    figures.extend(delivery_figures(&received, counts, "backlog", burst, drained));
+    Ok(figures)
+}
+
+/// Sends `burst` messages `<label> N` from 10 concurrent senders.
+async fn send_burst(user: &Session, room: &str, label: &'static str, burst: usize) -> BenchResult<()> {
     let senders = 10;
     let tasks: Vec<_> = (0..senders)
         .map(|sender| {
-            let (user, room) = (user.clone(), room.clone());
+            let (user, room) = (user.clone(), room.to_owned());
             tokio::spawn(async move {
                 for n in (sender..burst).step_by(senders) {
-                    user.send_text(&room, &format!("burst{n}"), &format!("burst {n}")).await?;
+                    user.send_text(&room, &format!("{label}{n}"), &format!("{label} {n}")).await?;
                 }
                 BenchResult::Ok(())
             })
@@ -103,38 +138,43 @@ pub async fn appservice(user: &Session, listen: SocketAddr, as_token: &str, ping
     for task in tasks {
         task.await.map_err(|e| e.to_string())??;
     }
-    let all_sent = started.elapsed();
-    let mut last = started;
-    for n in 0..burst {
-        last = last.max(arrival(&received, &format!("burst {n}")).await?);
-    }
-    let delivered = last - started;
-    let received = received.lock().unwrap_or_else(|e| e.into_inner());
-    let transactions = received.transactions - transactions_before;
-    let events = received.events - events_before;
+    Ok(())
+}
 
-    let mut figures = latency_figures("send → appservice", &latencies);
-    figures.extend([
+/// When the last of the messages `<label> 0..burst` arrived.
+async fn last_arrival(received: &Shared, label: &str, burst: usize) -> BenchResult<Instant> {
+    let mut last = None;
+    for n in 0..burst {
+        let at = arrival(received, &format!("{label} {n}")).await?;
+        last = Some(last.map_or(at, |last: Instant| last.max(at)));
+    }
+    last.ok_or_else(|| "nothing was sent".to_owned())
+}
+
+/// How many transactions and events the receiver has taken so far.
+fn transaction_counts(received: &Shared) -> (usize, usize) {
+    let received = received.lock().unwrap_or_else(|e| e.into_inner());
+    (received.transactions, received.events)
+}
+
+/// The delivery rate of `burst` events in `took`, and the events per transaction since `before`.
+fn delivery_figures(received: &Shared, before: (usize, usize), what: &str, burst: usize, took: Duration) -> Vec<Figure> {
+    let (transactions, events) = transaction_counts(received);
+    vec![
         Figure {
-            name: format!("{burst} messages sent (10 senders)"),
-            value: burst as f64 / all_sent.as_secs_f64(),
-            unit: "msg/s",
-        },
-        Figure {
-            name: format!("{burst} messages delivered to the appservice"),
-            value: burst as f64 / delivered.as_secs_f64(),
+            name: format!("{burst} messages {what}: delivered"),
+            value: burst as f64 / took.as_secs_f64(),
             unit: "events/s",
         },
         Figure {
-            name: "first send to last delivery".into(),
-            value: millis(delivered),
+            name: format!("{burst} messages {what}: last delivery after"),
+            value: millis(took),
             unit: "ms",
         },
         Figure {
-            name: "events per transaction in the burst".into(),
-            value: events as f64 / transactions.max(1) as f64,
+            name: format!("{burst} messages {what}: events per transaction"),
+            value: (events - before.1) as f64 / (transactions - before.0).max(1) as f64,
             unit: "events",
         },
-    ]);
-    Ok(figures)
+    ]
 }

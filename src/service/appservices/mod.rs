@@ -3,8 +3,7 @@
 //!
 //! A registration is the standard YAML file (`id`, `url`, `as_token`, `hs_token`,
 //! `sender_localpart`, `namespaces`, `rate_limited`, `protocols`, `receive_ephemeral`, MSC2409's
-//! `de.sorunome.msc2409.push_ephemeral`; MSC3202's `org.matrix.msc3202` is accepted, and every
-//! appservice may act as its users' devices), read from the files the
+//! `de.sorunome.msc2409.push_ephemeral`, MSC3202's `org.matrix.msc3202`), read from the files the
 //! configuration names or registered by `hearth admin appservice register` (kept in the
 //! `appservices` table). Namespace regexes match from the start of an identifier, as Synapse's do.
 //!
@@ -25,7 +24,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use ruma::api::appservice::{Namespace, Registration};
-use ruma::{OwnedEventId, OwnedUserId, RoomAliasId, RoomId, ServerName, UserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedEventId, OwnedUserId, RoomAliasId, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,6 +38,8 @@ struct RegistrationFile {
     registration: Registration,
     #[serde(default, rename = "de.sorunome.msc2409.push_ephemeral")]
     push_ephemeral: bool,
+    #[serde(default, rename = "org.matrix.msc3202")]
+    device_data: bool,
 }
 
 /// Where a registration came from.
@@ -80,6 +81,9 @@ pub struct Appservice {
     /// Whether it gets typing, receipts, presence and to-device messages (`receive_ephemeral`,
     /// or MSC2409's `push_ephemeral`).
     pub receives_ephemeral: bool,
+    /// MSC3202 (`org.matrix.msc3202`): transactions carry device-list changes of the users its
+    /// users share rooms with, and its users' devices' one-time-key counts (encrypted bridges).
+    pub device_data: bool,
     pub source: Source,
     /// The appservice's own user (`sender_localpart`).
     pub sender: OwnedUserId,
@@ -141,6 +145,13 @@ pub enum Queued {
     /// A to-device message for one of its users' devices (MSC2409), with `to_user_id` and
     /// `to_device_id`.
     ToDevice(Value),
+    /// MSC3202: a user its users share a room with changed devices or keys, or newly shares one.
+    DeviceListChanged(OwnedUserId),
+    /// MSC3202: a user no longer shares any room with its users.
+    DeviceListLeft(OwnedUserId),
+    /// MSC3202: one of its users' devices' one-time or fallback keys changed (the counts are
+    /// read when sent).
+    KeyCounts(OwnedUserId, OwnedDeviceId),
 }
 
 /// What decides whether a room event concerns an appservice, read only when needed.
@@ -378,6 +389,37 @@ impl Appservices {
         self.queue(batch, interested, &Queued::ToDevice(message))
     }
 
+    /// The appservices that get device data (MSC3202), if any.
+    pub fn with_device_data(&self) -> Vec<Arc<Appservice>> {
+        self.list().iter().filter(|appservice| appservice.device_data).cloned().collect()
+    }
+
+    /// Queues in `batch` the new key counts of `user`'s `device` for the appservices that claim
+    /// the user and get device data.
+    pub fn queue_key_counts(&self, batch: &mut Batch<'_>, user: &UserId, device: &DeviceId) -> Result<()> {
+        let mut interested = self.with_device_data();
+        interested.retain(|appservice| appservice.claims_user(user));
+        self.queue(batch, interested, &Queued::KeyCounts(user.to_owned(), device.to_owned()))
+    }
+
+    /// Queues in `batch` a device-list change of `user` for the appservices that get device
+    /// data and claim the user or one of the users who share a room with them (`sharing`, read
+    /// only when such an appservice exists).
+    pub fn queue_device_list_change(
+        &self,
+        batch: &mut Batch<'_>,
+        user: &UserId,
+        sharing: impl FnOnce() -> Result<Vec<OwnedUserId>>,
+    ) -> Result<()> {
+        let mut interested = self.with_device_data();
+        if interested.is_empty() {
+            return Ok(());
+        }
+        let sharing = sharing()?;
+        interested.retain(|appservice| appservice.claims_user(user) || sharing.iter().any(|other| appservice.claims_user(other)));
+        self.queue(batch, interested, &Queued::DeviceListChanged(user.to_owned()))
+    }
+
     /// How many rows wait for each appservice.
     pub fn queue_depths(&self) -> Result<HashMap<String, usize>> {
         let mut depths = HashMap::new();
@@ -476,6 +518,7 @@ fn parse(text: &str, server_name: &ServerName, source: Source) -> std::result::R
         aliases: compile(&registration.namespaces.aliases)?,
         rooms: compile(&registration.namespaces.rooms)?,
         receives_ephemeral: registration.receive_ephemeral || file.push_ephemeral,
+        device_data: file.device_data,
         source,
         sender,
         wake: tokio::sync::Notify::new(),

@@ -123,6 +123,32 @@ async fn send(services: &Services, appservice: &Appservice, transaction: &Pendin
             }
             Queued::Ephemeral(event) => request.ephemeral.push(raw(&event)?),
             Queued::ToDevice(message) => request.to_device.push(raw(&message)?),
+            Queued::DeviceListChanged(user) => {
+                request.device_lists.left.retain(|left| *left != user);
+                if !request.device_lists.changed.contains(&user) {
+                    request.device_lists.changed.push(user);
+                }
+            }
+            Queued::DeviceListLeft(user) => {
+                request.device_lists.changed.retain(|changed| *changed != user);
+                if !request.device_lists.left.contains(&user) {
+                    request.device_lists.left.push(user);
+                }
+            }
+            Queued::KeyCounts(user, device) => {
+                let counts = services.keys.one_time_key_counts(&user, &device)?;
+                let fallback = services.keys.unused_fallback_key_types(&user, &device)?;
+                request
+                    .device_one_time_keys_count
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(device.clone(), counts);
+                request
+                    .device_unused_fallback_key_types
+                    .entry(user)
+                    .or_default()
+                    .insert(device, fallback);
+            }
         }
     }
     services

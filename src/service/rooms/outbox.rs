@@ -6,6 +6,7 @@
 //! its outbox in the same batch.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use ruma::events::StateEventType;
 use ruma::events::TimelineEventType;
@@ -18,7 +19,7 @@ use serde_json::Value;
 use super::pdu::Pdu;
 use super::{RoomRecord, Rooms};
 use crate::error::Result;
-use crate::service::appservices::{EventScope, Queued};
+use crate::service::appservices::{Appservice, EventScope, Queued};
 use crate::service::now_ms;
 use crate::store::{Batch, Table, key};
 
@@ -211,7 +212,53 @@ impl Rooms {
         let interested =
             self.appservices
                 .interested_in_event(&scope, || self.joined_members(&pdu.room_id), || self.room_aliases(&pdu.room_id))?;
+        if let Some(target) = &target {
+            self.queue_device_list_membership(batch, pdu, target, &interested)?;
+        }
         self.appservices.queue(batch, interested, &Queued::Event(pdu.event_id.clone()))
+    }
+
+    /// MSC3202: a user who joins a room with an appservice's users newly shares a room with
+    /// them (their devices are of interest); one who leaves the last such room no longer does.
+    fn queue_device_list_membership(
+        &self,
+        batch: &mut Batch<'_>,
+        pdu: &Pdu,
+        target: &UserId,
+        interested: &[Arc<Appservice>],
+    ) -> Result<()> {
+        let concerned: Vec<Arc<Appservice>> = interested
+            .iter()
+            .filter(|appservice| appservice.device_data && !appservice.claims_user(target))
+            .cloned()
+            .collect();
+        if concerned.is_empty() {
+            return Ok(());
+        }
+        let membership = pdu
+            .content_value()
+            .get("membership")
+            .and_then(Value::as_str)
+            .map(MembershipState::from);
+        match membership {
+            Some(MembershipState::Join) => self
+                .appservices
+                .queue(batch, concerned, &Queued::DeviceListChanged(target.to_owned())),
+            Some(MembershipState::Leave | MembershipState::Ban) => {
+                let mut still_sharing = Vec::new();
+                for room_id in self.rooms_of_user(target, &MembershipState::Join)? {
+                    if room_id != pdu.room_id {
+                        still_sharing.extend(self.joined_members(&room_id)?);
+                    }
+                }
+                let gone: Vec<Arc<Appservice>> = concerned
+                    .into_iter()
+                    .filter(|appservice| !still_sharing.iter().any(|user| appservice.claims_user(user)))
+                    .collect();
+                self.appservices.queue(batch, gone, &Queued::DeviceListLeft(target.to_owned()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The users joined to a room (of every server).
