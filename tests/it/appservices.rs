@@ -350,6 +350,32 @@ async fn namespaces_tokens_and_what_only_appservices_may_do() {
         )
         .await;
     assert!(event["origin_server_ts"].as_u64().unwrap() > 1000);
+    // What bridge frameworks send: a state path with a trailing slash (empty state key), and
+    // `?format=event` on a state read.
+    let (status, topic) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/?user_id=%40echo_bob%3Alocalhost"),
+            Some(AS_TOKEN),
+            json!({ "topic": "bridged" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "echo_bob may not set the topic: {topic}");
+    let (status, topic) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"),
+            Some(&alice),
+            json!({ "topic": "bridged" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{topic}");
+    let (_, state) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/?format=event"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(state["content"]["topic"], "bridged");
+    assert_eq!(state["sender"], "@alice:localhost");
     let outside = server
         .get("/_matrix/client/v3/account/whoami?user_id=%40alice%3Alocalhost", Some(AS_TOKEN))
         .await;
