@@ -82,8 +82,8 @@ async fn slow_clients_and_floods_leave_other_users_unaffected() {
     let (_, first) = server.get("/_matrix/client/v3/sync?timeout=0", Some(&alice)).await;
     let since = first["next_batch"].as_str().unwrap().to_owned();
 
-    // Twenty connections trickle their headers, ten their bodies: all are cut off, and Alice
-    // gets Bob's message meanwhile.
+    // Twenty connections trickle their headers, ten their bodies, ten send nothing: all are
+    // cut off, and Alice gets Bob's message meanwhile.
     let mut trickling = Vec::new();
     for _ in 0..20 {
         trickling.push(trickle(&server, "GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nX-Slow: ").await);
@@ -91,6 +91,19 @@ async fn slow_clients_and_floods_leave_other_users_unaffected() {
     for _ in 0..10 {
         let head = "POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
         trickling.push(trickle(&server, head).await);
+    }
+    // Ten connections send nothing at all: they are closed too.
+    let address = server.base_url.trim_start_matches("http://").to_owned();
+    for _ in 0..10 {
+        let address = address.clone();
+        trickling.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut stream = TcpStream::connect(&address).await.unwrap();
+            let mut buffer = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buffer)).await;
+            assert!(matches!(read, Ok(Ok(0) | Err(_))), "a silent connection was kept: {read:?}");
+            started.elapsed()
+        }));
     }
     let since = delivered(&server, &alice, &bob, &room, &since, "while they trickle").await;
     for connection in trickling {
