@@ -45,6 +45,7 @@ impl Pushers {
     pub fn new(store: Store) -> Result<Pushers> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(super::federation::POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| Error::Internal(format!("push client: {e}")))?;
         Ok(Pushers { store, http })

@@ -198,6 +198,7 @@ impl Appservices {
         }
         let http = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
+            .pool_idle_timeout(crate::service::federation::POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| Error::Internal(format!("appservice client: {e}")))?;
         Ok(Appservices {

@@ -40,6 +40,11 @@ use crate::store::Store;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to another server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle pooled connection is reused: below the 10 s after which Hearth (its
+/// `limits.header_read_timeout`) and other servers close idle keep-alive connections, so a
+/// request is never written into a connection the other side is closing at that moment (it
+/// would fail as "connection closed before message completed").
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// This server's side of federation.
 pub struct Federation {
@@ -82,6 +87,7 @@ impl Federation {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true)
             .user_agent(concat!("Hearth/", env!("CARGO_PKG_VERSION")))
             .build()
