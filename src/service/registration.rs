@@ -258,11 +258,22 @@ impl Services {
             return self.accounts.is_empty();
         }
         let list = self.appservices.list();
-        Ok(self
-            .accounts
-            .list()?
-            .iter()
-            .all(|(user_id, _)| list.iter().any(|appservice| appservice.claims_user(user_id))))
+        let claimed = |row: &[u8]| {
+            UserId::parse(String::from_utf8_lossy(row).as_ref())
+                .is_ok_and(|user_id| list.iter().any(|appservice| appservice.claims_user(&user_id)))
+        };
+        // Pages of user IDs until one that no appservice claims: usually in the first page.
+        let mut start = Vec::new();
+        loop {
+            let page = self.store.range(Table::Users, &[], &start, true, 100)?;
+            if page.iter().any(|(row, _)| !claimed(row)) {
+                return Ok(false);
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == 100 => start = [last.as_slice(), &[0]].concat(),
+                _ => return Ok(true),
+            }
+        }
     }
 
     /// Logs a user of an appservice's namespace in on a device, for the appservice.
