@@ -123,7 +123,7 @@ impl Services {
             openid: openid::OpenId::new(store.clone()),
             uia: uia::Uia::default(),
             profiles: profiles.clone(),
-            push: push::Push::new(store.clone(), account_data.clone()),
+            push: push::Push::new(store.clone(), account_data.clone(), appservices.clone()),
             pushers: pushers::Pushers::new(store.clone())?,
             account_data,
             typing: typing::Typing::new(store.clone(), stream.clone()),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::account_data::AccountData;
+use super::appservices::{Appservice, Appservices};
 use super::now_ms;
 use super::pushers::PushMessage;
 use super::rooms::Rooms;
@@ -41,9 +42,13 @@ pub struct NotificationRecord {
 /// What evaluating a room's events needs of its state, for one state of the room.
 struct RoomContext {
     state: StateHash,
+    /// The appservice registrations it was read with.
+    registered: Arc<Vec<Arc<Appservice>>>,
     /// Joined members, of any server.
     member_count: UInt,
-    /// This server's joined members, with the display names of their member events.
+    /// This server's joined members, with the display names of their member events; not the
+    /// users of an appservice's exclusive namespace (a bridge's puppets get no notifications,
+    /// as with Synapse).
     members: Vec<(OwnedUserId, String)>,
     power_levels: PushConditionPowerLevelsCtx,
 }
@@ -52,6 +57,7 @@ struct RoomContext {
 pub struct Push {
     pub(super) store: Store,
     account_data: Arc<AccountData>,
+    appservices: Arc<Appservices>,
     /// Parsed rules by user, with the stored JSON they came from (empty for the defaults):
     /// every message is evaluated against every member's rules.
     parsed: Mutex<HashMap<OwnedUserId, (String, Arc<Ruleset>)>>,
@@ -60,10 +66,11 @@ pub struct Push {
 }
 
 impl Push {
-    pub fn new(store: Store, account_data: Arc<AccountData>) -> Push {
+    pub fn new(store: Store, account_data: Arc<AccountData>, appservices: Arc<Appservices>) -> Push {
         Push {
             store,
             account_data,
+            appservices,
             parsed: Mutex::new(HashMap::new()),
             room_contexts: Mutex::new(HashMap::new()),
         }
@@ -178,8 +185,10 @@ impl Push {
     /// the state changed (messages share the state of the event before them).
     fn room_context(&self, rooms: &Rooms, room_id: &RoomId) -> Result<Arc<RoomContext>> {
         let record = rooms.room(room_id)?;
+        let registered = self.appservices.list();
         if let Some(cached) = self.room_contexts.lock().unwrap_or_else(|e| e.into_inner()).get(room_id)
             && cached.state == record.state
+            && Arc::ptr_eq(&cached.registered, &registered)
         {
             return Ok(cached.clone());
         }
@@ -192,7 +201,7 @@ impl Push {
             }
             joined += 1;
             let Ok(user) = UserId::parse(member) else { continue };
-            if user.server_name() != rooms.server_name() {
+            if user.server_name() != rooms.server_name() || registered.iter().any(|appservice| appservice.claims_user_exclusively(&user)) {
                 continue;
             }
             let display_name = content
@@ -204,6 +213,7 @@ impl Push {
         }
         let context = Arc::new(RoomContext {
             state: record.state,
+            registered,
             member_count: UInt::new(joined).unwrap_or_default(),
             members,
             power_levels,

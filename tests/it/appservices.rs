@@ -252,6 +252,13 @@ async fn the_echo_bridge_answers_as_puppets_and_catches_up_on_what_it_missed() {
         })
         .await;
 
+    // The bridge's puppets get no notifications (as with Synapse): they are the bridge's.
+    let (status, notifications) = server
+        .get("/_matrix/client/v3/notifications?user_id=%40echo_alice%3Alocalhost", Some(AS_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{notifications}");
+    assert_eq!(notifications["notifications"].as_array().unwrap().len(), 0, "{notifications}");
+
     // Listed, with what waits for it.
     let (_, listed) = server.admin(&["appservice", "list"]);
     assert_eq!(listed["details"][0]["id"], "echo");

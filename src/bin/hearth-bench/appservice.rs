@@ -3,7 +3,8 @@
 //! `scripts/bench-appservice`), its bot joins a room, and a user's messages are timed from the
 //! send to the transaction that carries them: one at a time for latency, then a burst from
 //! 10 senders for the delivery rate and how many events each transaction carried, and a
-//! backlog sent while the appservice is down, drained once it is back.
+//! backlog sent while the appservice is down, drained once it is back. `--members` fills the
+//! room with that many of the appservice's puppets first (a big bridged room).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,7 +66,14 @@ async fn arrival(received: &Shared, body: &str) -> BenchResult<Instant> {
     }
 }
 
-pub async fn appservice(user: &Session, listen: SocketAddr, as_token: &str, pings: usize, burst: usize) -> BenchResult<Vec<Figure>> {
+pub async fn appservice(
+    user: &Session,
+    listen: SocketAddr,
+    as_token: &str,
+    pings: usize,
+    burst: usize,
+    members: usize,
+) -> BenchResult<Vec<Figure>> {
     let received: Shared = Arc::default();
     let app = Router::new()
         .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
@@ -83,6 +91,22 @@ pub async fn appservice(user: &Session, listen: SocketAddr, as_token: &str, ping
     };
     bot.json(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{room}"), json!({}))
         .await?;
+    // More members: puppets the appservice registers (no password to hash) and joins.
+    let whoami = bot
+        .json(reqwest::Method::GET, "/_matrix/client/v3/account/whoami", Value::Null)
+        .await?;
+    let server_name = whoami["user_id"]
+        .as_str()
+        .and_then(|id| id.split_once(':'))
+        .map(|(_, server)| server.to_owned());
+    let server_name = server_name.ok_or("whoami answered no user ID")?;
+    for n in 0..members {
+        let name = format!("benchbot_{n}");
+        let registration = json!({ "type": "m.login.application_service", "username": name, "inhibit_login": true });
+        bot.json(reqwest::Method::POST, "/_matrix/client/v3/register", registration).await?;
+        let join = format!("/_matrix/client/v3/join/{room}?user_id=%40{name}%3A{server_name}");
+        bot.json(reqwest::Method::POST, &join, json!({})).await?;
+    }
 
     let mut latencies = Vec::with_capacity(pings);
     for n in 0..pings {

@@ -164,6 +164,9 @@ enum Workload {
         /// How many messages the burst sends.
         #[arg(long, default_value_t = 5000)]
         burst: usize,
+        /// Puppets of the appservice joined to the room before the measurements.
+        #[arg(long, default_value_t = 0)]
+        members: usize,
     },
     /// A whole community at once: many users polling, some sending, receipts (best with --pid).
     Community {
@@ -316,7 +319,8 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             ref as_token,
             pings,
             burst,
-        } => appservice::appservice(&register(cli).await?, listen, as_token, pings, burst).await,
+            members,
+        } => appservice::appservice(&register(cli).await?, listen, as_token, pings, burst, members).await,
         Workload::Populate { users, rooms, messages } => populate::populate(cli, users, rooms, messages).await,
         Workload::Federation {
             ref peer,

@@ -19,7 +19,7 @@ pub mod sender;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use regex::Regex;
@@ -162,6 +162,14 @@ pub struct EventScope<'a> {
     pub target: Option<&'a UserId>,
 }
 
+/// Which appservices have a user joined to a room, as of a room state.
+struct JoinedUsers {
+    state: u64,
+    /// The registrations it was computed for.
+    registered: Arc<Vec<Arc<Appservice>>>,
+    appservices: Arc<Vec<String>>,
+}
+
 /// The registered appservices and their outboxes.
 pub struct Appservices {
     store: Store,
@@ -170,6 +178,8 @@ pub struct Appservices {
     numbers: Counter,
     /// Woken when an appservice is registered or unregistered.
     pub changed: tokio::sync::Notify,
+    /// Per room, which appservices have a user joined there (see `interested_in_event`).
+    joined_users: Mutex<HashMap<ruma::OwnedRoomId, JoinedUsers>>,
     http: reqwest::Client,
 }
 
@@ -207,6 +217,7 @@ impl Appservices {
             registered: RwLock::new(Arc::new(list)),
             numbers: Counter::open(store, "appservice_outbox")?,
             changed: tokio::sync::Notify::new(),
+            joined_users: Mutex::new(HashMap::new()),
             http,
         })
     }
@@ -297,10 +308,13 @@ impl Appservices {
     }
 
     /// The appservices a room event concerns. `members` (the room's joined users) and `aliases`
-    /// are read only when the cheaper checks leave an appservice undecided.
+    /// are read only when the cheaper checks leave an appservice undecided; which appservices
+    /// have a joined user is kept per room for its state before the event (`state`), so the
+    /// messages of a room whose members did not change read no members.
     pub fn interested_in_event(
         &self,
         scope: &EventScope<'_>,
+        state: Option<u64>,
         members: impl FnOnce() -> Result<Vec<OwnedUserId>>,
         aliases: impl FnOnce() -> Result<Vec<ruma::OwnedRoomAliasId>>,
     ) -> Result<Vec<Arc<Appservice>>> {
@@ -313,10 +327,10 @@ impl Appservices {
         if undecided.is_empty() {
             return Ok(interested);
         }
-        let members = members()?;
+        let with_members = self.with_joined_users(scope.room_id, state, &list, members)?;
         let (by_member, undecided): (Vec<_>, Vec<_>) = undecided
             .into_iter()
-            .partition(|appservice| members.iter().any(|member| appservice.claims_user(member)));
+            .partition(|appservice| with_members.iter().any(|id| id == appservice.id()));
         interested.extend(by_member);
         if undecided.iter().any(|appservice| !appservice.aliases.is_empty()) {
             let aliases = aliases()?;
@@ -327,6 +341,42 @@ impl Appservices {
             );
         }
         Ok(interested)
+    }
+
+    /// The IDs of the appservices of `list` with a user joined to a room, from the cache when
+    /// it holds them for this room state and these registrations.
+    fn with_joined_users(
+        &self,
+        room_id: &RoomId,
+        state: Option<u64>,
+        list: &Arc<Vec<Arc<Appservice>>>,
+        members: impl FnOnce() -> Result<Vec<OwnedUserId>>,
+    ) -> Result<Arc<Vec<String>>> {
+        let mut cache = self.joined_users.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(state), Some(known)) = (state, cache.get(room_id))
+            && known.state == state
+            && Arc::ptr_eq(&known.registered, list)
+        {
+            return Ok(known.appservices.clone());
+        }
+        drop(cache);
+        let members = members()?;
+        let appservices: Arc<Vec<String>> = Arc::new(
+            list.iter()
+                .filter(|appservice| members.iter().any(|member| appservice.claims_user(member)))
+                .map(|appservice| appservice.id().to_owned())
+                .collect(),
+        );
+        if let Some(state) = state {
+            cache = self.joined_users.lock().unwrap_or_else(|e| e.into_inner());
+            let known = JoinedUsers {
+                state,
+                registered: list.clone(),
+                appservices: appservices.clone(),
+            };
+            cache.insert(room_id.to_owned(), known);
+        }
+        Ok(appservices)
     }
 
     /// Queues `item` in `batch` for each of `appservices`; their senders are woken once the

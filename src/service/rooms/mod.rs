@@ -670,7 +670,7 @@ impl Rooms {
         room.depth = room.depth.max(u64::from(pdu.depth));
 
         self.queue_outgoing(batch, room, pdu, forward_to, stream)?;
-        self.queue_for_appservices(batch, pdu)?;
+        self.queue_for_appservices(batch, pdu, state_before)?;
 
         let room_id = pdu.room_id.as_bytes();
         if pdu.kind == TimelineEventType::RoomMember

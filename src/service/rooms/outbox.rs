@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::pdu::Pdu;
+use super::state::StateHash;
 use super::{RoomRecord, Rooms};
 use crate::error::Result;
 use crate::service::appservices::{Appservice, EventScope, Queued};
@@ -196,7 +197,8 @@ impl Rooms {
     }
 
     /// Queues an event in `batch` for the appservices it concerns.
-    pub(super) fn queue_for_appservices(&self, batch: &mut Batch<'_>, pdu: &Pdu) -> Result<()> {
+    /// `state_before` is the room's state before the event (`None` for the create event).
+    pub(super) fn queue_for_appservices(&self, batch: &mut Batch<'_>, pdu: &Pdu, state_before: Option<StateHash>) -> Result<()> {
         if self.appservices.is_empty() {
             return Ok(());
         }
@@ -209,9 +211,12 @@ impl Rooms {
             sender: &pdu.sender,
             target: target.as_deref(),
         };
-        let interested =
-            self.appservices
-                .interested_in_event(&scope, || self.joined_members(&pdu.room_id), || self.room_aliases(&pdu.room_id))?;
+        let interested = self.appservices.interested_in_event(
+            &scope,
+            state_before,
+            || self.joined_members(&pdu.room_id),
+            || self.room_aliases(&pdu.room_id),
+        )?;
         if let Some(target) = &target {
             self.queue_device_list_membership(batch, pdu, target, &interested)?;
         }
