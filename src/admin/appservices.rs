@@ -68,7 +68,7 @@ pub async fn execute_appservice(services: &Services, command: AppserviceCommand)
                         "url": registration.url,
                         "sender": appservice.sender,
                         "namespaces": registration.namespaces,
-                        "rate_limited": appservice.rate_limited(),
+                        "rate_limited": registration.rate_limited == Some(true),
                         "protocols": appservice.protocols(),
                         "receives_ephemeral": appservice.receives_ephemeral,
                         "registered_by": source,

@@ -95,10 +95,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the server's rate limits apply (not to an appservice registered with
-    /// `rate_limited: false`).
+    /// Whether the server's rate limits apply: to users, and to an appservice's users only when
+    /// its registration asks (`rate_limited: true`).
     pub fn rate_limited(&self) -> bool {
-        self.appservice.as_ref().is_none_or(|appservice| appservice.rate_limited())
+        self.appservice
+            .as_ref()
+            .is_none_or(|appservice| appservice.rate_limits(&self.user_id))
     }
 }
 

@@ -144,6 +144,22 @@ async fn slow_clients_and_floods_leave_other_users_unaffected() {
     }
     let (status, _) = server.get("/_matrix/client/v3/sync?timeout=0", Some(&alice)).await;
     assert_eq!(status.as_u16(), 200, "the cap counts waiting polls only");
+
+    // An appservice (a bridge relaying a busy channel) is not limited unless its registration
+    // says `rate_limited: true`.
+    let registration = server.dir.path().join("bridge.yaml");
+    let yaml = "id: relay\nurl: null\nas_token: relay-as\nhs_token: relay-hs\nsender_localpart: relay\nnamespaces: {}\n";
+    std::fs::write(&registration, yaml).unwrap();
+    let (output, _) = server.admin(&["appservice", "register", registration.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    server.join("relay-as", &room).await;
+    for i in 0..20 {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/relay{i}");
+        let (status, answer) = server
+            .put(&path, Some("relay-as"), json!({ "msgtype": "m.text", "body": "relayed" }))
+            .await;
+        assert_eq!(status.as_u16(), 200, "{answer}");
+    }
 }
 
 #[tokio::test]

@@ -123,9 +123,11 @@ impl Appservice {
         Claim::any(&self.rooms, room_id.as_str(), false)
     }
 
-    /// Whether the server's rate limits apply to it (`rate_limited`, true unless set false).
-    pub fn rate_limited(&self) -> bool {
-        self.registration.rate_limited.unwrap_or(true)
+    /// Whether the server's rate limits apply to the users it acts as: only when its
+    /// registration says `rate_limited: true` (appservices are not limited by default), and
+    /// never to its own user (the spec excludes the sender).
+    pub fn rate_limits(&self, user: &UserId) -> bool {
+        self.registration.rate_limited == Some(true) && user != self.sender
     }
 
     /// The protocols it bridges (`protocols`).
