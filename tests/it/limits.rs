@@ -160,6 +160,9 @@ async fn slow_clients_and_floods_leave_other_users_unaffected() {
             .await;
         assert_eq!(status.as_u16(), 200, "{answer}");
     }
+    // Without a url it is pushed nothing: nothing waits for it.
+    let (_, listed) = server.admin(&["appservice", "list"]);
+    assert_eq!(listed["details"][0]["queued"], 0, "{listed}");
 }
 
 #[tokio::test]

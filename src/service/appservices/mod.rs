@@ -383,7 +383,9 @@ impl Appservices {
 
     /// Queues `item` in `batch` for each of `appservices`; their senders are woken once the
     /// batch is committed.
-    pub fn queue(&self, batch: &mut Batch<'_>, appservices: Vec<Arc<Appservice>>, item: &Queued) -> Result<()> {
+    /// One without a `url` (it only sends requests) gets nothing queued.
+    pub fn queue(&self, batch: &mut Batch<'_>, mut appservices: Vec<Arc<Appservice>>, item: &Queued) -> Result<()> {
+        appservices.retain(|appservice| appservice.registration.url.is_some());
         if appservices.is_empty() {
             return Ok(());
         }
