@@ -238,6 +238,11 @@ impl Appservices {
         self.list().iter().any(|appservice| appservice.receives_ephemeral)
     }
 
+    /// The registered appservices `wanted` picks.
+    pub fn matching(&self, wanted: impl Fn(&Appservice) -> bool) -> Vec<Arc<Appservice>> {
+        self.list().iter().filter(|appservice| wanted(appservice)).cloned().collect()
+    }
+
     /// The appservice an `as_token` belongs to.
     pub fn by_token(&self, token: &str) -> Option<Arc<Appservice>> {
         use subtle::ConstantTimeEq;
@@ -416,25 +421,32 @@ impl Appservices {
         Ok(())
     }
 
-    /// The appservices that get ephemeral events of a room whose joined members are `members`.
-    pub fn ephemeral_for_room(&self, room_id: &RoomId, members: &[OwnedUserId]) -> Vec<Arc<Appservice>> {
-        self.list()
+    /// The appservices that get a room's ephemeral events: those asking for them that claim the
+    /// room or have a user joined to it (as of room state `state`, from the cache when it holds
+    /// that state; `members` is read otherwise).
+    pub fn ephemeral_for_room(
+        &self,
+        room_id: &RoomId,
+        state: u64,
+        members: impl FnOnce() -> Result<Vec<OwnedUserId>>,
+    ) -> Result<Vec<Arc<Appservice>>> {
+        let list = self.list();
+        if !list.iter().any(|appservice| appservice.receives_ephemeral) {
+            return Ok(Vec::new());
+        }
+        let with_members = self.with_joined_users(room_id, Some(state), &list, members)?;
+        let joined = |appservice: &Appservice| with_members.iter().any(|id| id == appservice.id());
+        Ok(list
             .iter()
-            .filter(|appservice| appservice.receives_ephemeral)
-            .filter(|appservice| appservice.claims_room(room_id) || members.iter().any(|member| appservice.claims_user(member)))
+            .filter(|appservice| appservice.receives_ephemeral && (appservice.claims_room(room_id) || joined(appservice)))
             .cloned()
-            .collect()
+            .collect())
     }
 
     /// Queues in `batch` a to-device message for `user`'s `device` for the appservices that
     /// claim the user and get ephemeral events (MSC2409).
     pub fn queue_to_device(&self, batch: &mut Batch<'_>, user: &UserId, device: &ruma::DeviceId, message: &Value) -> Result<()> {
-        let interested: Vec<Arc<Appservice>> = self
-            .list()
-            .iter()
-            .filter(|appservice| appservice.receives_ephemeral && appservice.claims_user(user))
-            .cloned()
-            .collect();
+        let interested = self.matching(|appservice| appservice.receives_ephemeral && appservice.claims_user(user));
         if interested.is_empty() {
             return Ok(());
         }
@@ -444,16 +456,10 @@ impl Appservices {
         self.queue(batch, interested, &Queued::ToDevice(message))
     }
 
-    /// The appservices that get device data (MSC3202), if any.
-    pub fn with_device_data(&self) -> Vec<Arc<Appservice>> {
-        self.list().iter().filter(|appservice| appservice.device_data).cloned().collect()
-    }
-
     /// Queues in `batch` the new key counts of `user`'s `device` for the appservices that claim
     /// the user and get device data.
     pub fn queue_key_counts(&self, batch: &mut Batch<'_>, user: &UserId, device: &DeviceId) -> Result<()> {
-        let mut interested = self.with_device_data();
-        interested.retain(|appservice| appservice.claims_user(user));
+        let interested = self.matching(|appservice| appservice.device_data && appservice.claims_user(user));
         self.queue(batch, interested, &Queued::KeyCounts(user.to_owned(), device.to_owned()))
     }
 
@@ -466,7 +472,7 @@ impl Appservices {
         user: &UserId,
         sharing: impl FnOnce() -> Result<Vec<OwnedUserId>>,
     ) -> Result<()> {
-        let mut interested = self.with_device_data();
+        let mut interested = self.matching(|appservice| appservice.device_data);
         if interested.is_empty() {
             return Ok(());
         }
@@ -656,13 +662,9 @@ impl crate::service::Services {
         if !self.appservices.any_ephemeral() {
             return Ok(());
         }
-        let mut interested: Vec<Arc<Appservice>> = self
+        let mut interested = self
             .appservices
-            .list()
-            .iter()
-            .filter(|appservice| appservice.receives_ephemeral && appservice.claims_user(user))
-            .cloned()
-            .collect();
+            .matching(|appservice| appservice.receives_ephemeral && appservice.claims_user(user));
         for room_id in self.rooms.rooms_of_user(user, &ruma::events::room::member::MembershipState::Join)? {
             for appservice in self.appservices_for_room_ephemeral(&room_id)? {
                 if !interested.iter().any(|known| Arc::ptr_eq(known, &appservice)) {
@@ -678,6 +680,8 @@ impl crate::service::Services {
         if !self.appservices.any_ephemeral() {
             return Ok(Vec::new());
         }
-        Ok(self.appservices.ephemeral_for_room(room_id, &self.rooms.joined_members(room_id)?))
+        let state = self.rooms.room(room_id)?.state;
+        self.appservices
+            .ephemeral_for_room(room_id, state, || self.rooms.joined_members(room_id))
     }
 }

@@ -20,7 +20,9 @@ use crate::store::{Row, Table, prefix};
 
 /// The most rows one transaction carries.
 const MAX_ROWS: usize = 100;
-/// The longest wait between two attempts.
+/// The first wait after a failed attempt, doubled after each further one...
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// ... up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Runs a sender per registered appservice until aborted, following registrations.
@@ -47,39 +49,28 @@ pub async fn run(services: Arc<Services>) {
 
 /// Sends one appservice's outbox, for ever.
 async fn deliver(services: Arc<Services>, appservice: Arc<Appservice>) {
-    let mut failures = 0u32;
-    let mut pending: Option<Pending> = None;
     loop {
-        if pending.is_none() {
-            match next_transaction(&services, &appservice) {
-                Ok(Some(next)) => pending = Some(next),
-                Ok(None) => {
-                    appservice.wake.notified().await;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::error!(appservice = appservice.id(), %error, "reading an appservice's outbox failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(transaction) = &pending else { continue };
-        match send(&services, &appservice, transaction).await {
-            Ok(()) => {
-                failures = 0;
-                pending = None;
-            }
+        match next_transaction(&services, &appservice) {
+            Ok(Some(transaction)) => send_until_taken(&services, &appservice, &transaction).await,
+            Ok(None) => appservice.wake.notified().await,
             Err(error) => {
-                failures += 1;
-                let backoff = Duration::from_secs(1u64 << (failures - 1).min(9)).min(MAX_BACKOFF);
-                tracing::warn!(appservice = appservice.id(), %error, retry_in = ?backoff, "a transaction to an appservice failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = appservice.alive.notified() => {}
-                }
+                tracing::error!(appservice = appservice.id(), %error, "reading an appservice's outbox failed");
+                tokio::time::sleep(FIRST_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Sends `transaction` until the appservice takes it, backing off between attempts.
+async fn send_until_taken(services: &Services, appservice: &Appservice, transaction: &Pending) {
+    let mut backoff = FIRST_BACKOFF;
+    while let Err(error) = send(services, appservice, transaction).await {
+        tracing::warn!(appservice = appservice.id(), %error, retry_in = ?backoff, "a transaction to an appservice failed");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = appservice.alive.notified() => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -65,7 +65,10 @@ impl Rooms {
             self.queue_edu(&mut batch, &destinations, &json!({ "edu_type": "m.receipt", "content": content }))?;
         }
         if receipt_type != PRIVATE_READ && self.appservices.any_ephemeral() {
-            let interested = self.appservices.ephemeral_for_room(room_id, &self.joined_members(room_id)?);
+            let state = self.room(room_id)?.state;
+            let interested = self
+                .appservices
+                .ephemeral_for_room(room_id, state, || self.joined_members(room_id))?;
             let content = json!({ event_id.as_str(): { receipt_type: { user.as_str(): data } } });
             let event = json!({ "type": "m.receipt", "room_id": room_id, "content": content });
             self.appservices.queue(&mut batch, interested, &Queued::Ephemeral(event))?;
