@@ -644,11 +644,7 @@ impl Keys {
     fn audience(&self, rooms: &Rooms, user: &UserId) -> Result<Vec<OwnedUserId>> {
         let mut audience = BTreeSet::from([user.to_owned()]);
         for room_id in rooms.rooms_of_user(user, &MembershipState::Join)? {
-            for (member, membership) in rooms.members(&room_id)? {
-                if membership == MembershipState::Join {
-                    audience.insert(member);
-                }
-            }
+            audience.extend(rooms.joined_members(&room_id)?);
         }
         Ok(audience.into_iter().collect())
     }

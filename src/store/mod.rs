@@ -44,7 +44,7 @@
 //! | `account_data_changes` | user ID ‖ stream position (u64, BE) | the `account_data` key that changed |
 //! | `notifications`       | user ID ‖ stream position (u64, BE) | `service::push::NotificationRecord` |
 //! | `room_notifications`  | user ID ‖ room ID ‖ stream position of the recording (u64, BE) | 1 byte: highlight, the event's stream position (u64, BE), then the thread root's event ID if in a thread (for unread counts; older rows lack the position and are keyed by it) |
-//! | `unread_snapshots`    | user ID ‖ room ID                 | `service::push::UnreadSnapshot`: the counts up to a position, and the read positions they assume |
+//! | `unread_snapshots`    | user ID ‖ room ID                 | `service::unread::UnreadSnapshot`: the counts up to a position, and the read positions they assume |
 //! | `pushers`             | user ID ‖ app ID ‖ pushkey         | ruma's `Pusher`                     |
 //! | `to_device`           | user ID ‖ device ID ‖ stream position (u64, BE) index (u32, BE) | the message: `{type, sender, content}` |
 //! | `to_device_transactions` | sender ‖ device ID ‖ transaction ID | empty: the transaction was sent   |

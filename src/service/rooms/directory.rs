@@ -248,11 +248,7 @@ impl Rooms {
                 .state_content(&state, &kind, "")?
                 .and_then(|content| content.get(name).cloned()))
         };
-        let joined = self
-            .members(room_id)?
-            .iter()
-            .filter(|(_, membership)| *membership == MembershipState::Join)
-            .count();
+        let joined = self.joined_members(room_id)?.len();
         let mut summary = json!({
             "room_id": room_id,
             "num_joined_members": joined,

@@ -369,6 +369,16 @@ impl Rooms {
             .collect())
     }
 
+    /// The users joined to a room (of every server).
+    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
+        Ok(self
+            .members(room_id)?
+            .into_iter()
+            .filter(|(_, membership)| *membership == MembershipState::Join)
+            .map(|(user, _)| user)
+            .collect())
+    }
+
     /// The users an event in the room concerns: its members, invitees and knockers, and who
     /// peeks into it.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {

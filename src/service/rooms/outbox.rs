@@ -12,7 +12,7 @@ use ruma::events::StateEventType;
 use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::server_acl::RoomServerAclEventContent;
-use ruma::{OwnedServerName, OwnedUserId, RoomId, ServerName, UserId};
+use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -264,15 +264,5 @@ impl Rooms {
             }
             _ => Ok(()),
         }
-    }
-
-    /// The users joined to a room (of every server).
-    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        Ok(self
-            .members(room_id)?
-            .into_iter()
-            .filter(|(_, membership)| *membership == MembershipState::Join)
-            .map(|(user, _)| user)
-            .collect())
     }
 }
