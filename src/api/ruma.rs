@@ -219,7 +219,7 @@ pub fn appservice_timestamp(session: &Session, ts: Option<ruma::MilliSecondsSinc
 }
 
 /// The device an appservice acts with when it names none.
-pub const APPSERVICE_DEVICE: &str = "APPSERVICE";
+const APPSERVICE_DEVICE: &str = "APPSERVICE";
 
 /// The session of a request with an appservice's `as_token`: its own user, or the user of its
 /// namespace `?user_id=` names (not yet registered only for `/register`), with the device

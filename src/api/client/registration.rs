@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use ruma::OwnedUserId;
 use ruma::api::client::account::{
     check_registration_token_validity, get_username_availability, register, request_registration_token_via_email,
 };
 use ruma::api::client::uiaa::AuthType;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
-use ruma::OwnedUserId;
-
 use crate::config::RegistrationMode;
 use crate::error::{Error, Result};
 use crate::service::Services;

@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::routing::put;
 use serde_json::{Value, json};
 
-use super::{BenchResult, Figure, Session, latency_figures, millis};
+use super::{BenchResult, Figure, Session, from_senders, latency_figures, millis};
 
 /// What the receiver saw: when each message body arrived, and the transactions' sizes.
 #[derive(Default)]
@@ -147,22 +147,10 @@ pub async fn appservice(
 
 /// Sends `burst` messages `<label> N` from 10 concurrent senders.
 async fn send_burst(user: &Session, room: &str, label: &'static str, burst: usize) -> BenchResult<()> {
-    let senders = 10;
-    let tasks: Vec<_> = (0..senders)
-        .map(|sender| {
-            let (user, room) = (user.clone(), room.to_owned());
-            tokio::spawn(async move {
-                for n in (sender..burst).step_by(senders) {
-                    user.send_text(&room, &format!("{label}{n}"), &format!("{label} {n}")).await?;
-                }
-                BenchResult::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(())
+    from_senders(10, burst, |n| async move {
+        user.send_text(room, &format!("{label}{n}"), &format!("{label} {n}")).await
+    })
+    .await
 }
 
 /// When the last of the messages `<label> 0..burst` arrived.

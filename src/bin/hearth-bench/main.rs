@@ -468,6 +468,29 @@ fn own_cpu_time() -> Option<Duration> {
     Some(Duration::from_nanos(nanos))
 }
 
+/// Runs rounds `0..count` from `senders` loops at once: loop `s` runs rounds `s`,
+/// `s + senders`, … one after another.
+async fn from_senders<T, F, Fut>(senders: usize, count: usize, round: F) -> BenchResult<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = BenchResult<T>>,
+{
+    use futures_util::StreamExt;
+    let round = &round;
+    futures_util::stream::iter(0..senders)
+        .map(|sender| async move {
+            for n in (sender..count).step_by(senders) {
+                round(n).await?;
+            }
+            BenchResult::Ok(())
+        })
+        .buffer_unordered(senders)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Times `count` rounds of a request; returns the sorted durations and each round's result.
 async fn timed<T, F, Fut>(count: usize, round: F) -> BenchResult<(Vec<Duration>, Vec<T>)>
 where

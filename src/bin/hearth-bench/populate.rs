@@ -5,10 +5,8 @@
 
 use std::time::Instant;
 
-use futures_util::StreamExt;
-
 use super::community::in_parallel;
-use super::{BenchResult, Cli, Figure, Session, register};
+use super::{BenchResult, Cli, Figure, Session, from_senders, register};
 
 /// Concurrent senders.
 const SENDERS: usize = 20;
@@ -38,25 +36,15 @@ pub async fn populate(cli: &Cli, users: usize, rooms: usize, messages: usize) ->
     let setup = started.elapsed();
 
     let started = Instant::now();
-    let sent = futures_util::stream::iter(0..SENDERS)
-        .map(|sender| {
-            let (creators, room_ids) = (&creators, &room_ids);
-            async move {
-                let mut count = 0usize;
-                for n in (sender..messages).step_by(SENDERS) {
-                    let room = n % room_ids.len();
-                    let body = format!("message {n} of the populated store");
-                    creators[room].send_text(&room_ids[room], &format!("p{n}"), &body).await?;
-                    count += 1;
-                }
-                BenchResult::Ok(count)
-            }
-        })
-        .buffer_unordered(SENDERS)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .sum::<BenchResult<usize>>()?;
+    from_senders(SENDERS, messages, |n| {
+        let room = n % room_ids.len();
+        let (creator, room_id) = (&creators[room], &room_ids[room]);
+        async move {
+            let body = format!("message {n} of the populated store");
+            creator.send_text(room_id, &format!("p{n}"), &body).await
+        }
+    })
+    .await?;
     let sending = started.elapsed();
     Ok(vec![
         Figure {
@@ -65,8 +53,8 @@ pub async fn populate(cli: &Cli, users: usize, rooms: usize, messages: usize) ->
             unit: "s",
         },
         Figure {
-            name: format!("{sent} messages sent by {SENDERS} senders"),
-            value: sent as f64 / sending.as_secs_f64(),
+            name: format!("{messages} messages sent by {SENDERS} senders"),
+            value: messages as f64 / sending.as_secs_f64(),
             unit: "messages/s",
         },
     ])
