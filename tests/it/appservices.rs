@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, assert_error, free_port, message_bodies};
+use crate::federation::eventually;
 
 const AS_TOKEN: &str = "as-secret-echo";
 const HS_TOKEN: &str = "hs-secret-echo";
@@ -157,17 +158,13 @@ async fn invite_the_bot(server: &TestServer, token: &str, room: &str) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{invited}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("the bridge's bot joining", async || {
         let (_, members) = server
             .get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(token))
             .await;
-        if members["joined"].get("@echobot:localhost").is_some() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the bridge's bot never joined: {members}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        members["joined"].get("@echobot:localhost").is_some()
+    })
+    .await;
 }
 
 /// A server with the echo bridge registered through `hearth admin` and running.
