@@ -41,6 +41,14 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// A request that got no (whole) answer.
+fn unreachable(error: reqwest::Error) -> CallError {
+    CallError::Unreachable {
+        timed_out: error.is_timeout(),
+        reason: error.to_string(),
+    }
+}
+
 /// Whether an appservice that did not answer a query means "no" (404) rather than a failure.
 fn not_found(error: &CallError) -> bool {
     matches!(error, CallError::Status { status: 404, .. })
@@ -58,15 +66,9 @@ impl Appservices {
             .try_into_http_request::<Vec<u8>>(base_url.trim_end_matches('/'), &appservice.registration.hs_token, ())
             .map_err(|e| invalid(format!("building the request: {e}")))?;
         let request = reqwest::Request::try_from(http_request.map(reqwest::Body::from)).map_err(|e| invalid(e.to_string()))?;
-        let response = self.http.execute(request).await.map_err(|e| CallError::Unreachable {
-            timed_out: e.is_timeout(),
-            reason: e.to_string(),
-        })?;
+        let response = self.http.execute(request).await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| CallError::Unreachable {
-            timed_out: e.is_timeout(),
-            reason: e.to_string(),
-        })?;
+        let body = response.bytes().await.map_err(unreachable)?;
         let answer = http::Response::builder()
             .status(status)
             .body(body.as_ref())
