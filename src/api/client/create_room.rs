@@ -29,7 +29,6 @@ pub async fn create_room(
 ) -> HandlerResult<create_room::v3::Response> {
     let user_id = req.user_id()?.to_owned();
     services.accounts.check_not_suspended(&user_id)?;
-    let session = req.session()?.clone();
     let request = req.body;
     let alias = match &request.room_alias_name {
         Some(name) => Some(
@@ -38,9 +37,6 @@ pub async fn create_room(
         ),
         None => None,
     };
-    if let Some(alias) = &alias {
-        services.check_alias_not_exclusive(alias, &session)?;
-    }
     let publish = request.visibility == Visibility::Public;
     if publish && services.config.directory.publish == DirectoryPublishers::ServerAdmins && !services.accounts.get_active(&user_id)?.admin {
         return Err(Error::forbidden("Only server admins may list rooms in the directory here"));

@@ -16,7 +16,6 @@ pub async fn create_alias(
     State(services): State<Arc<Services>>,
     req: Ruma<create_alias::v3::Request>,
 ) -> HandlerResult<create_alias::v3::Response> {
-    services.check_alias_not_exclusive(&req.body.room_alias, req.session()?)?;
     services
         .rooms
         .create_alias(&req.body.room_alias, &req.body.room_id, req.user_id()?)?;

@@ -629,22 +629,6 @@ impl crate::service::Services {
         Ok(self.accounts.get(user)?.is_some() || (self.appservices.query_user(user).await && self.accounts.get(user)?.is_some()))
     }
 
-    /// Refuses with 400 `M_EXCLUSIVE` an alias an appservice other than `session`'s claims
-    /// exclusively.
-    pub fn check_alias_not_exclusive(&self, alias: &RoomAliasId, session: &crate::service::devices::Session) -> Result<()> {
-        match self.appservices.exclusive_owner_of_alias(alias) {
-            Some(owner)
-                if session
-                    .appservice
-                    .as_ref()
-                    .is_none_or(|appservice| !Arc::ptr_eq(appservice, &owner)) =>
-            {
-                Err(Error::exclusive("That alias is reserved by a bridge"))
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// Pushes a room's typing users to the appservices that get its ephemeral events.
     pub fn push_typing_to_appservices(&self, room_id: &RoomId) -> Result<()> {
         let interested = self.appservices_for_room_ephemeral(room_id)?;

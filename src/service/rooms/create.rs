@@ -66,10 +66,12 @@ impl Rooms {
             )));
         }
         let rules = rules(&settings.version)?;
-        if let Some(alias) = &settings.alias
-            && self.resolve_alias(alias).is_ok()
-        {
-            return Err(Error::room_in_use(format!("The alias {alias} is taken")));
+        if let Some(alias) = &settings.alias {
+            if self.resolve_alias(alias).is_ok() {
+                return Err(Error::room_in_use(format!("The alias {alias} is taken")));
+            }
+            // Refused before the room exists, not after.
+            self.check_alias_claim(alias, creator)?;
         }
         let mut create_content = settings.creation_content;
         create_content.insert("room_version".into(), json!(settings.version));

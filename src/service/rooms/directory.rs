@@ -95,6 +95,7 @@ impl Rooms {
         if alias.server_name() != self.server_name() {
             return Err(Error::invalid_param("Aliases can only be created on this server's name"));
         }
+        self.check_alias_claim(alias, creator)?;
         self.room(room_id)?;
         let state = self.current_state(room_id)?;
         if self.membership_in(&state, creator)? != MembershipState::Join {
@@ -113,6 +114,15 @@ impl Rooms {
         batch.put(Table::RoomAliases, &key(&[room_id.as_bytes(), alias.as_bytes()]), &[]);
         batch.commit()?;
         Ok(())
+    }
+
+    /// Refuses with 400 `M_EXCLUSIVE` an alias of an appservice's exclusive namespace to anyone
+    /// but the appservice's users.
+    pub(super) fn check_alias_claim(&self, alias: &RoomAliasId, creator: &UserId) -> Result<()> {
+        match self.appservices.exclusive_owner_of_alias(alias) {
+            Some(owner) if !owner.claims_user(creator) => Err(Error::exclusive("That alias is reserved by a bridge")),
+            _ => Ok(()),
+        }
     }
 
     /// The room an alias points to; 404 `M_NOT_FOUND` if none.
