@@ -75,18 +75,31 @@ impl Presence {
     }
 
     /// Sets a user's presence (and status message, when given); wakes those who share a room
-    /// with them. Activity without a change is written at most once a minute. Returns the
-    /// record written, if any.
+    /// with them. Activity without a change is written at most once a minute, and wakes no one
+    /// while the user stays currently active (as Synapse's `should_notify`: with a thousand
+    /// members online, each one's activity would otherwise wake everyone every minute). Returns
+    /// the record when others are told.
     pub fn set(&self, rooms: &Rooms, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<Option<PresenceRecord>> {
         let current = self.get(user)?;
         let now = now_ms();
-        let unchanged = current.as_ref().is_some_and(|record| {
-            record.presence == presence
-                && status_msg.as_ref().is_none_or(|status| *status == record.status_msg)
-                && now.saturating_sub(record.last_active_ts) < ACTIVITY_WRITE_INTERVAL_MS
-        });
-        if unchanged {
-            return Ok(None);
+        let same = current
+            .as_ref()
+            .filter(|record| record.presence == presence && status_msg.as_ref().is_none_or(|status| *status == record.status_msg));
+        if let Some(record) = same {
+            let since_activity = now.saturating_sub(record.last_active_ts);
+            if since_activity < ACTIVITY_WRITE_INTERVAL_MS {
+                return Ok(None);
+            }
+            if record.effective() == "online" {
+                let refreshed = PresenceRecord {
+                    last_active_ts: now,
+                    ..record.clone()
+                };
+                let mut batch = self.store.batch();
+                batch.put_json(Table::Presence, user.as_bytes(), &refreshed);
+                batch.commit()?;
+                return Ok(None);
+            }
         }
         let ticket = self.stream.begin()?;
         let record = PresenceRecord {

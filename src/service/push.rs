@@ -317,11 +317,14 @@ impl Rooms {
     pub fn read_position_in(&self, room_id: &RoomId, user: &UserId, thread: &str) -> Result<u64> {
         let mut position = 0;
         for receipt_type in ["m.read", "m.read.private"] {
-            if let Some(receipt) = self.receipt(room_id, user, receipt_type, thread)?
-                && let Some(event) = self.stored_event(&receipt.event_id)?
-            {
-                position = position.max(event.stream);
-            }
+            let Some(receipt) = self.receipt(room_id, user, receipt_type, thread)? else {
+                continue;
+            };
+            let event_stream = match receipt.event_stream {
+                Some(stream) => Some(stream),
+                None => self.stored_event(&receipt.event_id)?.map(|event| event.stream),
+            };
+            position = position.max(event_stream.unwrap_or_default());
         }
         Ok(position)
     }

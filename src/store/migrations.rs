@@ -6,13 +6,13 @@
 use super::{SEP, Store, StoreError, Table, key};
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 /// One migration step, written as one batch.
 type Migration = fn(&Store) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads_and_related, index_receipt_changes];
+const MIGRATIONS: [Migration; (CURRENT - 1) as usize] = [index_threads_and_related, index_receipt_changes, receipts_in_changes];
 
 const VERSION_KEY: &[u8] = b"schema_version";
 
@@ -88,6 +88,29 @@ fn index_receipt_changes(store: &Store) -> Result<(), StoreError> {
             continue;
         };
         batch.put(Table::ReceiptChanges, &key(&[room, &stream.to_be_bytes()]), &receipt_key);
+    }
+    batch.commit()
+}
+
+/// Version 4 keeps each receipt in its `receipt_changes` row (whose it is and the receipt), so
+/// a sync no longer reads every new receipt again by its key.
+fn receipts_in_changes(store: &Store) -> Result<(), StoreError> {
+    let mut batch = store.batch();
+    for (receipt_key, receipt) in store.scan_json::<serde_json::Value>(Table::Receipts, &[])? {
+        let mut parts = receipt_key.splitn(4, |&byte| byte == SEP);
+        let (Some(room), Some(user), Some(receipt_type), Some(thread), Some(stream)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), receipt["stream"].as_u64())
+        else {
+            continue;
+        };
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let change = serde_json::json!({
+            "user": text(user),
+            "receipt_type": text(receipt_type),
+            "thread": text(thread),
+            "receipt": receipt,
+        });
+        batch.put_json(Table::ReceiptChanges, &key(&[room, &stream.to_be_bytes()]), &change);
     }
     batch.commit()
 }

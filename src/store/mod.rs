@@ -107,7 +107,7 @@ pub use counter::Counter;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -374,6 +374,15 @@ pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
     prefix
 }
 
+/// The first key after every key starting with `prefix` (`None` when there is none: the
+/// prefix is all 0xFF bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|byte| *byte != u8::MAX)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
 /// Why the store could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -497,8 +506,19 @@ impl Store {
     /// or backward in key order.
     pub fn range(&self, table: Table, prefix: &[u8], start: &[u8], forward: bool, limit: usize) -> Result<Vec<Row>, StoreError> {
         let direction = if forward { Direction::Forward } else { Direction::Reverse };
+        // Bounded to the prefix, RocksDB skips the files and blocks outside it.
+        let mut options = ReadOptions::default();
+        if !prefix.is_empty() {
+            options.set_iterate_lower_bound(prefix.to_vec());
+            if let Some(end) = prefix_end(prefix) {
+                options.set_iterate_upper_bound(end);
+            }
+        }
         let mut rows = Vec::new();
-        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(start, direction)) {
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(table), options, IteratorMode::From(start, direction))
+        {
             let (key, value) = item?;
             if !key.starts_with(prefix) || rows.len() >= limit {
                 break;

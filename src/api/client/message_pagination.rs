@@ -178,7 +178,7 @@ fn visible_event(services: &Services, user: &UserId, device: Option<&ruma::Devic
     let Some(stored) = services.rooms.stored_event(event_id)? else {
         return Ok(None);
     };
-    if !services.rooms.can_see_event(user, event_id, &stored)? {
+    if !services.rooms.can_see_event(user, &stored)? {
         return Ok(None);
     }
     Ok(Some(services.rooms.client_event(

@@ -42,7 +42,7 @@ fn relating_events(services: &Services, session: &Session, query: RelationsQuery
         .stored_event(query.event_id)?
         .filter(|stored| stored.room_id == query.room_id)
         .ok_or_else(|| Error::not_found("Event not found"))?;
-    if !services.rooms.can_see_event(user, query.event_id, &parent)? {
+    if !services.rooms.can_see_event(user, &parent)? {
         return Err(Error::not_found("Event not found"));
     }
     let forward = *query.dir == Direction::Forward;
@@ -71,7 +71,7 @@ fn relating_events(services: &Services, session: &Session, query: RelationsQuery
                 continue;
             }
             if let Some(stored) = services.rooms.stored_event(&event_id)?
-                && services.rooms.can_see_event(user, &event_id, &stored)?
+                && services.rooms.can_see_event(user, &stored)?
             {
                 events.push(
                     services

@@ -37,7 +37,7 @@ pub async fn report_event(
         .stored_event(&request.event_id)?
         .filter(|stored| stored.room_id == request.room_id && stored.redacted_by.is_none())
         .ok_or_else(not_found)?;
-    if !services.rooms.can_see_event(reporter, &request.event_id, &stored)? {
+    if !services.rooms.can_see_event(reporter, &stored)? {
         return Err(not_found());
     }
     let sender = services.rooms.pdu(&request.event_id)?.ok_or_else(not_found)?.sender;

@@ -18,10 +18,8 @@ pub async fn get_event_by_timestamp(
     let user = req.user_id()?;
     services.rooms.check_can_read_room(&request.room_id, user)?;
     let forward = request.dir == Direction::Forward;
-    let (event_id, ts) = services
-        .rooms
-        .event_by_timestamp(&request.room_id, request.ts, forward, |event_id, stored| {
-            services.rooms.can_see_event(user, event_id, stored)
-        })?;
+    let (event_id, ts) = services.rooms.event_by_timestamp(&request.room_id, request.ts, forward, |stored| {
+        services.rooms.can_see_event(user, stored)
+    })?;
     Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(event_id, ts)))
 }

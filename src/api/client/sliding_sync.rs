@@ -25,21 +25,12 @@ use super::sync::{long_poll, set_presence, stripped_state};
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::Result;
 use crate::service::Services;
+use crate::service::rooms::BUMP_TYPES;
 use crate::service::rooms::state::StateMap;
 use crate::service::sliding_sync::{ConnectionKey, Generation};
 
 /// The most timeline events one room carries.
 const MAX_TIMELINE_LIMIT: usize = 100;
-/// Event types that move a room up the list (as Synapse counts them).
-const BUMP_TYPES: [&str; 7] = [
-    "m.room.create",
-    "m.room.message",
-    "m.room.encrypted",
-    "m.sticker",
-    "m.call.invite",
-    "m.poll.start",
-    "m.beacon",
-];
 /// How many of a room's latest events are looked at for its bump stamp.
 const BUMP_LOOKBACK: usize = 20;
 
@@ -270,9 +261,14 @@ fn candidates(services: &Services, user: &UserId) -> Result<BTreeMap<OwnedRoomId
     Ok(candidates)
 }
 
-/// The stream position of the room's latest message-like event (or, failing one among the
-/// latest events, of its latest event).
+/// The stream position of the room's latest message-like event, as its record keeps it; for a
+/// record from before it was kept, or a room joined over federation without one yet, looked
+/// for among the latest events (failing one, the latest event's).
 fn bump_stamp(services: &Services, room_id: &RoomId) -> Result<u64> {
+    let kept = services.rooms.room(room_id)?.bump_stamp;
+    if kept > 0 {
+        return Ok(kept);
+    }
     let latest = services.rooms.timeline(room_id, None, false, BUMP_LOOKBACK)?;
     for (position, event_id) in &latest {
         if let Some(pdu) = services.rooms.pdu(event_id)?

@@ -6,7 +6,7 @@
 //! costs what changed, not the number of rooms. A long poll waits on the user's wake-up, which
 //! it subscribes to before reading, so a write landing in between is never slept through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::message_pagination::{filter_allows, latest_events, token};
@@ -109,31 +110,51 @@ const ROOM_SECTIONS: [(&str, &[&str]); 4] = [
 
 impl IntoResponse for SyncResponse {
     fn into_response(self) -> AxumResponse {
-        let mut value = match self.0.try_into_http_response::<Vec<u8>>() {
-            Ok(response) => match serde_json::from_slice::<Value>(response.body()) {
-                Ok(value) => value,
-                Err(error) => return Error::from(error).into_response(),
-            },
+        let body = match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(response) => response.into_body(),
             Err(error) => return Error::Internal(format!("response serialization: {error}")).into_response(),
         };
-        for (section, sub_objects) in ROOM_SECTIONS {
-            let Some(rooms) = value.pointer_mut(&format!("/rooms/{section}")).and_then(Value::as_object_mut) else {
-                continue;
-            };
-            for room in rooms.values_mut().filter_map(Value::as_object_mut) {
-                for sub_object in sub_objects {
-                    let entry = room.entry(*sub_object).or_insert_with(|| json!({}));
-                    if let Some(entry) = entry.as_object_mut() {
-                        entry.entry("events").or_insert_with(|| json!([]));
+        match with_empty_sections(body) {
+            Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(error) => error.into_response(),
+        }
+    }
+}
+
+/// A JSON object read one level deep: its members stay unparsed.
+type ShallowObject = BTreeMap<String, Box<RawValue>>;
+
+/// Adds the sub-objects ruma leaves out to every room of a serialized sync answer. Only the
+/// objects down to each room's sub-objects are parsed; events pass through as they are.
+fn with_empty_sections(body: Vec<u8>) -> Result<Vec<u8>> {
+    let mut answer: ShallowObject = serde_json::from_slice(&body)?;
+    let Some(rooms) = answer.get("rooms") else {
+        return Ok(body);
+    };
+    let mut rooms: BTreeMap<String, BTreeMap<String, ShallowObject>> = serde_json::from_str(rooms.get())?;
+    for (section, sub_objects) in ROOM_SECTIONS {
+        for room in rooms.get_mut(section).into_iter().flat_map(BTreeMap::values_mut) {
+            for &sub_object in sub_objects {
+                let mut entry: ShallowObject = match room.get(sub_object) {
+                    Some(raw) => serde_json::from_str(raw.get())?,
+                    None => ShallowObject::new(),
+                };
+                let mut missing = |key: &str, value: &str| -> Result<()> {
+                    if !entry.contains_key(key) {
+                        entry.insert(key.to_owned(), RawValue::from_string(value.to_owned())?);
                     }
+                    Ok(())
+                };
+                missing("events", "[]")?;
+                if sub_object == "timeline" {
+                    missing("limited", "false")?;
                 }
-                if let Some(timeline) = room.get_mut("timeline").and_then(Value::as_object_mut) {
-                    timeline.entry("limited").or_insert(json!(false));
-                }
+                room.insert(sub_object.to_owned(), serde_json::value::to_raw_value(&entry)?);
             }
         }
-        axum::Json(value).into_response()
     }
+    answer.insert("rooms".to_owned(), serde_json::value::to_raw_value(&rooms)?);
+    Ok(serde_json::to_vec(&answer)?)
 }
 
 /// Applies a sync's `set_presence` (`offline`, the default, changes nothing).
@@ -375,44 +396,53 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     let state_at_start = services.rooms.state_at_position(room_id, timeline_start)?;
     let state_filter = &context.filter.room.state;
     let lazy_members = !state_filter.lazy_load_options.is_disabled();
-    let mut state: Vec<u64> = if since.is_none() || context.full_state {
-        state_at_start.values().copied().collect()
+    let mut state: Vec<(u64, u64)> = if since.is_none() || context.full_state {
+        state_at_start.iter().map(|(key, event)| (*key, *event)).collect()
     } else if page.more {
         let state_at_since = services.rooms.state_at_position(room_id, since.unwrap_or(0) + 1)?;
         state_at_start
             .iter()
             .filter(|(key, event)| state_at_since.get(key) != Some(event))
-            .map(|(_, event)| *event)
+            .map(|(key, event)| (*key, *event))
             .collect()
     } else {
         Vec::new()
     };
     // Lazy-loaded members: only those who speak in the timeline (and the user), always sent
-    // with it, even when the client may have them already.
+    // with it, even when the client may have them already. The others are left out by their
+    // state keys, before any event is read: a big room's members are most of its state.
     let senders: BTreeSet<&str> = events
         .iter()
         .filter_map(|(_, event)| event["sender"].as_str())
         .chain([context.user.as_str()])
         .collect();
     if lazy_members {
+        let mut needed = Vec::with_capacity(state.len());
+        for (key, event) in state {
+            let (kind, state_key) = services.rooms.states.state_key(key)?;
+            if kind != StateEventType::RoomMember || senders.contains(state_key.as_str()) {
+                needed.push((key, event));
+            }
+        }
+        state = needed;
         for sender in &senders {
-            if let Some(member) = services.rooms.state_pdu(&state_at_start, &StateEventType::RoomMember, sender)? {
-                state.push(services.rooms.states.short_event_id(&member.event_id)?);
+            if let Some(key) = services.rooms.states.short_state_key(&StateEventType::RoomMember, sender, false)?
+                && let Some(event) = state_at_start.get(&key)
+            {
+                state.push((key, *event));
             }
         }
         state.sort_unstable();
         state.dedup();
     }
     let mut state_events = Vec::new();
-    for short_event in state {
+    for (_, short_event) in state {
         let event_id = services.rooms.states.event_id(short_event)?;
         let Some(stored) = services.rooms.stored_event(&event_id)? else {
             continue;
         };
         let event = services.rooms.client_event(&event_id, &stored, None)?;
-        let unneeded_member =
-            lazy_members && event["type"] == "m.room.member" && !event["state_key"].as_str().is_some_and(|key| senders.contains(key));
-        if !unneeded_member && filter_allows(state_filter, &event) {
+        if filter_allows(state_filter, &event) {
             state_events.push(raw(&event)?);
         }
     }

@@ -40,7 +40,7 @@ pub async fn get_threads(State(services): State<Arc<Services>>, req: Ruma<Reques
             let Some(stored) = services.rooms.stored_event(&root_id)? else {
                 continue;
             };
-            if !services.rooms.can_see_event(user, &root_id, &stored)? {
+            if !services.rooms.can_see_event(user, &stored)? {
                 continue;
             }
             // The bundled thread summary says whether the user took part.

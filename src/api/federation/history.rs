@@ -127,6 +127,6 @@ pub async fn get_event_by_timestamp(
     let forward = request.dir == ruma::api::Direction::Forward;
     let (event_id, ts) = services
         .rooms
-        .event_by_timestamp(&request.room_id, request.ts, forward, |_, _| Ok(true))?;
+        .event_by_timestamp(&request.room_id, request.ts, forward, |_| Ok(true))?;
     Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(event_id, ts)))
 }

@@ -407,6 +407,27 @@ impl Session {
         Ok(created["room_id"].as_str().ok_or("createRoom returned no room_id")?.to_owned())
     }
 
+    /// The same user logged in again: a new device and access token.
+    async fn login_again(&self) -> BenchResult<Session> {
+        let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": self.name }, "password": PASSWORD });
+        let response = self
+            .http
+            .post(format!("{}/_matrix/client/v3/login", self.url))
+            .json(&login)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let answer: Value = response.json().await.map_err(|e| e.to_string())?;
+        let token = answer["access_token"]
+            .as_str()
+            .ok_or_else(|| format!("login failed ({status}): {answer}"))?;
+        Ok(Session {
+            token: token.to_owned(),
+            ..self.clone()
+        })
+    }
+
     /// Sends a text message with transaction ID `txn`.
     async fn send_text(&self, room: &str, txn: &str, body: &str) -> BenchResult<Value> {
         let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");

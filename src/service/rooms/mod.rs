@@ -68,7 +68,22 @@ pub struct RoomRecord {
     /// The other servers with members joined to the room: where its events are sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<OwnedServerName>,
+    /// The stream position of the room's latest message-like event ([`BUMP_TYPES`]), what
+    /// sliding sync orders rooms by; 0 for a record written before it was kept.
+    #[serde(default)]
+    pub bump_stamp: u64,
 }
+
+/// Event types that move a room up a sliding-sync room list (as Synapse counts them).
+pub const BUMP_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "m.beacon",
+];
 
 /// The transaction a client sent an event in, so a retry finds it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,7 +180,7 @@ pub struct Rooms {
     records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
     /// levels, the sender's membership).
-    pdus: Mutex<HashMap<OwnedEventId, Pdu>>,
+    pdus: Mutex<HashMap<OwnedEventId, Arc<Pdu>>>,
     /// The profiles joins and invites carry.
     profiles: Arc<Profiles>,
     metrics: Arc<Metrics>,
@@ -256,19 +271,31 @@ impl Rooms {
 
     /// A stored event, parsed.
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        if let Some(pdu) = self.pdus.lock().unwrap_or_else(|e| e.into_inner()).get(event_id) {
-            return Ok(Some(pdu.clone()));
+        if let Some(pdu) = self.cached_pdu(event_id) {
+            return Ok(Some(Pdu::clone(&pdu)));
         }
         let Some(stored) = self.stored_event(event_id)? else {
             return Ok(None);
         };
-        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        Ok(Some(Pdu::clone(&*self.parsed_pdu(event_id, &stored)?)))
+    }
+
+    /// The parsed form of a stored event, from the cache when it is there.
+    pub fn parsed_pdu(&self, event_id: &EventId, stored: &StoredEvent) -> Result<Arc<Pdu>> {
+        if let Some(pdu) = self.cached_pdu(event_id) {
+            return Ok(pdu);
+        }
+        let pdu = Arc::new(Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?);
         let mut cache = self.pdus.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHED_PDUS {
             cache.clear();
         }
         cache.insert(event_id.to_owned(), pdu.clone());
-        Ok(Some(pdu))
+        Ok(pdu)
+    }
+
+    fn cached_pdu(&self, event_id: &EventId) -> Option<Arc<Pdu>> {
+        self.pdus.lock().unwrap_or_else(|e| e.into_inner()).get(event_id).cloned()
     }
 
     /// The event holding a state key in a state.
@@ -531,6 +558,8 @@ impl Rooms {
             depth: 0,
             created_ts: now_ms(),
             servers: Vec::new(),
+
+            bump_stamp: 0,
         };
         let ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
@@ -678,6 +707,9 @@ impl Rooms {
             room.extremities.push(pdu.event_id.clone());
         }
         room.depth = room.depth.max(u64::from(pdu.depth));
+        if !pdu.rejected && BUMP_TYPES.contains(&pdu.kind.to_string().as_str()) {
+            room.bump_stamp = room.bump_stamp.max(stream);
+        }
 
         self.queue_outgoing(batch, room, pdu, forward_to, stream)?;
         self.queue_for_appservices(batch, pdu, state_before)?;

@@ -3,6 +3,8 @@
 //! delivers it as the room's `m.receipt` ephemeral event. Public receipts of this server's users
 //! go to the other servers in the room as `m.receipt` EDUs, in the receipt's own batch.
 
+use std::collections::BTreeMap;
+
 use ruma::{EventId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -19,6 +21,20 @@ pub struct Receipt {
     pub event_id: ruma::OwnedEventId,
     pub ts: u64,
     pub stream: u64,
+    /// The stream position of the event read up to (absent from receipts written before it
+    /// was kept: then the event is read for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_stream: Option<u64>,
+}
+
+/// A row of `receipt_changes` (keyed by room and stream position): whose receipt it is and the
+/// receipt itself, so a sync reads a room's new receipts in one scan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReceiptChange {
+    user: String,
+    receipt_type: String,
+    thread: String,
+    receipt: Receipt,
 }
 
 impl Rooms {
@@ -29,7 +45,7 @@ impl Rooms {
             .stored_event(event_id)?
             .filter(|stored| stored.room_id == room_id)
             .ok_or_else(|| Error::not_found("The event is not in this room"))?;
-        if !self.can_see_event(user, event_id, &stored)? {
+        if !self.can_see_event(user, &stored)? {
             return Err(Error::not_found("The event is not in this room"));
         }
         let ticket = self.stream.begin()?;
@@ -37,6 +53,7 @@ impl Rooms {
             event_id: event_id.to_owned(),
             ts: now_ms(),
             stream: ticket.position(),
+            event_stream: Some(stored.stream),
         };
         let mut batch = self.store.batch();
         let receipt_key = key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]);
@@ -44,10 +61,16 @@ impl Rooms {
             batch.delete(Table::ReceiptChanges, &key(&[room_id.as_bytes(), &previous.stream.to_be_bytes()]));
         }
         batch.put_json(Table::Receipts, &receipt_key, &receipt);
-        batch.put(
+        let change = ReceiptChange {
+            user: user.to_string(),
+            receipt_type: receipt_type.to_owned(),
+            thread: thread.to_owned(),
+            receipt: receipt.clone(),
+        };
+        batch.put_json(
             Table::ReceiptChanges,
             &key(&[room_id.as_bytes(), &receipt.stream.to_be_bytes()]),
-            &receipt_key,
+            &change,
         );
         batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
         // Other servers in the room hear of this server's users' public receipts.
@@ -96,55 +119,62 @@ impl Rooms {
     /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Value>> {
-        let room_prefix = prefix(&[room_id.as_bytes()]);
+        // The latest of each user's receipts (two written at once may both be in the index).
+        let mut latest: BTreeMap<(String, String, String), Receipt> = BTreeMap::new();
+        for change in self.receipts_between(room_id, since, until)? {
+            if since.is_some_and(|since| change.receipt.stream <= since) || change.receipt.stream > until {
+                continue;
+            }
+            if change.receipt_type == PRIVATE_READ && change.user != viewer.as_str() {
+                continue;
+            }
+            let owner = (change.user, change.receipt_type, change.thread);
+            if latest.get(&owner).is_none_or(|known| known.stream < change.receipt.stream) {
+                latest.insert(owner, change.receipt);
+            }
+        }
         let mut content = Map::new();
-        for (row, receipt) in self.receipts_between(room_id, since, until)? {
-            if since.is_some_and(|since| receipt.stream <= since) || receipt.stream > until {
-                continue;
-            }
-            let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);
-            let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
-            let (user, receipt_type, thread) = (
-                String::from_utf8_lossy(user),
-                String::from_utf8_lossy(receipt_type),
-                String::from_utf8_lossy(thread),
-            );
-            if receipt_type == PRIVATE_READ && user != viewer.as_str() {
-                continue;
-            }
+        for ((user, receipt_type, thread), receipt) in latest {
             let mut entry = json!({ "ts": receipt.ts });
             if !thread.is_empty() {
                 entry["thread_id"] = json!(thread);
             }
             let by_type = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
-            by_type[receipt_type.as_ref()][user.as_ref()] = entry;
+            by_type[receipt_type.as_str()][user.as_str()] = entry;
         }
         Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
     }
 }
 
 impl Rooms {
-    /// A room's receipts (key and receipt) written after `since` up to `until`: from the index
-    /// of changes, or every receipt of the room when `since` is `None`.
-    fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<(Vec<u8>, Receipt)>> {
-        let Some(since) = since else {
-            return Ok(self.store.scan_json::<Receipt>(Table::Receipts, &prefix(&[room_id.as_bytes()]))?);
-        };
+    /// A room's receipts written after `since` up to `until`: from the index of changes, or
+    /// every receipt of the room when `since` is `None`.
+    fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<ReceiptChange>> {
         let room_prefix = prefix(&[room_id.as_bytes()]);
+        let Some(since) = since else {
+            let mut receipts = Vec::new();
+            for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
+                let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);
+                let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                receipts.push(ReceiptChange {
+                    user: String::from_utf8_lossy(user).into_owned(),
+                    receipt_type: String::from_utf8_lossy(receipt_type).into_owned(),
+                    thread: String::from_utf8_lossy(thread).into_owned(),
+                    receipt,
+                });
+            }
+            return Ok(receipts);
+        };
         let start = key(&[room_id.as_bytes(), &(since + 1).to_be_bytes()]);
         let mut receipts = Vec::new();
-        for (change, receipt_key) in self.store.range(Table::ReceiptChanges, &room_prefix, &start, true, usize::MAX)? {
-            let position = change[room_prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+        for (position, change) in self.store.range(Table::ReceiptChanges, &room_prefix, &start, true, usize::MAX)? {
+            let position = position[room_prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
             if position > until {
                 break;
             }
-            if let Some(receipt) = self.store.get_json::<Receipt>(Table::Receipts, &receipt_key)?
-                && receipt.stream == position
-            {
-                receipts.push((receipt_key, receipt));
-            }
+            receipts.push(serde_json::from_slice(&change)?);
         }
         Ok(receipts)
     }

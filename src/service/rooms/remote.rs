@@ -479,6 +479,8 @@ impl Rooms {
             depth: u64::from(join.depth).saturating_sub(1),
             created_ts: now_ms(),
             servers,
+
+            bump_stamp: 0,
         };
         let ticket = self.stream.begin_after_gap(BACKFILL_POSITIONS)?;
         let written = Written {

@@ -28,6 +28,8 @@ pub type StateMap = BTreeMap<ShortStateKey, ShortEventId>;
 const MAX_DELTA_DEPTH: u32 = 32;
 /// Loaded states kept in memory.
 const CACHED_STATES: usize = 2_000;
+/// Event IDs of short event IDs kept in memory.
+const CACHED_EVENT_IDS: usize = 20_000;
 
 /// One stored state row: a delta over `parent`, or a full state when `parent` is `None`.
 struct StateRow {
@@ -70,6 +72,8 @@ pub struct RoomStates {
     state_keys: RwLock<HashMap<(StateEventType, String), ShortStateKey>>,
     state_keys_by_short: RwLock<HashMap<ShortStateKey, (StateEventType, String)>>,
     cache: Mutex<HashMap<StateHash, (Arc<StateMap>, u32)>>,
+    /// Short event IDs resolved lately (a state lookup resolves one each time).
+    event_ids: Mutex<HashMap<ShortEventId, OwnedEventId>>,
 }
 
 fn state_key_string(kind: &StateEventType, state_key: &str) -> Vec<u8> {
@@ -89,6 +93,7 @@ impl RoomStates {
             state_keys: RwLock::new(HashMap::new()),
             state_keys_by_short: RwLock::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            event_ids: Mutex::new(HashMap::new()),
         })
     }
 
@@ -171,13 +176,23 @@ impl RoomStates {
 
     /// The event ID of a short event ID.
     pub fn event_id(&self, short: ShortEventId) -> Result<OwnedEventId> {
+        if let Some(event_id) = self.event_ids.lock().unwrap_or_else(|e| e.into_inner()).get(&short) {
+            return Ok(event_id.clone());
+        }
         let mut key = vec![b'e'];
         key.extend_from_slice(&short.to_be_bytes());
         let bytes = self
             .store
             .get(Table::ShortIdLookup, &key)?
             .ok_or_else(|| Error::Internal(format!("unknown short event ID {short}")))?;
-        EventId::parse(String::from_utf8_lossy(&bytes).as_ref()).map_err(|e| Error::Internal(format!("stored event ID: {e}")))
+        let event_id =
+            EventId::parse(String::from_utf8_lossy(&bytes).as_ref()).map_err(|e| Error::Internal(format!("stored event ID: {e}")))?;
+        let mut cached = self.event_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.len() >= CACHED_EVENT_IDS {
+            cached.clear();
+        }
+        cached.insert(short, event_id.clone());
+        Ok(event_id)
     }
 
     /// A stored state, whole.

@@ -3,7 +3,7 @@
 
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
+use ruma::{CanonicalJsonValue, DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
@@ -54,8 +54,7 @@ impl Rooms {
     }
 
     /// Whether `user` may see an event, by the history visibility and their membership at it.
-    pub fn can_see_event(&self, user: &UserId, event_id: &EventId, stored: &StoredEvent) -> Result<bool> {
-        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+    pub fn can_see_event(&self, user: &UserId, stored: &StoredEvent) -> Result<bool> {
         let state = match stored.state_before {
             Some(hash) => self.states.load(hash)?,
             // The create event: visible to anyone who may read the room at all.
@@ -65,13 +64,20 @@ impl Rooms {
             .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
             .and_then(|content| content.get("history_visibility").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| "shared".to_owned());
-        // A user's own membership event counts as the membership it sets.
-        let membership_at_event = if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
-            pdu.content_value()
-                .get("membership")
-                .and_then(Value::as_str)
-                .map(MembershipState::from)
-                .unwrap_or(MembershipState::Leave)
+        // A user's own membership event counts as the membership it sets (read from the stored
+        // PDU's fields: parsing the whole event for them cost more than the rest of the check).
+        let field = |name: &str| match stored.pdu.get(name) {
+            Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
+            _ => None,
+        };
+        let membership_at_event = if field("type") == Some("m.room.member") && field("state_key") == Some(user.as_str()) {
+            match stored.pdu.get("content") {
+                Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
+                    Some(CanonicalJsonValue::String(membership)) => MembershipState::from(membership.as_str()),
+                    _ => MembershipState::Leave,
+                },
+                _ => MembershipState::Leave,
+            }
         } else {
             self.membership_in(&state, user)?
         };
@@ -90,7 +96,7 @@ impl Rooms {
     /// device's transaction ID, the replaced state's content, the redaction that redacted it)
     /// and the aggregations of the events relating to it (`m.relations`).
     pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
-        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let pdu = self.parsed_pdu(event_id, stored)?;
         let mut event = self.format_event(&pdu, stored, viewer)?;
         if let Some(relations) = self.bundled_relations(&pdu, stored, viewer.map(|viewer| viewer.user))? {
             event["unsigned"]["m.relations"] = relations;
@@ -165,7 +171,7 @@ impl Rooms {
         room_id: &RoomId,
         ts: MilliSecondsSinceUnixEpoch,
         forward: bool,
-        visible: impl Fn(&EventId, &StoredEvent) -> Result<bool>,
+        visible: impl Fn(&StoredEvent) -> Result<bool>,
     ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
         let mut cursor = None;
         loop {
@@ -182,7 +188,7 @@ impl Rooms {
                 } else {
                     pdu.origin_server_ts <= ts
                 };
-                if hit && visible(&event_id, &stored)? {
+                if hit && visible(&stored)? {
                     return Ok((event_id, pdu.origin_server_ts));
                 }
             }
