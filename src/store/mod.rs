@@ -375,8 +375,8 @@ pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// The first key after every key starting with `prefix` (`None` when there is none: the
-/// prefix is all 0xFF bytes).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+/// prefix is empty or all 0xFF bytes).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let last = prefix.iter().rposition(|byte| *byte != u8::MAX)?;
     let mut end = prefix[..=last].to_vec();
     end[last] += 1;
@@ -505,24 +505,38 @@ impl Store {
     /// Up to `limit` raw rows under `prefix`, starting at `start` (inclusive) and going forward
     /// or backward in key order.
     pub fn range(&self, table: Table, prefix: &[u8], start: &[u8], forward: bool, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let end = prefix_end(prefix);
+        self.range_within(table, (prefix, end.as_deref()), start, forward, limit)
+    }
+
+    /// Up to `limit` raw rows from `start` (inclusive), forward or backward in key order, with
+    /// keys from `lower` (inclusive) up to `upper` (exclusive; no end when `None`). Bounded so,
+    /// RocksDB stops at the bound instead of reading past it, and skips the files outside.
+    pub fn range_within(
+        &self,
+        table: Table,
+        (lower, upper): (&[u8], Option<&[u8]>),
+        start: &[u8],
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
         let direction = if forward { Direction::Forward } else { Direction::Reverse };
-        // Bounded to the prefix, RocksDB skips the files and blocks outside it.
         let mut options = ReadOptions::default();
-        if !prefix.is_empty() {
-            options.set_iterate_lower_bound(prefix.to_vec());
-            if let Some(end) = prefix_end(prefix) {
-                options.set_iterate_upper_bound(end);
-            }
+        if !lower.is_empty() {
+            options.set_iterate_lower_bound(lower.to_vec());
+        }
+        if let Some(upper) = upper {
+            options.set_iterate_upper_bound(upper.to_vec());
         }
         let mut rows = Vec::new();
         for item in self
             .db
             .iterator_cf_opt(self.cf(table), options, IteratorMode::From(start, direction))
         {
-            let (key, value) = item?;
-            if !key.starts_with(prefix) || rows.len() >= limit {
+            if rows.len() >= limit {
                 break;
             }
+            let (key, value) = item?;
             rows.push((key.into_vec(), value.into_vec()));
         }
         Ok(rows)

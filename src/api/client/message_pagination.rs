@@ -119,7 +119,7 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
     let span = from.zip(to).map_or(usize::MAX, |(from, to)| from.abs_diff(to) as usize);
     let want = (limit.max(20) + 1).min(span.saturating_add(1));
     loop {
-        let batch = services.rooms.timeline(room_id, cursor, forward, want)?;
+        let batch = services.rooms.timeline_until(room_id, cursor, to, forward, want)?;
         let exhausted = batch.len() < want;
         for (position, event_id) in batch {
             let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });

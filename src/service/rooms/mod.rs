@@ -50,7 +50,7 @@ use super::profiles::Profiles;
 use super::server_key::ServerKey;
 use super::stream::Stream;
 use crate::error::{Error, Result};
-use crate::store::{Batch, Counter, Store, Table, key, prefix};
+use crate::store::{Batch, Counter, Store, Table, key, prefix, prefix_end};
 
 /// A room this server takes part in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -423,10 +423,11 @@ impl Rooms {
     pub fn rooms_changed(&self, since: u64, until: u64) -> Result<std::collections::BTreeSet<OwnedRoomId>> {
         let start = (since + 1).to_be_bytes();
         let mut rooms = std::collections::BTreeSet::new();
-        for (position, room_id) in self.store.range(Table::StreamRooms, &[], &start, true, usize::MAX)? {
-            if position.as_slice() > until.to_be_bytes().as_slice() {
-                break;
-            }
+        let end = until.saturating_add(1).to_be_bytes();
+        for (_, room_id) in self
+            .store
+            .range_within(Table::StreamRooms, (&[], Some(&end)), &start, true, usize::MAX)?
+        {
             if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&room_id).as_ref()) {
                 rooms.insert(room_id);
             }
@@ -765,10 +766,30 @@ impl Rooms {
     /// Up to `limit` events of a room's timeline from stream position `from` (inclusive),
     /// backward or forward: (stream position, event ID) pairs.
     pub fn timeline(&self, room_id: &RoomId, from: Option<u64>, forward: bool, limit: usize) -> Result<Vec<(u64, OwnedEventId)>> {
+        self.timeline_until(room_id, from, None, forward, limit)
+    }
+
+    /// [`Rooms::timeline`], stopping short of stream position `to` (backward: the events at
+    /// or after it; forward: the events before it).
+    pub fn timeline_until(
+        &self,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: Option<u64>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedEventId)>> {
         let room = self.room(room_id)?;
         let room_short = room.short_id.to_be_bytes();
         let (room_prefix, start) = stream_range(&[&room_short], from, forward);
-        let rows = self.store.range(Table::Timeline, &room_prefix, &start, forward, limit)?;
+        let room_end = prefix_end(&room_prefix);
+        let to_key = to.map(|to| key(&[&room_short, &to.to_be_bytes()]));
+        let bounds = match (&to_key, forward) {
+            (Some(to_key), false) => (to_key.as_slice(), room_end.as_deref()),
+            (Some(to_key), true) => (room_prefix.as_slice(), Some(to_key.as_slice())),
+            (None, _) => (room_prefix.as_slice(), room_end.as_deref()),
+        };
+        let rows = self.store.range_within(Table::Timeline, bounds, &start, forward, limit)?;
         Ok(rows
             .into_iter()
             .filter_map(|(key, value)| {

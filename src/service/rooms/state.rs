@@ -26,8 +26,9 @@ pub type StateMap = BTreeMap<ShortStateKey, ShortEventId>;
 
 /// Deltas chain at most this deep before a full copy is stored.
 const MAX_DELTA_DEPTH: u32 = 32;
-/// Loaded states kept in memory.
-const CACHED_STATES: usize = 2_000;
+/// Loaded states kept in memory, counted by their entries (~30 bytes each): a big room's
+/// states are big, and a count of states alone let them take tens of megabytes.
+const CACHED_STATE_ENTRIES: usize = 300_000;
 /// Event IDs of short event IDs kept in memory.
 const CACHED_EVENT_IDS: usize = 20_000;
 
@@ -62,6 +63,13 @@ impl StateRow {
     }
 }
 
+/// Loaded states and how many entries they hold together.
+#[derive(Default)]
+struct StateCache {
+    states: HashMap<StateHash, (Arc<StateMap>, u32)>,
+    entries: usize,
+}
+
 /// Interned IDs and stored states.
 pub struct RoomStates {
     store: Store,
@@ -71,7 +79,7 @@ pub struct RoomStates {
     interning: Mutex<()>,
     state_keys: RwLock<HashMap<(StateEventType, String), ShortStateKey>>,
     state_keys_by_short: RwLock<HashMap<ShortStateKey, (StateEventType, String)>>,
-    cache: Mutex<HashMap<StateHash, (Arc<StateMap>, u32)>>,
+    cache: Mutex<StateCache>,
     /// Short event IDs resolved lately (a state lookup resolves one each time).
     event_ids: Mutex<HashMap<ShortEventId, OwnedEventId>>,
 }
@@ -92,7 +100,7 @@ impl RoomStates {
             interning: Mutex::new(()),
             state_keys: RwLock::new(HashMap::new()),
             state_keys_by_short: RwLock::new(HashMap::new()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(StateCache::default()),
             event_ids: Mutex::new(HashMap::new()),
         })
     }
@@ -201,7 +209,7 @@ impl RoomStates {
     }
 
     fn load_with_depth(&self, hash: StateHash) -> Result<(Arc<StateMap>, u32)> {
-        if let Some(cached) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        if let Some(cached) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).states.get(&hash) {
             return Ok(cached.clone());
         }
         let bytes = self
@@ -215,11 +223,7 @@ impl RoomStates {
         };
         map.extend(row.entries);
         let loaded = (Arc::new(map), row.depth);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHED_STATES {
-            cache.clear();
-        }
-        cache.insert(hash, loaded.clone());
+        self.remember(hash, &loaded);
         Ok(loaded)
     }
 
@@ -256,10 +260,20 @@ impl RoomStates {
         let map = Arc::new(map);
         // Cached only once the batch commits is not needed: the hash is new and unreferenced
         // until then, and a failed commit leaves an entry nobody looks up.
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, (map.clone(), row.depth));
+        self.remember(hash, &(map.clone(), row.depth));
         Ok((hash, map))
+    }
+
+    /// Caches a loaded or saved state, emptying the cache first when it holds too many entries.
+    fn remember(&self, hash: StateHash, state: &(Arc<StateMap>, u32)) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.entries + state.0.len() > CACHED_STATE_ENTRIES {
+            cache.states.clear();
+            cache.entries = 0;
+        }
+        cache.entries += state.0.len();
+        if let Some((replaced, _)) = cache.states.insert(hash, state.clone()) {
+            cache.entries -= replaced.len();
+        }
     }
 }
