@@ -52,11 +52,11 @@ enum Command {
     Routes,
 }
 
-/// Keeps glibc's malloc from holding on to freed memory: blocks of 1 MiB and more (argon2's
-/// 19 MiB password-hashing buffers, RocksDB's memtable arenas) are always mapped and unmapped
-/// on their own instead of the threshold rising after the first free, and two arenas serve
-/// every thread. Without it a server that hashed a few hundred passwords kept ~200 MiB more
-/// resident for good.
+/// Keeps glibc's malloc, which serves RocksDB's C++ allocations (Rust's go to mimalloc), from
+/// holding on to freed memory: blocks of 1 MiB and more (RocksDB's memtable arenas) are always
+/// mapped and unmapped on their own instead of the threshold rising after the first free, and
+/// two arenas serve every thread. Without it a server that hashed a few hundred passwords (when
+/// glibc served Rust too) kept ~200 MiB more resident for good.
 fn limit_malloc_retention() {
     // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
     // exists.
