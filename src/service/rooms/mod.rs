@@ -22,6 +22,7 @@ pub mod remote;
 pub mod search;
 pub mod spaces;
 pub mod state;
+pub mod timeline;
 pub mod upgrade;
 pub mod visibility;
 
@@ -50,7 +51,7 @@ use super::profiles::Profiles;
 use super::server_key::ServerKey;
 use super::stream::Stream;
 use crate::error::{Error, Result};
-use crate::store::{Batch, Counter, Store, Table, key, prefix, prefix_end};
+use crate::store::{Batch, Counter, Store, Table, key, prefix};
 
 /// A room this server takes part in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -419,35 +420,6 @@ impl Rooms {
         Ok(users)
     }
 
-    /// The rooms with events after stream position `since`, up to `until`.
-    pub fn rooms_changed(&self, since: u64, until: u64) -> Result<std::collections::BTreeSet<OwnedRoomId>> {
-        let start = (since + 1).to_be_bytes();
-        let mut rooms = std::collections::BTreeSet::new();
-        let end = until.saturating_add(1).to_be_bytes();
-        for (_, room_id) in self
-            .store
-            .range_within(Table::StreamRooms, (&[], Some(&end)), &start, true, usize::MAX)?
-        {
-            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&room_id).as_ref()) {
-                rooms.insert(room_id);
-            }
-        }
-        Ok(rooms)
-    }
-
-    /// Whose membership changed after stream position `since`, up to `until`, in which room.
-    pub fn member_changes(&self, since: u64, until: u64) -> Result<Vec<(OwnedRoomId, OwnedUserId, MembershipState)>> {
-        let start = (since + 1).to_be_bytes();
-        let mut changes = Vec::new();
-        for (position, change) in self.store.range(Table::MemberChanges, &[], &start, true, usize::MAX)? {
-            if position.as_slice() > until.to_be_bytes().as_slice() {
-                break;
-            }
-            changes.push(serde_json::from_slice(&change)?);
-        }
-        Ok(changes)
-    }
-
     /// The server-wide stream.
     pub fn stream(&self) -> &Stream {
         &self.stream
@@ -488,14 +460,6 @@ impl Rooms {
             }
         }
         Ok(RoomPowerLevels::new(content.into(), &rules.authorization, creators))
-    }
-
-    /// The room state as it was at a stream position: after the room's last event before it.
-    pub fn state_at_position(&self, room_id: &RoomId, position: u64) -> Result<Arc<StateMap>> {
-        match self.timeline(room_id, Some(position.saturating_sub(1)), false, 1)?.first() {
-            Some((_, event_id)) => self.state_after(event_id),
-            None => Ok(Arc::new(StateMap::new())),
-        }
     }
 
     /// The transaction's event, if this device already sent it to this room.
@@ -762,43 +726,6 @@ impl Rooms {
         batch.put_json(Table::Rooms, room_id, room);
         Ok(())
     }
-
-    /// Up to `limit` events of a room's timeline from stream position `from` (inclusive),
-    /// backward or forward: (stream position, event ID) pairs.
-    pub fn timeline(&self, room_id: &RoomId, from: Option<u64>, forward: bool, limit: usize) -> Result<Vec<(u64, OwnedEventId)>> {
-        self.timeline_until(room_id, from, None, forward, limit)
-    }
-
-    /// [`Rooms::timeline`], stopping short of stream position `to` (backward: the events at
-    /// or after it; forward: the events before it).
-    pub fn timeline_until(
-        &self,
-        room_id: &RoomId,
-        from: Option<u64>,
-        to: Option<u64>,
-        forward: bool,
-        limit: usize,
-    ) -> Result<Vec<(u64, OwnedEventId)>> {
-        let room = self.room(room_id)?;
-        let room_short = room.short_id.to_be_bytes();
-        let (room_prefix, start) = stream_range(&[&room_short], from, forward);
-        let room_end = prefix_end(&room_prefix);
-        let to_key = to.map(|to| key(&[&room_short, &to.to_be_bytes()]));
-        let bounds = match (&to_key, forward) {
-            (Some(to_key), false) => (to_key.as_slice(), room_end.as_deref()),
-            (Some(to_key), true) => (room_prefix.as_slice(), Some(to_key.as_slice())),
-            (None, _) => (room_prefix.as_slice(), room_end.as_deref()),
-        };
-        let rows = self.store.range_within(Table::Timeline, bounds, &start, forward, limit)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(key, value)| {
-                let position = u64::from_be_bytes(key[room_prefix.len()..].try_into().ok()?);
-                let event_id = EventId::parse(String::from_utf8_lossy(&value).as_ref()).ok()?;
-                Some((position, event_id))
-            })
-            .collect())
-    }
 }
 
 impl Rooms {
@@ -821,19 +748,6 @@ impl Rooms {
         }
         Ok(())
     }
-}
-
-/// For keys `parts ‖ stream position`: the prefix of them all, and the key a scan from stream
-/// position `from` (or from the first or last, when `None`) starts at.
-pub(crate) fn stream_range(parts: &[&[u8]], from: Option<u64>, forward: bool) -> (Vec<u8>, Vec<u8>) {
-    let position = match (from, forward) {
-        (Some(position), _) => position,
-        (None, true) => 0,
-        (None, false) => u64::MAX,
-    };
-    let mut start = prefix(parts);
-    start.extend_from_slice(&position.to_be_bytes());
-    (prefix(parts), start)
 }
 
 /// Where a transaction's event ID is kept: transaction IDs are scoped to a device and a room.

@@ -6,7 +6,8 @@ use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
-use super::{Rooms, StoredEvent, stream_range};
+use super::timeline::stream_range;
+use super::{Rooms, StoredEvent};
 use crate::error::Result;
 use crate::store::{Batch, Table, key};
 

@@ -1,0 +1,101 @@
+//! Reads in stream order: a room's timeline between two stream positions, the rooms and
+//! memberships that changed between two positions (what an incremental sync starts from), and
+//! the state at a position.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ruma::events::room::member::MembershipState;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+
+use super::Rooms;
+use super::state::StateMap;
+use crate::error::Result;
+use crate::store::{Table, key, prefix, prefix_end};
+
+impl Rooms {
+    /// Up to `limit` events of a room's timeline from stream position `from` (inclusive),
+    /// backward or forward: (stream position, event ID) pairs.
+    pub fn timeline(&self, room_id: &RoomId, from: Option<u64>, forward: bool, limit: usize) -> Result<Vec<(u64, OwnedEventId)>> {
+        self.timeline_until(room_id, from, None, forward, limit)
+    }
+
+    /// [`Rooms::timeline`], stopping short of stream position `to` (backward: the events at
+    /// or after it; forward: the events before it).
+    pub fn timeline_until(
+        &self,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: Option<u64>,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedEventId)>> {
+        let room = self.room(room_id)?;
+        let room_short = room.short_id.to_be_bytes();
+        let (room_prefix, start) = stream_range(&[&room_short], from, forward);
+        let room_end = prefix_end(&room_prefix);
+        let to_key = to.map(|to| key(&[&room_short, &to.to_be_bytes()]));
+        let bounds = match (&to_key, forward) {
+            (Some(to_key), false) => (to_key.as_slice(), room_end.as_deref()),
+            (Some(to_key), true) => (room_prefix.as_slice(), Some(to_key.as_slice())),
+            (None, _) => (room_prefix.as_slice(), room_end.as_deref()),
+        };
+        let rows = self.store.range_within(Table::Timeline, bounds, &start, forward, limit)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let position = u64::from_be_bytes(key[room_prefix.len()..].try_into().ok()?);
+                let event_id = EventId::parse(String::from_utf8_lossy(&value).as_ref()).ok()?;
+                Some((position, event_id))
+            })
+            .collect())
+    }
+
+    /// The room state as it was at a stream position: after the room's last event before it.
+    pub fn state_at_position(&self, room_id: &RoomId, position: u64) -> Result<Arc<StateMap>> {
+        match self.timeline(room_id, Some(position.saturating_sub(1)), false, 1)?.first() {
+            Some((_, event_id)) => self.state_after(event_id),
+            None => Ok(Arc::new(StateMap::new())),
+        }
+    }
+
+    /// The rooms with events after stream position `since`, up to `until`.
+    pub fn rooms_changed(&self, since: u64, until: u64) -> Result<BTreeSet<OwnedRoomId>> {
+        let mut rooms = BTreeSet::new();
+        for room_id in self.stream_rows(Table::StreamRooms, since, until)? {
+            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&room_id).as_ref()) {
+                rooms.insert(room_id);
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// Whose membership changed after stream position `since`, up to `until`, in which room.
+    pub fn member_changes(&self, since: u64, until: u64) -> Result<Vec<(OwnedRoomId, OwnedUserId, MembershipState)>> {
+        let mut changes = Vec::new();
+        for change in self.stream_rows(Table::MemberChanges, since, until)? {
+            changes.push(serde_json::from_slice(&change)?);
+        }
+        Ok(changes)
+    }
+
+    /// The values of a table keyed by stream position, after `since` up to `until`.
+    fn stream_rows(&self, table: Table, since: u64, until: u64) -> Result<Vec<Vec<u8>>> {
+        let (start, end) = (since.saturating_add(1).to_be_bytes(), until.saturating_add(1).to_be_bytes());
+        let rows = self.store.range_within(table, (&[], Some(&end)), &start, true, usize::MAX)?;
+        Ok(rows.into_iter().map(|(_, value)| value).collect())
+    }
+}
+
+/// For keys `parts ‖ stream position`: the prefix of them all, and the key a scan from stream
+/// position `from` (or from the first or last, when `None`) starts at.
+pub(crate) fn stream_range(parts: &[&[u8]], from: Option<u64>, forward: bool) -> (Vec<u8>, Vec<u8>) {
+    let position = match (from, forward) {
+        (Some(position), _) => position,
+        (None, true) => 0,
+        (None, false) => u64::MAX,
+    };
+    let mut start = prefix(parts);
+    start.extend_from_slice(&position.to_be_bytes());
+    (prefix(parts), start)
+}
