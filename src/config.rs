@@ -139,11 +139,24 @@ pub enum LogFormat {
     Json,
 }
 
-/// Storage durability.
+/// Where the store lives and how durable its writes are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
+    pub backend: StorageBackend,
+    pub postgres_url: Option<String>,
+    pub postgres_connections: usize,
     pub sync_writes: bool,
+}
+
+/// The database behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Embedded, under the data directory: one process.
+    Rocksdb,
+    /// A PostgreSQL server's database.
+    Postgres,
 }
 
 /// Serving HTTPS directly.
@@ -298,6 +311,17 @@ impl Config {
                     "configuration key `federation.trusted_ca_file`: {} is not a readable PEM file of certificates",
                     path.display()
                 ));
+            }
+        }
+        if self.storage.backend == StorageBackend::Postgres {
+            let Some(url) = &self.storage.postgres_url else {
+                return Err("configuration key `storage.postgres_url`: must be set with `backend = \"postgres\"`".into());
+            };
+            if let Err(error) = url.parse::<tokio_postgres::Config>() {
+                return Err(format!("configuration key `storage.postgres_url`: {error}"));
+            }
+            if self.storage.postgres_connections == 0 {
+                return Err("configuration key `storage.postgres_connections`: must be positive".into());
             }
         }
         if self.max_request_size < 1024 {

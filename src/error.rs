@@ -44,7 +44,7 @@ pub enum Error {
     BadStatus { status: u16, body: String },
     /// The store failed: the request is not acknowledged and nothing was written.
     #[error("storage: {0}")]
-    Storage(#[from] rocksdb::Error),
+    Storage(String),
     /// Something that should not happen, logged with its cause.
     #[error("internal: {0}")]
     Internal(String),

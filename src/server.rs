@@ -15,7 +15,7 @@ use crate::store::Store;
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir, config.storage.sync_writes)
+    let store = Store::open(&config.data_dir, &config.storage)
         .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
     let services = Arc::new(Services::new(config, store).map_err(|e| e.to_string())?);
     announce_bootstrap_token(&services)?;

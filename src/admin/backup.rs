@@ -29,6 +29,12 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
 
 /// Writes a backup of the running server into `dir`, which must not exist yet.
 pub async fn backup(services: &Services, dir: &Path) -> Result<String> {
+    if !services.store.is_embedded() {
+        return Err(Error::bad_request(
+            "the store is in PostgreSQL: back it up with PostgreSQL's tools (pg_dump, or the cluster's base backups \
+             and WAL archive), and copy the media directory beside it",
+        ));
+    }
     if dir.exists() {
         return Err(Error::bad_request(format!(
             "{} exists already: back up into a new directory",

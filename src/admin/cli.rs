@@ -30,6 +30,9 @@ pub async fn run(config: Config, command: AdminCommand, json: bool) -> ExitCode 
             file: std::path::absolute(&file).unwrap_or(file),
         }),
         AdminCommand::Restore { dir } => return restore(&config, &dir, json).await,
+        AdminCommand::Migrate { url, .. } => {
+            return while_stopped(&config, "migrating", json, || super::migrate::migrate(&config, &url)).await;
+        }
         other => other,
     };
     let reply = match UnixStream::connect(config.admin_socket_path()).await {
@@ -76,20 +79,32 @@ fn unreachable(message: &str) -> ExitCode {
     ExitCode::from(UNREACHABLE)
 }
 
-/// Restores a backup: only while no server answers on the admin socket.
-async fn restore(config: &Config, dir: &std::path::Path, json: bool) -> ExitCode {
+/// Runs what needs the server stopped (`doing` it: "restoring", "migrating") only while no
+/// server answers on the admin socket.
+async fn while_stopped(config: &Config, doing: &str, json: bool, operation: impl FnOnce() -> Result<String, String>) -> ExitCode {
     if UnixStream::connect(config.admin_socket_path()).await.is_ok() {
-        return print_reply(SocketReply::Error("the server is running: stop it before restoring".into()), json);
+        return print_reply(SocketReply::Error(format!("the server is running: stop it before {doing}")), json);
     }
-    match super::backup::restore(&config.data_dir, dir) {
+    match operation() {
         Ok(message) => print_reply(SocketReply::Ok(AdminOutput::Done(message)), json),
         Err(message) => print_reply(SocketReply::Error(message), json),
     }
 }
 
+/// Restores a backup (RocksDB's) into the data directory.
+async fn restore(config: &Config, dir: &std::path::Path, json: bool) -> ExitCode {
+    while_stopped(config, "restoring", json, || {
+        if config.storage.backend != crate::config::StorageBackend::Rocksdb {
+            return Err("the store is in PostgreSQL: restore it with PostgreSQL's tools (a backup here is RocksDB's)".into());
+        }
+        super::backup::restore(&config.data_dir, dir)
+    })
+    .await
+}
+
 /// The server is not running: open the store ourselves.
 async fn run_offline(config: Config, command: AdminCommand) -> Result<SocketReply, String> {
-    let store = Store::open(&config.data_dir, config.storage.sync_writes).map_err(|e| {
+    let store = Store::open(&config.data_dir, &config.storage).map_err(|e| {
         format!(
             "no server answers on {} and the store in {} cannot be opened: {e}",
             config.admin_socket_path().display(),

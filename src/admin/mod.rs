@@ -6,6 +6,7 @@ pub mod appservices;
 pub mod backup;
 pub mod cli;
 pub mod invites;
+pub mod migrate;
 pub mod reports;
 pub mod rooms;
 pub mod socket;
@@ -68,6 +69,15 @@ pub enum AdminCommand {
     /// Restore a backup into this configuration's data directory (server stopped, no database
     /// there yet).
     Restore { dir: std::path::PathBuf },
+    /// Copy this configuration's RocksDB store into an empty PostgreSQL database and check the
+    /// copy (server stopped); then configure `storage.backend = "postgres"`.
+    Migrate {
+        /// The backend to move to.
+        #[arg(long, value_parser = ["postgres"])]
+        to: String,
+        /// The database's URL, e.g. postgresql://hearth:secret@db.example.org/hearth
+        url: String,
+    },
 }
 
 /// `hearth admin user …`
@@ -299,6 +309,7 @@ impl AdminCommand {
             AdminCommand::Invite(command) => command.name(),
             AdminCommand::Backup { .. } => "backup",
             AdminCommand::Restore { .. } => "restore",
+            AdminCommand::Migrate { .. } => "migrate",
         }
     }
 }
@@ -318,6 +329,7 @@ pub async fn execute(services: &Services, command: AdminCommand) -> Result<Admin
         AdminCommand::Backup { dir, keep: None } => Ok(AdminOutput::Done(backup::backup(services, &dir).await?)),
         AdminCommand::Backup { dir, keep: Some(keep) } => Ok(AdminOutput::Done(backup::backup_rotated(services, &dir, keep).await?)),
         AdminCommand::Restore { .. } => Err(Error::bad_request("Restore runs on a stopped server only")),
+        AdminCommand::Migrate { .. } => Err(Error::bad_request("Migrate runs on a stopped server only")),
     }
 }
 

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::store::{Store, TableStatistics};
+use crate::store::{RocksDbStatistics, Store, StoreStatistics, TableStatistics};
 
 /// One kind of request: its method and route (the route's pattern, not the concrete path, so
 /// the number of series stays bounded).
@@ -176,47 +176,20 @@ impl std::fmt::Debug for ScrapeTime {
 
 impl Collector for ScrapeTime {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let statistics = self.store.statistics();
-        let per_table: [(&str, &str, TableFigure); 4] = [
-            ("rocksdb_sst_files_size_bytes", "Size of the table's SST files on disk.", |t| {
-                t.sst_files_bytes
-            }),
-            ("rocksdb_live_data_size_bytes", "Estimated size of the table's live data.", |t| {
-                t.live_data_bytes
-            }),
-            ("rocksdb_memtable_size_bytes", "Size of the table's memtables.", |t| {
-                t.memtable_bytes
-            }),
-            (
-                "rocksdb_pending_compaction_bytes",
-                "Estimated bytes compaction still has to rewrite in the table.",
-                |t| t.pending_compaction_bytes,
-            ),
-        ];
-        for (name, help, figure) in per_table {
-            let mut metric = encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-            for table in &statistics.tables {
-                let labels = [("table", table.name)];
-                ConstGauge::new(figure(table) as i64).encode(metric.encode_family(&labels)?)?;
+        match self.store.statistics() {
+            StoreStatistics::RocksDb(statistics) => encode_rocksdb(&statistics, &mut encoder)?,
+            StoreStatistics::Postgres(sizes) => {
+                let mut metric = encoder.encode_descriptor(
+                    "postgres_table_size_bytes",
+                    "Size of the table on disk in PostgreSQL, indexes included.",
+                    None,
+                    ConstGauge::new(0i64).metric_type(),
+                )?;
+                for (table, bytes) in sizes {
+                    ConstGauge::new(bytes as i64).encode(metric.encode_family(&[("table", table)])?)?;
+                }
             }
         }
-        let whole_store = [
-            (
-                "rocksdb_running_compactions",
-                "Compactions running now.",
-                statistics.running_compactions,
-            ),
-            (
-                "rocksdb_running_flushes",
-                "Memtable flushes running now.",
-                statistics.running_flushes,
-            ),
-            (
-                "rocksdb_compaction_pending",
-                "1 when at least one table waits for a compaction.",
-                statistics.compaction_pending,
-            ),
-        ];
         let memory = process_memory();
         let process = [
             ("process_resident_memory_bytes", "Resident memory of the process.", memory.resident),
@@ -226,7 +199,7 @@ impl Collector for ScrapeTime {
                 memory.peak,
             ),
         ];
-        for (name, help, value) in whole_store.into_iter().chain(process) {
+        for (name, help, value) in process {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
@@ -243,6 +216,55 @@ impl Collector for ScrapeTime {
         }
         Ok(())
     }
+}
+
+/// RocksDB's figures: per table, and for the whole database.
+fn encode_rocksdb(statistics: &RocksDbStatistics, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let per_table: [(&str, &str, TableFigure); 4] = [
+        ("rocksdb_sst_files_size_bytes", "Size of the table's SST files on disk.", |t| {
+            t.sst_files_bytes
+        }),
+        ("rocksdb_live_data_size_bytes", "Estimated size of the table's live data.", |t| {
+            t.live_data_bytes
+        }),
+        ("rocksdb_memtable_size_bytes", "Size of the table's memtables.", |t| {
+            t.memtable_bytes
+        }),
+        (
+            "rocksdb_pending_compaction_bytes",
+            "Estimated bytes compaction still has to rewrite in the table.",
+            |t| t.pending_compaction_bytes,
+        ),
+    ];
+    for (name, help, figure) in per_table {
+        let mut metric = encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+        for table in &statistics.tables {
+            let labels = [("table", table.name)];
+            ConstGauge::new(figure(table) as i64).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    let whole_store = [
+        (
+            "rocksdb_running_compactions",
+            "Compactions running now.",
+            statistics.running_compactions,
+        ),
+        (
+            "rocksdb_running_flushes",
+            "Memtable flushes running now.",
+            statistics.running_flushes,
+        ),
+        (
+            "rocksdb_compaction_pending",
+            "1 when at least one table waits for a compaction.",
+            statistics.compaction_pending,
+        ),
+    ];
+    for (name, help, value) in whole_store {
+        let gauge = ConstGauge::new(value as i64);
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    Ok(())
 }
 
 /// Resident and peak resident memory, in bytes.

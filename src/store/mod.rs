@@ -1,10 +1,11 @@
-//! RocksDB storage: the one place that knows keys and bytes.
+//! Storage: the one place that knows keys and bytes.
 //!
-//! The database lives in `<data_dir>/db`, is opened once per process, and has one column family
-//! per table. Every logical change is one [`Batch`] (a RocksDB `WriteBatch`): it lands whole or
-//! not at all. The WAL is always on, so a write acknowledged to a client survives a process crash;
-//! with `storage.sync_writes` it is also fsynced before the acknowledgement, concurrent writers
-//! sharing one fsync ([`group_commit`]).
+//! The tables below live in one of two databases, chosen by `storage.backend`: RocksDB under
+//! `<data_dir>/db`, one column family per table ([`rocks`], the embedded default), or a
+//! PostgreSQL database, one PostgreSQL table per table ([`postgres`]). Every logical change is
+//! one [`Batch`] (a RocksDB `WriteBatch`, or one PostgreSQL transaction): it lands whole or not
+//! at all. A write acknowledged to a client survives a crash of the process; with
+//! `storage.sync_writes` it is also durable on disk before the acknowledgement.
 //!
 //! Keys are byte strings whose parts are joined by [`SEP`] (0xFF, which never occurs in a Matrix
 //! identifier), so "all rows of a user" is a prefix scan. Values are JSON unless said otherwise.
@@ -101,17 +102,18 @@
 mod counter;
 mod group_commit;
 mod migrations;
+mod postgres;
+mod rocks;
 
 pub use counter::Counter;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use group_commit::GroupCommit;
+use crate::config::{Storage, StorageBackend};
 
 /// A raw row: key and value.
 pub type Row = (Vec<u8>, Vec<u8>);
@@ -120,7 +122,7 @@ pub type Row = (Vec<u8>, Vec<u8>);
 pub const SEP: u8 = 0xFF;
 
 /// Every table, one column family each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     Meta,
     Users,
@@ -388,6 +390,8 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 pub enum StoreError {
     #[error("{0}")]
     Rocks(#[from] rocksdb::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     #[error("the data directory holds schema version {found}, newer than this Hearth's {supported}")]
     TooNew { found: u32, supported: u32 },
     #[error("the stored schema version is unreadable")]
@@ -403,103 +407,88 @@ pub enum StoreError {
 impl From<StoreError> for crate::error::Error {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Rocks(error) => crate::error::Error::Storage(error),
+            StoreError::Rocks(_) | StoreError::Postgres(_) => crate::error::Error::Storage(error.to_string()),
             other => crate::error::Error::Internal(other.to_string()),
         }
     }
 }
 
+/// The database behind the store.
+enum Backend {
+    RocksDb(rocks::RocksDb),
+    Postgres(postgres::Postgres),
+}
+
 /// The opened database. Cheap to clone; every clone is the same database.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<DB>,
-    /// With `storage.sync_writes`: the fsyncs that make writes durable before they are
-    /// acknowledged.
-    group_commit: Option<Arc<GroupCommit>>,
+    backend: Arc<Backend>,
+}
+
+fn decode<T: DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        table: table.name(),
+        error,
+    })
 }
 
 impl Store {
-    /// Opens (or creates) the database under `data_dir/db` and migrates it to the current schema.
-    pub fn open(data_dir: &Path, sync_writes: bool) -> Result<Store, StoreError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        // A torn last WAL record after a power cut is dropped instead of refusing to start.
-        options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        options.set_keep_log_file_num(4);
-        options.increase_parallelism(2);
-        // Memory for a small server: the memtables of all tables together stay under 16 MiB
-        // (a table's fills to 4 MiB before it is flushed), and one 16 MiB block cache, which
-        // also holds the index and filter blocks, serves every table.
-        options.set_db_write_buffer_size(16 << 20);
-        options.set_write_buffer_size(4 << 20);
-        let mut table_options = rocksdb::BlockBasedOptions::default();
-        table_options.set_block_cache(&rocksdb::Cache::new_lru_cache(16 << 20));
-        table_options.set_cache_index_and_filter_blocks(true);
-        options.set_block_based_table_factory(&table_options);
-        let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), options.clone()));
-        let db = DB::open_cf_descriptors(&options, data_dir.join("db"), families)?;
-        let db = Arc::new(db);
+    /// Opens the configured database (RocksDB under `data_dir/db`, or PostgreSQL), creating
+    /// it when new, and migrates it to the current schema.
+    pub fn open(data_dir: &Path, storage: &Storage) -> Result<Store, StoreError> {
+        let backend = match (&storage.backend, &storage.postgres_url) {
+            (StorageBackend::Rocksdb, _) => Backend::RocksDb(rocks::RocksDb::open(data_dir, storage.sync_writes)?),
+            (StorageBackend::Postgres, Some(url)) => {
+                Backend::Postgres(postgres::Postgres::open(url, storage.postgres_connections, storage.sync_writes)?)
+            }
+            // The configuration refuses to load without it.
+            (StorageBackend::Postgres, None) => return Err(StoreError::Postgres("storage.postgres_url is not set".into())),
+        };
         let store = Store {
-            group_commit: sync_writes.then(|| Arc::new(GroupCommit::new(db.clone()))),
-            db,
+            backend: Arc::new(backend),
         };
         migrations::run(&store)?;
         Ok(store)
     }
 
-    fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
-        // Every table's column family is created in `open`.
-        self.db.cf_handle(table.name()).expect("column family created at open")
+    /// Whether the database is the embedded RocksDB one (backed up by `hearth admin backup`)
+    /// rather than a PostgreSQL server's.
+    pub fn is_embedded(&self) -> bool {
+        matches!(*self.backend, Backend::RocksDb(_))
     }
 
     /// Reads one raw value.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(table), key)?)
+        match &*self.backend {
+            Backend::RocksDb(db) => db.get(table, key),
+            Backend::Postgres(db) => db.get(table, key),
+        }
     }
 
     /// Reads one JSON value.
     pub fn get_json<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
-        self.get(table, key)?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
-                    table: table.name(),
-                    error,
-                })
-            })
-            .transpose()
+        self.get(table, key)?.map(|bytes| decode(table, &bytes)).transpose()
+    }
+
+    fn scan(&self, table: Table, prefix: &[u8], with_values: bool) -> Result<Vec<Row>, StoreError> {
+        match &*self.backend {
+            Backend::RocksDb(db) => db.scan(table, prefix, with_values),
+            Backend::Postgres(db) => db.scan(table, prefix, with_values),
+        }
     }
 
     /// Every row whose key starts with `prefix`, in key order, values decoded from JSON.
     pub fn scan_json<T: DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        let mut rows = Vec::new();
-        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward)) {
-            let (key, value) = item?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            let value = serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
-                table: table.name(),
-                error,
-            })?;
-            rows.push((key.into_vec(), value));
-        }
-        Ok(rows)
+        self.scan(table, prefix, true)?
+            .into_iter()
+            .map(|(key, value)| Ok((key, decode(table, &value)?)))
+            .collect()
     }
 
     /// The keys of every row whose key starts with `prefix`, in key order (for index tables,
     /// whose values are empty).
     pub fn scan_keys(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut keys = Vec::new();
-        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward)) {
-            let (key, _) = item?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            keys.push(key.into_vec());
-        }
-        Ok(keys)
+        Ok(self.scan(table, prefix, false)?.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Up to `limit` raw rows under `prefix`, starting at `start` (inclusive) and going forward
@@ -511,144 +500,115 @@ impl Store {
 
     /// Up to `limit` raw rows from `start` (inclusive), forward or backward in key order, with
     /// keys from `lower` (inclusive) up to `upper` (exclusive; no end when `None`). Bounded so,
-    /// RocksDB stops at the bound instead of reading past it, and skips the files outside.
+    /// the database stops at the bound instead of reading past it.
     pub fn range_within(
         &self,
         table: Table,
-        (lower, upper): (&[u8], Option<&[u8]>),
+        bounds: (&[u8], Option<&[u8]>),
         start: &[u8],
         forward: bool,
         limit: usize,
     ) -> Result<Vec<Row>, StoreError> {
-        let direction = if forward { Direction::Forward } else { Direction::Reverse };
-        let mut options = ReadOptions::default();
-        if !lower.is_empty() {
-            options.set_iterate_lower_bound(lower.to_vec());
+        match &*self.backend {
+            Backend::RocksDb(db) => db.range_within(table, bounds, start, forward, limit),
+            Backend::Postgres(db) => db.range_within(table, bounds, start, forward, limit),
         }
-        if let Some(upper) = upper {
-            options.set_iterate_upper_bound(upper.to_vec());
-        }
-        let mut rows = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(self.cf(table), options, IteratorMode::From(start, direction))
-        {
-            if rows.len() >= limit {
-                break;
-            }
-            let (key, value) = item?;
-            rows.push((key.into_vec(), value.into_vec()));
-        }
-        Ok(rows)
     }
 
     /// How many keys under `prefix` there are from `start` (inclusive) backward, counting up to
     /// `cap` (keys only, nothing copied).
     pub fn count_keys_backward(&self, table: Table, prefix: &[u8], start: &[u8], cap: usize) -> Result<usize, StoreError> {
-        let mut iterator = self.db.raw_iterator_cf(self.cf(table));
-        iterator.seek_for_prev(start);
-        let mut count = 0;
-        while count < cap && iterator.key().is_some_and(|key| key.starts_with(prefix)) {
-            count += 1;
-            iterator.prev();
+        match &*self.backend {
+            Backend::RocksDb(db) => db.count_keys_backward(table, prefix, start, cap),
+            Backend::Postgres(db) => db.count_keys_backward(table, prefix, start, cap),
         }
-        iterator.status()?;
-        Ok(count)
     }
 
-    /// Reads many raw values of one table at once (RocksDB's batched point reads), in the
-    /// order of `keys`.
+    /// Reads many raw values of one table at once, in the order of `keys`.
     pub fn multi_get(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.db
-            .batched_multi_get_cf(self.cf(table), keys, false)
-            .into_iter()
-            .map(|value| Ok(value?.map(|slice| slice.to_vec())))
-            .collect()
+        match &*self.backend {
+            Backend::RocksDb(db) => db.multi_get(table, keys),
+            Backend::Postgres(db) => db.multi_get(table, keys),
+        }
     }
 
     /// Whether a table has no rows at all.
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
-        match self.db.iterator_cf(self.cf(table), IteratorMode::Start).next() {
-            None => Ok(true),
-            Some(item) => item.map(|_| false).map_err(StoreError::from),
+        match &*self.backend {
+            Backend::RocksDb(db) => db.is_empty(table),
+            Backend::Postgres(db) => db.is_empty(table),
         }
     }
 
     /// Starts a batch of writes that will land together.
     pub fn batch(&self) -> Batch<'_> {
         Batch {
-            store: self,
-            batch: WriteBatch::default(),
+            writes: match &*self.backend {
+                Backend::RocksDb(db) => Writes::RocksDb(db, rocksdb::WriteBatch::default()),
+                Backend::Postgres(db) => Writes::Postgres(db, Vec::new()),
+            },
             committed: Vec::new(),
         }
     }
 
-    /// Returns once every write finished so far is fsynced, when `storage.sync_writes` asks for
-    /// it (before a write is acknowledged); at once otherwise.
+    /// Returns once every write finished so far is durable, when `storage.sync_writes` asks for
+    /// it (before a write is acknowledged); at once otherwise, and with PostgreSQL, whose
+    /// commits are durable when they return.
     pub async fn durable(&self) -> Result<(), StoreError> {
-        match &self.group_commit {
-            Some(group_commit) => group_commit.durable().await,
-            None => Ok(()),
+        match &*self.backend {
+            Backend::RocksDb(db) => db.durable().await,
+            Backend::Postgres(_) => Ok(()),
         }
     }
 
-    /// Writes one value and fsyncs the WAL before returning, whatever `sync_writes` says (for
-    /// counter ceilings, which must never be lost).
+    /// Writes one value durably before returning, whatever `sync_writes` says (for counter
+    /// ceilings, which must never be lost). PostgreSQL writes its WAL in commit order, so a
+    /// ceiling is never lost while anything written after it survives.
     pub fn put_synced(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.put_cf_opt(self.cf(table), key, value, &options)?;
-        Ok(())
+        match &*self.backend {
+            Backend::RocksDb(db) => db.put_synced(table, key, value),
+            Backend::Postgres(db) => db.put(table, key, value),
+        }
     }
 
-    /// Writes a consistent checkpoint of the whole database into `path` (which must not
-    /// exist), as of now, while writes go on.
+    /// Writes a consistent checkpoint of the whole RocksDB database into `path` (which must
+    /// not exist), as of now, while writes go on. PostgreSQL is backed up by its own tools.
     pub fn checkpoint(&self, path: &Path) -> Result<(), StoreError> {
-        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(path)?;
-        Ok(())
+        match &*self.backend {
+            Backend::RocksDb(db) => db.checkpoint(path),
+            Backend::Postgres(_) => Err(StoreError::Postgres("back up PostgreSQL with its own tools".into())),
+        }
     }
 
-    /// Sizes and compaction figures of every table, as RocksDB estimates them now (for the
-    /// metrics). A figure RocksDB cannot give reads as 0.
+    /// Sizes and compaction figures of every table, as the database estimates them now (for
+    /// the metrics).
     pub fn statistics(&self) -> StoreStatistics {
-        use rocksdb::properties::{self as p, PropName};
-        let figure =
-            |table: Table, property: &PropName| self.db.property_int_value_cf(self.cf(table), property).ok().flatten().unwrap_or(0);
-        let whole = |property: &PropName| self.db.property_int_value(property).ok().flatten().unwrap_or(0);
-        StoreStatistics {
-            tables: Table::ALL
-                .iter()
-                .map(|&table| TableStatistics {
-                    name: table.name(),
-                    sst_files_bytes: figure(table, p::TOTAL_SST_FILES_SIZE),
-                    live_data_bytes: figure(table, p::ESTIMATE_LIVE_DATA_SIZE),
-                    memtable_bytes: figure(table, p::CUR_SIZE_ALL_MEM_TABLES),
-                    pending_compaction_bytes: figure(table, p::ESTIMATE_PENDING_COMPACTION_BYTES),
-                })
-                .collect(),
-            running_compactions: whole(p::NUM_RUNNING_COMPACTIONS),
-            running_flushes: whole(p::NUM_RUNNING_FLUSHES),
-            compaction_pending: Table::ALL
-                .iter()
-                .map(|&table| figure(table, p::COMPACTION_PENDING))
-                .max()
-                .unwrap_or(0),
+        match &*self.backend {
+            Backend::RocksDb(db) => StoreStatistics::RocksDb(db.statistics()),
+            Backend::Postgres(db) => StoreStatistics::Postgres(db.table_sizes().unwrap_or_default()),
         }
     }
 
     /// Flushes memtables and the WAL to disk: called on clean shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true)?;
-        for table in Table::ALL {
-            self.db.flush_cf(self.cf(table))?;
+        match &*self.backend {
+            Backend::RocksDb(db) => db.flush(),
+            Backend::Postgres(_) => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// What [`Store::statistics`] reports.
 #[derive(Debug)]
-pub struct StoreStatistics {
+pub enum StoreStatistics {
+    RocksDb(RocksDbStatistics),
+    /// Each table's size on disk, indexes included (empty when the database did not answer).
+    Postgres(Vec<(&'static str, u64)>),
+}
+
+/// RocksDB's figures.
+#[derive(Debug)]
+pub struct RocksDbStatistics {
     pub tables: Vec<TableStatistics>,
     pub running_compactions: u64,
     pub running_flushes: u64,
@@ -666,10 +626,15 @@ pub struct TableStatistics {
     pub pending_compaction_bytes: u64,
 }
 
+/// The writes of a batch, in the form of the backend that will apply them.
+enum Writes<'a> {
+    RocksDb(&'a rocks::RocksDb, rocksdb::WriteBatch),
+    Postgres(&'a postgres::Postgres, Vec<postgres::Write>),
+}
+
 /// A set of writes applied atomically by [`Batch::commit`].
 pub struct Batch<'a> {
-    store: &'a Store,
-    batch: WriteBatch,
+    writes: Writes<'a>,
     /// What to do once the batch is written (wake whoever reads what it adds).
     committed: Vec<Box<dyn FnOnce() + Send>>,
 }
@@ -677,7 +642,10 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// Puts a raw value.
     pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
-        self.batch.put_cf(self.store.cf(table), key, value);
+        match &mut self.writes {
+            Writes::RocksDb(db, batch) => db.put(batch, table, key, value),
+            Writes::Postgres(_, writes) => writes.push((table, key.to_vec(), Some(value.to_vec()))),
+        }
     }
 
     /// Puts a value encoded as JSON.
@@ -689,7 +657,10 @@ impl Batch<'_> {
 
     /// Deletes one row.
     pub fn delete(&mut self, table: Table, key: &[u8]) {
-        self.batch.delete_cf(self.store.cf(table), key);
+        match &mut self.writes {
+            Writes::RocksDb(db, batch) => db.delete(batch, table, key),
+            Writes::Postgres(_, writes) => writes.push((table, key.to_vec(), None)),
+        }
     }
 
     /// Runs `then` once the batch is written (not at all if it fails).
@@ -698,11 +669,11 @@ impl Batch<'_> {
     }
 
     /// Writes the batch; when this returns `Ok`, the change is in the WAL (fsynced by
-    /// [`Store::durable`] with `storage.sync_writes`).
+    /// [`Store::durable`] with `storage.sync_writes`), or committed in PostgreSQL.
     pub fn commit(self) -> Result<(), StoreError> {
-        self.store.db.write(self.batch)?;
-        if let Some(group_commit) = &self.store.group_commit {
-            group_commit.wrote();
+        match self.writes {
+            Writes::RocksDb(db, batch) => db.write(batch)?,
+            Writes::Postgres(db, writes) => db.write(writes)?,
         }
         for then in self.committed {
             then();

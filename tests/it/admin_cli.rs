@@ -1,7 +1,7 @@
 //! `hearth admin` against a running server (through its admin socket) and a stopped one
 //! (on the store directly), with exit codes scripts can trust.
 
-use crate::common::{TestServer, assert_error, message_bodies};
+use crate::common::{TestDatabase, TestServer, assert_error, message_bodies, postgres_cluster};
 
 #[tokio::test]
 async fn admin_cli_manages_users_while_the_server_runs() {
@@ -96,6 +96,7 @@ async fn admin_cli_manages_users_while_the_server_runs() {
     let output = server
         .command()
         .env("HEARTH_DATA_DIR", "/proc/none")
+        .env("HEARTH_STORAGE__POSTGRES_URL", "postgresql://nobody@127.0.0.1:1/none")
         .args(["admin", "user", "list"])
         .output()
         .unwrap();
@@ -106,6 +107,13 @@ async fn admin_cli_manages_users_while_the_server_runs() {
 async fn backup_while_writing_then_restore_keeps_every_acknowledged_message() {
     let mut server = TestServer::start(&[]).await;
     let (alice, _) = server.register("alice", "alicepass").await;
+    if postgres_cluster().is_some() {
+        // PostgreSQL is backed up by its own tools: the command says so.
+        let (output, refused) = server.admin(&["backup", server.dir.path().join("backup").to_str().unwrap()]);
+        assert!(!output.status.success(), "{output:?}");
+        assert!(refused["error"].as_str().unwrap().contains("pg_dump"), "{refused}");
+        return;
+    }
     let (_, created) = server
         .post("/_matrix/client/v3/createRoom", Some(&alice), serde_json::json!({}))
         .await;
@@ -176,6 +184,9 @@ async fn backup_while_writing_then_restore_keeps_every_acknowledged_message() {
 
 #[tokio::test]
 async fn scheduled_backups_keep_the_newest_n() {
+    if postgres_cluster().is_some() {
+        return; // RocksDB checkpoints; PostgreSQL is backed up by its own tools.
+    }
     let server = TestServer::start(&[]).await;
     server.register("alice", "alicepass").await;
     let backups = server.dir.path().join("backups");
@@ -205,4 +216,71 @@ async fn scheduled_backups_keep_the_newest_n() {
     }
     let (output, _) = server.admin(&["backup", backups.to_str().unwrap(), "--keep", "0"]);
     assert_eq!(output.status.code(), Some(2), "--keep 0 is bad usage: {output:?}");
+}
+
+#[tokio::test]
+async fn a_rocksdb_store_migrated_to_postgres_serves_everything_it_held() {
+    let Some(cluster) = postgres_cluster() else {
+        return; // Needs the PostgreSQL cluster of the suite's second run.
+    };
+    let mut server = TestServer::start(&[("HEARTH_STORAGE__BACKEND", "rocksdb")]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let room = server.create_room(&alice, serde_json::json!({ "name": "Moving day" })).await;
+    for n in 0..250 {
+        server
+            .send(
+                &alice,
+                &room,
+                "m.room.message",
+                serde_json::json!({ "msgtype": "m.text", "body": format!("m{n}") }),
+            )
+            .await;
+    }
+    let (_, uploaded) = crate::media::upload(&server, &alice, "text/plain", "note.txt", b"kept beside the store".to_vec()).await;
+    let mxc = uploaded["content_uri"].as_str().unwrap().to_owned();
+
+    // A running server refuses; a stopped one is copied into an empty database, not twice.
+    let database = TestDatabase::create(&cluster);
+    let (output, _) = server.admin(&["migrate", "--to", "postgres", &database.url()]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    server.stop();
+    let (output, done) = server.admin(&["migrate", "--to", "postgres", &database.url()]);
+    assert!(output.status.success(), "{output:?}");
+    let done = done["done"].as_str().unwrap();
+    assert!(done.contains("row counts match") && done.contains("sampled events"), "{done}");
+    let (output, refused) = server.admin(&["migrate", "--to", "postgres", &database.url()]);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(refused["error"].as_str().unwrap().contains("not empty"), "{refused}");
+
+    server.set_env("HEARTH_STORAGE__BACKEND", "postgres");
+    server.set_env("HEARTH_STORAGE__POSTGRES_URL", &database.url());
+    server.spawn().await;
+    let (_, login) = server.login("alice", "alicepass").await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=1000"), Some(&token))
+        .await;
+    let bodies = message_bodies(&page["chunk"]);
+    assert_eq!(bodies, (0..250).map(|n| format!("m{n}")).collect::<Vec<_>>());
+    let (_, name) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"), Some(&token))
+        .await;
+    assert_eq!(name["name"], "Moving day");
+    let media = mxc.trim_start_matches("mxc://");
+    let (status, _, content) =
+        crate::media::fetch(&server, &format!("/_matrix/client/v1/media/download/{media}"), Some(&token), None).await;
+    assert_eq!((status.as_u16(), content.as_slice()), (200, b"kept beside the store".as_slice()));
+    // New writes go on from where the store was (stream positions continue).
+    server
+        .send(
+            &token,
+            &room,
+            "m.room.message",
+            serde_json::json!({ "msgtype": "m.text", "body": "after" }),
+        )
+        .await;
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=2"), Some(&token))
+        .await;
+    assert_eq!(message_bodies(&page["chunk"]), ["after", "m249"]);
 }

@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -12,10 +13,57 @@ use tempfile::TempDir;
 pub struct TestServer {
     child: Option<Child>,
     pub dir: TempDir,
+    /// Its PostgreSQL database, when the tests run on that backend: held to be dropped after
+    /// the server.
+    _database: Option<TestDatabase>,
     pub base_url: String,
     env: Vec<(String, String)>,
     /// An HTTP client for it (any certificate accepted: test servers' are self-issued).
     pub http: reqwest::Client,
+}
+
+/// The PostgreSQL cluster the tests keep their stores in instead of RocksDB: its URL without a
+/// database, from `HEARTH_TEST_POSTGRES` (`scripts/test` starts one with `scripts/postgres`).
+pub fn postgres_cluster() -> Option<String> {
+    std::env::var("HEARTH_TEST_POSTGRES").ok().filter(|url| !url.is_empty())
+}
+
+/// A database of its own for one test server, dropped with it.
+pub struct TestDatabase {
+    cluster: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub fn create(cluster: &str) -> TestDatabase {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("hearth_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let database = TestDatabase {
+            cluster: cluster.to_owned(),
+            name,
+        };
+        database.psql(&format!("CREATE DATABASE {}", database.name));
+        database
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.cluster, self.name)
+    }
+
+    fn psql(&self, sql: &str) {
+        let output = Command::new("psql")
+            .arg(format!("{}/postgres", self.cluster))
+            .args(["-qtAc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
 }
 
 /// A loopback port nobody listens on now.
@@ -78,9 +126,18 @@ impl TestServer {
         };
         all_env.push(("HEARTH_DATA_DIR".into(), dir.path().join("data").display().to_string()));
         all_env.push(("HEARTH_LISTEN".into(), format!("{ip}:{port}")));
+        // A test that names its backend keeps it.
+        let database = postgres_cluster()
+            .filter(|_| !env.iter().any(|(key, _)| *key == "HEARTH_STORAGE__BACKEND"))
+            .map(|cluster| TestDatabase::create(&cluster));
+        if let Some(database) = &database {
+            all_env.push(("HEARTH_STORAGE__BACKEND".into(), "postgres".into()));
+            all_env.push(("HEARTH_STORAGE__POSTGRES_URL".into(), database.url()));
+        }
         TestServer {
             child: None,
             dir,
+            _database: database,
             base_url: format!("{scheme}://{ip}:{port}"),
             env: all_env,
             // Servers with TLS use a self-signed certificate made by the test.
@@ -94,10 +151,17 @@ impl TestServer {
         TestServer {
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            _database: None,
             base_url: base_url.to_owned(),
             env: Vec::new(),
             http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
         }
+    }
+
+    /// Sets one of the server's environment variables, for its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// The server's log so far.
