@@ -145,6 +145,7 @@ pub enum LogFormat {
 pub struct Storage {
     pub backend: StorageBackend,
     pub postgres_url: Option<String>,
+    pub postgres_ca_file: Option<PathBuf>,
     pub postgres_connections: usize,
     pub sync_writes: bool,
 }

@@ -1,4 +1,6 @@
-//! Serving HTTPS directly (`[tls]` in the configuration), for servers behind no proxy.
+//! Serving HTTPS directly (`[tls]` in the configuration), for servers behind no proxy, and the
+//! client side's verification of the servers Hearth connects to (other homeservers,
+//! PostgreSQL).
 //!
 //! TCP connections are accepted in one task and their TLS handshakes run in tasks of their own
 //! (bounded by a timeout), so a slow or hostile client never holds up the others; finished
@@ -33,6 +35,27 @@ pub fn acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     let mut config = config;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TLS client configuration that verifies servers against the webpki roots and the
+/// certificates of the PEM file `ca_file` (named by the configuration key `key` in errors).
+pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("configuration key `{key}`: {e}"))?;
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| format!("configuration key `{key}`: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A listener that hands out connections whose TLS handshake is done.

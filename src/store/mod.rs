@@ -438,9 +438,7 @@ impl Store {
     pub fn open(data_dir: &Path, storage: &Storage) -> Result<Store, StoreError> {
         let backend = match (&storage.backend, &storage.postgres_url) {
             (StorageBackend::Rocksdb, _) => Backend::RocksDb(rocks::RocksDb::open(data_dir, storage.sync_writes)?),
-            (StorageBackend::Postgres, Some(url)) => {
-                Backend::Postgres(postgres::Postgres::open(url, storage.postgres_connections, storage.sync_writes)?)
-            }
+            (StorageBackend::Postgres, Some(url)) => Backend::Postgres(postgres::Postgres::open(url, storage)?),
             // The configuration refuses to load without it.
             (StorageBackend::Postgres, None) => return Err(StoreError::Postgres("storage.postgres_url is not set".into())),
         };

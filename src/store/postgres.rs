@@ -7,6 +7,9 @@
 //! (tokio-postgres through deadpool), and the caller waits for the answer — on a server thread
 //! through `block_in_place`, so the thread's other tasks move to another thread meanwhile.
 //!
+//! One process per database for now: a process holds a PostgreSQL advisory lock while it runs,
+//! and a second one (or an admin command that finds no server on its socket) is refused.
+//!
 //! Durability: with `storage.sync_writes = false` the sessions commit with
 //! `synchronous_commit = off` — a commit is acknowledged once it is in PostgreSQL's WAL
 //! buffers, so a crash of Hearth loses nothing and a crash of PostgreSQL itself may lose the
@@ -20,10 +23,11 @@ use std::sync::OnceLock;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::future::try_join_all;
 use tokio::runtime::{Runtime, RuntimeFlavor};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Row, StoreError, Table, prefix_end};
+use crate::config::Storage;
 
 /// One write of a batch: a value to put, or `None` to delete the row.
 pub type Write = (Table, Vec<u8>, Option<Vec<u8>>);
@@ -38,9 +42,14 @@ struct TableWrites {
     deleted: Vec<Vec<u8>>,
 }
 
+/// The advisory lock a process holds on its database (a number of Hearth's own).
+const PROCESS_LOCK: i64 = 0x4865_6172_7468;
+
 /// The connection pool to one database.
 pub struct Postgres {
     pool: Pool,
+    /// The connection holding [`PROCESS_LOCK`]: held to be dropped with the store.
+    _process_lock: tokio_postgres::Client,
 }
 
 /// The runtime the database connections live on, apart from the server's own: a caller
@@ -57,8 +66,16 @@ fn runtime() -> &'static Runtime {
     })
 }
 
-fn database_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Postgres(error.to_string())
+/// A driver or pool error with its causes (a TLS failure says why the certificate failed).
+fn database_error(error: impl std::error::Error) -> StoreError {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    StoreError::Postgres(text)
 }
 
 /// Runs `work` on the database runtime and waits for its answer.
@@ -114,36 +131,62 @@ fn rows(found: Vec<tokio_postgres::Row>) -> Vec<Row> {
 }
 
 impl Postgres {
-    /// Connects to `url` with up to `connections` connections and creates the tables missing.
-    pub fn open(url: &str, connections: usize, sync_writes: bool) -> Result<Postgres, StoreError> {
+    /// Connects to `url` with up to `storage.postgres_connections` connections and creates the
+    /// tables missing.
+    pub fn open(url: &str, storage: &Storage) -> Result<Postgres, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| StoreError::Postgres(format!("storage.postgres_url: {error}")))?;
-        let commit = if sync_writes { "on" } else { "off" };
+        // TLS as the URL's `sslmode` asks (by default when the server offers it), the server's
+        // certificate verified against the webpki roots and `storage.postgres_ca_file`.
+        let tls = crate::tls::client_config(storage.postgres_ca_file.as_deref(), "storage.postgres_ca_file")
+            .map(MakeRustlsConnect::new)
+            .map_err(StoreError::Postgres)?;
+        let commit = if storage.sync_writes { "on" } else { "off" };
         let options = format!("{} -c synchronous_commit={commit}", config.get_options().unwrap_or_default());
         config.options(options.trim_start());
         config.application_name("hearth");
+        // One process per database, for now: a session lock on a connection of its own, held
+        // while the process lives (PostgreSQL releases it when the connection ends).
+        let (lock_config, lock_tls) = (config.clone(), tls.clone());
+        let process_lock = run(async move {
+            let (client, connection) = lock_config.connect(lock_tls).await.map_err(database_error)?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::error!(%error, "the connection holding the database's process lock ended");
+                }
+            });
+            let locked: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&PROCESS_LOCK])
+                .await
+                .map_err(database_error)?
+                .get(0);
+            if !locked {
+                return Err(StoreError::Postgres(
+                    "another Hearth process uses this database (one process per database for now)".into(),
+                ));
+            }
+            Ok(client)
+        })?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(connections.max(1))
+            .max_size(storage.postgres_connections.max(1))
             .build()
             .map_err(database_error)?;
-        let store = Postgres { pool };
+        let store = Postgres {
+            pool,
+            _process_lock: process_lock,
+        };
         let pool = store.pool.clone();
         run(async move {
             let mut client = pool.get().await.map_err(database_error)?;
             let transaction = client.transaction().await.map_err(database_error)?;
-            // Processes starting together create the tables one after the other.
-            transaction
-                .execute("SELECT pg_advisory_xact_lock(7243546) -- hearth schema", &[])
-                .await
-                .map_err(database_error)?;
             for table in Table::ALL {
                 let sql = format!(
                     r#"CREATE TABLE IF NOT EXISTS "{}" (k bytea PRIMARY KEY, v bytea NOT NULL)"#,

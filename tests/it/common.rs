@@ -28,6 +28,12 @@ pub fn postgres_cluster() -> Option<String> {
     std::env::var("HEARTH_TEST_POSTGRES").ok().filter(|url| !url.is_empty())
 }
 
+/// The certificate of the CA that signed the test cluster's, when it serves TLS
+/// (`HEARTH_TEST_POSTGRES_CA`): the servers then connect with `sslmode=require` and verify it.
+fn postgres_ca() -> Option<String> {
+    std::env::var("HEARTH_TEST_POSTGRES_CA").ok().filter(|path| !path.is_empty())
+}
+
 /// A database of its own for one test server, dropped with it.
 pub struct TestDatabase {
     cluster: String,
@@ -47,7 +53,8 @@ impl TestDatabase {
     }
 
     pub fn url(&self) -> String {
-        format!("{}/{}", self.cluster, self.name)
+        let tls = if postgres_ca().is_some() { "?sslmode=require" } else { "" };
+        format!("{}/{}{tls}", self.cluster, self.name)
     }
 
     fn psql(&self, sql: &str) {
@@ -130,6 +137,9 @@ impl TestServer {
         let database = postgres_cluster()
             .filter(|_| !env.iter().any(|(key, _)| *key == "HEARTH_STORAGE__BACKEND"))
             .map(|cluster| TestDatabase::create(&cluster));
+        if let Some(ca) = postgres_ca() {
+            all_env.push(("HEARTH_STORAGE__POSTGRES_CA_FILE".into(), ca));
+        }
         if let Some(database) = &database {
             all_env.push(("HEARTH_STORAGE__BACKEND".into(), "postgres".into()));
             all_env.push(("HEARTH_STORAGE__POSTGRES_URL".into(), database.url()));

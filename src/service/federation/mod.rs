@@ -25,8 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ruma::{OwnedServerName, ServerName};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::keyed_locks::KeyedLocks;
 use super::metrics::Metrics;
@@ -134,24 +132,7 @@ impl Federation {
 /// TLS for outgoing federation: the webpki roots and the certificates of `trusted_ca_file`,
 /// always verified.
 fn tls_config(config: &config::Federation) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &config.trusted_ca_file {
-        for certificate in CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Internal(format!("configuration key `federation.trusted_ca_file`: {e}")))?
-        {
-            roots
-                .add(certificate)
-                .map_err(|e| Error::Internal(format!("configuration key `federation.trusted_ca_file`: {e}")))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Internal(format!("federation TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut tls = crate::tls::client_config(config.trusted_ca_file.as_deref(), "federation.trusted_ca_file").map_err(Error::Internal)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
 }
