@@ -246,11 +246,11 @@ impl Postgres {
 
     pub fn multi_get(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let (pool, wanted) = (self.pool.clone(), keys.to_vec());
-        let mut found: HashMap<Vec<u8>, Vec<u8>> = run(async move {
+        let found: HashMap<Vec<u8>, Vec<u8>> = run(async move {
             let sql = format!(r#"SELECT k, v FROM "{}" WHERE k = ANY($1)"#, table.name());
             Ok(rows(query(&pool, &sql, &[&wanted]).await?).into_iter().collect())
         })?;
-        Ok(keys.iter().map(|key| found.remove(key)).collect())
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
