@@ -150,8 +150,15 @@ impl TestServer {
             _database: database,
             base_url: format!("{scheme}://{ip}:{port}"),
             env: all_env,
-            // Servers with TLS use a self-signed certificate made by the test.
-            http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
+            // Servers with TLS use a self-signed certificate made by the test. An idle
+            // connection is not reused after half a second: a server closes idle ones after its
+            // header timeout (one second in the strict tests), and a request written into a
+            // connection as it closes fails.
+            http: reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .pool_idle_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap(),
         }
     }
 
