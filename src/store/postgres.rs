@@ -103,7 +103,7 @@ async fn query(pool: &Pool, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result
 }
 
 /// The rows of `table` whose keys meet every `(operator, bound)`, ordered by key (`ASC` or
-/// `DESC`), up to `limit`: an index range scan.
+/// `DESC`), up to `limit`: an index lookup or range scan.
 async fn select(
     pool: &Pool,
     table: Table,
@@ -200,11 +200,8 @@ impl Postgres {
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let (pool, key) = (self.pool.clone(), key.to_vec());
-        run(async move {
-            let sql = format!(r#"SELECT v FROM "{}" WHERE k = $1"#, table.name());
-            Ok(query(&pool, &sql, &[&key]).await?.first().map(|row| row.get(0)))
-        })
+        let (pool, bounds) = (self.pool.clone(), [("=", key.to_vec())]);
+        run(async move { Ok(select(&pool, table, "v", &bounds, "ASC", None).await?.first().map(|row| row.get(0))) })
     }
 
     /// Every row whose key starts with `prefix`, in key order (values too when `with_values`).
@@ -255,10 +252,7 @@ impl Postgres {
 
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
         let pool = self.pool.clone();
-        run(async move {
-            let sql = format!(r#"SELECT k, v FROM "{}" LIMIT 1"#, table.name());
-            Ok(query(&pool, &sql, &[]).await?.is_empty())
-        })
+        run(async move { Ok(select(&pool, table, "1", &[], "ASC", Some(1)).await?.is_empty()) })
     }
 
     /// Applies a batch in one transaction. As in a RocksDB batch, the last write to a key wins.

@@ -242,11 +242,13 @@ async fn a_second_process_on_one_postgres_database_is_refused() {
     // The same database from another data directory and port: refused at start-up, and an
     // admin command that finds no server on its socket does not write behind the server's back.
     let other = tempfile::tempdir().unwrap();
-    let output = server
-        .command()
-        .env("HEARTH_DATA_DIR", other.path())
+    let other_process = |args: &[&str]| {
+        let mut command = server.command();
+        command.env("HEARTH_DATA_DIR", other.path()).args(args);
+        command
+    };
+    let output = other_process(&["serve"])
         .env("HEARTH_LISTEN", format!("127.0.0.1:{}", crate::common::free_port()))
-        .arg("serve")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
@@ -254,12 +256,7 @@ async fn a_second_process_on_one_postgres_database_is_refused() {
         String::from_utf8_lossy(&output.stderr).contains("another Hearth process uses this database"),
         "{output:?}"
     );
-    let output = server
-        .command()
-        .env("HEARTH_DATA_DIR", other.path())
-        .args(["admin", "user", "list"])
-        .output()
-        .unwrap();
+    let output = other_process(&["admin", "user", "list"]).output().unwrap();
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("another Hearth process uses this database"),
