@@ -1,12 +1,14 @@
 //! Accounts: user records, usernames and passwords (argon2id).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
+use super::stream::Stream;
 use crate::error::{Error, Result};
 use crate::store::{Batch, Store, Table};
 
@@ -37,22 +39,46 @@ pub struct Accounts {
     pub create_lock: std::sync::Mutex<()>,
     /// The suspended or locked accounts, read at start and kept by [`Accounts::restrict`]:
     /// every request checks them, so they are not read from the store each time.
-    restricted: std::sync::RwLock<HashMap<OwnedUserId, Restriction>>,
+    restricted: Arc<std::sync::RwLock<HashMap<OwnedUserId, Restriction>>>,
+    /// Tells the other processes on a shared database of restrictions set here.
+    stream: Arc<Stream>,
+}
+
+/// Records a user's restriction (suspended, locked).
+fn record_restriction(restricted: &std::sync::RwLock<HashMap<OwnedUserId, Restriction>>, user: OwnedUserId, restriction: Restriction) {
+    let mut restricted = restricted.write().unwrap_or_else(|e| e.into_inner());
+    if restriction.0 || restriction.1 {
+        restricted.insert(user, restriction);
+    } else {
+        restricted.remove(&user);
+    }
 }
 
 impl Accounts {
-    pub fn new(store: Store, server_name: OwnedServerName) -> Result<Accounts> {
-        let restricted = store
+    pub fn new(store: Store, server_name: OwnedServerName, stream: Arc<Stream>) -> Result<Accounts> {
+        let restricted: HashMap<OwnedUserId, Restriction> = store
             .scan_json::<UserRecord>(Table::Users, b"")?
             .into_iter()
             .filter(|(_, record)| record.suspended || record.locked)
             .filter_map(|(key, record)| Some((UserId::parse(String::from_utf8(key).ok()?).ok()?, (record.suspended, record.locked))))
             .collect();
+        let restricted = Arc::new(std::sync::RwLock::new(restricted));
+        let heard = restricted.clone();
+        // `<user> <suspended> <locked>`, each 0 or 1, from another process.
+        stream.on_announcement('u', move |text| {
+            let parts: Vec<&str> = text.split(' ').collect();
+            if let [user, suspended, locked] = parts[..]
+                && let Ok(user) = UserId::parse(user)
+            {
+                record_restriction(&heard, user, (suspended == "1", locked == "1"));
+            }
+        });
         Ok(Accounts {
             store,
             server_name,
             create_lock: Default::default(),
-            restricted: std::sync::RwLock::new(restricted),
+            restricted,
+            stream,
         })
     }
 
@@ -136,17 +162,16 @@ impl Accounts {
     /// Sets what a server admin restricts of a local account; 404 when there is none.
     pub fn restrict(&self, user_id: &UserId, change: impl FnOnce(&mut UserRecord)) -> Result<UserRecord> {
         let _lock = self.create_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _lock_elsewhere = self.store.lock_blocking(b"accounts")?;
         let mut record = self.get(user_id)?.ok_or_else(|| Error::not_found("No such user on this server"))?;
         change(&mut record);
         let mut batch = self.store.batch();
         self.put(&mut batch, user_id, &record);
         batch.commit()?;
-        let mut restricted = self.restricted.write().unwrap_or_else(|e| e.into_inner());
-        if record.suspended || record.locked {
-            restricted.insert(user_id.to_owned(), (record.suspended, record.locked));
-        } else {
-            restricted.remove(user_id);
-        }
+        record_restriction(&self.restricted, user_id.to_owned(), (record.suspended, record.locked));
+        let flag = |set: bool| if set { "1" } else { "0" };
+        self.stream
+            .announce('u', &format!("{user_id} {} {}", flag(record.suspended), flag(record.locked)))?;
         Ok(record)
     }
 

@@ -61,6 +61,10 @@ pub async fn run(services: Arc<Services>) {
     let tick = (delay / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::time::sleep(tick).await;
+        // One process mails the digests when processes share the database.
+        let Ok(Some(_mailing)) = services.store.try_lock(b"email_digests") else {
+            continue;
+        };
         let pushers = match email_pushers(&services) {
             Ok(pushers) => pushers,
             Err(error) => {

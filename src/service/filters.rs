@@ -23,6 +23,7 @@ impl Filters {
     /// Stores a filter and returns its ID (a per-user counter, as Synapse hands out).
     pub fn create(&self, user_id: &UserId, filter: &FilterDefinition) -> Result<String> {
         let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard_elsewhere = self.store.lock_blocking(&[b"filters:", user_id.as_bytes()].concat())?;
         let user_prefix = prefix(&[user_id.as_bytes()]);
         let existing = self.store.scan_json::<serde_json::Value>(Table::Filters, &user_prefix)?;
         let next_id = existing

@@ -87,7 +87,7 @@ impl Services {
     /// Builds the services on an opened store; creates the server's signing key on first start.
     pub fn new(config: Config, store: Store) -> Result<Services> {
         let server_key = Arc::new(server_key::ServerKey::load_or_generate(&store)?);
-        let stream = Arc::new(stream::Stream::new(&store)?);
+        let stream = stream::Stream::new(&store)?;
         let profiles = Arc::new(profiles::Profiles::new(store.clone()));
         let account_data = Arc::new(account_data::AccountData::new(store.clone(), stream.clone()));
         let metrics = Arc::new(metrics::Metrics::new(store.clone()));
@@ -115,7 +115,7 @@ impl Services {
             )?,
             metrics,
             server_key,
-            accounts: accounts::Accounts::new(store.clone(), config.server_name.clone())?,
+            accounts: accounts::Accounts::new(store.clone(), config.server_name.clone(), stream.clone())?,
             devices: devices::Devices::new(store.clone(), config.access_token_lifetime),
             keys: keys::Keys::new(store.clone(), stream.clone(), appservices.clone()),
             key_backup: key_backup::KeyBackup::new(store.clone()),

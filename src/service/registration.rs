@@ -171,6 +171,7 @@ impl Services {
             None => None,
         };
         let _guard = self.accounts.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard_elsewhere = self.store.lock_blocking(b"accounts")?;
         if self.accounts.get(&account.user_id)?.is_some() {
             return Err(Error::user_in_use("That user name is taken"));
         }

@@ -46,6 +46,8 @@ impl ServerKey {
 
     /// Loads the key, generating and storing it on first start.
     pub fn load_or_generate(store: &Store) -> Result<ServerKey> {
+        // Two processes starting on a new shared database make one key, not two.
+        let _generating = store.lock_blocking(b"signing_key")?;
         let stored = match store.get_json::<StoredKey>(Table::Meta, KEY)? {
             Some(stored) => stored,
             None => {

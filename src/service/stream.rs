@@ -6,10 +6,17 @@
 //! below which every ticket is complete, so a position committed out of order is never skipped.
 //! The users a write concerns are woken when its position becomes visible, not before: a sync
 //! woken early would read below it and then sleep through it.
+//!
+//! With RocksDB the positions come from a counter and the tickets in flight are this
+//! process's. With PostgreSQL several processes write: positions are taken in the database,
+//! and every process follows the others' through their announcements (`store::shared`): a
+//! completion announces the users to wake and, before them, what the other processes must
+//! apply first (a typing change, a cache entry to drop), so nobody is woken before that.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use ruma::{OwnedUserId, UserId};
 use tokio::sync::Notify;
@@ -20,18 +27,27 @@ use crate::store::{Counter, Store};
 /// Positions in flight and the wake-ups waiting for them.
 #[derive(Default)]
 struct Progress {
-    in_flight: BTreeSet<u64>,
+    /// Positions taken and not completed, with when this process learnt of them.
+    in_flight: BTreeMap<u64, Instant>,
     /// The highest position handed out.
     highest: u64,
     /// Completed positions above the visible one, with the users to wake when it gets there.
     waiting: BTreeMap<u64, Vec<OwnedUserId>>,
 }
 
+/// What applies another process's announcement of one kind (its text after the kind).
+type Handler = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The stream positions and the per-user wake-ups.
 pub struct Stream {
-    counter: Counter,
+    store: Store,
+    /// Where positions come from with RocksDB (`None`: from the shared database).
+    counter: Option<Counter>,
     progress: Mutex<Progress>,
+    /// Signalled when a completion is heard back (shared database only).
+    completed: Condvar,
     wakers: Mutex<HashMap<OwnedUserId, Arc<Notify>>>,
+    handlers: Mutex<HashMap<char, Handler>>,
     shutting_down: AtomicBool,
 }
 
@@ -39,6 +55,8 @@ pub struct Stream {
 pub struct Ticket<'a> {
     stream: &'a Stream,
     position: u64,
+    /// Announcements for the other processes, sent with the completion.
+    notes: Vec<String>,
     done: bool,
 }
 
@@ -48,34 +66,75 @@ impl Ticket<'_> {
         self.position
     }
 
+    /// Tells the other processes on a shared database, with the completion and before its
+    /// wake-ups, `text` for the handler of `kind` (see [`Stream::on_announcement`]).
+    pub fn announce(&mut self, kind: char, text: String) {
+        if self.stream.counter.is_none() {
+            self.notes.push(format!("{kind} {text}"));
+        }
+    }
+
     /// Marks the write committed; `users` are woken once it is visible.
     pub fn complete(mut self, users: Vec<OwnedUserId>) {
         self.done = true;
-        self.stream.finish(self.position, users);
+        self.stream.finish(self.position, users, std::mem::take(&mut self.notes));
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.stream.finish(self.position, Vec::new());
+            self.stream.finish(self.position, Vec::new(), Vec::new());
         }
     }
 }
 
+/// The longest wait for this process to hear its own completion back.
+const HEAR_BACK: Duration = Duration::from_secs(2);
+/// How long a position may stay in flight before the processes that died are looked for.
+const STUCK: Duration = Duration::from_secs(5);
+/// The most bytes of one announcement (PostgreSQL takes up to 8,000).
+const MAX_NOTE: usize = 7_000;
+
 impl Stream {
-    pub fn new(store: &Store) -> Result<Stream> {
+    pub fn new(store: &Store) -> Result<Arc<Stream>> {
         let counter = Counter::open(store, "stream")?;
-        let start = counter.next()?;
-        Ok(Stream {
+        let Some(shared) = store.shared() else {
+            let start = counter.next()?;
+            return Ok(Arc::new(Stream::with(store, Some(counter), start)));
+        };
+        // A store moved from RocksDB brings its positions: the shared stream starts above them.
+        let notes = shared.take_notes();
+        let snapshot = shared.stream_snapshot(counter.next()?)?;
+        let stream = Arc::new(Stream::with(store, None, snapshot.highest));
+        {
+            let mut progress = stream.progress.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            progress.in_flight.extend(snapshot.in_flight.into_iter().map(|position| (position, now)));
+        }
+        if let Some(notes) = notes {
+            let (listener, floor) = (Arc::downgrade(&stream), snapshot.highest);
+            std::thread::Builder::new()
+                .name("hearth-stream".into())
+                .spawn(move || follow(listener, notes, floor))
+                .map_err(|error| crate::error::Error::Internal(format!("cannot start the stream listener: {error}")))?;
+        }
+        Ok(stream)
+    }
+
+    fn with(store: &Store, counter: Option<Counter>, highest: u64) -> Stream {
+        Stream {
+            store: store.clone(),
             counter,
             progress: Mutex::new(Progress {
-                highest: start,
+                highest,
                 ..Progress::default()
             }),
+            completed: Condvar::new(),
             wakers: Mutex::new(HashMap::new()),
+            handlers: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Takes the next position for a write.
@@ -86,15 +145,31 @@ impl Stream {
     /// Takes a position for a write after leaving `gap` positions unused below it (a room
     /// joined through another server keeps them for the history it backfills).
     pub fn begin_after_gap(&self, gap: u64) -> Result<Ticket<'_>> {
-        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        let position = self.counter.next_after_gap(gap)?;
-        progress.in_flight.insert(position);
-        progress.highest = progress.highest.max(position);
+        let position = match &self.counter {
+            Some(counter) => {
+                let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+                let position = counter.next_after_gap(gap)?;
+                Self::taken(&mut progress, position);
+                position
+            }
+            None => {
+                let shared = self.store.shared().expect("a stream without counter is shared");
+                let position = shared.take_position(gap)?;
+                Self::taken(&mut self.progress.lock().unwrap_or_else(|e| e.into_inner()), position);
+                position
+            }
+        };
         Ok(Ticket {
             stream: self,
             position,
+            notes: Vec::new(),
             done: false,
         })
+    }
+
+    fn taken(progress: &mut Progress, position: u64) {
+        progress.in_flight.entry(position).or_insert_with(Instant::now);
+        progress.highest = progress.highest.max(position);
     }
 
     /// The highest position whose writes, and all writes below it, are committed.
@@ -104,19 +179,78 @@ impl Stream {
     }
 
     fn visible_of(progress: &Progress) -> u64 {
-        match progress.in_flight.first() {
+        match progress.in_flight.keys().next() {
             Some(lowest) => lowest - 1,
             None => progress.highest,
         }
     }
 
-    fn finish(&self, position: u64, users: Vec<OwnedUserId>) {
-        let woken = {
-            let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+    fn finish(&self, position: u64, users: Vec<OwnedUserId>, notes: Vec<String>) {
+        let Some(shared) = self.store.shared() else {
+            self.completed(position, users);
+            return;
+        };
+        let process = shared.process();
+        let mut sent: Vec<String> = notes.into_iter().map(|note| format!("{process} {note}")).collect();
+        let mut wake = String::new();
+        for user in &users {
+            if wake.len() + user.as_str().len() > MAX_NOTE {
+                sent.push(format!("{process} w {position}{wake}"));
+                wake.clear();
+            }
+            wake.push(' ');
+            wake.push_str(user.as_str());
+        }
+        if !wake.is_empty() {
+            sent.push(format!("{process} w {position}{wake}"));
+        }
+        sent.push(format!("{process} c {position}"));
+        if let Err(error) = shared.complete_position(position, sent.clone()) {
+            // Until it is announced, every process's stream stops below it: keep trying.
+            tracing::error!(%error, position, "announcing a completed stream position failed; retrying");
+            let store = self.store.clone();
+            std::thread::spawn(move || {
+                while let Some(shared) = store.shared()
+                    && shared.complete_position(position, sent.clone()).is_err()
+                {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+            return;
+        }
+        // Hearing it back makes it visible here: a client reading right after its write sees it.
+        let wait = || {
+            let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = self
+                .completed
+                .wait_timeout_while(progress, HEAR_BACK, |progress| progress.in_flight.contains_key(&position));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+
+    /// Records a completed position and wakes whoever it and the positions it made visible
+    /// concern.
+    fn completed(&self, position: u64, users: Vec<OwnedUserId>) {
+        self.settle(|progress| {
             progress.in_flight.remove(&position);
+            progress.highest = progress.highest.max(position);
             if !users.is_empty() {
                 progress.waiting.entry(position).or_default().extend(users);
             }
+        });
+        self.completed.notify_all();
+    }
+
+    /// Applies `change` and wakes the users waiting for positions now visible.
+    fn settle(&self, change: impl FnOnce(&mut Progress)) {
+        let woken = {
+            let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            change(&mut progress);
             let visible = Self::visible_of(&progress);
             let still_waiting = progress.waiting.split_off(&(visible + 1));
             std::mem::replace(&mut progress.waiting, still_waiting)
@@ -127,6 +261,68 @@ impl Stream {
                 notify.notify_waiters();
             }
         }
+    }
+
+    /// Applies one announcement heard on the shared database; `floor` is the highest position
+    /// of the snapshot the stream started from (allocations at or below it are in it).
+    fn heard(&self, note: &str, floor: u64) {
+        let mut parts = note.splitn(3, ' ');
+        let (Some(process), Some(kind), rest) = (parts.next(), parts.next(), parts.next().unwrap_or("")) else {
+            return;
+        };
+        let position = || rest.split(' ').next().and_then(|position| position.parse::<u64>().ok());
+        match kind {
+            "a" => {
+                if let Some(position) = position().filter(|position| *position > floor) {
+                    Self::taken(&mut self.progress.lock().unwrap_or_else(|e| e.into_inner()), position);
+                }
+            }
+            "w" => {
+                let Some(position) = position() else { return };
+                let users: Vec<OwnedUserId> = rest.split(' ').skip(1).filter_map(|user| UserId::parse(user).ok()).collect();
+                // Heard after the position became visible (an abandoned one), they wake at once.
+                self.settle(|progress| progress.waiting.entry(position).or_default().extend(users));
+            }
+            "c" => {
+                if let Some(position) = position() {
+                    self.completed(position, Vec::new());
+                }
+            }
+            _ => {
+                let own = self.store.shared().is_some_and(|shared| process == shared.process().to_string());
+                let handler = kind
+                    .chars()
+                    .next()
+                    .and_then(|kind| self.handlers.lock().unwrap_or_else(|e| e.into_inner()).get(&kind).cloned());
+                if let Some(handler) = handler.filter(|_| !own) {
+                    handler(rest);
+                }
+            }
+        }
+    }
+
+    /// Has announcements of `kind` from the other processes applied by `handler`.
+    pub fn on_announcement(&self, kind: char, handler: impl Fn(&str) + Send + Sync + 'static) {
+        self.handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind, Arc::new(handler));
+    }
+
+    /// Tells the other processes on a shared database, at once, `text` for the handler of
+    /// `kind`; nothing with RocksDB.
+    pub fn announce(&self, kind: char, text: &str) -> Result<()> {
+        if let Some(shared) = self.store.shared() {
+            shared.announce(format!("{} {kind} {text}", shared.process()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a position has been in flight long enough to look for its process among the
+    /// dead.
+    fn stuck(&self) -> bool {
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.in_flight.values().next().is_some_and(|since| since.elapsed() > STUCK)
     }
 
     /// The wake-up of a user: create its `notified()` future *before* reading the stream.
@@ -151,5 +347,31 @@ impl Stream {
     /// Whether [`Stream::shut_down`] was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// Follows the announcements of a shared database until the stream is dropped, and abandons
+/// the positions of processes that died while writing.
+fn follow(stream: Weak<Stream>, notes: std::sync::mpsc::Receiver<String>, floor: u64) {
+    let mut looked = Instant::now();
+    loop {
+        let note = notes.recv_timeout(Duration::from_secs(1));
+        let Some(stream) = stream.upgrade() else { return };
+        match note {
+            Ok(note) => stream.heard(&note, floor),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if looked.elapsed() >= Duration::from_secs(1)
+            && stream.stuck()
+            && let Some(shared) = stream.store.shared()
+        {
+            looked = Instant::now();
+            match shared.abandon_dead_positions() {
+                Ok(0) => {}
+                Ok(abandoned) => tracing::warn!(abandoned, "abandoned the stream positions of a process that died"),
+                Err(error) => tracing::error!(%error, "looking for the stream positions of dead processes failed"),
+            }
+        }
     }
 }

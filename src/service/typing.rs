@@ -1,7 +1,8 @@
 //! Typing notifications: who is typing in which room, in memory only, each until their
 //! timeout. A change takes a stream position (indexed in `stream_rooms`) so sync delivers the
 //! room's `m.typing` event, and wakes the room's members. This server's users' typing goes to
-//! the other servers in the room as `m.typing` EDUs; theirs comes back the same way.
+//! the other servers in the room as `m.typing` EDUs; theirs comes back the same way. Processes
+//! sharing a database announce each change to the others with the change's stream position.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::Services;
+use super::{Services, now_ms};
 use super::stream::Stream;
 use crate::error::Result;
 use crate::store::{Store, Table};
@@ -28,39 +29,60 @@ struct RoomTyping {
     changed_at: u64,
 }
 
+type TypingRooms = Arc<Mutex<HashMap<OwnedRoomId, RoomTyping>>>;
+
 /// The typing notifications of every room.
 pub struct Typing {
     store: Store,
     stream: Arc<Stream>,
-    rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
+    rooms: TypingRooms,
+}
+
+/// Records a change: `user` types in a room until `until` (`None`: stopped), as of `position`.
+fn record(rooms: &TypingRooms, room_id: &RoomId, user: &UserId, until: Option<Instant>, position: u64) {
+    let mut rooms = rooms.lock().unwrap_or_else(|e| e.into_inner());
+    let room = rooms.entry(room_id.to_owned()).or_default();
+    match until {
+        Some(until) => room.users.insert(user.to_owned(), until),
+        None => room.users.remove(user),
+    };
+    room.changed_at = room.changed_at.max(position);
+}
+
+/// Applies another process's announcement `<room> <user> <until, ms since the epoch, or 0>
+/// <position>`.
+fn apply_announcement(rooms: &TypingRooms, text: &str) {
+    let parts: Vec<&str> = text.split(' ').collect();
+    let [room_id, user, until_ms, position] = parts[..] else { return };
+    let (Ok(room_id), Ok(user), Ok(until_ms), Ok(position)) =
+        (RoomId::parse(room_id), UserId::parse(user), until_ms.parse::<u64>(), position.parse::<u64>())
+    else {
+        return;
+    };
+    let until = (until_ms != 0).then(|| Instant::now() + Duration::from_millis(until_ms.saturating_sub(now_ms())));
+    record(rooms, &room_id, &user, until, position);
 }
 
 impl Typing {
     pub fn new(store: Store, stream: Arc<Stream>) -> Typing {
-        Typing {
-            store,
-            stream,
-            rooms: Mutex::new(HashMap::new()),
-        }
+        let rooms = TypingRooms::default();
+        let heard = rooms.clone();
+        stream.on_announcement('t', move |text| apply_announcement(&heard, text));
+        Typing { store, stream, rooms }
     }
 
     /// Sets whether `user` is typing in a room, for `timeout`; `members` are woken. Returns
     /// the time the typing lapses, for the caller to check [`Typing::lapsed`] then.
     pub fn set(&self, room_id: &RoomId, user: &UserId, typing: Option<Duration>, members: Vec<OwnedUserId>) -> Result<Option<Instant>> {
-        let ticket = self.stream.begin()?;
+        let mut ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
         batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
         batch.commit()?;
-        let until = typing.map(|timeout| Instant::now() + timeout.min(MAX_TIMEOUT));
-        {
-            let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-            let room = rooms.entry(room_id.to_owned()).or_default();
-            match until {
-                Some(until) => room.users.insert(user.to_owned(), until),
-                None => room.users.remove(user),
-            };
-            room.changed_at = ticket.position();
-        }
+        let timeout = typing.map(|timeout| timeout.min(MAX_TIMEOUT));
+        let until = timeout.map(|timeout| Instant::now() + timeout);
+        record(&self.rooms, room_id, user, until, ticket.position());
+        let until_ms = timeout.map_or(0, |timeout| now_ms() + timeout.as_millis() as u64);
+        ticket.announce('t', format!("{room_id} {user} {until_ms} {}", ticket.position()));
         ticket.complete(members);
         Ok(until)
     }

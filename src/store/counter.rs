@@ -3,7 +3,9 @@
 //! Values are handed out from memory; the counter's row in `meta` records a ceiling that is
 //! raised, in blocks, before any value beneath it is used. After a crash the counter resumes at
 //! the recorded ceiling: values may be skipped, never repeated, whatever order concurrent
-//! writers commit their batches in.
+//! writers commit their batches in. Processes sharing a PostgreSQL database each reserve
+//! blocks of their own, so values are unique but not in order across processes (the stream's
+//! positions, which must be, are taken in the database itself: [`crate::store::Shared`]).
 
 use std::sync::Mutex;
 
@@ -40,9 +42,8 @@ impl Counter {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.0 = state.0.saturating_add(gap);
         if state.0 >= state.1 {
-            let ceiling = state.0 + BLOCK;
-            self.store.put_synced(Table::Meta, &self.key, &ceiling.to_be_bytes())?;
-            state.1 = ceiling;
+            let start = self.store.reserve_counter(&self.key, state.0, BLOCK)?;
+            *state = (start, start + BLOCK);
         }
         let value = state.0;
         state.0 += 1;

@@ -104,8 +104,10 @@ mod group_commit;
 mod migrations;
 mod postgres;
 mod rocks;
+mod shared;
 
 pub use counter::Counter;
+pub use shared::{Shared, SharedLock};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -446,7 +448,57 @@ impl Store {
             backend: Arc::new(backend),
         };
         migrations::run(&store)?;
+        if let Some(shared) = store.shared() {
+            shared.started()?;
+        }
         Ok(store)
+    }
+
+    /// What this process shares with the others on the same database (PostgreSQL); `None`
+    /// for RocksDB, which one process has to itself.
+    pub fn shared(&self) -> Option<&Shared> {
+        match &*self.backend {
+            Backend::RocksDb(_) => None,
+            Backend::Postgres(db) => Some(&db.shared),
+        }
+    }
+
+    /// Waits for the lock `name`, which serializes a writer with those of other processes on
+    /// the same database (nothing to wait for with RocksDB: callers serialize in-process).
+    pub async fn lock(&self, name: &[u8]) -> Result<StoreLock, StoreError> {
+        Ok(StoreLock {
+            _held: match self.shared() {
+                Some(shared) => Some(shared.lock(name).await?),
+                None => None,
+            },
+        })
+    }
+
+    /// [`Store::lock`], blocking the thread.
+    pub fn lock_blocking(&self, name: &[u8]) -> Result<StoreLock, StoreError> {
+        Ok(StoreLock {
+            _held: self.shared().map(|shared| shared.lock_blocking(name)).transpose()?,
+        })
+    }
+
+    /// Takes the lock `name` unless another process holds it.
+    pub fn try_lock(&self, name: &[u8]) -> Result<Option<StoreLock>, StoreError> {
+        match self.shared() {
+            Some(shared) => Ok(shared.try_lock(name)?.map(|lock| StoreLock { _held: Some(lock) })),
+            None => Ok(Some(StoreLock { _held: None })),
+        }
+    }
+
+    /// Reserves `count` values of the counter at `key` from `from` on (or later, when another
+    /// process reserved past it), durably; returns the first.
+    pub fn reserve_counter(&self, key: &[u8], from: u64, count: u64) -> Result<u64, StoreError> {
+        match &*self.backend {
+            Backend::RocksDb(db) => {
+                db.put_synced(Table::Meta, key, &(from + count).to_be_bytes())?;
+                Ok(from)
+            }
+            Backend::Postgres(db) => db.reserve_counter(key, from, count),
+        }
     }
 
     /// Whether the database is the embedded RocksDB one (backed up by `hearth admin backup`)
@@ -559,9 +611,9 @@ impl Store {
         }
     }
 
-    /// Writes one value durably before returning, whatever `sync_writes` says (for counter
-    /// ceilings, which must never be lost). PostgreSQL writes its WAL in commit order, so a
-    /// ceiling is never lost while anything written after it survives.
+    /// Writes one value durably before returning, whatever `sync_writes` says (for markers
+    /// that must never be lost). PostgreSQL writes its WAL in commit order, so such a value is
+    /// never lost while anything written after it survives.
     pub fn put_synced(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::RocksDb(db) => db.put_synced(table, key, value),
@@ -594,6 +646,12 @@ impl Store {
             Backend::Postgres(_) => Ok(()),
         }
     }
+}
+
+/// A lock taken by [`Store::lock`]; released on drop.
+#[must_use]
+pub struct StoreLock {
+    _held: Option<SharedLock>,
 }
 
 /// What [`Store::statistics`] reports.

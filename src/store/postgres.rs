@@ -7,8 +7,8 @@
 //! (tokio-postgres through deadpool), and the caller waits for the answer — on a server thread
 //! through `block_in_place`, so the thread's other tasks move to another thread meanwhile.
 //!
-//! One process per database for now: a process holds a PostgreSQL advisory lock while it runs,
-//! and a second one (or an admin command that finds no server on its socket) is refused.
+//! Several processes may share one database: what they share beyond the tables (stream
+//! positions, locks, announcements) is in [`super::shared`].
 //!
 //! Durability: with `storage.sync_writes = false` the sessions commit with
 //! `synchronous_commit = off` — a commit is acknowledged once it is in PostgreSQL's WAL
@@ -26,6 +26,7 @@ use tokio::runtime::{Runtime, RuntimeFlavor};
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::shared::Shared;
 use super::{Row, StoreError, Table, prefix_end};
 use crate::config::Storage;
 
@@ -42,19 +43,15 @@ struct TableWrites {
     deleted: Vec<Vec<u8>>,
 }
 
-/// The advisory lock a process holds on its database (a number of Hearth's own).
-const PROCESS_LOCK: i64 = 0x4865_6172_7468;
-
-/// The connection pool to one database.
+/// The connection pool to one database, and this process's share of it.
 pub struct Postgres {
     pool: Pool,
-    /// The connection holding [`PROCESS_LOCK`]: held to be dropped with the store.
-    _process_lock: tokio_postgres::Client,
+    pub shared: Shared,
 }
 
 /// The runtime the database connections live on, apart from the server's own: a caller
 /// blocked on an answer never holds up the connection that brings it.
-fn runtime() -> &'static Runtime {
+pub(super) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -67,7 +64,7 @@ fn runtime() -> &'static Runtime {
 }
 
 /// A driver or pool error with its causes (a TLS failure says why the certificate failed).
-fn database_error(error: impl std::error::Error) -> StoreError {
+pub(super) fn database_error(error: impl std::error::Error) -> StoreError {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {
@@ -79,7 +76,7 @@ fn database_error(error: impl std::error::Error) -> StoreError {
 }
 
 /// Runs `work` on the database runtime and waits for its answer.
-fn run<T: Send + 'static>(work: impl Future<Output = Result<T, StoreError>> + Send + 'static) -> Result<T, StoreError> {
+pub(super) fn run<T: Send + 'static>(work: impl Future<Output = Result<T, StoreError>> + Send + 'static) -> Result<T, StoreError> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
     runtime().spawn(async move {
         let _ = sender.send(work.await);
@@ -96,7 +93,7 @@ fn run<T: Send + 'static>(work: impl Future<Output = Result<T, StoreError>> + Se
 }
 
 /// Runs one statement (prepared once per connection) and returns its rows.
-async fn query(pool: &Pool, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+pub(super) async fn query(pool: &Pool, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
     let client = pool.get().await.map_err(database_error)?;
     let statement = client.prepare_cached(sql).await.map_err(database_error)?;
     client.query(&statement, params).await.map_err(database_error)
@@ -132,7 +129,7 @@ fn rows(found: Vec<tokio_postgres::Row>) -> Vec<Row> {
 
 impl Postgres {
     /// Connects to `url` with up to `storage.postgres_connections` connections and creates the
-    /// tables missing.
+    /// tables missing, holding the startup lock (see [`Shared::started`]).
     pub fn open(url: &str, storage: &Storage) -> Result<Postgres, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -146,28 +143,8 @@ impl Postgres {
         let options = format!("{} -c synchronous_commit={commit}", config.get_options().unwrap_or_default());
         config.options(options.trim_start());
         config.application_name("hearth");
-        // One process per database, for now: a session lock on a connection of its own, held
-        // while the process lives (PostgreSQL releases it when the connection ends).
-        let (lock_config, lock_tls) = (config.clone(), tls.clone());
-        let process_lock = run(async move {
-            let (client, connection) = lock_config.connect(lock_tls).await.map_err(database_error)?;
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::error!(%error, "the connection holding the database's process lock ended");
-                }
-            });
-            let locked: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&PROCESS_LOCK])
-                .await
-                .map_err(database_error)?
-                .get(0);
-            if !locked {
-                return Err(StoreError::Postgres(
-                    "another Hearth process uses this database (one process per database for now)".into(),
-                ));
-            }
-            Ok(client)
-        })?;
+        let shared_config = config.clone();
+        let tls_for_shared = tls.clone();
         let manager = Manager::from_config(
             config,
             tls,
@@ -179,23 +156,12 @@ impl Postgres {
             .max_size(storage.postgres_connections.max(1))
             .build()
             .map_err(database_error)?;
-        let store = Postgres {
-            pool,
-            _process_lock: process_lock,
-        };
-        let pool = store.pool.clone();
-        run(async move {
-            let mut client = pool.get().await.map_err(database_error)?;
-            let transaction = client.transaction().await.map_err(database_error)?;
-            for table in Table::ALL {
-                let sql = format!(
-                    r#"CREATE TABLE IF NOT EXISTS "{}" (k bytea PRIMARY KEY, v bytea NOT NULL)"#,
-                    table.name()
-                );
-                transaction.execute(sql.as_str(), &[]).await.map_err(database_error)?;
-            }
-            transaction.commit().await.map_err(database_error)
-        })?;
+        let create_tables = Table::ALL
+            .iter()
+            .map(|table| format!(r#"CREATE TABLE IF NOT EXISTS "{}" (k bytea PRIMARY KEY, v bytea NOT NULL)"#, table.name()))
+            .collect();
+        let shared = Shared::open(shared_config, tls_for_shared, pool.clone(), create_tables)?;
+        let store = Postgres { pool, shared };
         Ok(store)
     }
 
@@ -299,6 +265,34 @@ impl Postgres {
 
     pub fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.write(vec![(table, key.to_vec(), Some(value.to_vec()))])
+    }
+
+    /// Reserves `count` values of the counter at `key` (a `meta` row, u64 big-endian) from
+    /// `from` or the stored value, whichever is higher; returns the first. The row is locked
+    /// for the transaction, so two processes never reserve the same values.
+    pub fn reserve_counter(&self, key: &[u8], from: u64, count: u64) -> Result<u64, StoreError> {
+        let (pool, key) = (self.pool.clone(), key.to_vec());
+        let meta = Table::Meta.name();
+        run(async move {
+            let mut client = pool.get().await.map_err(database_error)?;
+            let transaction = client.transaction().await.map_err(database_error)?;
+            let insert = format!(r#"INSERT INTO "{meta}" (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING"#);
+            transaction
+                .execute(insert.as_str(), &[&key, &1u64.to_be_bytes().as_slice()])
+                .await
+                .map_err(database_error)?;
+            let select = format!(r#"SELECT v FROM "{meta}" WHERE k = $1 FOR UPDATE"#);
+            let stored: Vec<u8> = transaction.query_one(select.as_str(), &[&key]).await.map_err(database_error)?.get(0);
+            let stored = u64::from_be_bytes(stored.as_slice().try_into().map_err(|_| StoreError::BadCounter)?);
+            let start = stored.max(from);
+            let update = format!(r#"UPDATE "{meta}" SET v = $2 WHERE k = $1"#);
+            transaction
+                .execute(update.as_str(), &[&key, &(start + count).to_be_bytes().as_slice()])
+                .await
+                .map_err(database_error)?;
+            transaction.commit().await.map_err(database_error)?;
+            Ok(start)
+        })
     }
 
     /// The size of every table on disk, indexes included, in bytes.

@@ -162,6 +162,20 @@ impl TestServer {
         }
     }
 
+    /// A second `hearth serve` process of the same server on the same PostgreSQL database,
+    /// with a data directory and port of its own.
+    pub async fn another_process(&self) -> TestServer {
+        let mut other = TestServer::prepare("127.0.0.1", free_port(), &[]);
+        let own = |key: &str| key == "HEARTH_DATA_DIR" || key == "HEARTH_LISTEN";
+        let data_dir = other.dir.path().join("data").display().to_string();
+        other.env = self.env.iter().filter(|(key, _)| !own(key)).cloned().collect();
+        other.env.push(("HEARTH_DATA_DIR".into(), data_dir));
+        other.env.push(("HEARTH_LISTEN".into(), other.base_url.trim_start_matches("http://").to_owned()));
+        other._database = None;
+        other.spawn().await;
+        other
+    }
+
     /// Another homeserver already running at `base_url` (HTTPS with any certificate), driven
     /// with the same helpers.
     pub fn remote(base_url: &str) -> TestServer {
@@ -234,6 +248,11 @@ impl TestServer {
         let mut child = self.child.take()?;
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         child.wait().ok()?.code()
+    }
+
+    /// The process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
     }
 
     /// Kills the process with SIGKILL, as a crash would.

@@ -232,36 +232,3 @@ async fn serves_https_with_its_own_certificate() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
-
-#[tokio::test]
-async fn a_second_process_on_one_postgres_database_is_refused() {
-    if postgres_cluster().is_none() {
-        return; // RocksDB's own lock file keeps a second process out of a data directory.
-    }
-    let server = TestServer::start(&[]).await;
-    // The same database from another data directory and port: refused at start-up, and an
-    // admin command that finds no server on its socket does not write behind the server's back.
-    let other = tempfile::tempdir().unwrap();
-    let other_process = |args: &[&str]| {
-        let mut command = server.command();
-        command.env("HEARTH_DATA_DIR", other.path()).args(args);
-        command
-    };
-    let output = other_process(&["serve"])
-        .env("HEARTH_LISTEN", format!("127.0.0.1:{}", crate::common::free_port()))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("another Hearth process uses this database"),
-        "{output:?}"
-    );
-    let output = other_process(&["admin", "user", "list"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("another Hearth process uses this database"),
-        "{output:?}"
-    );
-    // The server serves on.
-    server.register("still", "serving").await;
-}

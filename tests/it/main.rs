@@ -23,6 +23,7 @@ mod metrics;
 mod moderation;
 mod notifications;
 mod peeking;
+mod processes;
 mod room_summary;
 mod rooms;
 mod sdk;

@@ -49,10 +49,28 @@ pub async fn run(services: Arc<Services>) {
 
 /// Sends one appservice's outbox, for ever.
 async fn deliver(services: Arc<Services>, appservice: Arc<Appservice>) {
+    let lock_name = [b"appservice_outbox:", appservice.id().as_bytes()].concat();
     loop {
+        // One process at a time when processes share the database; it sends what all queued.
+        let woken = appservice.wake.notified();
+        let drainer = match services.store.try_lock(&lock_name) {
+            Ok(Some(drainer)) => drainer,
+            Ok(None) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(appservice = appservice.id(), %error, "cannot take an appservice outbox's lock");
+                tokio::time::sleep(FIRST_BACKOFF).await;
+                continue;
+            }
+        };
         match next_transaction(&services, &appservice) {
             Ok(Some(transaction)) => send_until_taken(&services, &appservice, &transaction).await,
-            Ok(None) => appservice.wake.notified().await,
+            Ok(None) => {
+                drop(drainer);
+                woken.await;
+            }
             Err(error) => {
                 tracing::error!(appservice = appservice.id(), %error, "reading an appservice's outbox failed");
                 tokio::time::sleep(FIRST_BACKOFF).await;

@@ -27,6 +27,8 @@ const MAX_EDUS: usize = 100;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How soon a destination another process is sending to is looked at again.
+const OTHER_DRAINER_RETRY: Duration = Duration::from_secs(1);
 /// How often the sender looks at the outbox without being woken (backoffs ending).
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
@@ -75,6 +77,11 @@ impl Sender {
                 .insert(destination.to_owned())
     }
 
+    /// Ends a send that did not start (another process sends to the destination).
+    fn release(&self, destination: &ServerName) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(destination);
+    }
+
     fn record(&self, destination: &ServerName, outcome: Result<()>) {
         let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
         let status = statuses.entry(destination.to_owned()).or_default();
@@ -95,7 +102,8 @@ impl Sender {
                 tracing::info!(%destination, %error, ?backoff, "sending to a server failed");
             }
         }
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(destination);
+        drop(statuses);
+        self.release(destination);
     }
 }
 
@@ -149,7 +157,24 @@ pub async fn run(services: Arc<Services>) {
 /// Sends a destination everything queued for it, a transaction at a time, until it is empty or
 /// a transaction fails.
 async fn deliver(services: Arc<Services>, destination: OwnedServerName) {
+    // One process at a time per destination when processes share the database; the one
+    // sending also sends what the others queued.
+    let drainer = match services.store.try_lock(&[b"federation_outbox:", destination.as_bytes()].concat()) {
+        Ok(Some(drainer)) => drainer,
+        Ok(None) => {
+            services.federation.sender.release(&destination);
+            tokio::time::sleep(OTHER_DRAINER_RETRY).await;
+            services.rooms.requeue_outbox(destination);
+            return;
+        }
+        Err(error) => {
+            services.federation.sender.release(&destination);
+            tracing::error!(%error, "cannot take a destination's sending lock");
+            return;
+        }
+    };
     let outcome = deliver_all(&services, &destination).await;
+    drop(drainer);
     let failed = outcome.is_err();
     services.federation.sender.record(&destination, outcome);
     if failed {

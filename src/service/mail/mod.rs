@@ -127,6 +127,19 @@ pub async fn run(services: Arc<Services>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let woken = mailer.wake.notified();
+        // One process at a time when processes share the database; it sends what all queued.
+        let drainer = match services.store.try_lock(b"mail_outbox") {
+            Ok(Some(drainer)) => drainer,
+            Ok(None) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot take the mail outbox's lock");
+                tokio::time::sleep(FIRST_BACKOFF).await;
+                continue;
+            }
+        };
         let rows = match services.store.range(Table::MailOutbox, b"", b"", true, 100) {
             Ok(rows) => rows,
             Err(error) => {
@@ -135,6 +148,7 @@ pub async fn run(services: Arc<Services>) {
             }
         };
         if rows.is_empty() {
+            drop(drainer);
             let _ = tokio::time::timeout(Duration::from_secs(60), woken).await;
             continue;
         }
@@ -167,6 +181,7 @@ pub async fn run(services: Arc<Services>) {
         if let Err(error) = batch.commit() {
             tracing::error!(%error, "cannot delete sent mails from the outbox");
         }
+        drop(drainer);
         match failure {
             Some(error) => {
                 tracing::warn!(%error, retry_in = ?backoff, "the SMTP server failed; mail stays queued");

@@ -66,7 +66,7 @@ impl Rooms {
     /// An event of `sender` built, signed and authorized but not stored: an invite to another
     /// server's user, which that server signs too before it is appended.
     pub async fn draft(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<(Pdu, CanonicalJsonObject)> {
-        let _lock = self.locks.lock(room_id.to_owned()).await;
+        let _lock = self.lock_room(room_id).await?;
         let room = self.room_locked(room_id)?;
         let rules = rules(&room.version)?;
         let (signed, pdu) = self.build(&room, &rules, room_id, sender, &event)?;

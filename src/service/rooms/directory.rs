@@ -102,6 +102,7 @@ impl Rooms {
             return Err(Error::forbidden("You are not in this room"));
         }
         let _aliases = self.aliases_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _aliases_elsewhere = self.store.lock_blocking(b"aliases")?;
         if self.store.get(Table::Aliases, alias.as_bytes())?.is_some() {
             return Err(Error::alias_exists(format!("The alias {alias} already exists")));
         }

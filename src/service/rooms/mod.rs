@@ -44,14 +44,14 @@ use serde_json::Value;
 use self::pdu::{Pdu, UnsignedPdu};
 use self::state::{RoomStates, StateHash, StateMap};
 use super::appservices::Appservices;
-use super::keyed_locks::KeyedLocks;
+use super::keyed_locks::{KeyGuard, KeyedLocks};
 use super::metrics::Metrics;
 use super::now_ms;
 use super::profiles::Profiles;
 use super::server_key::ServerKey;
 use super::stream::Stream;
 use crate::error::{Error, Result};
-use crate::store::{Batch, Counter, Store, Table, key, prefix};
+use crate::store::{Batch, Counter, Store, StoreLock, Table, key, prefix};
 
 /// A room this server takes part in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,11 +177,13 @@ pub struct Rooms {
     /// Serializes alias creation, so one alias never points at two rooms.
     aliases_lock: std::sync::Mutex<()>,
     /// Room records as last written; filled and updated only under the room's lock, so a
-    /// reader never puts an older record back.
+    /// reader never puts an older record back. Not kept when processes share the database
+    /// (another may have written since).
     records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
-    /// levels, the sender's membership).
-    pdus: Mutex<HashMap<OwnedEventId, Arc<Pdu>>>,
+    /// levels, the sender's membership). A redaction drops its target here and, announced,
+    /// in the other processes sharing the database.
+    pdus: Arc<Mutex<HashMap<OwnedEventId, Arc<Pdu>>>>,
     /// The profiles joins and invites carry.
     profiles: Arc<Profiles>,
     metrics: Arc<Metrics>,
@@ -208,6 +210,13 @@ impl Rooms {
         metrics: Arc<Metrics>,
         appservices: Arc<Appservices>,
     ) -> Result<Rooms> {
+        let pdus: Arc<Mutex<HashMap<OwnedEventId, Arc<Pdu>>>> = Arc::default();
+        let redacted = pdus.clone();
+        stream.on_announcement('r', move |event_id| {
+            if let Ok(event_id) = EventId::parse(event_id) {
+                redacted.lock().unwrap_or_else(|e| e.into_inner()).remove(&event_id);
+            }
+        });
         Ok(Rooms {
             states: RoomStates::new(store.clone())?,
             stream,
@@ -220,7 +229,7 @@ impl Rooms {
             metrics,
             outbox: tokio::sync::Notify::new(),
             outbox_destinations: Mutex::new(std::collections::BTreeSet::new()),
-            pdus: Mutex::new(HashMap::new()),
+            pdus,
             peekers: Default::default(),
             appservices,
             store,
@@ -232,6 +241,14 @@ impl Rooms {
     /// The server this is.
     pub fn server_name(&self) -> &OwnedServerName {
         &self.server_name
+    }
+
+    /// Serializes the writers of a room: in this process, and with the other processes on a
+    /// shared database.
+    async fn lock_room(&self, room_id: &RoomId) -> Result<(KeyGuard<'_, OwnedRoomId>, StoreLock)> {
+        let local = self.locks.lock(room_id.to_owned()).await;
+        let shared = self.store.lock(&[b"room:", room_id.as_bytes()].concat()).await?;
+        Ok((local, shared))
     }
 
     /// A room's record; 404 `M_NOT_FOUND` if this server does not know it.
@@ -253,6 +270,9 @@ impl Rooms {
 
     /// Caches a room record written under the room's lock.
     fn remember_room(&self, room_id: &RoomId, record: &RoomRecord) {
+        if self.store.shared().is_some() {
+            return;
+        }
         self.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -506,7 +526,7 @@ impl Rooms {
             )?;
             ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |_: &EventId| None::<Pdu>)
                 .map_err(|reason| Error::bad_request(format!("The room cannot be created: {reason}")))?;
-            let lock = self.locks.lock(signed.room_id.clone()).await;
+            let lock = self.lock_room(&signed.room_id).await?;
             if self.store.get(Table::Rooms, signed.room_id.as_bytes())?.is_none() {
                 break (signed, pdu, lock);
             }
@@ -545,7 +565,7 @@ impl Rooms {
 
     /// Appends an event to a room as `sender`; returns its event ID.
     pub async fn append(&self, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<OwnedEventId> {
-        let _lock = self.locks.lock(room_id.to_owned()).await;
+        let _lock = self.lock_room(room_id).await?;
         if let Some(transaction) = &event.transaction
             && let Some(existing) = self.transaction_event(sender, room_id, transaction)?
         {
@@ -581,9 +601,12 @@ impl Rooms {
         room: &RoomRecord,
         room_id: &RoomId,
         pdu: &Pdu,
-        ticket: super::stream::Ticket<'_>,
+        mut ticket: super::stream::Ticket<'_>,
         redacted: Option<OwnedEventId>,
     ) {
+        if let Some(target) = &redacted {
+            ticket.announce('r', target.to_string());
+        }
         self.metrics.event_persisted();
         self.remember_room(room_id, room);
         if !room.servers.is_empty() {

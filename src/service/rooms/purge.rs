@@ -52,7 +52,7 @@ impl Rooms {
         }
         self.set_published(room_id, false)?;
 
-        let _lock = self.locks.lock(room_id.to_owned()).await;
+        let _lock = self.lock_room(room_id).await?;
         let record = self.room_locked(room_id).unwrap_or(record);
         let mut states = BTreeSet::from([record.state]);
         let room_short = record.short_id.to_be_bytes();

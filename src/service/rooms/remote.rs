@@ -63,7 +63,7 @@ impl Rooms {
     /// Appends an event received from another server (see the module doc); `forward_to` are
     /// servers to send it on to (a join this server accepted for another).
     pub async fn append_remote(&self, pdu: Pdu, object: CanonicalJsonObject, forward_to: Option<Vec<OwnedServerName>>) -> Result<Intake> {
-        let _lock = self.locks.lock(pdu.room_id.clone()).await;
+        let _lock = self.lock_room(&pdu.room_id).await?;
         if self.has_event(&pdu.event_id)? {
             return Ok(Intake::Known);
         }
@@ -288,7 +288,7 @@ impl Rooms {
     /// authorized by their auth events are left out, as are those past the positions kept free
     /// when the room was joined. Their state is taken to be the state at the oldest event.
     pub async fn store_backfilled(&self, room_id: &ruma::RoomId, mut events: Vec<(Pdu, CanonicalJsonObject)>) -> Result<usize> {
-        let _lock = self.locks.lock(room_id.to_owned()).await;
+        let _lock = self.lock_room(room_id).await?;
         let room = self.room_locked(room_id)?;
         let rules = rules(&room.version)?;
         let Some((mut position, oldest)) = self.timeline(room_id, None, true, 1)?.into_iter().next() else {
@@ -381,7 +381,7 @@ impl Rooms {
     /// after it can be checked and resolved against it. It must be authorized by that state.
     pub async fn store_with_state(&self, event: (Pdu, CanonicalJsonObject), state: &[OwnedEventId]) -> Result<()> {
         let (pdu, object) = event;
-        let _lock = self.locks.lock(pdu.room_id.clone()).await;
+        let _lock = self.lock_room(&pdu.room_id).await?;
         if self.has_event(&pdu.event_id)? {
             return Ok(());
         }
@@ -425,7 +425,7 @@ impl Rooms {
     ) -> Result<()> {
         let (join, join_object) = join;
         let room_id = join.room_id.clone();
-        let _lock = self.locks.lock(room_id.clone()).await;
+        let _lock = self.lock_room(&room_id).await?;
         if self.has_event(&join.event_id)? {
             return Ok(());
         }

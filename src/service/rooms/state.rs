@@ -70,7 +70,8 @@ pub struct RoomStates {
     store: Store,
     short_ids: Counter,
     state_hashes: Counter,
-    /// Serializes the creation of short IDs, so one string never gets two.
+    /// Serializes the creation of short IDs, so one string never gets two (with the store's
+    /// `interning` lock, across processes).
     interning: Mutex<()>,
     state_keys: RwLock<HashMap<(StateEventType, String), ShortStateKey>>,
     state_keys_by_short: RwLock<HashMap<ShortStateKey, (StateEventType, String)>>,
@@ -116,6 +117,7 @@ impl RoomStates {
             return Ok(None);
         }
         let _interning = self.interning.lock().unwrap_or_else(|e| e.into_inner());
+        let _interning_elsewhere = self.store.lock_blocking(b"interning")?;
         if let Some(short) = read(&self.store)? {
             return Ok(Some(short));
         }
