@@ -190,7 +190,7 @@ pub struct Rooms {
     /// Woken when events are queued for other servers.
     outbox: tokio::sync::Notify,
     /// Destinations events were queued for since the sender last looked.
-    outbox_destinations: Mutex<std::collections::BTreeSet<OwnedServerName>>,
+    outbox_destinations: Arc<Mutex<std::collections::BTreeSet<OwnedServerName>>>,
     /// Users long-polling `/events` on rooms they may read without being in them.
     peekers: peeking::Peekers,
     /// The bridges and bots events are pushed to.
@@ -228,7 +228,7 @@ impl Rooms {
             profiles,
             metrics,
             outbox: tokio::sync::Notify::new(),
-            outbox_destinations: Mutex::new(std::collections::BTreeSet::new()),
+            outbox_destinations: Arc::default(),
             pdus,
             peekers: Default::default(),
             appservices,

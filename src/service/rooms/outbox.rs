@@ -189,10 +189,10 @@ impl Rooms {
                 pdu.event_id.as_bytes(),
             );
         }
-        self.outbox_destinations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(destinations);
+        // Handed to the sender only once the rows are committed: a sender looking earlier
+        // would find nothing, and the destination would wait for the next event to it.
+        let queued = self.outbox_destinations.clone();
+        batch.on_commit(move || queued.lock().unwrap_or_else(|e| e.into_inner()).extend(destinations));
         Ok(())
     }
 
