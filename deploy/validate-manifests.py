@@ -3,7 +3,12 @@
 Kubernetes kinds are checked against the JSON schemas of a current Kubernetes release that the
 kubernetes-validate package ships, in strict mode (an unknown field is an error). cert-manager
 kinds are checked against the models that cloudcoil-models-cert-manager generates from
-cert-manager's CRD schemas, with unknown fields forbidden too. A kind neither knows is an error.
+cert-manager's CRD schemas, with unknown fields forbidden too. CloudNativePG kinds are checked
+against the TypeScript models @kubernetes-models/cloudnative-pg generates from CloudNativePG's Go
+API types, by the TypeScript compiler: the object becomes a typed literal, whose excess-property
+checks reject an unknown field at any depth (the models and compiler live in the directory
+$HEARTH_CRD_MODELS, installed by check-manifests from crd-models/). A kind none knows is an
+error.
 
     python validate-manifests.py [--self-test] FILE...
 
@@ -14,7 +19,12 @@ Exits 1 when anything is invalid, printing the object and the path of each probl
 
 import copy
 import inspect
+import json
+import os
+import re
+import subprocess
 import sys
+import tempfile
 
 import kubernetes_validate
 import pydantic
@@ -52,10 +62,36 @@ def strict_cert_manager_models():
 
 CERT_MANAGER_KINDS = strict_cert_manager_models()
 
+# Kinds checked by the TypeScript compiler: (apiVersion, kind) -> (module, interface).
+TYPESCRIPT_KINDS = {
+    ("postgresql.cnpg.io/v1", "Cluster"): ("@kubernetes-models/cloudnative-pg/postgresql.cnpg.io/v1", "ICluster"),
+}
+
+
+def typescript_problems(document, module, interface):
+    """What the TypeScript compiler finds wrong with `document` typed as `interface`."""
+    models = os.environ.get("HEARTH_CRD_MODELS")
+    if not models:
+        return ["HEARTH_CRD_MODELS is not set: run deploy/check-manifests"]
+    with tempfile.TemporaryDirectory(dir=models) as work:
+        source = os.path.join(work, "manifest.ts")
+        with open(source, "w") as file:
+            file.write(f'import type {{ {interface} }} from "{module}";\n')
+            file.write(f"export const manifest: {interface} = {json.dumps(document, indent=1)};\n")
+        compiler = os.path.join(models, "node_modules", "typescript", "bin", "tsc")
+        options = ["--noEmit", "--strict", "--skipLibCheck", "--module", "nodenext", "--target", "es2022"]
+        result = subprocess.run(["node", compiler, *options, source], capture_output=True, text=True)
+    if result.returncode == 0:
+        return []
+    found = [re.sub(r"^.*manifest\.ts", "manifest.ts", line) for line in result.stdout.splitlines() if "error TS" in line]
+    return found or [result.stdout + result.stderr]
+
 
 def problems(document):
     """What is wrong with one object: a list of messages, empty when it is valid."""
     key = (document.get("apiVersion"), document.get("kind"))
+    if key in TYPESCRIPT_KINDS:
+        return typescript_problems(document, *TYPESCRIPT_KINDS[key])
     model = CERT_MANAGER_KINDS.get(key)
     if model is not None:
         try:
@@ -99,7 +135,7 @@ def main(arguments):
                     failed = True
                     print(f"{path}: {describe(document)}: an unknown field passed validation")
     print(
-        f"validated {checked} object(s) against Kubernetes {KUBERNETES_VERSION} and cert-manager's CRDs"
+        f"validated {checked} object(s) against Kubernetes {KUBERNETES_VERSION}, cert-manager's and CloudNativePG's CRDs"
         + (", and each with an unknown field rejected" if self_test else "")
         + (": INVALID" if failed else ": valid")
     )
