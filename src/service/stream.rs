@@ -110,7 +110,9 @@ impl Stream {
         {
             let mut progress = stream.progress.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            progress.in_flight.extend(snapshot.in_flight.into_iter().map(|position| (position, now)));
+            progress
+                .in_flight
+                .extend(snapshot.in_flight.into_iter().map(|position| (position, now)));
         }
         if let Some(notes) = notes {
             let (listener, floor) = (Arc::downgrade(&stream), snapshot.highest);
@@ -226,9 +228,7 @@ impl Stream {
                 .wait_timeout_while(progress, HEAR_BACK, |progress| progress.in_flight.contains_key(&position));
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
             _ => wait(),
         }
     }

@@ -12,8 +12,8 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::{Services, now_ms};
 use super::stream::Stream;
+use super::{Services, now_ms};
 use crate::error::Result;
 use crate::store::{Store, Table};
 
@@ -54,9 +54,12 @@ fn record(rooms: &TypingRooms, room_id: &RoomId, user: &UserId, until: Option<In
 fn apply_announcement(rooms: &TypingRooms, text: &str) {
     let parts: Vec<&str> = text.split(' ').collect();
     let [room_id, user, until_ms, position] = parts[..] else { return };
-    let (Ok(room_id), Ok(user), Ok(until_ms), Ok(position)) =
-        (RoomId::parse(room_id), UserId::parse(user), until_ms.parse::<u64>(), position.parse::<u64>())
-    else {
+    let (Ok(room_id), Ok(user), Ok(until_ms), Ok(position)) = (
+        RoomId::parse(room_id),
+        UserId::parse(user),
+        until_ms.parse::<u64>(),
+        position.parse::<u64>(),
+    ) else {
         return;
     };
     let until = (until_ms != 0).then(|| Instant::now() + Duration::from_millis(until_ms.saturating_sub(now_ms())));

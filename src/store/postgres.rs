@@ -158,7 +158,12 @@ impl Postgres {
             .map_err(database_error)?;
         let create_tables = Table::ALL
             .iter()
-            .map(|table| format!(r#"CREATE TABLE IF NOT EXISTS "{}" (k bytea PRIMARY KEY, v bytea NOT NULL)"#, table.name()))
+            .map(|table| {
+                format!(
+                    r#"CREATE TABLE IF NOT EXISTS "{}" (k bytea PRIMARY KEY, v bytea NOT NULL)"#,
+                    table.name()
+                )
+            })
             .collect();
         let shared = Shared::open(shared_config, tls_for_shared, pool.clone(), create_tables)?;
         let store = Postgres { pool, shared };
@@ -282,7 +287,11 @@ impl Postgres {
                 .await
                 .map_err(database_error)?;
             let select = format!(r#"SELECT v FROM "{meta}" WHERE k = $1 FOR UPDATE"#);
-            let stored: Vec<u8> = transaction.query_one(select.as_str(), &[&key]).await.map_err(database_error)?.get(0);
+            let stored: Vec<u8> = transaction
+                .query_one(select.as_str(), &[&key])
+                .await
+                .map_err(database_error)?
+                .get(0);
             let stored = u64::from_be_bytes(stored.as_slice().try_into().map_err(|_| StoreError::BadCounter)?);
             let start = stored.max(from);
             let update = format!(r#"UPDATE "{meta}" SET v = $2 WHERE k = $1"#);

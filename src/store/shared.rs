@@ -186,7 +186,9 @@ impl Shared {
                 &[],
             )
             .await?;
-            let row = rows.first().ok_or_else(|| StoreError::Postgres("hearth_stream has no row".into()))?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Postgres("hearth_stream has no row".into()))?;
             let in_flight: Vec<i64> = row.get(1);
             Ok(StreamSnapshot {
                 highest: row.get::<_, i64>(0) as u64,
@@ -209,7 +211,9 @@ impl Shared {
                 &[&step, &process, &note],
             )
             .await?;
-            let row = rows.first().ok_or_else(|| StoreError::Postgres("hearth_stream has no row".into()))?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Postgres("hearth_stream has no row".into()))?;
             Ok(row.get::<_, i64>(0) as u64)
         })
     }

@@ -170,7 +170,9 @@ impl TestServer {
         let data_dir = other.dir.path().join("data").display().to_string();
         other.env = self.env.iter().filter(|(key, _)| !own(key)).cloned().collect();
         other.env.push(("HEARTH_DATA_DIR".into(), data_dir));
-        other.env.push(("HEARTH_LISTEN".into(), other.base_url.trim_start_matches("http://").to_owned()));
+        other
+            .env
+            .push(("HEARTH_LISTEN".into(), other.base_url.trim_start_matches("http://").to_owned()));
         other._database = None;
         other.spawn().await;
         other

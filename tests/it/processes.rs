@@ -56,7 +56,12 @@ async fn users_on_two_processes_chat_and_see_each_others_receipts_and_typing() {
     let bob_since = sync(&second, &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
 
     let hello = first
-        .send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": "hello from the first" }))
+        .send(
+            &alice,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "hello from the first" }),
+        )
         .await;
     sync_for(&second, &bob, &bob_since, "alice's message on the second process", |answer| {
         timeline(answer, &room).contains(&"hello from the first".to_owned())
@@ -64,10 +69,19 @@ async fn users_on_two_processes_chat_and_see_each_others_receipts_and_typing() {
     .await;
 
     second
-        .send(&bob, &room, "m.room.message", json!({ "msgtype": "m.text", "body": "hello from the second" }))
+        .send(
+            &bob,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "hello from the second" }),
+        )
         .await;
     let (status, body) = second
-        .post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{hello}"), Some(&bob), json!({}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{hello}"),
+            Some(&bob),
+            json!({}),
+        )
         .await;
     assert_eq!(status.as_u16(), 200, "{body}");
     let (status, body) = second
@@ -191,7 +205,12 @@ async fn a_process_killed_mid_load_leaves_the_other_serving_and_loses_nothing_ac
     // the first process reaches a sync there.
     let started = Instant::now();
     first
-        .send(&alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": "after the kill" }))
+        .send(
+            &alice,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "after the kill" }),
+        )
         .await;
     sync_for(&first, &alice, &alice_since, "a message sent after the kill", |answer| {
         timeline(answer, &room).contains(&"after the kill".to_owned())

@@ -68,6 +68,11 @@ struct Cli {
     /// Extra PEM certificates to trust for https URLs (servers with a private CA).
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
+    /// The client API base URL of another process of the same server (on a shared database);
+    /// repeatable. New users go to --url and these in turn, so a sender and a receiver made
+    /// one after the other are on different processes.
+    #[arg(long = "process-url")]
+    process_urls: Vec<String>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -346,9 +351,12 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
     }
 }
 
-/// Registers a fresh user with a random name.
+/// Registers a fresh user with a random name, on --url or, in turn, the --process-url ones.
 async fn register(cli: &Cli) -> BenchResult<Session> {
-    register_at(cli, &cli.url).await
+    static REGISTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let turn = REGISTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (cli.process_urls.len() + 1);
+    let url = if turn == 0 { &cli.url } else { &cli.process_urls[turn - 1] };
+    register_at(cli, url).await
 }
 
 /// Registers a fresh user with a random name on the server at `base_url`.
