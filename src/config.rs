@@ -156,7 +156,7 @@ pub struct Storage {
 pub enum StorageBackend {
     /// Embedded, under the data directory: one process.
     Rocksdb,
-    /// A PostgreSQL server's database.
+    /// A PostgreSQL server's database, which several processes may share.
     Postgres,
 }
 

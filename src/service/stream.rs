@@ -105,7 +105,7 @@ impl Stream {
         };
         // A store moved from RocksDB brings its positions: the shared stream starts above them.
         let notes = shared.take_notes();
-        let snapshot = shared.stream_snapshot(counter.next()?)?;
+        let snapshot = shared.stream_snapshot(counter.recorded_ceiling())?;
         let stream = Arc::new(Stream::with(store, None, snapshot.highest));
         {
             let mut progress = stream.progress.lock().unwrap_or_else(|e| e.into_inner());

@@ -37,6 +37,12 @@ impl Counter {
         })
     }
 
+    /// The ceiling recorded when the counter was opened: no value at or above it was handed
+    /// out before.
+    pub fn recorded_ceiling(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
     /// The next value after skipping `gap` values, which are never handed out.
     pub fn next_after_gap(&self, gap: u64) -> Result<u64, StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -43,6 +43,10 @@ struct TableWrites {
     deleted: Vec<Vec<u8>>,
 }
 
+/// The most connections a process keeps for waiting for and holding rooms' locks (opened as
+/// they are needed, beside `storage.postgres_connections`).
+const ROOM_LOCK_CONNECTIONS: usize = 16;
+
 /// The connection pool to one database, and this process's share of it.
 pub struct Postgres {
     pool: Pool,
@@ -143,19 +147,18 @@ impl Postgres {
         let options = format!("{} -c synchronous_commit={commit}", config.get_options().unwrap_or_default());
         config.options(options.trim_start());
         config.application_name("hearth");
-        let shared_config = config.clone();
-        let tls_for_shared = tls.clone();
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(storage.postgres_connections.max(1))
-            .build()
-            .map_err(database_error)?;
+        let pool_of = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager).max_size(size.max(1)).build().map_err(database_error)
+        };
+        let pool = pool_of(storage.postgres_connections)?;
+        let lock_pool = pool_of(ROOM_LOCK_CONNECTIONS)?;
         let create_tables = Table::ALL
             .iter()
             .map(|table| {
@@ -165,7 +168,7 @@ impl Postgres {
                 )
             })
             .collect();
-        let shared = Shared::open(shared_config, tls_for_shared, pool.clone(), create_tables)?;
+        let shared = Shared::open(config, tls, pool.clone(), lock_pool, create_tables)?;
         let store = Postgres { pool, shared };
         Ok(store)
     }

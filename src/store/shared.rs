@@ -8,9 +8,13 @@
 //! - listens on the `hearth` channel, where every process announces the stream positions it
 //!   takes and completes, the users to wake, and what other processes must forget (`NOTIFY` is
 //!   delivered in commit order, to every listener, the sender included);
-//! - takes the named locks (session advisory locks keyed by a hash of the name) that serialize
-//!   writers across processes: a room's events, short-ID interning, an outbox's drainer.
+//! - takes the short named locks (session advisory locks keyed by a hash of the name, tried
+//!   until taken) that serialize rare writers across processes: short-ID interning, account
+//!   creation, an outbox's drainer.
 //!
+//! A room's writers, which contend, wait for its lock in PostgreSQL's own queue instead: each
+//! waiter on a connection of a small pool of its own (`pg_advisory_lock`), granted in order, so
+//! a process whose writers follow one another cannot starve another process's.
 //! Stream positions come from one row (`hearth_stream`): taking one raises it and records the
 //! position as in flight (`hearth_stream_in_flight`) in the same transaction, and announces it;
 //! completing deletes that row and announces it. A position's allocation commits while the
@@ -56,6 +60,8 @@ const SCHEMA: &[&str] = &[
 pub struct Shared {
     control: Arc<tokio_postgres::Client>,
     pool: Pool,
+    /// Connections that wait for and hold the rooms' locks.
+    lock_pool: Pool,
     process: i32,
     /// What the other processes (and this one) announced, in commit order, until taken.
     notes: Mutex<Option<std::sync::mpsc::Receiver<String>>>,
@@ -69,16 +75,32 @@ pub struct StreamSnapshot {
 
 /// A held named lock; released on drop.
 pub struct SharedLock {
-    control: Arc<tokio_postgres::Client>,
+    holder: Option<Holder>,
     key: i64,
+}
+
+/// The connection a lock is held on.
+enum Holder {
+    Control(Arc<tokio_postgres::Client>),
+    Pooled(deadpool_postgres::Object),
 }
 
 impl Drop for SharedLock {
     fn drop(&mut self) {
-        let (control, key) = (self.control.clone(), self.key);
+        let (Some(holder), key) = (self.holder.take(), self.key) else {
+            return;
+        };
         runtime().spawn(async move {
-            if let Err(error) = control.execute("SELECT pg_advisory_unlock($1)", &[&key]).await {
+            let unlocked = match &holder {
+                Holder::Control(client) => client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await,
+                Holder::Pooled(client) => client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await,
+            };
+            if let Err(error) = unlocked {
                 tracing::error!(%error, "releasing a database lock failed");
+                // Closing the session releases whatever it holds.
+                if let Holder::Pooled(client) = holder {
+                    drop(deadpool_postgres::Object::take(client));
+                }
             }
         });
     }
@@ -98,6 +120,7 @@ impl Shared {
         config: tokio_postgres::Config,
         tls: tokio_postgres_rustls::MakeRustlsConnect,
         pool: Pool,
+        lock_pool: Pool,
         create_tables: Vec<String>,
     ) -> Result<Shared, StoreError> {
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -140,6 +163,7 @@ impl Shared {
         Ok(Shared {
             control,
             pool,
+            lock_pool,
             process,
             notes: Mutex::new(Some(receiver)),
         })
@@ -261,32 +285,37 @@ impl Shared {
         })
     }
 
-    /// Takes the lock `name` if no other process holds it.
+    /// Takes the short lock `name` if no other process holds it.
     pub fn try_lock(&self, name: &[u8]) -> Result<Option<SharedLock>, StoreError> {
         let (control, key) = (self.control.clone(), lock_key(name));
         run(async move { try_lock(control, key).await })
     }
 
-    /// Waits for the lock `name` and takes it.
+    /// Waits in PostgreSQL's queue for the lock `name` and takes it, on a connection of the
+    /// lock pool held until it is released.
     pub async fn lock(&self, name: &[u8]) -> Result<SharedLock, StoreError> {
-        let (control, key) = (self.control.clone(), lock_key(name));
+        let (lock_pool, key) = (self.lock_pool.clone(), lock_key(name));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         runtime().spawn(async move {
-            let taken = loop {
-                match try_lock(control.clone(), key).await {
-                    Ok(Some(lock)) => break Ok(lock),
-                    Ok(None) => tokio::time::sleep(LOCK_RETRY).await,
-                    Err(error) => break Err(error),
-                }
+            let taken = async {
+                let client = lock_pool.get().await.map_err(database_error)?;
+                client
+                    .execute("SELECT pg_advisory_lock($1)", &[&key])
+                    .await
+                    .map_err(database_error)?;
+                Ok(SharedLock {
+                    holder: Some(Holder::Pooled(client)),
+                    key,
+                })
             };
-            let _ = sender.send(taken);
+            let _ = sender.send(taken.await);
         });
         receiver
             .await
             .unwrap_or_else(|_| Err(StoreError::Postgres("the lock task ended without an answer".into())))
     }
 
-    /// Waits for the lock `name` and takes it, blocking the thread.
+    /// Waits for the short lock `name` and takes it, blocking the thread.
     pub fn lock_blocking(&self, name: &[u8]) -> Result<SharedLock, StoreError> {
         let (control, key) = (self.control.clone(), lock_key(name));
         run(async move {
@@ -306,5 +335,8 @@ async fn try_lock(control: Arc<tokio_postgres::Client>, key: i64) -> Result<Opti
         .await
         .map_err(database_error)?
         .get(0);
-    Ok(taken.then_some(SharedLock { control, key }))
+    Ok(taken.then_some(SharedLock {
+        holder: Some(Holder::Control(control)),
+        key,
+    }))
 }

@@ -30,6 +30,9 @@ pub async fn send_transaction_message(
         .await?;
     if received.new_transaction {
         services.receive_edus(origin, &req.body.edus).await;
+        services
+            .federation
+            .record_transaction(origin, req.body.transaction_id.as_str(), &received.results)?;
     }
     // Events new here notify the local members, as local ones do.
     for event_id in &received.accepted {

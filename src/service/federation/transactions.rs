@@ -75,14 +75,26 @@ impl Federation {
                 Err(error) => tracing::info!(%origin, %error, "a PDU from another server was dropped"),
             }
         }
-        let mut batch = self.store.batch();
-        batch.put_json(Table::FederationTransactions, &transaction_key, &results);
-        batch.commit()?;
         Ok(Received {
             results,
             accepted,
             new_transaction: true,
         })
+    }
+
+    /// Records a transaction as taken in, PDUs and EDUs: a retry of it is answered from the
+    /// record. Recorded only then, so a transaction cut short (the request dropped between its
+    /// PDUs and its EDUs) is taken in whole when retried; a PDU already in is known, a to-device
+    /// message already delivered is dropped by its message ID.
+    pub fn record_transaction(&self, origin: &ServerName, transaction_id: &str, results: &TransactionResults) -> Result<()> {
+        let mut batch = self.store.batch();
+        batch.put_json(
+            Table::FederationTransactions,
+            &key(&[origin.as_bytes(), transaction_id.as_bytes()]),
+            results,
+        );
+        batch.commit()?;
+        Ok(())
     }
 
     /// Takes in one PDU: its event ID, its result and whether it is new here; the error is for
