@@ -44,8 +44,9 @@ async fn serve_connection(services: Arc<Services>, stream: UnixStream) {
                 tracing::info!(command = command.name(), "admin command");
                 let executed = async {
                     let output = execute(&services, command).await?;
-                    // What the command wrote is fsynced before it is reported done.
+                    // What the command wrote is fsynced (and visible here) before it is reported done.
                     services.store.durable().await?;
+                    services.rooms.stream().heard_back().await;
                     Ok::<_, crate::error::Error>(output)
                 }
                 .await;

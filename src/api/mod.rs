@@ -60,9 +60,10 @@ async fn federation_switch(
     next.run(request).await
 }
 
-/// With `storage.sync_writes`, a request that may have written (any method but GET, HEAD and
-/// OPTIONS) is answered only once its writes are fsynced: the answer is the acknowledgement.
-/// Requests finishing together share one fsync.
+/// A request that may have written (any method but GET, HEAD and OPTIONS) is answered only
+/// once its writes are durable, with `storage.sync_writes` (requests finishing together share
+/// one fsync), and, on a database other processes share, visible in this one's stream: the
+/// answer is the acknowledgement, and the client reads its writes after it.
 async fn acknowledge_durably(
     axum::extract::State(services): axum::extract::State<Arc<Services>>,
     request: axum::extract::Request,
@@ -73,10 +74,11 @@ async fn acknowledge_durably(
     if reads_only {
         return response;
     }
-    match services.store.durable().await {
-        Ok(()) => response,
-        Err(error) => Error::from(error).into_response(),
+    if let Err(error) = services.store.durable().await {
+        return Error::from(error).into_response();
     }
+    services.rooms.stream().heard_back().await;
+    response
 }
 
 /// The whole HTTP application: routes plus CORS, panic catching, metrics and request tracing.

@@ -95,6 +95,7 @@ impl Services {
             &store,
             &config.server_name,
             &config.appservices.registration_files,
+            stream.clone(),
         )?);
         let federation = federation::Federation::new(
             &config.federation,

@@ -13,9 +13,9 @@
 //! completion announces the users to wake and, before them, what the other processes must
 //! apply first (a typing change, a cache entry to drop), so nobody is woken before that.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ruma::{OwnedUserId, UserId};
@@ -33,6 +33,8 @@ struct Progress {
     highest: u64,
     /// Completed positions above the visible one, with the users to wake when it gets there.
     waiting: BTreeMap<u64, Vec<OwnedUserId>>,
+    /// This process's completions not heard back yet (shared database only).
+    unheard: BTreeSet<u64>,
 }
 
 /// What applies another process's announcement of one kind (its text after the kind).
@@ -44,8 +46,8 @@ pub struct Stream {
     /// Where positions come from with RocksDB (`None`: from the shared database).
     counter: Option<Counter>,
     progress: Mutex<Progress>,
-    /// Signalled when a completion is heard back (shared database only).
-    completed: Condvar,
+    /// Woken when this process hears one of its completions back (shared database only).
+    heard_back: Notify,
     wakers: Mutex<HashMap<OwnedUserId, Arc<Notify>>>,
     handlers: Mutex<HashMap<char, Handler>>,
     shutting_down: AtomicBool,
@@ -89,7 +91,7 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// The longest wait for this process to hear its own completion back.
+/// The longest wait for this process to hear its own completions back.
 const HEAR_BACK: Duration = Duration::from_secs(2);
 /// How long a position may stay in flight before the processes that died are looked for.
 const STUCK: Duration = Duration::from_secs(5);
@@ -132,7 +134,7 @@ impl Stream {
                 highest,
                 ..Progress::default()
             }),
-            completed: Condvar::new(),
+            heard_back: Notify::new(),
             wakers: Mutex::new(HashMap::new()),
             handlers: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
@@ -207,6 +209,7 @@ impl Stream {
             sent.push(format!("{process} w {position}{wake}"));
         }
         sent.push(format!("{process} c {position}"));
+        self.progress.lock().unwrap_or_else(|e| e.into_inner()).unheard.insert(position);
         if let Err(error) = shared.complete_position(position, sent.clone()) {
             // Until it is announced, every process's stream stops below it: keep trying.
             tracing::error!(%error, position, "announcing a completed stream position failed; retrying");
@@ -218,32 +221,46 @@ impl Stream {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             });
-            return;
         }
-        // Hearing it back makes it visible here: a client reading right after its write sees it.
-        let wait = || {
-            let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = self
-                .completed
-                .wait_timeout_while(progress, HEAR_BACK, |progress| progress.in_flight.contains_key(&position));
+    }
+
+    /// Returns once this process has heard back every completion it announced before the
+    /// call (at most [`HEAR_BACK`] later): they are visible here then, so a client reads its own
+    /// writes. At once with RocksDB, where a completion is visible when it is made.
+    pub async fn heard_back(&self) {
+        let deadline = tokio::time::Instant::now() + HEAR_BACK;
+        let Some(target) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).unheard.last().copied() else {
+            return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
-            _ => wait(),
+        loop {
+            let heard = self.heard_back.notified();
+            tokio::pin!(heard);
+            heard.as_mut().enable();
+            let unheard = self.progress.lock().unwrap_or_else(|e| e.into_inner()).unheard.first().copied();
+            if unheard.is_none_or(|lowest| lowest > target) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, heard).await.is_err() {
+                return;
+            }
         }
     }
 
     /// Records a completed position and wakes whoever it and the positions it made visible
     /// concern.
     fn completed(&self, position: u64, users: Vec<OwnedUserId>) {
+        let mine = std::cell::Cell::new(false);
         self.settle(|progress| {
             progress.in_flight.remove(&position);
             progress.highest = progress.highest.max(position);
+            mine.set(progress.unheard.remove(&position));
             if !users.is_empty() {
                 progress.waiting.entry(position).or_default().extend(users);
             }
         });
-        self.completed.notify_all();
+        if mine.get() {
+            self.heard_back.notify_waiters();
+        }
     }
 
     /// Applies `change` and wakes the users waiting for positions now visible.

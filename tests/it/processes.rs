@@ -227,3 +227,36 @@ async fn a_process_killed_mid_load_leaves_the_other_serving_and_loses_nothing_ac
         assert_eq!(status.as_u16(), 200, "acknowledged {event_id} lost: {body}");
     }
 }
+
+#[tokio::test]
+async fn an_account_suspended_and_an_appservice_registered_on_one_process_hold_on_the_other() {
+    let Some((first, second, alice, bob, room)) = alice_and_bob_on_two_processes().await else {
+        return;
+    };
+    // Alice, the first account, is a server admin: she suspends Bob on the first process, and
+    // the second, where Bob is logged in, refuses his message.
+    let suspend = "/_matrix/client/v1/admin/suspend/@bob:localhost";
+    let (status, body) = first.put(suspend, Some(&alice), json!({ "suspended": true })).await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let send = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/suspended");
+    crate::federation::eventually("Bob's suspension on the second process", async || {
+        second.put(&send, Some(&bob), json!({ "msgtype": "m.text", "body": "hi" })).await.1["errcode"] == "M_USER_SUSPENDED"
+    })
+    .await;
+
+    // An appservice registered through the first process's admin socket: the second knows its
+    // token.
+    let file = first.dir.path().join("bot.yaml");
+    std::fs::write(
+        &file,
+        "id: bot\nurl: null\nas_token: as-secret-bot\nhs_token: hs-secret-bot\nsender_localpart: bot\n\
+         namespaces:\n  users: []\n  aliases: []\n  rooms: []\n",
+    )
+    .unwrap();
+    let (output, _) = first.admin(&["appservice", "register", file.to_str().unwrap()]);
+    assert!(output.status.success(), "register: {}", String::from_utf8_lossy(&output.stderr));
+    crate::federation::eventually("the appservice's token on the second process", async || {
+        second.get("/_matrix/client/v3/account/whoami", Some("as-secret-bot")).await.1["user_id"] == "@bot:localhost"
+    })
+    .await;
+}

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::service::stream::Stream;
 use crate::store::{Batch, Counter, SEP, Store, Table, key, prefix};
 
 /// A registration file as read: ruma's registration and the unstable keys bridges set.
@@ -176,10 +177,12 @@ struct JoinedUsers {
 pub struct Appservices {
     store: Store,
     server_name: ruma::OwnedServerName,
-    registered: RwLock<Arc<Vec<Arc<Appservice>>>>,
+    registered: Arc<RwLock<Arc<Vec<Arc<Appservice>>>>>,
     numbers: Counter,
     /// Woken when an appservice is registered or unregistered.
-    pub changed: tokio::sync::Notify,
+    pub changed: Arc<tokio::sync::Notify>,
+    /// Tells the other processes on a shared database of registrations made here.
+    stream: Arc<Stream>,
     /// Per room, which appservices have a user joined there (see `interested_in_event`).
     joined_users: Mutex<HashMap<ruma::OwnedRoomId, JoinedUsers>>,
     http: reqwest::Client,
@@ -188,10 +191,35 @@ pub struct Appservices {
 /// How long a request to an appservice may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Applies another process's registration or unregistration of the appservice `id`, as the
+/// store now has it.
+fn reload(store: &Store, server_name: &ServerName, registered: &RwLock<Arc<Vec<Arc<Appservice>>>>, id: &str) {
+    let stored = match store.get_json::<StoredRegistration>(Table::Appservices, id.as_bytes()) {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::error!(%error, appservice = id, "cannot read an appservice registered by another process");
+            return;
+        }
+    };
+    let mut registered = registered.write().unwrap_or_else(|e| e.into_inner());
+    let mut list: Vec<Arc<Appservice>> = registered
+        .iter()
+        .filter(|appservice| appservice.id() != id || matches!(appservice.source, Source::File(_)))
+        .cloned()
+        .collect();
+    if let Some(stored) = stored
+        && let Ok(appservice) = parse(&stored.yaml, server_name, Source::Admin)
+        && check_unique(&list, &appservice).is_ok()
+    {
+        list.push(Arc::new(appservice));
+    }
+    *registered = Arc::new(list);
+}
+
 impl Appservices {
     /// Reads the registrations of `files` and those kept in the store. A file that cannot be
     /// used is an error naming the file, the line and the reason.
-    pub fn new(store: &Store, server_name: &ServerName, files: &[PathBuf]) -> Result<Appservices> {
+    pub fn new(store: &Store, server_name: &ServerName, files: &[PathBuf], stream: Arc<Stream>) -> Result<Appservices> {
         let mut list = Vec::new();
         for file in files {
             let appservice = read_file(file, server_name).and_then(|appservice| {
@@ -213,12 +241,21 @@ impl Appservices {
             .pool_idle_timeout(crate::service::federation::POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| Error::Internal(format!("appservice client: {e}")))?;
+        let registered = Arc::new(RwLock::new(Arc::new(list)));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let (heard_store, heard_server, heard_list, heard_changed) =
+            (store.clone(), server_name.to_owned(), registered.clone(), changed.clone());
+        stream.on_announcement('p', move |id| {
+            reload(&heard_store, &heard_server, &heard_list, id);
+            heard_changed.notify_one();
+        });
         Ok(Appservices {
             store: store.clone(),
             server_name: server_name.to_owned(),
-            registered: RwLock::new(Arc::new(list)),
+            registered,
             numbers: Counter::open(store, "appservice_outbox")?,
-            changed: tokio::sync::Notify::new(),
+            changed,
+            stream,
             joined_users: Mutex::new(HashMap::new()),
             http,
         })
@@ -270,6 +307,7 @@ impl Appservices {
         *registered = Arc::new(list);
         drop(registered);
         self.changed.notify_one();
+        self.stream.announce('p', appservice.id())?;
         Ok(appservice)
     }
 
@@ -295,6 +333,7 @@ impl Appservices {
         *registered = Arc::new(registered.iter().filter(|appservice| appservice.id() != id).cloned().collect());
         drop(registered);
         self.changed.notify_one();
+        self.stream.announce('p', id)?;
         Ok(())
     }
 
