@@ -82,7 +82,7 @@ pub struct SharedLock {
 /// The connection a lock is held on.
 enum Holder {
     Control(Arc<tokio_postgres::Client>),
-    Pooled(deadpool_postgres::Object),
+    Pooled(Box<deadpool_postgres::Object>),
 }
 
 impl Drop for SharedLock {
@@ -99,7 +99,7 @@ impl Drop for SharedLock {
                 tracing::error!(%error, "releasing a database lock failed");
                 // Closing the session releases whatever it holds.
                 if let Holder::Pooled(client) = holder {
-                    drop(deadpool_postgres::Object::take(client));
+                    drop(deadpool_postgres::Object::take(*client));
                 }
             }
         });
@@ -304,7 +304,7 @@ impl Shared {
                     .await
                     .map_err(database_error)?;
                 Ok(SharedLock {
-                    holder: Some(Holder::Pooled(client)),
+                    holder: Some(Holder::Pooled(Box::new(client))),
                     key,
                 })
             };
