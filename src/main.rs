@@ -58,18 +58,27 @@ enum Command {
 /// two arenas serve every thread. Without it a server that hashed a few hundred passwords (when
 /// glibc served Rust too) kept ~200 MiB more resident for good.
 ///
-/// mimalloc likewise returns freed pages at once rather than a second later: 75–78 MiB
-/// resident instead of 104 with 100 long polls waiting, 69–72 instead of 75 after 10,000
-/// messages, at the same send throughput (`scripts/bench memory` and `messages`).
+/// mimalloc likewise returns freed pages after 10 ms rather than a second: 75–78 MiB resident
+/// instead of 104 with 100 long polls waiting, 69–72 instead of 75 after 10,000 messages, at the
+/// same send throughput (`scripts/bench memory` and `messages`, measured with 0 ms). Not at
+/// once: a request that allocates much (a page of `/messages`) then faulted freshly zeroed pages
+/// back in, a quarter of its time under perf; 10 ms keeps the pages between the requests of a
+/// busy server and returns them when it goes quiet. `MIMALLOC_PURGE_DELAY` (milliseconds) in the
+/// environment is left as mimalloc read it.
 fn limit_malloc_retention() {
     // SAFETY: mallopt and mi_option_set only change allocator parameters; they are called
     // before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        }
     }
 }
+
+/// How long mimalloc keeps freed pages before returning them to the OS.
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// mimalloc 3's `mi_option_purge_delay` (`mi_option_t` in its mimalloc.h; the Rust bindings
 /// name only the older options). The unit test below checks the number against the default.

@@ -18,7 +18,8 @@ use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::rooms::visibility::Viewer;
+use crate::service::rooms::StoredEvent;
+use crate::service::rooms::visibility::{Viewer, VisibilityMemo};
 
 /// The most events one page returns.
 const MAX_LIMIT: u64 = 1000;
@@ -118,10 +119,15 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
     // incremental sync reads the one or two new events, not a whole page.
     let span = from.zip(to).map_or(usize::MAX, |(from, to)| from.abs_diff(to) as usize);
     let want = (limit.max(20) + 1).min(span.saturating_add(1));
+    // The events of one room read by one user share what deciding their visibility reads.
+    let mut seen = VisibilityMemo::default();
     loop {
         let batch = services.rooms.timeline_until(room_id, cursor, to, forward, want)?;
         let exhausted = batch.len() < want;
-        for (position, event_id) in batch {
+        let stored = services
+            .rooms
+            .stored_events(&batch.iter().map(|(_, event_id)| event_id.clone()).collect::<Vec<_>>())?;
+        for ((position, event_id), stored) in batch.into_iter().zip(stored) {
             let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });
             if past_to {
                 return Ok(Page { events, more: false });
@@ -130,7 +136,8 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
                 return Ok(Page { events, more: true });
             }
             cursor = Some(if forward { position + 1 } else { position.saturating_sub(1) });
-            if let Some(event) = visible_event(services, user, device, &event_id)?
+            if let Some(stored) = stored
+                && let Some(event) = visible_event(services, Viewer { user, device }, &event_id, &stored, &mut seen)?
                 && filter_allows(filter, &event)
             {
                 events.push((position, event));
@@ -173,19 +180,18 @@ pub fn latest_events(
     Ok(page)
 }
 
-/// An event in client format if `user` may see it.
-fn visible_event(services: &Services, user: &UserId, device: Option<&ruma::DeviceId>, event_id: &EventId) -> Result<Option<Value>> {
-    let Some(stored) = services.rooms.stored_event(event_id)? else {
-        return Ok(None);
-    };
-    if !services.rooms.can_see_event(user, &stored)? {
+/// An event in client format if the viewer may see it.
+fn visible_event(
+    services: &Services,
+    viewer: Viewer<'_>,
+    event_id: &EventId,
+    stored: &StoredEvent,
+    seen: &mut VisibilityMemo,
+) -> Result<Option<Value>> {
+    if !services.rooms.can_see_event_remembering(viewer.user, stored, seen)? {
         return Ok(None);
     }
-    Ok(Some(services.rooms.client_event(
-        event_id,
-        &stored,
-        Some(Viewer { user, device }),
-    )?))
+    Ok(Some(services.rooms.client_event(event_id, stored, Some(viewer))?))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`

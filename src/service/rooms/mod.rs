@@ -290,6 +290,12 @@ impl Rooms {
         Ok(self.store.get_json(Table::Events, event_id.as_bytes())?)
     }
 
+    /// Stored events, in the order of `event_ids`, read together.
+    pub fn stored_events(&self, event_ids: &[OwnedEventId]) -> Result<Vec<Option<StoredEvent>>> {
+        let keys: Vec<Vec<u8>> = event_ids.iter().map(|event_id| event_id.as_bytes().to_vec()).collect();
+        Ok(self.store.multi_get_json(Table::Events, &keys)?)
+    }
+
     /// A stored event, parsed.
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
         if let Some(pdu) = self.cached_pdu(event_id) {

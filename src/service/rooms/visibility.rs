@@ -3,10 +3,13 @@
 
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use ruma::{CanonicalJsonValue, DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
+use std::collections::HashMap;
+
+use ruma::{CanonicalJsonValue, DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
+use super::state::StateHash;
 use super::{Rooms, StoredEvent};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
@@ -17,6 +20,16 @@ use crate::service::now_ms;
 pub struct Viewer<'a> {
     pub user: &'a UserId,
     pub device: Option<&'a DeviceId>,
+}
+
+/// What deciding visibility read, kept while one user reads many events (the messages of a
+/// page share the state before them, and the user's membership now is the same for all).
+#[derive(Default)]
+pub struct VisibilityMemo {
+    /// Per state: its history visibility and the user's membership in it.
+    states: HashMap<StateHash, (String, MembershipState)>,
+    /// Per room: whether the user is joined to it now.
+    joined_now: HashMap<OwnedRoomId, bool>,
 }
 
 impl<'a> Viewer<'a> {
@@ -55,15 +68,29 @@ impl Rooms {
 
     /// Whether `user` may see an event, by the history visibility and their membership at it.
     pub fn can_see_event(&self, user: &UserId, stored: &StoredEvent) -> Result<bool> {
-        let state = match stored.state_before {
-            Some(hash) => self.states.load(hash)?,
+        self.can_see_event_remembering(user, stored, &mut VisibilityMemo::default())
+    }
+
+    /// [`Rooms::can_see_event`] for one of many events `user` reads, keeping in `seen` what it
+    /// read of their states and of the user's membership now.
+    pub fn can_see_event_remembering(&self, user: &UserId, stored: &StoredEvent, seen: &mut VisibilityMemo) -> Result<bool> {
+        let Some(hash) = stored.state_before else {
             // The create event: visible to anyone who may read the room at all.
-            None => return Ok(true),
+            return Ok(true);
         };
-        let visibility = self
-            .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
-            .and_then(|content| content.get("history_visibility").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| "shared".to_owned());
+        let (visibility, membership_in_state) = match seen.states.get(&hash) {
+            Some(known) => known.clone(),
+            None => {
+                let state = self.states.load(hash)?;
+                let visibility = self
+                    .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
+                    .and_then(|content| content.get("history_visibility").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| "shared".to_owned());
+                let known = (visibility, self.membership_in(&state, user)?);
+                seen.states.insert(hash, known.clone());
+                known
+            }
+        };
         // A user's own membership event counts as the membership it sets (read from the stored
         // PDU's fields: parsing the whole event for them cost more than the rest of the check).
         let field = |name: &str| match stored.pdu.get(name) {
@@ -79,14 +106,21 @@ impl Rooms {
                 _ => MembershipState::Leave,
             }
         } else {
-            self.membership_in(&state, user)?
+            membership_in_state
         };
         Ok(match visibility.as_str() {
             "world_readable" => true,
             _ if membership_at_event == MembershipState::Join => true,
-            "shared" => self
-                .membership(user, &stored.room_id)?
-                .is_some_and(|record| record.membership == MembershipState::Join),
+            "shared" => match seen.joined_now.get(&stored.room_id) {
+                Some(joined) => *joined,
+                None => {
+                    let joined = self
+                        .membership(user, &stored.room_id)?
+                        .is_some_and(|record| record.membership == MembershipState::Join);
+                    seen.joined_now.insert(stored.room_id.clone(), joined);
+                    joined
+                }
+            },
             "invited" => membership_at_event == MembershipState::Invite,
             _ => false,
         })
