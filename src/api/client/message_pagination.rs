@@ -124,10 +124,11 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
     loop {
         let batch = services.rooms.timeline_until(room_id, cursor, to, forward, want)?;
         let exhausted = batch.len() < want;
-        let stored = services
-            .rooms
-            .stored_events(&batch.iter().map(|(_, event_id)| event_id.clone()).collect::<Vec<_>>())?;
-        for ((position, event_id), stored) in batch.into_iter().zip(stored) {
+        // Read together, but no more events than the page may still take (reading a stored
+        // event is most of what serving it costs).
+        let mut stored = Vec::new().into_iter();
+        for (index, (position, event_id)) in batch.iter().enumerate() {
+            let position = *position;
             let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });
             if past_to {
                 return Ok(Page { events, more: false });
@@ -135,9 +136,18 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
             if events.len() == limit {
                 return Ok(Page { events, more: true });
             }
+            if stored.len() == 0 {
+                let ids: Vec<_> = batch[index..]
+                    .iter()
+                    .take(limit - events.len())
+                    .map(|(_, event_id)| event_id.clone())
+                    .collect();
+                stored = services.rooms.stored_events(&ids)?.into_iter();
+            }
+            let stored = stored.next().flatten();
             cursor = Some(if forward { position + 1 } else { position.saturating_sub(1) });
             if let Some(stored) = stored
-                && let Some(event) = visible_event(services, Viewer { user, device }, &event_id, &stored, &mut seen)?
+                && let Some(event) = visible_event(services, Viewer { user, device }, event_id, &stored, &mut seen)?
                 && filter_allows(filter, &event)
             {
                 events.push((position, event));
