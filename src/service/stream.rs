@@ -228,6 +228,9 @@ impl Stream {
     /// call (at most [`HEAR_BACK`] later): they are visible here then, so a client reads its own
     /// writes. At once with RocksDB, where a completion is visible when it is made.
     pub async fn heard_back(&self) {
+        if self.counter.is_some() {
+            return;
+        }
         let deadline = tokio::time::Instant::now() + HEAR_BACK;
         let Some(target) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).unheard.last().copied() else {
             return;

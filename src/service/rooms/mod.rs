@@ -10,6 +10,7 @@
 pub mod build;
 pub mod create;
 pub mod directory;
+pub mod events;
 pub mod invites;
 pub mod membership;
 pub mod outbox;
@@ -197,9 +198,6 @@ pub struct Rooms {
     appservices: Arc<Appservices>,
 }
 
-/// PDUs kept parsed in memory.
-const CACHED_PDUS: usize = 20_000;
-
 impl Rooms {
     pub fn new(
         store: Store,
@@ -283,46 +281,6 @@ impl Rooms {
     fn forget_room_caches(&self, room_id: &RoomId) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
         self.pdus.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-
-    /// A stored event.
-    pub fn stored_event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
-        Ok(self.store.get_json(Table::Events, event_id.as_bytes())?)
-    }
-
-    /// Stored events, in the order of `event_ids`, read together.
-    pub fn stored_events(&self, event_ids: &[OwnedEventId]) -> Result<Vec<Option<StoredEvent>>> {
-        let keys: Vec<Vec<u8>> = event_ids.iter().map(|event_id| event_id.as_bytes().to_vec()).collect();
-        Ok(self.store.multi_get_json(Table::Events, &keys)?)
-    }
-
-    /// A stored event, parsed.
-    pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        if let Some(pdu) = self.cached_pdu(event_id) {
-            return Ok(Some(Pdu::clone(&pdu)));
-        }
-        let Some(stored) = self.stored_event(event_id)? else {
-            return Ok(None);
-        };
-        Ok(Some(Pdu::clone(&*self.parsed_pdu(event_id, &stored)?)))
-    }
-
-    /// The parsed form of a stored event, from the cache when it is there.
-    pub fn parsed_pdu(&self, event_id: &EventId, stored: &StoredEvent) -> Result<Arc<Pdu>> {
-        if let Some(pdu) = self.cached_pdu(event_id) {
-            return Ok(pdu);
-        }
-        let pdu = Arc::new(Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?);
-        let mut cache = self.pdus.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHED_PDUS {
-            cache.clear();
-        }
-        cache.insert(event_id.to_owned(), pdu.clone());
-        Ok(pdu)
-    }
-
-    fn cached_pdu(&self, event_id: &EventId) -> Option<Arc<Pdu>> {
-        self.pdus.lock().unwrap_or_else(|e| e.into_inner()).get(event_id).cloned()
     }
 
     /// The event holding a state key in a state.
