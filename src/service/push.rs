@@ -260,14 +260,8 @@ impl super::Services {
         let event_id = event_id.to_owned();
         let room_id = &stored.room_id.clone();
         let client_event = self.rooms.client_event(&event_id, &stored, None)?;
-        let Some(sender) = client_event
-            .get("sender")
-            .and_then(Value::as_str)
-            .and_then(|s| UserId::parse(s).ok())
-        else {
-            return Ok(());
-        };
-        let sender = &sender;
+        let sender = &client_event.pdu().sender.to_owned();
+        let client_event = client_event.to_value()?;
         let notified = self
             .push
             .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)

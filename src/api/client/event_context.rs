@@ -6,14 +6,13 @@ use axum::extract::State;
 use ruma::RoomId;
 use ruma::api::client::context::get_context;
 use ruma::api::client::filter::RoomEventFilter;
-use serde_json::Value;
 
 use super::message_pagination::{PageRequest, page, token};
 use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::rooms::visibility::Viewer;
+use crate::service::rooms::visibility::{ClientEvent, Viewer};
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
 pub async fn get_context(
@@ -51,7 +50,7 @@ pub async fn get_context(
     let last = context
         .after
         .last()
-        .and_then(|(_, event)| event["event_id"].as_str())
+        .map(|(_, event)| event.pdu().event_id.as_str())
         .unwrap_or(request.event_id.as_str());
     let state = services
         .rooms
@@ -68,8 +67,8 @@ pub async fn get_context(
 /// The events around one, as its reader sees them.
 pub struct Around {
     /// (stream position, event), nearest first.
-    pub before: Vec<(u64, Value)>,
-    pub after: Vec<(u64, Value)>,
+    pub before: Vec<(u64, ClientEvent)>,
+    pub after: Vec<(u64, ClientEvent)>,
     /// Tokens to page on backward from the first and forward from the last.
     pub start: String,
     pub end: String,

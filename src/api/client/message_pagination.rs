@@ -12,14 +12,13 @@ use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::message::get_message_events;
 use ruma::events::StateEventType;
 use ruma::{EventId, RoomId, UserId};
-use serde_json::Value;
 
 use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::rooms::StoredEvent;
-use crate::service::rooms::visibility::{Viewer, VisibilityMemo};
+use crate::service::rooms::visibility::{ClientEvent, Viewer, VisibilityMemo};
 
 /// The most events one page returns.
 const MAX_LIMIT: u64 = 1000;
@@ -62,23 +61,28 @@ fn type_matches(pattern: &str, kind: &str) -> bool {
 }
 
 /// Whether an event passes a room event filter's type and sender conditions.
-pub fn filter_allows(filter: &RoomEventFilter, event: &Value) -> bool {
-    let kind = event["type"].as_str().unwrap_or_default();
-    let sender = event["sender"].as_str().unwrap_or_default();
+pub fn filter_allows(filter: &RoomEventFilter, event: &ClientEvent) -> bool {
+    let sender = event.pdu().sender.as_str();
+    let senders_ok = filter.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s == sender));
+    let not_senders_ok = !filter.not_senders.iter().any(|s| s == sender);
+    if !senders_ok || !not_senders_ok {
+        return false;
+    }
+    if filter.types.is_none() && filter.not_types.is_empty() {
+        return true;
+    }
+    let kind = &event.pdu().kind.to_string();
     let types_ok = filter
         .types
         .as_ref()
         .is_none_or(|types| types.iter().any(|t| type_matches(t, kind)));
-    let not_types_ok = !filter.not_types.iter().any(|t| type_matches(t, kind));
-    let senders_ok = filter.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s == sender));
-    let not_senders_ok = !filter.not_senders.iter().any(|s| s == sender);
-    types_ok && not_types_ok && senders_ok && not_senders_ok
+    types_ok && !filter.not_types.iter().any(|t| type_matches(t, kind))
 }
 
 /// One page of a room's visible events.
 pub struct Page {
     /// (stream position, client-format event), in the order of the paging direction.
-    pub events: Vec<(u64, Value)>,
+    pub events: Vec<(u64, ClientEvent)>,
     /// Whether the timeline has more events in that direction.
     pub more: bool,
 }
@@ -197,7 +201,7 @@ fn visible_event(
     event_id: &EventId,
     stored: &StoredEvent,
     seen: &mut VisibilityMemo,
-) -> Result<Option<Value>> {
+) -> Result<Option<ClientEvent>> {
     if !services.rooms.can_see_event_remembering(viewer.user, stored, seen)? {
         return Ok(None);
     }
@@ -250,7 +254,7 @@ pub async fn get_message_events(
     }
     if !request.filter.lazy_load_options.is_disabled() {
         let state = services.rooms.current_state(&request.room_id)?;
-        let mut senders: Vec<&str> = page.events.iter().filter_map(|(_, event)| event["sender"].as_str()).collect();
+        let mut senders: Vec<&str> = page.events.iter().map(|(_, event)| event.pdu().sender.as_str()).collect();
         senders.sort_unstable();
         senders.dedup();
         for sender in senders {

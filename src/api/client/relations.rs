@@ -16,7 +16,7 @@ use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::devices::Session;
-use crate::service::rooms::visibility::Viewer;
+use crate::service::rooms::visibility::{ClientEvent, Viewer};
 
 /// The most events one page returns.
 const MAX_LIMIT: usize = 100;
@@ -34,7 +34,7 @@ struct RelationsQuery<'a> {
 }
 
 /// A page of relating events the user may see: (events, next_batch).
-fn relating_events(services: &Services, session: &Session, query: RelationsQuery<'_>) -> Result<(Vec<serde_json::Value>, Option<String>)> {
+fn relating_events(services: &Services, session: &Session, query: RelationsQuery<'_>) -> Result<(Vec<ClientEvent>, Option<String>)> {
     let user = &session.user_id;
     services.rooms.check_can_read_room(query.room_id, user)?;
     let parent = services

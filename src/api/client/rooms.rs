@@ -9,19 +9,21 @@ use axum::extract::State;
 use ruma::api::client::membership::{get_member_events, joined_members};
 use ruma::api::client::room::get_room_event;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events};
+use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::serde::Raw;
 use ruma::{OwnedMxcUri, RoomId, UserId};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::rooms::state::StateMap;
-use crate::service::rooms::visibility::Viewer;
+use crate::service::rooms::visibility::{ClientEvent, Viewer};
 
 /// Any value as a ruma `Raw`.
-pub fn raw<T>(value: &Value) -> Result<Raw<T>> {
+pub fn raw<T>(value: &impl Serialize) -> Result<Raw<T>> {
     Ok(Raw::from_json(serde_json::value::to_raw_value(value)?))
 }
 
@@ -41,7 +43,7 @@ pub fn readable_state(services: &Services, room_id: &RoomId, user: &UserId) -> R
 }
 
 /// The client-format events of a state.
-pub fn state_events(services: &Services, state: &StateMap) -> Result<Vec<Value>> {
+pub fn state_events(services: &Services, state: &StateMap) -> Result<Vec<ClientEvent>> {
     let mut events = Vec::with_capacity(state.len());
     for short_event in state.values() {
         let event_id = services.rooms.states.event_id(*short_event)?;
@@ -100,13 +102,11 @@ pub async fn get_state_event_for_key(
                 .rooms
                 .stored_event(&pdu.event_id)?
                 .ok_or_else(|| Error::not_found("Event not found"))?;
-            services.rooms.client_event(&pdu.event_id, &stored, None)?
+            serde_json::value::to_raw_value(&services.rooms.client_event(&pdu.event_id, &stored, None)?)?
         }
-        _ => pdu.content_value(),
+        _ => pdu.content,
     };
-    Ok(RumaResponse(get_state_event_for_key::v3::Response::new(
-        serde_json::value::to_raw_value(&value)?,
-    )))
+    Ok(RumaResponse(get_state_event_for_key::v3::Response::new(value)))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`
@@ -126,10 +126,13 @@ pub async fn get_member_events(
     };
     let mut chunk = Vec::new();
     for event in state_events(&services, &state)? {
-        if event["type"] != "m.room.member" {
+        if event.pdu().kind != TimelineEventType::RoomMember {
             continue;
         }
-        let membership = MembershipState::from(event["content"]["membership"].as_str().unwrap_or("leave"));
+        let membership = serde_json::from_str::<Value>(event.pdu().content.get())?
+            .get("membership")
+            .and_then(Value::as_str)
+            .map_or(MembershipState::Leave, MembershipState::from);
         let wanted = request.membership.as_ref().is_none_or(|m| *m == membership) && request.not_membership.as_ref() != Some(&membership);
         if wanted {
             chunk.push(raw(&event)?);

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::devices::Session;
 use crate::service::rooms::search::{SearchField, SearchHit, SearchQuery, words};
-use crate::service::rooms::visibility::Viewer;
+use crate::service::rooms::visibility::{ClientEvent, Viewer};
 
 /// Results per page unless the filter says otherwise, and the most a page holds.
 const DEFAULT_LIMIT: usize = 10;
@@ -97,7 +97,7 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
     };
     let limit = filter.limit.map_or(DEFAULT_LIMIT, |l| u64::from(l) as usize).clamp(1, MAX_LIMIT);
 
-    let mut page: Vec<(SearchHit, OwnedEventId, Value)> = Vec::new();
+    let mut page: Vec<(SearchHit, OwnedEventId, ClientEvent)> = Vec::new();
     let mut next = None;
     for (index, hit) in hits.into_iter().enumerate().skip(skip) {
         if page.len() == limit {
@@ -139,7 +139,7 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
             let mut found = EventContextResult::new();
             if criteria.event_context.include_profile {
                 let senders = context.before.iter().chain(&context.after).map(|(_, event)| event).chain([event]);
-                for sender in senders.filter_map(|event| UserId::parse(event["sender"].as_str()?).ok()) {
+                for sender in senders.map(|event| event.pdu().sender.clone()) {
                     if let std::collections::btree_map::Entry::Vacant(entry) = found.profile_info.entry(sender) {
                         let profile = member_profile(services, &hit.room_id, entry.key())?;
                         entry.insert(profile);
@@ -162,9 +162,8 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
                     .insert(ResultGroupMap::RoomId(groups(&page, |(hit, ..)| Some(hit.room_id.clone()))));
             }
             Some(GroupingKey::Sender) => {
-                let sender = |(_, _, event): &(SearchHit, OwnedEventId, Value)| -> Option<OwnedUserId> {
-                    UserId::parse(event["sender"].as_str()?).ok()
-                };
+                let sender =
+                    |(_, _, event): &(SearchHit, OwnedEventId, ClientEvent)| -> Option<OwnedUserId> { Some(event.pdu().sender.clone()) };
                 response.groups.insert(ResultGroupMap::Sender(groups(&page, sender)));
             }
             _ => return Err(Error::invalid_param("groupings: the key is room_id or sender")),
@@ -196,8 +195,8 @@ fn search_field(key: &SearchKeys) -> Result<SearchField> {
 /// The page's results grouped by `key`: each group's event IDs in page order, and the group's
 /// order by its best result.
 fn groups<K: Ord>(
-    page: &[(SearchHit, OwnedEventId, Value)],
-    key: impl Fn(&(SearchHit, OwnedEventId, Value)) -> Option<K>,
+    page: &[(SearchHit, OwnedEventId, ClientEvent)],
+    key: impl Fn(&(SearchHit, OwnedEventId, ClientEvent)) -> Option<K>,
 ) -> BTreeMap<K, ResultGroup> {
     let mut groups: BTreeMap<K, ResultGroup> = BTreeMap::new();
     let mut next_order = 0u32;

@@ -27,6 +27,7 @@ use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::BUMP_TYPES;
 use crate::service::rooms::state::StateMap;
+use crate::service::rooms::visibility::ClientEvent;
 use crate::service::sliding_sync::{ConnectionKey, Generation};
 
 /// The most timeline events one room carries.
@@ -441,7 +442,7 @@ fn room_update(context: &Context<'_>, candidate: &Candidate, config: &RoomConfig
     room.prev_batch = Some(token(timeline.start));
     room.num_live = UInt::new(timeline.events.len() as u64);
     let senders = timeline.senders();
-    let changed_state = timeline.events.iter().any(|(_, event)| event.get("state_key").is_some());
+    let changed_state = timeline.events.iter().any(|(_, event)| event.pdu().state_key.is_some());
     if changed_state {
         let state = services.rooms.current_state(room_id)?;
         let before = services.rooms.state_at_position(room_id, since + 1)?;
@@ -456,7 +457,7 @@ fn room_update(context: &Context<'_>, candidate: &Candidate, config: &RoomConfig
 
 /// A room's latest events, oldest first.
 struct Timeline {
-    events: Vec<(u64, Value)>,
+    events: Vec<(u64, ClientEvent)>,
     more: bool,
     /// The stream position a backward /messages continues from.
     start: u64,
@@ -464,10 +465,7 @@ struct Timeline {
 
 impl Timeline {
     fn senders(&self) -> BTreeSet<String> {
-        self.events
-            .iter()
-            .filter_map(|(_, event)| event["sender"].as_str().map(str::to_owned))
-            .collect()
+        self.events.iter().map(|(_, event)| event.pdu().sender.to_string()).collect()
     }
 }
 

@@ -18,8 +18,8 @@ use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
     Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, State as SyncState, StateEvents,
 };
-use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
+use ruma::events::{StateEventType, TimelineEventType};
 use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::value::RawValue;
@@ -413,7 +413,7 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     // state keys, before any event is read: a big room's members are most of its state.
     let senders: BTreeSet<&str> = events
         .iter()
-        .filter_map(|(_, event)| event["sender"].as_str())
+        .map(|(_, event)| event.pdu().sender.as_str())
         .chain([context.user.as_str()])
         .collect();
     if lazy_members {
@@ -452,7 +452,7 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     joined.timeline.events = events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
     // The summary goes out when it may have changed: a first sync of the room, full state, a
     // timeline that was cut or filtered, or a membership change in it.
-    let membership_changed = events.iter().any(|(_, event)| event["type"] == "m.room.member");
+    let membership_changed = events.iter().any(|(_, event)| event.pdu().kind == TimelineEventType::RoomMember);
     let filtered = timeline_filter.types.is_some() || !timeline_filter.not_types.is_empty();
     if since.is_none() || context.full_state || page.more || filtered || membership_changed {
         summarize(services, room_id, context.user, &mut joined)?;

@@ -47,7 +47,11 @@ pub async fn get_threads(State(services): State<Arc<Services>>, req: Ruma<Reques
             let root = services
                 .rooms
                 .client_event(&root_id, &stored, Some(Viewer::device(user, &session.device_id)))?;
-            if participated_only && root["unsigned"]["m.relations"]["m.thread"]["current_user_participated"] != true {
+            let participated = root
+                .unsigned
+                .get("m.relations")
+                .is_some_and(|relations| relations["m.thread"]["current_user_participated"] == true);
+            if participated_only && !participated {
                 continue;
             }
             chunk.push(raw(&root)?);

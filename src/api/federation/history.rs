@@ -20,7 +20,7 @@ fn pdus(services: &Services, ids: &[ruma::OwnedEventId]) -> Result<Vec<Box<RawJs
     let mut pdus = Vec::new();
     for id in ids {
         if let Some(stored) = services.rooms.stored_event(id)? {
-            pdus.push(serde_json::value::to_raw_value(&stored.pdu).map_err(|e| Error::Internal(e.to_string()))?);
+            pdus.push(stored.pdu.raw().to_owned());
         }
     }
     Ok(pdus)

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use ruma::api::appservice::event::push_events;
 use ruma::serde::Raw;
-use serde_json::Value;
 
 use super::{Appservice, Queued};
 use crate::error::{Error, Result};
@@ -113,7 +112,7 @@ fn next_transaction(services: &Services, appservice: &Appservice) -> Result<Opti
     }))
 }
 
-fn raw<T>(value: &Value) -> Result<Raw<T>> {
+fn raw<T>(value: &impl serde::Serialize) -> Result<Raw<T>> {
     Ok(Raw::from_json(serde_json::value::to_raw_value(value)?))
 }
 
@@ -125,9 +124,7 @@ async fn send(services: &Services, appservice: &Appservice, transaction: &Pendin
             Queued::Event(event_id) => {
                 // An event purged since is skipped.
                 if let Some(stored) = services.rooms.stored_event(&event_id)? {
-                    let mut event = services.rooms.client_event(&event_id, &stored, None)?;
-                    event["room_id"] = Value::from(stored.room_id.as_str());
-                    request.events.push(raw(&event)?);
+                    request.events.push(raw(&services.rooms.client_event(&event_id, &stored, None)?)?);
                 }
             }
             Queued::Ephemeral(event) => request.ephemeral.push(raw(&event)?),

@@ -12,7 +12,6 @@ use ruma::{EventId, OwnedEventId, RoomId, ServerName, UInt};
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::Federation;
-use super::membership::raw;
 use crate::error::{Error, Result};
 use crate::service::rooms::Rooms;
 
@@ -81,7 +80,7 @@ impl Federation {
     pub fn event_for(&self, rooms: &Rooms, origin: &ServerName, event_id: &EventId) -> Result<CanonicalJsonObject> {
         let stored = rooms.stored_event(event_id)?.ok_or_else(|| Error::not_found("No such event"))?;
         self.check_server_in_room(rooms, origin, &stored.room_id)?;
-        Ok(stored.pdu)
+        stored.pdu.object()
     }
 
     /// The state before `event_id` (as `/state` and `/state_ids` give it) and its auth chain.
@@ -143,7 +142,7 @@ impl Federation {
                 continue;
             }
             if include && let Some(stored) = rooms.stored_event(&event_id)? {
-                events.push(raw(&stored.pdu)?);
+                events.push(stored.pdu.raw().to_owned());
             }
             queue.extend(pdu.prev_events.iter().map(|prev| (prev.clone(), true)));
         }

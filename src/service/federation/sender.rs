@@ -204,7 +204,7 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
                 continue;
             };
             if let Some(stored) = services.rooms.stored_event(&event_id)? {
-                pdus.push(super::membership::raw(&stored.pdu)?);
+                pdus.push(stored.pdu.raw().to_owned());
             }
         }
         let edus = edu_rows

@@ -41,7 +41,7 @@ impl Rooms {
         if let Some(pdu) = self.cached_pdu(event_id) {
             return Ok(pdu);
         }
-        let pdu = Arc::new(Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?);
+        let pdu = Arc::new(stored.pdu.parse(event_id, &stored.room_id)?);
         let mut cache = self.pdus.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHED_PDUS {
             cache.clear();

@@ -40,7 +40,7 @@ impl Rooms {
             if let Some(pdu) = self.state_pdu(&state, &StateEventType::from(kind), "")?
                 && let Some(stored) = self.stored_event(&pdu.event_id)?
             {
-                pdus.push(stored.pdu);
+                pdus.push(stored.pdu.object()?);
             }
         }
         Ok(pdus)

@@ -42,7 +42,7 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use self::pdu::{Pdu, UnsignedPdu};
+use self::pdu::{Pdu, StoredPdu, UnsignedPdu};
 use self::state::{RoomStates, StateHash, StateMap};
 use super::appservices::Appservices;
 use super::keyed_locks::{KeyGuard, KeyedLocks};
@@ -99,7 +99,7 @@ pub struct Transaction {
 pub struct StoredEvent {
     pub room_id: OwnedRoomId,
     /// The signed PDU (redacted once a redaction applies to it).
-    pub pdu: CanonicalJsonObject,
+    pub pdu: StoredPdu,
     /// Position in the server-wide stream.
     pub stream: u64,
     /// The state before the event (`None` for the create event).
@@ -307,7 +307,7 @@ impl Rooms {
     /// The state after an event: before it, plus the event itself if it is a state event.
     pub fn state_after(&self, event_id: &EventId) -> Result<Arc<StateMap>> {
         let stored = self.stored_event(event_id)?.ok_or_else(|| Error::not_found("Event not found"))?;
-        let pdu = Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?;
+        let pdu = stored.pdu.parse(event_id, &stored.room_id)?;
         let mut state = match stored.state_before {
             Some(hash) => StateMap::clone(&*self.states.load(hash)?),
             None => StateMap::new(),
@@ -604,10 +604,11 @@ impl Rooms {
         if stored.room_id != room_id || stored.redacted_by.is_some() {
             return Ok(());
         }
-        let original = Pdu::from_object(target, room_id, &stored.pdu)?;
+        let original = stored.pdu.parse(target, room_id)?;
         self.unindex_event(batch, &original, stored.stream)?;
-        stored.pdu = ruma::canonical_json::redact(stored.pdu, &rules.redaction, None)
+        let redacted = ruma::canonical_json::redact(stored.pdu.object()?, &rules.redaction, None)
             .map_err(|e| Error::Internal(format!("redaction of {target}: {e}")))?;
+        stored.pdu = StoredPdu::new(&redacted)?;
         stored.redacted_by = Some(redaction_id.to_owned());
         batch.put_json(Table::Events, target.as_bytes(), &stored);
         Ok(())
@@ -702,7 +703,7 @@ impl Rooms {
         batch.put(Table::StreamRooms, &stream.to_be_bytes(), room_id);
         let stored = StoredEvent {
             room_id: pdu.room_id.clone(),
-            pdu: object,
+            pdu: StoredPdu::new(&object)?,
             stream,
             state_before,
             transaction,

@@ -8,9 +8,13 @@
 //! the authorization rules on.
 
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use std::borrow::Cow;
+
 use ruma::events::TimelineEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion, RoomVersionRules};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
@@ -18,31 +22,45 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 
 /// A parsed PDU with its event ID (which the wire format of room versions 3 and later leaves out).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Pdu {
     pub event_id: OwnedEventId,
     pub room_id: OwnedRoomId,
     pub sender: OwnedUserId,
     pub origin_server_ts: MilliSecondsSinceUnixEpoch,
-    #[serde(rename = "type")]
     pub kind: TimelineEventType,
     pub content: Box<RawJsonValue>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_key: Option<String>,
-    #[serde(default, deserialize_with = "event_references")]
     pub prev_events: Vec<OwnedEventId>,
-    #[serde(default, deserialize_with = "event_references")]
     pub auth_events: Vec<OwnedEventId>,
     pub depth: UInt,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redacts: Option<OwnedEventId>,
     /// Whether the event failed the authorization rules (kept for the DAG, never shown).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rejected: bool,
     /// Whether the room ID is derived from the event rather than one of its fields (room
     /// version 12's create event).
-    #[serde(skip)]
     pub room_id_derived: bool,
+}
+
+/// The fields of a PDU's JSON that [`Pdu`] keeps.
+#[derive(Deserialize)]
+struct PduFields {
+    #[serde(default)]
+    room_id: Option<IgnoredAny>,
+    sender: OwnedUserId,
+    origin_server_ts: MilliSecondsSinceUnixEpoch,
+    #[serde(rename = "type")]
+    kind: TimelineEventType,
+    content: Box<RawJsonValue>,
+    #[serde(default)]
+    state_key: Option<String>,
+    #[serde(default, deserialize_with = "event_references")]
+    prev_events: Vec<OwnedEventId>,
+    #[serde(default, deserialize_with = "event_references")]
+    auth_events: Vec<OwnedEventId>,
+    depth: UInt,
+    #[serde(default)]
+    redacts: Option<OwnedEventId>,
 }
 
 /// An event reference: an event ID (room versions 3 and later) or an `[event ID, hashes]` pair
@@ -51,7 +69,7 @@ pub struct Pdu {
 #[serde(untagged)]
 enum EventReference {
     Id(OwnedEventId),
-    WithHashes(OwnedEventId, serde::de::IgnoredAny),
+    WithHashes(OwnedEventId, IgnoredAny),
 }
 
 /// Reads `prev_events` / `auth_events` in the format of any room version.
@@ -65,19 +83,93 @@ fn event_references<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::r
         .collect())
 }
 
+/// A stored signed PDU, kept as its canonical JSON text: serving an event reads a few of its
+/// fields, so the whole object is parsed only where it is needed (federation, redaction).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredPdu(Box<RawJsonValue>);
+
+/// The fields of a PDU that say whether it is a membership event, and which.
+#[derive(Deserialize)]
+struct MembershipFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    state_key: Option<Cow<'a, str>>,
+    content: &'a RawJsonValue,
+}
+
+/// The `membership` of a member event's content.
+#[derive(Deserialize)]
+struct MembershipContent {
+    #[serde(default)]
+    membership: Option<MembershipState>,
+}
+
+impl StoredPdu {
+    /// The stored form of a signed PDU.
+    pub fn new(object: &CanonicalJsonObject) -> Result<Self> {
+        Ok(StoredPdu(serde_json::value::to_raw_value(object)?))
+    }
+
+    /// The PDU's JSON text.
+    pub fn raw(&self) -> &RawJsonValue {
+        &self.0
+    }
+
+    /// The PDU as a canonical JSON object.
+    pub fn object(&self) -> Result<CanonicalJsonObject> {
+        serde_json::from_str(self.0.get()).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))
+    }
+
+    /// The PDU parsed, given its event ID and room ID.
+    pub fn parse(&self, event_id: &EventId, room_id: &RoomId) -> Result<Pdu> {
+        Pdu::from_json(event_id, room_id, self.0.get())
+    }
+
+    /// For a member event, the user it is about and the membership it sets (`leave` when its
+    /// content has none, as redacted ones may not).
+    pub fn membership_change(&self) -> Result<Option<(String, MembershipState)>> {
+        // The canonical JSON of a member event has this text; most events are not, and their
+        // text says so faster than a parse.
+        if !self.0.get().contains(r#""type":"m.room.member""#) {
+            return Ok(None);
+        }
+        let fields: MembershipFields<'_> =
+            serde_json::from_str(self.0.get()).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))?;
+        let (true, Some(state_key)) = (fields.kind == "m.room.member", fields.state_key) else {
+            return Ok(None);
+        };
+        let content: MembershipContent = serde_json::from_str(fields.content.get()).unwrap_or(MembershipContent { membership: None });
+        Ok(Some((state_key.into_owned(), content.membership.unwrap_or(MembershipState::Leave))))
+    }
+}
+
 impl Pdu {
     /// Parses a stored PDU, given its event ID and room ID.
     pub fn from_object(event_id: &EventId, room_id: &RoomId, object: &CanonicalJsonObject) -> Result<Pdu> {
-        let room_id_derived = !object.contains_key("room_id");
-        let mut value = serde_json::to_value(object)?;
-        if let Some(fields) = value.as_object_mut() {
-            fields.insert("event_id".into(), json!(event_id));
-            fields.insert("room_id".into(), json!(room_id));
-        }
-        let mut pdu: Pdu =
-            serde_json::from_value(value).map_err(|e| Error::Internal(format!("stored PDU {event_id} does not parse: {e}")))?;
-        pdu.room_id_derived = room_id_derived;
-        Ok(pdu)
+        Pdu::from_json(event_id, room_id, serde_json::value::to_raw_value(object)?.get())
+    }
+
+    /// Parses a PDU's JSON text, given its event ID and room ID.
+    fn from_json(event_id: &EventId, room_id: &RoomId, json: &str) -> Result<Pdu> {
+        let fields: PduFields =
+            serde_json::from_str(json).map_err(|e| Error::Internal(format!("stored PDU {event_id} does not parse: {e}")))?;
+        Ok(Pdu {
+            event_id: event_id.to_owned(),
+            room_id: room_id.to_owned(),
+            sender: fields.sender,
+            origin_server_ts: fields.origin_server_ts,
+            kind: fields.kind,
+            content: fields.content,
+            state_key: fields.state_key,
+            prev_events: fields.prev_events,
+            auth_events: fields.auth_events,
+            depth: fields.depth,
+            redacts: fields.redacts,
+            rejected: false,
+            room_id_derived: fields.room_id.is_none(),
+        })
     }
 
     /// The content as JSON.

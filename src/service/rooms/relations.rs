@@ -149,7 +149,7 @@ impl Rooms {
                     false => Vec::new(),
                 };
                 if let Some(edit) = self.latest_edit(&latest, &latest_rows)? {
-                    latest_event["unsigned"]["m.relations"] = json!({ REPLACE: edit });
+                    latest_event.unsigned.insert("m.relations".into(), json!({ REPLACE: edit }));
                 }
                 relations.insert(
                     THREAD.into(),
@@ -189,7 +189,7 @@ impl Rooms {
         }
         let Some(latest) = latest else { return Ok(None) };
         match self.stored_event(&latest.event_id)? {
-            Some(stored) if stored.redacted_by.is_none() => Ok(Some(self.bare_client_event(&latest.event_id, &stored, None)?)),
+            Some(stored) if stored.redacted_by.is_none() => Ok(Some(self.bare_client_event(&latest.event_id, &stored, None)?.to_value()?)),
             _ => Ok(None),
         }
     }

@@ -19,7 +19,7 @@ use ruma::state_res::utils::event_id_set::EventIdSet;
 use ruma::{EventId, OwnedEventId, OwnedServerName, OwnedUserId, RoomVersionId, UserId};
 use serde_json::Value;
 
-use super::pdu::Pdu;
+use super::pdu::{Pdu, StoredPdu};
 use super::state::{ShortEventId, ShortStateKey, StateHash, StateMap};
 use super::{MembershipRecord, RoomRecord, Rooms, StoredEvent, Written, rules};
 use crate::error::{Error, Result};
@@ -317,7 +317,7 @@ impl Rooms {
             position -= 1;
             let stored = StoredEvent {
                 room_id: pdu.room_id.clone(),
-                pdu: object,
+                pdu: StoredPdu::new(&object)?,
                 stream: position,
                 state_before,
                 transaction: None,
@@ -364,7 +364,7 @@ impl Rooms {
             }
             let stored = StoredEvent {
                 room_id: pdu.room_id.clone(),
-                pdu: object.clone(),
+                pdu: StoredPdu::new(object)?,
                 stream: 0,
                 state_before: None,
                 transaction: None,
@@ -401,7 +401,7 @@ impl Rooms {
             .map_err(|reason| Error::bad_gateway(format!("the event {} is not authorized by its state: {reason}", pdu.event_id)))?;
         let stored = StoredEvent {
             room_id: pdu.room_id.clone(),
-            pdu: object,
+            pdu: StoredPdu::new(&object)?,
             stream: 0,
             state_before: Some(state_hash),
             transaction: None,

@@ -302,7 +302,7 @@ impl Rooms {
                     if let Some(stored) = self.stored_event(&event_id)?
                         && stored.redacted_by.is_none()
                     {
-                        self.index_text(&mut batch, &Pdu::from_object(&event_id, &room_id, &stored.pdu)?, stream);
+                        self.index_text(&mut batch, &stored.pdu.parse(&event_id, &room_id)?, stream);
                     }
                 }
                 batch.commit()?;

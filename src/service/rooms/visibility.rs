@@ -1,11 +1,14 @@
 //! Who may see what: history visibility and membership, applied to every event a user reads,
 //! and the client format events are shown in.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
-use std::collections::HashMap;
 
-use ruma::{CanonicalJsonValue, DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, UserId};
+use ruma::{DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, UserId};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
@@ -93,20 +96,9 @@ impl Rooms {
         };
         // A user's own membership event counts as the membership it sets (read from the stored
         // PDU's fields: parsing the whole event for them cost more than the rest of the check).
-        let field = |name: &str| match stored.pdu.get(name) {
-            Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
-            _ => None,
-        };
-        let membership_at_event = if field("type") == Some("m.room.member") && field("state_key") == Some(user.as_str()) {
-            match stored.pdu.get("content") {
-                Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
-                    Some(CanonicalJsonValue::String(membership)) => MembershipState::from(membership.as_str()),
-                    _ => MembershipState::Leave,
-                },
-                _ => MembershipState::Leave,
-            }
-        } else {
-            membership_in_state
+        let membership_at_event = match stored.pdu.membership_change()? {
+            Some((member, membership)) if member == user.as_str() => membership,
+            _ => membership_in_state,
         };
         Ok(match visibility.as_str() {
             "world_readable" => true,
@@ -129,37 +121,22 @@ impl Rooms {
     /// An event in the client format as `viewer` sees it, with `unsigned` (age, the sender
     /// device's transaction ID, the replaced state's content, the redaction that redacted it)
     /// and the aggregations of the events relating to it (`m.relations`).
-    pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
+    pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
         let pdu = self.parsed_pdu(event_id, stored)?;
-        let mut event = self.format_event(&pdu, stored, viewer)?;
-        if let Some(relations) = self.bundled_relations(&pdu, stored, viewer.map(|viewer| viewer.user))? {
-            event["unsigned"]["m.relations"] = relations;
+        let mut event = self.format_event(pdu, stored, viewer)?;
+        if let Some(relations) = self.bundled_relations(&event.pdu, stored, viewer.map(|viewer| viewer.user))? {
+            event.unsigned.insert("m.relations".into(), relations);
         }
         Ok(event)
     }
 
     /// An event in the client format without the aggregations of the events relating to it.
-    pub(super) fn bare_client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
-        self.format_event(&Pdu::from_object(event_id, &stored.room_id, &stored.pdu)?, stored, viewer)
+    pub(super) fn bare_client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
+        self.format_event(Arc::new(stored.pdu.parse(event_id, &stored.room_id)?), stored, viewer)
     }
 
     /// The client format of a parsed event.
-    fn format_event(&self, pdu: &Pdu, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<Value> {
-        let event_id = &pdu.event_id;
-        let mut event = json!({
-            "event_id": event_id,
-            "room_id": pdu.room_id,
-            "sender": pdu.sender,
-            "origin_server_ts": pdu.origin_server_ts,
-            "type": pdu.kind,
-            "content": pdu.content_value(),
-        });
-        if let Some(state_key) = &pdu.state_key {
-            event["state_key"] = json!(state_key);
-        }
-        if let Some(redacts) = &pdu.redacts {
-            event["redacts"] = json!(redacts);
-        }
+    fn format_event(&self, pdu: Arc<Pdu>, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
         let mut unsigned = Map::new();
         unsigned.insert("age".into(), json!(now_ms().saturating_sub(u64::from(pdu.origin_server_ts.0))));
         if let (
@@ -185,10 +162,53 @@ impl Rooms {
         if let Some(redaction_id) = &stored.redacted_by
             && let Some(redaction) = self.stored_event(redaction_id)?
         {
-            unsigned.insert("redacted_because".into(), self.bare_client_event(redaction_id, &redaction, None)?);
+            unsigned.insert(
+                "redacted_because".into(),
+                self.bare_client_event(redaction_id, &redaction, None)?.to_value()?,
+            );
         }
-        event["unsigned"] = Value::Object(unsigned);
-        Ok(event)
+        Ok(ClientEvent { pdu, unsigned })
+    }
+}
+
+/// An event in the client format: the parsed event and its `unsigned`, serialized straight from
+/// them (the content passes through as the stored JSON text, never parsed).
+#[derive(Debug, Clone)]
+pub struct ClientEvent {
+    pdu: Arc<Pdu>,
+    pub unsigned: Map<String, Value>,
+}
+
+impl ClientEvent {
+    /// The event it shows.
+    pub fn pdu(&self) -> &Pdu {
+        &self.pdu
+    }
+
+    /// The event as a JSON value, for code that edits or inspects it as one.
+    pub fn to_value(&self) -> Result<Value> {
+        Ok(serde_json::to_value(self)?)
+    }
+}
+
+impl Serialize for ClientEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let pdu = &self.pdu;
+        let mut event = serializer.serialize_map(None)?;
+        event.serialize_entry("event_id", &pdu.event_id)?;
+        event.serialize_entry("room_id", &pdu.room_id)?;
+        event.serialize_entry("sender", &pdu.sender)?;
+        event.serialize_entry("origin_server_ts", &pdu.origin_server_ts)?;
+        event.serialize_entry("type", &pdu.kind)?;
+        event.serialize_entry("content", &pdu.content)?;
+        if let Some(state_key) = &pdu.state_key {
+            event.serialize_entry("state_key", state_key)?;
+        }
+        if let Some(redacts) = &pdu.redacts {
+            event.serialize_entry("redacts", redacts)?;
+        }
+        event.serialize_entry("unsigned", &self.unsigned)?;
+        event.end()
     }
 }
 
@@ -216,7 +236,7 @@ impl Rooms {
                 let Some(stored) = self.stored_event(&event_id)? else {
                     continue;
                 };
-                let pdu = Pdu::from_object(&event_id, &stored.room_id, &stored.pdu)?;
+                let pdu = stored.pdu.parse(&event_id, &stored.room_id)?;
                 let hit = if forward {
                     pdu.origin_server_ts >= ts
                 } else {
