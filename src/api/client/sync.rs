@@ -6,7 +6,7 @@
 //! costs what changed, not the number of rooms. A long poll waits on the user's wake-up, which
 //! it subscribes to before reading, so a write landing in between is never slept through.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +16,12 @@ use ruma::api::OutgoingResponseExt;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter};
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
-    Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, State as SyncState, StateEvents,
+    Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, State as SyncState, StateEvents, Timeline,
 };
 use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::message_pagination::{filter_allows, latest_events, token};
@@ -100,61 +99,147 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
 /// out, and clients that validate against the spec's schema reject a room without them.
 pub struct SyncResponse(Response);
 
-/// The sub-objects each room section of a sync answer always carries.
-const ROOM_SECTIONS: [(&str, &[&str]); 4] = [
-    ("join", &["state", "timeline", "ephemeral", "account_data"]),
-    ("leave", &["state", "timeline", "account_data"]),
-    ("invite", &["invite_state"]),
-    ("knock", &["knock_state"]),
-];
-
 impl IntoResponse for SyncResponse {
     fn into_response(self) -> AxumResponse {
-        let body = match self.0.try_into_http_response::<Vec<u8>>() {
-            Ok(response) => response.into_body(),
-            Err(error) => return Error::Internal(format!("response serialization: {error}")).into_response(),
-        };
-        match with_empty_sections(body) {
+        match serialize_sync(self.0) {
             Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
             Err(error) => error.into_response(),
         }
     }
 }
 
-/// A JSON object read one level deep: its members stay unparsed.
-type ShallowObject = BTreeMap<String, Box<RawValue>>;
-
-/// Adds the sub-objects ruma leaves out to every room of a serialized sync answer. Only the
-/// objects down to each room's sub-objects are parsed; events pass through as they are.
-fn with_empty_sections(body: Vec<u8>) -> Result<Vec<u8>> {
-    let mut answer: ShallowObject = serde_json::from_slice(&body)?;
-    let Some(rooms) = answer.get("rooms") else {
+/// A sync answer's JSON: ruma serializes all but the rooms; each room is ruma's serialization
+/// with the sub-objects it leaves out written in front of its own members, so no event is
+/// serialized twice or parsed back.
+fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
+    let rooms = std::mem::take(&mut response.rooms);
+    let mut body = response
+        .try_into_http_response::<Vec<u8>>()
+        .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
+        .into_body();
+    if rooms.is_empty() {
         return Ok(body);
-    };
-    let mut rooms: BTreeMap<String, BTreeMap<String, ShallowObject>> = serde_json::from_str(rooms.get())?;
-    for (section, sub_objects) in ROOM_SECTIONS {
-        for room in rooms.get_mut(section).into_iter().flat_map(BTreeMap::values_mut) {
-            for &sub_object in sub_objects {
-                let mut entry: ShallowObject = match room.get(sub_object) {
-                    Some(raw) => serde_json::from_str(raw.get())?,
-                    None => ShallowObject::new(),
-                };
-                let mut missing = |key: &str, value: &str| -> Result<()> {
-                    if !entry.contains_key(key) {
-                        entry.insert(key.to_owned(), RawValue::from_string(value.to_owned())?);
-                    }
-                    Ok(())
-                };
-                missing("events", "[]")?;
-                if sub_object == "timeline" {
-                    missing("limited", "false")?;
-                }
-                room.insert(sub_object.to_owned(), serde_json::value::to_raw_value(&entry)?);
-            }
-        }
     }
-    answer.insert("rooms".to_owned(), serde_json::value::to_raw_value(&rooms)?);
-    Ok(serde_json::to_vec(&answer)?)
+    let mut sections = Vec::new();
+    let joined = rooms.join.into_iter().map(|(room_id, mut room)| {
+        let timeline = full_timeline(&mut room.timeline)?;
+        let mut missing = vec![("timeline", timeline)];
+        missing.extend(empty_state(&room.state));
+        missing.extend(room.ephemeral.events.is_empty().then(|| empty_events("ephemeral")));
+        missing.extend(room.account_data.events.is_empty().then(|| empty_events("account_data")));
+        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+    });
+    sections.push(("join", joined.collect::<Result<Vec<_>>>()?));
+    let left = rooms.leave.into_iter().map(|(room_id, mut room)| {
+        let timeline = full_timeline(&mut room.timeline)?;
+        let mut missing = vec![("timeline", timeline)];
+        missing.extend(empty_state(&room.state));
+        missing.extend(room.account_data.events.is_empty().then(|| empty_events("account_data")));
+        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+    });
+    sections.push(("leave", left.collect::<Result<Vec<_>>>()?));
+    let invited = rooms.invite.into_iter().map(|(room_id, room)| {
+        let missing: Vec<_> = room
+            .invite_state
+            .is_empty()
+            .then(|| empty_events("invite_state"))
+            .into_iter()
+            .collect();
+        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+    });
+    sections.push(("invite", invited.collect::<Result<Vec<_>>>()?));
+    let knocked = rooms.knock.into_iter().map(|(room_id, room)| {
+        let missing: Vec<_> = room
+            .knock_state
+            .is_empty()
+            .then(|| empty_events("knock_state"))
+            .into_iter()
+            .collect();
+        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+    });
+    sections.push(("knock", knocked.collect::<Result<Vec<_>>>()?));
+
+    let mut rooms_json = Vec::with_capacity(sections.iter().flat_map(|(_, rooms)| rooms).map(|(_, room)| room.len() + 64).sum());
+    rooms_json.push(b'{');
+    for (name, rooms) in sections.iter().filter(|(_, rooms)| !rooms.is_empty()) {
+        if rooms_json.len() > 1 {
+            rooms_json.push(b',');
+        }
+        rooms_json.extend_from_slice(format!("\"{name}\":{{").as_bytes());
+        for (index, (room_id, room)) in rooms.iter().enumerate() {
+            if index > 0 {
+                rooms_json.push(b',');
+            }
+            serde_json::to_writer(&mut rooms_json, room_id)?;
+            rooms_json.push(b':');
+            rooms_json.extend_from_slice(room);
+        }
+        rooms_json.push(b'}');
+    }
+    rooms_json.push(b'}');
+    // ruma's answer is an object; the rooms go in as its last member.
+    body.pop();
+    if body.len() > 1 {
+        body.push(b',');
+    }
+    body.extend_from_slice(b"\"rooms\":");
+    body.extend_from_slice(&rooms_json);
+    body.push(b'}');
+    Ok(body)
+}
+
+/// A timeline as the answer carries it: `events` and `limited` always there (ruma leaves out
+/// an empty list and `false`). The room keeps an empty timeline, which ruma leaves out.
+fn full_timeline(timeline: &mut Timeline) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct FullTimeline<'a> {
+        events: &'a [ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>],
+        limited: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        prev_batch: Option<&'a str>,
+    }
+    let timeline = std::mem::take(timeline);
+    Ok(serde_json::to_string(&FullTimeline {
+        events: &timeline.events,
+        limited: timeline.limited,
+        prev_batch: timeline.prev_batch.as_deref(),
+    })?)
+}
+
+/// `state` with an empty event list, when ruma writes none (no state before the timeline, or
+/// the state after it instead).
+fn empty_state(state: &SyncState) -> Option<(&'static str, String)> {
+    match state {
+        SyncState::Before(before) if !before.events.is_empty() => None,
+        _ => Some(empty_events("state")),
+    }
+}
+
+/// A sub-object with an empty event list.
+fn empty_events(name: &'static str) -> (&'static str, String) {
+    (name, r#"{"events":[]}"#.to_owned())
+}
+
+/// The JSON object `object` (serialized) with the members `missing` (name, JSON text) added
+/// in front of its own.
+fn object_with(missing: &[(&str, String)], object: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(object.len() + missing.iter().map(|(name, value)| name.len() + value.len() + 4).sum::<usize>());
+    out.push(b'{');
+    for (index, (name, value)) in missing.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value.as_bytes());
+    }
+    let members = &object[1..];
+    if !missing.is_empty() && members != b"}" {
+        out.push(b',');
+    }
+    out.extend_from_slice(members);
+    out
 }
 
 /// Applies a sync's `set_presence` (`offline`, the default, changes nothing).
