@@ -122,7 +122,7 @@ pub async fn execute_room(services: &Services, command: RoomCommand) -> Result<A
                 .ok_or_else(|| Error::not_found(format!("no event {event_id}")))?;
             let version = rooms.room(&stored.room_id)?.version;
             Ok(AdminOutput::Details(
-                json!({ "room_id": stored.room_id, "room_version": version, "pdu": stored.pdu }),
+                json!({ "room_id": stored.room_id, "room_version": version, "pdu": stored.pdu.object()? }),
             ))
         }
         RoomCommand::Delete { room } => {

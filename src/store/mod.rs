@@ -582,14 +582,6 @@ impl Store {
         }
     }
 
-    /// Reads many JSON values of one table at once, in the order of `keys`.
-    pub fn multi_get_json<T: DeserializeOwned>(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<T>>, StoreError> {
-        self.multi_get(table, keys)?
-            .into_iter()
-            .map(|found| found.map(|bytes| decode(table, &bytes)).transpose())
-            .collect()
-    }
-
     /// Whether a table has no rows at all.
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
         match &*self.backend {

@@ -20,7 +20,7 @@ fn pdus(services: &Services, ids: &[ruma::OwnedEventId]) -> Result<Vec<Box<RawJs
     let mut pdus = Vec::new();
     for id in ids {
         if let Some(stored) = services.rooms.stored_event(id)? {
-            pdus.push(stored.pdu.raw().to_owned());
+            pdus.push(stored.pdu.to_raw()?);
         }
     }
     Ok(pdus)

@@ -142,7 +142,7 @@ impl Federation {
                 continue;
             }
             if include && let Some(stored) = rooms.stored_event(&event_id)? {
-                events.push(stored.pdu.raw().to_owned());
+                events.push(stored.pdu.to_raw()?);
             }
             queue.extend(pdu.prev_events.iter().map(|prev| (prev.clone(), true)));
         }

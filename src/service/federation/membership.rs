@@ -359,12 +359,12 @@ impl Federation {
         let mut room_state = create_join_event::v2::RoomState::new();
         for id in &state_ids {
             if let Some(stored) = rooms.stored_event(id)? {
-                room_state.state.push(stored.pdu.raw().to_owned());
+                room_state.state.push(stored.pdu.to_raw()?);
             }
         }
         for id in &chain {
             if let Some(stored) = rooms.stored_event(id)? {
-                room_state.auth_chain.push(stored.pdu.raw().to_owned());
+                room_state.auth_chain.push(stored.pdu.to_raw()?);
             }
         }
         room_state.event = Some(raw(&object)?);

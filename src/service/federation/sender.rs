@@ -204,7 +204,7 @@ async fn deliver_all(services: &Services, destination: &ServerName) -> Result<()
                 continue;
             };
             if let Some(stored) = services.rooms.stored_event(&event_id)? {
-                pdus.push(stored.pdu.raw().to_owned());
+                pdus.push(stored.pdu.to_raw()?);
             }
         }
         let edus = edu_rows

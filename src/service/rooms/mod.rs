@@ -98,7 +98,9 @@ pub struct Transaction {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub room_id: OwnedRoomId,
-    /// The signed PDU (redacted once a redaction applies to it).
+    /// The signed PDU (redacted once a redaction applies to it); stored after the other
+    /// fields' JSON, not in it (see [`StoredEvent::encode`]).
+    #[serde(skip)]
     pub pdu: StoredPdu,
     /// Position in the server-wide stream.
     pub stream: u64,
@@ -610,7 +612,7 @@ impl Rooms {
             .map_err(|e| Error::Internal(format!("redaction of {target}: {e}")))?;
         stored.pdu = StoredPdu::new(&redacted)?;
         stored.redacted_by = Some(redaction_id.to_owned());
-        batch.put_json(Table::Events, target.as_bytes(), &stored);
+        batch.put(Table::Events, target.as_bytes(), &stored.encode());
         Ok(())
     }
 
@@ -710,7 +712,7 @@ impl Rooms {
             redacted_by: None,
             related: false,
         };
-        batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+        batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         batch.put_json(Table::Rooms, room_id, room);
         Ok(())
     }

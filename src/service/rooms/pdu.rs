@@ -15,7 +15,7 @@ use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion, RoomVersionRules};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
 
@@ -85,10 +85,8 @@ fn event_references<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::r
 
 /// A stored signed PDU, kept as its canonical JSON text: serving an event reads a few of its
 /// fields, so the whole object is parsed only where it is needed (federation, redaction).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StoredPdu(Box<RawJsonValue>);
-
+#[derive(Debug, Clone, Default)]
+pub struct StoredPdu(Box<str>);
 /// The fields of a PDU that say whether it is a membership event, and which.
 #[derive(Deserialize)]
 struct MembershipFields<'a> {
@@ -109,22 +107,32 @@ struct MembershipContent {
 impl StoredPdu {
     /// The stored form of a signed PDU.
     pub fn new(object: &CanonicalJsonObject) -> Result<Self> {
-        Ok(StoredPdu(serde_json::value::to_raw_value(object)?))
+        Ok(StoredPdu(serde_json::to_string(object)?.into()))
+    }
+
+    /// The PDU's JSON text as read from the store, not checked.
+    pub(super) fn from_text(text: String) -> Self {
+        StoredPdu(text.into())
     }
 
     /// The PDU's JSON text.
-    pub fn raw(&self) -> &RawJsonValue {
+    pub fn text(&self) -> &str {
         &self.0
+    }
+
+    /// The PDU as raw JSON, as federation sends it.
+    pub fn to_raw(&self) -> Result<Box<RawJsonValue>> {
+        RawJsonValue::from_string(self.0.to_string()).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))
     }
 
     /// The PDU as a canonical JSON object.
     pub fn object(&self) -> Result<CanonicalJsonObject> {
-        serde_json::from_str(self.0.get()).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))
+        serde_json::from_str(&self.0).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))
     }
 
     /// The PDU parsed, given its event ID and room ID.
     pub fn parse(&self, event_id: &EventId, room_id: &RoomId) -> Result<Pdu> {
-        Pdu::from_json(event_id, room_id, self.0.get())
+        Pdu::from_json(event_id, room_id, &self.0)
     }
 
     /// For a member event, the user it is about and the membership it sets (`leave` when its
@@ -132,11 +140,11 @@ impl StoredPdu {
     pub fn membership_change(&self) -> Result<Option<(String, MembershipState)>> {
         // The canonical JSON of a member event has this text; most events are not, and their
         // text says so faster than a parse.
-        if !self.0.get().contains(r#""type":"m.room.member""#) {
+        if !self.0.contains(r#""type":"m.room.member""#) {
             return Ok(None);
         }
         let fields: MembershipFields<'_> =
-            serde_json::from_str(self.0.get()).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))?;
+            serde_json::from_str(&self.0).map_err(|e| Error::Internal(format!("a stored PDU does not parse: {e}")))?;
         let (true, Some(state_key)) = (fields.kind == "m.room.member", fields.state_key) else {
             return Ok(None);
         };

@@ -55,7 +55,7 @@ impl Rooms {
             && !stored_parent.related
         {
             stored_parent.related = true;
-            batch.put_json(Table::Events, parent.as_bytes(), &stored_parent);
+            batch.put(Table::Events, parent.as_bytes(), &stored_parent.encode());
         }
         batch.put(
             Table::Relations,

@@ -324,7 +324,7 @@ impl Rooms {
                 redacted_by: None,
                 related: related_here.contains(&pdu.event_id),
             };
-            batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+            batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
             batch.put(
                 Table::Timeline,
                 &key(&[&room.short_id.to_be_bytes(), &position.to_be_bytes()]),
@@ -371,7 +371,7 @@ impl Rooms {
                 redacted_by: None,
                 related: false,
             };
-            batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+            batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         }
         Ok(())
     }
@@ -408,7 +408,7 @@ impl Rooms {
             redacted_by: None,
             related: false,
         };
-        batch.put_json(Table::Events, pdu.event_id.as_bytes(), &stored);
+        batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         batch.commit()?;
         Ok(())
     }
