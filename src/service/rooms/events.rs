@@ -79,13 +79,18 @@ impl Rooms {
 
     /// A stored event, parsed.
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
+        Ok(self.shared_pdu(event_id)?.map(|pdu| Pdu::clone(&pdu)))
+    }
+
+    /// A stored event, parsed, as the cache shares it.
+    pub fn shared_pdu(&self, event_id: &EventId) -> Result<Option<Arc<Pdu>>> {
         if let Some(pdu) = self.cached_pdu(event_id) {
-            return Ok(Some(Pdu::clone(&pdu)));
+            return Ok(Some(pdu));
         }
         let Some(stored) = self.stored_event(event_id)? else {
             return Ok(None);
         };
-        Ok(Some(Pdu::clone(&*self.parsed_pdu(event_id, &stored)?)))
+        Ok(Some(self.parsed_pdu(event_id, &stored)?))
     }
 
     /// The parsed form of a stored event, from the cache when it is there.

@@ -287,18 +287,29 @@ impl Rooms {
 
     /// The event holding a state key in a state.
     pub fn state_pdu(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<Pdu>> {
-        let Some(short_key) = self.states.short_state_key(kind, state_key, false)? else {
-            return Ok(None);
-        };
-        match state.get(&short_key) {
-            Some(short_event) => self.pdu(&self.states.event_id(*short_event)?),
+        match self.state_event_id(state, kind, state_key)? {
+            Some(event_id) => self.pdu(&event_id),
             None => Ok(None),
         }
     }
 
     /// The content of a state event in a state, if set.
     pub fn state_content(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<Value>> {
-        Ok(self.state_pdu(state, kind, state_key)?.map(|pdu| pdu.content_value()))
+        match self.state_event_id(state, kind, state_key)? {
+            Some(event_id) => Ok(self.shared_pdu(&event_id)?.map(|pdu| pdu.content_value())),
+            None => Ok(None),
+        }
+    }
+
+    /// The ID of the event holding a state key in a state.
+    fn state_event_id(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<OwnedEventId>> {
+        let Some(short_key) = self.states.short_state_key(kind, state_key, false)? else {
+            return Ok(None);
+        };
+        state
+            .get(&short_key)
+            .map(|short_event| self.states.event_id(*short_event))
+            .transpose()
     }
 
     /// A room's current state.
@@ -309,16 +320,19 @@ impl Rooms {
     /// The state after an event: before it, plus the event itself if it is a state event.
     pub fn state_after(&self, event_id: &EventId) -> Result<Arc<StateMap>> {
         let stored = self.stored_event(event_id)?.ok_or_else(|| Error::not_found("Event not found"))?;
-        let pdu = stored.pdu.parse(event_id, &stored.room_id)?;
-        let mut state = match stored.state_before {
-            Some(hash) => StateMap::clone(&*self.states.load(hash)?),
-            None => StateMap::new(),
+        let pdu = self.parsed_pdu(event_id, &stored)?;
+        let before = match stored.state_before {
+            Some(hash) => self.states.load(hash)?,
+            None => Arc::new(StateMap::new()),
         };
-        if let Some(state_key) = &pdu.state_key {
-            let kind = StateEventType::from(pdu.kind.to_string().as_str());
-            if let Some(short_key) = self.states.short_state_key(&kind, state_key, false)? {
-                state.insert(short_key, self.states.short_event_id(event_id)?);
-            }
+        // A message leaves the state as it was: the loaded state is shared, not copied.
+        let Some(state_key) = &pdu.state_key else {
+            return Ok(before);
+        };
+        let mut state = StateMap::clone(&before);
+        let kind = StateEventType::from(pdu.kind.to_string().as_str());
+        if let Some(short_key) = self.states.short_state_key(&kind, state_key, false)? {
+            state.insert(short_key, self.states.short_event_id(event_id)?);
         }
         Ok(Arc::new(state))
     }

@@ -14,8 +14,8 @@ use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion, RoomVersionRules};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
-use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
 

@@ -67,7 +67,12 @@ impl Rooms {
             }
             let mut batch = self.store.batch();
             for (timeline_key, event_id) in rows {
-                if let Some(stored) = self.store.get(Table::Events, &event_id)?.map(|bytes| StoredEvent::decode(&bytes)).transpose()? {
+                if let Some(stored) = self
+                    .store
+                    .get(Table::Events, &event_id)?
+                    .map(|bytes| StoredEvent::decode(&bytes))
+                    .transpose()?
+                {
                     states.extend(stored.state_before);
                 }
                 batch.delete(Table::Events, &event_id);
