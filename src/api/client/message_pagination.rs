@@ -11,7 +11,7 @@ use ruma::api::Direction;
 use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::message::get_message_events;
 use ruma::events::StateEventType;
-use ruma::{EventId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, RoomId, UserId};
 
 use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
@@ -83,8 +83,16 @@ pub fn filter_allows(filter: &RoomEventFilter, event: &ClientEvent) -> bool {
 pub struct Page {
     /// (stream position, client-format event), in the order of the paging direction.
     pub events: Vec<(u64, ClientEvent)>,
+    /// The timeline's next row past the page in that direction, when it goes on: (stream
+    /// position, event ID), whether the reader may see it or not.
+    pub next: Option<(u64, OwnedEventId)>,
+}
+
+impl Page {
     /// Whether the timeline has more events in that direction.
-    pub more: bool,
+    pub fn more(&self) -> bool {
+        self.next.is_some()
+    }
 }
 
 /// What to page through.
@@ -115,7 +123,7 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
     let mut events = Vec::new();
     // Backward from t<N> starts at N - 1; forward from t<N> at N.
     let mut cursor = match (from, forward) {
-        (Some(0), false) => return Ok(Page { events, more: false }),
+        (Some(0), false) => return Ok(Page { events, next: None }),
         (Some(position), false) => Some(position - 1),
         (from, _) => from,
     };
@@ -135,10 +143,13 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
             let position = *position;
             let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });
             if past_to {
-                return Ok(Page { events, more: false });
+                return Ok(Page { events, next: None });
             }
             if events.len() == limit {
-                return Ok(Page { events, more: true });
+                return Ok(Page {
+                    events,
+                    next: Some((position, event_id.clone())),
+                });
             }
             if stored.len() == 0 {
                 let ids: Vec<_> = batch[index..]
@@ -157,11 +168,11 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
                 events.push((position, event));
             }
             if !forward && position == 0 {
-                return Ok(Page { events, more: false });
+                return Ok(Page { events, next: None });
             }
         }
         if exhausted {
-            return Ok(Page { events, more: false });
+            return Ok(Page { events, next: None });
         }
     }
 }
@@ -234,7 +245,7 @@ pub async fn get_message_events(
     // Paging back past the oldest event here, in a room joined through another server: the
     // history before it is fetched from there first.
     if !forward
-        && !page.more
+        && !page.more()
         && page.events.len() < limit
         && services.federation.backfill(&services.rooms, &request.room_id, limit).await? > 0
     {
@@ -247,7 +258,7 @@ pub async fn get_message_events(
         None if forward => token(0),
         None => token(page.events.first().map_or(0, |(position, _)| position + 1)),
     };
-    if page.more
+    if page.more()
         && let Some((last, _)) = page.events.last()
     {
         response.end = Some(token(if forward { last + 1 } else { *last }));

@@ -486,13 +486,10 @@ fn timeline(context: &Context<'_>, room_id: &RoomId, since: Option<u64>, limit: 
         limit,
         &RoomEventFilter::default(),
     )?;
+    let more = page.more();
     let events = page.events;
     let start = events.first().map_or(context.visible + 1, |(position, _)| *position);
-    Ok(Timeline {
-        events,
-        more: page.more,
-        start,
-    })
+    Ok(Timeline { events, more, start })
 }
 
 /// The state events `required` asks for (`*` as a wildcard type or state key, `$ME` for the

@@ -24,7 +24,7 @@ use ruma::presence::PresenceState;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
-use super::message_pagination::{filter_allows, latest_events, token};
+use super::message_pagination::{Page, filter_allows, latest_events, token};
 use super::rooms::raw;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
@@ -459,7 +459,8 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
         limit,
         timeline_filter,
     )?;
-    let events = page.events;
+    let Page { events, next } = page;
+    let cut = next.is_some();
     let mut ephemeral = Vec::new();
     if let Some(receipts) = services.rooms.receipt_event(room_id, context.user, since, context.visible)? {
         ephemeral.push(raw(&receipts)?);
@@ -472,18 +473,22 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     }
     let mut joined = JoinedRoom::new();
     joined.ephemeral.events = ephemeral;
-    joined.timeline.limited = page.more;
+    joined.timeline.limited = cut;
     joined.timeline.prev_batch = Some(token(events.first().map_or(context.visible + 1, |(position, _)| *position)));
 
     // The state before the timeline: whole on a first sync, full_state or a fresh join; the
     // changes since the token when the timeline was cut; nothing otherwise.
     let timeline_start = events.first().map_or(context.visible + 1, |(position, _)| *position);
-    let state_at_start = services.rooms.state_at_position(room_id, timeline_start)?;
+    let state_at_start = match &next {
+        // The state after the event just before the timeline, which the page read.
+        Some((_, preceding)) => services.rooms.state_after(preceding)?,
+        None => services.rooms.state_at_position(room_id, timeline_start)?,
+    };
     let state_filter = &context.filter.room.state;
     let lazy_members = !state_filter.lazy_load_options.is_disabled();
     let mut state: Vec<(u64, u64)> = if since.is_none() || context.full_state {
         state_at_start.iter().map(|(key, event)| (*key, *event)).collect()
-    } else if page.more {
+    } else if cut {
         let state_at_since = services.rooms.state_at_position(room_id, since.unwrap_or(0) + 1)?;
         state_at_start
             .iter()
@@ -521,12 +526,15 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
         state.dedup();
     }
     let mut state_events = Vec::new();
-    for (_, short_event) in state {
-        let event_id = services.rooms.states.event_id(short_event)?;
-        let Some(stored) = services.rooms.stored_event(&event_id)? else {
+    let event_ids = state
+        .iter()
+        .map(|(_, short_event)| services.rooms.states.event_id(*short_event))
+        .collect::<Result<Vec<_>>>()?;
+    for (event_id, stored) in event_ids.iter().zip(services.rooms.stored_events(&event_ids)?) {
+        let Some(stored) = stored else {
             continue;
         };
-        let event = services.rooms.client_event(&event_id, &stored, None)?;
+        let event = services.rooms.client_event(event_id, &stored, None)?;
         if filter_allows(state_filter, &event) {
             state_events.push(raw(&event)?);
         }
@@ -539,7 +547,7 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     // timeline that was cut or filtered, or a membership change in it.
     let membership_changed = events.iter().any(|(_, event)| event.pdu().kind == TimelineEventType::RoomMember);
     let filtered = timeline_filter.types.is_some() || !timeline_filter.not_types.is_empty();
-    if since.is_none() || context.full_state || page.more || filtered || membership_changed {
+    if since.is_none() || context.full_state || cut || filtered || membership_changed {
         summarize(services, room_id, context.user, &mut joined)?;
     }
     // Thread-aware clients get each thread's counts apart from the main timeline's.
