@@ -122,40 +122,28 @@ fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
     }
     let mut sections = Vec::new();
     let joined = rooms.join.into_iter().map(|(room_id, mut room)| {
-        let timeline = full_timeline(&mut room.timeline)?;
-        let mut missing = vec![("timeline", timeline)];
-        missing.extend(empty_state(&room.state));
-        missing.extend(room.ephemeral.events.is_empty().then(|| empty_events("ephemeral")));
-        missing.extend(room.account_data.events.is_empty().then(|| empty_events("account_data")));
-        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+        let timeline = std::mem::take(&mut room.timeline);
+        let lists = [
+            ("ephemeral", room.ephemeral.events.is_empty()),
+            ("account_data", room.account_data.events.is_empty()),
+        ];
+        Ok((room_id, with_sections(timeline, &room.state, &lists, &room)?))
     });
     sections.push(("join", joined.collect::<Result<Vec<_>>>()?));
     let left = rooms.leave.into_iter().map(|(room_id, mut room)| {
-        let timeline = full_timeline(&mut room.timeline)?;
-        let mut missing = vec![("timeline", timeline)];
-        missing.extend(empty_state(&room.state));
-        missing.extend(room.account_data.events.is_empty().then(|| empty_events("account_data")));
-        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+        let timeline = std::mem::take(&mut room.timeline);
+        let lists = [("account_data", room.account_data.events.is_empty())];
+        Ok((room_id, with_sections(timeline, &room.state, &lists, &room)?))
     });
     sections.push(("leave", left.collect::<Result<Vec<_>>>()?));
     let invited = rooms.invite.into_iter().map(|(room_id, room)| {
-        let missing: Vec<_> = room
-            .invite_state
-            .is_empty()
-            .then(|| empty_events("invite_state"))
-            .into_iter()
-            .collect();
-        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+        let lists = [("invite_state", room.invite_state.is_empty())];
+        Ok((room_id, with_empty_lists(Vec::new(), &lists, &room)?))
     });
     sections.push(("invite", invited.collect::<Result<Vec<_>>>()?));
     let knocked = rooms.knock.into_iter().map(|(room_id, room)| {
-        let missing: Vec<_> = room
-            .knock_state
-            .is_empty()
-            .then(|| empty_events("knock_state"))
-            .into_iter()
-            .collect();
-        Ok((room_id, object_with(&missing, &serde_json::to_vec(&room)?)))
+        let lists = [("knock_state", room.knock_state.is_empty())];
+        Ok((room_id, with_empty_lists(Vec::new(), &lists, &room)?))
     });
     sections.push(("knock", knocked.collect::<Result<Vec<_>>>()?));
 
@@ -188,9 +176,29 @@ fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
     Ok(body)
 }
 
+/// A joined or left room's JSON: ruma's, with the timeline written whole, and the state and
+/// the event lists of `lists` (name, whether empty) when ruma leaves them out.
+fn with_sections(timeline: Timeline, state: &SyncState, lists: &[(&'static str, bool)], room: &impl serde::Serialize) -> Result<Vec<u8>> {
+    let mut missing = vec![("timeline", full_timeline(timeline)?)];
+    missing.extend(empty_state(state));
+    with_empty_lists(missing, lists, room)
+}
+
+/// A room's JSON: ruma's, with `missing` (name, JSON text) and the event lists of `lists`
+/// (name, whether empty) that ruma leaves out.
+fn with_empty_lists(
+    mut missing: Vec<(&'static str, String)>,
+    lists: &[(&'static str, bool)],
+    room: &impl serde::Serialize,
+) -> Result<Vec<u8>> {
+    missing.extend(lists.iter().filter(|(_, empty)| *empty).map(|(name, _)| empty_events(name)));
+    Ok(object_with(&missing, &serde_json::to_vec(room)?))
+}
+
 /// A timeline as the answer carries it: `events` and `limited` always there (ruma leaves out
-/// an empty list and `false`). The room keeps an empty timeline, which ruma leaves out.
-fn full_timeline(timeline: &mut Timeline) -> Result<String> {
+/// an empty list and `false`; the room is serialized with an empty timeline, which it leaves
+/// out).
+fn full_timeline(timeline: Timeline) -> Result<String> {
     #[derive(serde::Serialize)]
     struct FullTimeline<'a> {
         events: &'a [ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>],
@@ -198,7 +206,6 @@ fn full_timeline(timeline: &mut Timeline) -> Result<String> {
         #[serde(skip_serializing_if = "Option::is_none")]
         prev_batch: Option<&'a str>,
     }
-    let timeline = std::mem::take(timeline);
     Ok(serde_json::to_string(&FullTimeline {
         events: &timeline.events,
         limited: timeline.limited,
