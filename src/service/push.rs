@@ -246,14 +246,18 @@ impl super::Services {
     /// Appends an event a user sends (a message, state, a redaction) and records the
     /// notifications it makes for the room's other members.
     pub async fn send_event(&self, room_id: &RoomId, sender: &UserId, event: super::rooms::NewEvent) -> Result<OwnedEventId> {
+        // A position held below the event's until its notifications are recorded: the members
+        // it wakes read it only then, and their syncs carry the unread counts that include it.
+        let hold = self.rooms.stream().begin()?;
         let event_id = self.rooms.append(room_id, sender, event).await?;
-        self.notify_event(&event_id).await?;
+        self.notify_event(&event_id, Some(hold)).await?;
         Ok(event_id)
     }
 
     /// Records the notifications a new event (of a local user, or from another server) makes
-    /// for the room's local members, and pushes them to their pushers.
-    pub async fn notify_event(&self, event_id: &EventId) -> Result<()> {
+    /// for the room's local members, completes `hold` (see [`Self::send_event`]), and pushes
+    /// the notifications to their pushers once they are visible.
+    pub async fn notify_event(&self, event_id: &EventId, hold: Option<super::stream::Ticket<'_>>) -> Result<()> {
         let Some(stored) = self.rooms.stored_event(event_id)? else {
             return Ok(());
         };
@@ -266,9 +270,14 @@ impl super::Services {
             .push
             .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)
             .await?;
+        if let Some(hold) = hold {
+            hold.complete(Vec::new());
+        }
         if notified.is_empty() {
             return Ok(());
         }
+        // The unread counts pushed below are read at the visible position.
+        self.rooms.stream().heard_back().await;
         let state = self.rooms.current_state(room_id)?;
         let room_name = self
             .rooms

@@ -36,7 +36,7 @@ pub async fn send_transaction_message(
     }
     // Events new here notify the local members, as local ones do.
     for event_id in &received.accepted {
-        services.notify_event(event_id).await?;
+        services.notify_event(event_id, None).await?;
     }
     Ok(RumaResponse(send_transaction_message::v1::Response::new(received.results)))
 }
