@@ -573,14 +573,23 @@ async fn invites_power_levels_and_a_server_that_was_down() {
         .map(|e| e["event_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(received, sent, "in order, each once");
-    let (_, status) = a.admin(&["federation", "status"]);
-    let line = status["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|line| line["destination"] == b_name.as_str())
-        .cloned();
-    let line = line.expect("B is a destination");
+    // B shows the events while it takes in the transaction, before A hears its answer and
+    // empties the queue: A's status is looked at until it has.
+    let mut line = Value::Null;
+    for _ in 0..100 {
+        let (_, status) = a.admin(&["federation", "status"]);
+        line = status["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["destination"] == b_name.as_str())
+            .cloned()
+            .expect("B is a destination");
+        if line["queued"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(line["queued"], 0, "{line}");
     assert!(line["last_success_ts"].is_u64(), "{line}");
     let metrics = reqwest::get(format!("http://{metrics_address}/metrics"))
