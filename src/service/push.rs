@@ -22,6 +22,7 @@ use super::now_ms;
 use super::pushers::PushMessage;
 use super::rooms::Rooms;
 use super::rooms::state::StateHash;
+use super::rooms::visibility::ClientEvent;
 use super::unread::stage_notification;
 use crate::error::Result;
 use crate::store::{Store, Table, key, prefix};
@@ -110,27 +111,24 @@ impl Push {
         rooms: &Rooms,
         room_id: &RoomId,
         event_id: &EventId,
-        event: &Value,
+        event: &ClientEvent,
         stream: u64,
     ) -> Result<Vec<(OwnedUserId, Vec<Action>)>> {
         let mut notified = Vec::new();
         // One batch for every member's notification of this event.
         let mut batch = self.store.batch();
         let room = self.room_context(rooms, room_id)?;
-        let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
+        let sender = &event.pdu().sender;
         // Flattened once for every member's rules (ruma's `get_actions` would flatten it each time).
         let flattened = FlattenedJson::from_raw(&Raw::<Value>::from_json(serde_json::value::to_raw_value(event)?));
-        let Ok(sender_id) = UserId::parse(sender) else {
-            return Ok(notified);
-        };
         // One context, its member fields set for each member in turn.
-        let mut context = PushConditionRoomCtx::new(room_id.to_owned(), room.member_count, sender_id, String::new());
+        let mut context = PushConditionRoomCtx::new(room_id.to_owned(), room.member_count, sender.clone(), String::new());
         context.power_levels = Some(room.power_levels.clone());
-        let thread_root = super::rooms::relation(&event["content"])
+        let thread_root = super::rooms::relation(&event.pdu().content_value())
             .filter(|(rel_type, _)| rel_type == "m.thread")
             .map(|(_, root)| root);
         for (user, display_name) in room.members.iter() {
-            if user.as_str() == sender {
+            if user == sender {
                 continue;
             }
             context.user_display_name.clone_from(display_name);
@@ -264,8 +262,7 @@ impl super::Services {
         let event_id = event_id.to_owned();
         let room_id = &stored.room_id.clone();
         let client_event = self.rooms.client_event(&event_id, &stored, None)?;
-        let sender = &client_event.pdu().sender.to_owned();
-        let client_event = client_event.to_value()?;
+        let sender = &client_event.pdu().sender;
         let notified = self
             .push
             .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)

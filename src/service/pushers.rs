@@ -15,6 +15,7 @@ use ruma::{OwnedUserId, UInt, UserId};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::service::rooms::visibility::ClientEvent;
 use crate::store::{Store, Table, key, prefix};
 
 /// The path every push gateway URL ends with.
@@ -24,7 +25,7 @@ const ATTEMPTS: u32 = 6;
 
 /// What a notification says, for the gateways.
 pub struct PushMessage {
-    pub event: Value,
+    pub event: ClientEvent,
     pub sender_display_name: Option<String>,
     pub room_name: Option<String>,
     pub unread: u64,
@@ -111,18 +112,15 @@ impl Pushers {
                 })
                 .collect();
             let mut notification = Notification::new(vec![device]);
-            let field = |name: &str| message.event.get(name).and_then(Value::as_str).map(str::to_owned);
-            notification.event_id = field("event_id").and_then(|id| id.try_into().ok());
-            notification.room_id = field("room_id").and_then(|id| id.try_into().ok());
-            notification.event_type = field("type").map(Into::into);
-            notification.sender = field("sender").and_then(|id| id.try_into().ok());
+            let event = message.event.pdu();
+            notification.event_id = Some(event.event_id.clone());
+            notification.room_id = Some(event.room_id.clone());
+            notification.event_type = Some(event.kind.clone());
+            notification.sender = Some(event.sender.clone());
             notification.sender_display_name = message.sender_display_name.clone();
             notification.room_name = message.room_name.clone();
             notification.prio = NotificationPriority::High;
-            notification.content = message
-                .event
-                .get("content")
-                .and_then(|content| serde_json::value::to_raw_value(content).ok());
+            notification.content = Some(event.content.clone());
             notification.counts = NotificationCounts::new(UInt::new(message.unread).unwrap_or_default(), UInt::MIN);
             let base = data.url.trim_end_matches(GATEWAY_PATH).to_owned();
             let request = Request::new(notification)

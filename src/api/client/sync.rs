@@ -113,7 +113,7 @@ impl IntoResponse for SyncResponse {
 /// serialized twice or parsed back.
 fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
     let rooms = std::mem::take(&mut response.rooms);
-    let mut body = response
+    let body = response
         .try_into_http_response::<Vec<u8>>()
         .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
         .into_body();
@@ -165,15 +165,7 @@ fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
         rooms_json.push(b'}');
     }
     rooms_json.push(b'}');
-    // ruma's answer is an object; the rooms go in as its last member.
-    body.pop();
-    if body.len() > 1 {
-        body.push(b',');
-    }
-    body.extend_from_slice(b"\"rooms\":");
-    body.extend_from_slice(&rooms_json);
-    body.push(b'}');
-    Ok(body)
+    Ok(object_with(&[("rooms", rooms_json)], &body))
 }
 
 /// A joined or left room's JSON: ruma's, with the timeline written whole, and the state and
@@ -187,7 +179,7 @@ fn with_sections(timeline: Timeline, state: &SyncState, lists: &[(&'static str, 
 /// A room's JSON: ruma's, with `missing` (name, JSON text) and the event lists of `lists`
 /// (name, whether empty) that ruma leaves out.
 fn with_empty_lists(
-    mut missing: Vec<(&'static str, String)>,
+    mut missing: Vec<(&'static str, Vec<u8>)>,
     lists: &[(&'static str, bool)],
     room: &impl serde::Serialize,
 ) -> Result<Vec<u8>> {
@@ -198,7 +190,7 @@ fn with_empty_lists(
 /// A timeline as the answer carries it: `events` and `limited` always there (ruma leaves out
 /// an empty list and `false`; the room is serialized with an empty timeline, which it leaves
 /// out).
-fn full_timeline(timeline: Timeline) -> Result<String> {
+fn full_timeline(timeline: Timeline) -> Result<Vec<u8>> {
     #[derive(serde::Serialize)]
     struct FullTimeline<'a> {
         events: &'a [ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>],
@@ -206,7 +198,7 @@ fn full_timeline(timeline: Timeline) -> Result<String> {
         #[serde(skip_serializing_if = "Option::is_none")]
         prev_batch: Option<&'a str>,
     }
-    Ok(serde_json::to_string(&FullTimeline {
+    Ok(serde_json::to_vec(&FullTimeline {
         events: &timeline.events,
         limited: timeline.limited,
         prev_batch: timeline.prev_batch.as_deref(),
@@ -215,7 +207,7 @@ fn full_timeline(timeline: Timeline) -> Result<String> {
 
 /// `state` with an empty event list, when ruma writes none (no state before the timeline, or
 /// the state after it instead).
-fn empty_state(state: &SyncState) -> Option<(&'static str, String)> {
+fn empty_state(state: &SyncState) -> Option<(&'static str, Vec<u8>)> {
     match state {
         SyncState::Before(before) if !before.events.is_empty() => None,
         _ => Some(empty_events("state")),
@@ -223,13 +215,13 @@ fn empty_state(state: &SyncState) -> Option<(&'static str, String)> {
 }
 
 /// A sub-object with an empty event list.
-fn empty_events(name: &'static str) -> (&'static str, String) {
-    (name, r#"{"events":[]}"#.to_owned())
+fn empty_events(name: &'static str) -> (&'static str, Vec<u8>) {
+    (name, br#"{"events":[]}"#.to_vec())
 }
 
 /// The JSON object `object` (serialized) with the members `missing` (name, JSON text) added
 /// in front of its own.
-fn object_with(missing: &[(&str, String)], object: &[u8]) -> Vec<u8> {
+fn object_with(missing: &[(&str, Vec<u8>)], object: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(object.len() + missing.iter().map(|(name, value)| name.len() + value.len() + 4).sum::<usize>());
     out.push(b'{');
     for (index, (name, value)) in missing.iter().enumerate() {
@@ -239,7 +231,7 @@ fn object_with(missing: &[(&str, String)], object: &[u8]) -> Vec<u8> {
         out.push(b'"');
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
     }
     let members = &object[1..];
     if !missing.is_empty() && members != b"}" {
@@ -481,11 +473,11 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     let mut joined = JoinedRoom::new();
     joined.ephemeral.events = ephemeral;
     joined.timeline.limited = cut;
-    joined.timeline.prev_batch = Some(token(events.first().map_or(context.visible + 1, |(position, _)| *position)));
+    let timeline_start = events.first().map_or(context.visible + 1, |(position, _)| *position);
+    joined.timeline.prev_batch = Some(token(timeline_start));
 
     // The state before the timeline: whole on a first sync, full_state or a fresh join; the
     // changes since the token when the timeline was cut; nothing otherwise.
-    let timeline_start = events.first().map_or(context.visible + 1, |(position, _)| *position);
     let state_at_start = match &next {
         // The state after the event just before the timeline, which the page read.
         Some((_, preceding)) => services.rooms.state_after(preceding)?,

@@ -7,9 +7,9 @@
 //! signatures do the hashing and signing; [`Pdu`] is the parsed view ruma's `state-res` checks
 //! the authorization rules on.
 
-use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use std::borrow::Cow;
 
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion, RoomVersionRules};
@@ -87,6 +87,7 @@ fn event_references<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::r
 /// fields, so the whole object is parsed only where it is needed (federation, redaction).
 #[derive(Debug, Clone, Default)]
 pub struct StoredPdu(Box<str>);
+
 /// The fields of a PDU that say whether it is a membership event, and which.
 #[derive(Deserialize)]
 struct MembershipFields<'a> {
@@ -156,7 +157,7 @@ impl StoredPdu {
 impl Pdu {
     /// Parses a stored PDU, given its event ID and room ID.
     pub fn from_object(event_id: &EventId, room_id: &RoomId, object: &CanonicalJsonObject) -> Result<Pdu> {
-        Pdu::from_json(event_id, room_id, serde_json::value::to_raw_value(object)?.get())
+        Pdu::from_json(event_id, room_id, &serde_json::to_string(object)?)
     }
 
     /// Parses a PDU's JSON text, given its event ID and room ID.
