@@ -112,7 +112,10 @@ impl Presence {
         batch.put_json(Table::Presence, user.as_bytes(), &record);
         batch.put(Table::PresenceChanges, &record.stream.to_be_bytes(), user.as_bytes());
         batch.commit()?;
-        ticket.complete(self.audience(rooms, user)?.into_iter().collect());
+        // Its owner sees it now; the users sharing a room with them are no hurry.
+        let mut audience = self.audience(rooms, user)?;
+        audience.remove(user);
+        ticket.complete_nudging(vec![user.to_owned()], audience.into_iter().collect());
         Ok(Some(record))
     }
 

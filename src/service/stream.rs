@@ -5,7 +5,10 @@
 //! when the write failed). Readers only read up to [`Stream::visible`], the highest position
 //! below which every ticket is complete, so a position committed out of order is never skipped.
 //! The users a write concerns are woken when its position becomes visible, not before: a sync
-//! woken early would read below it and then sleep through it.
+//! woken early would read below it and then sleep through it. A write that is no hurry (another
+//! member's read receipt, a presence change) nudges them instead: a long poll nudged waits
+//! [`NUDGE_DELAY`] for more before it answers, so a burst of receipts in a big room is one
+//! answer per member rather than one per receipt.
 //!
 //! With RocksDB the positions come from a counter and the tickets in flight are this
 //! process's. With PostgreSQL several processes write: positions are taken in the database,
@@ -31,10 +34,27 @@ struct Progress {
     in_flight: BTreeMap<u64, Instant>,
     /// The highest position handed out.
     highest: u64,
-    /// Completed positions above the visible one, with the users to wake when it gets there.
-    waiting: BTreeMap<u64, Vec<OwnedUserId>>,
+    /// Completed positions above the visible one, with the users to wake or nudge when it gets
+    /// there.
+    waiting: BTreeMap<(u64, Wake), Vec<OwnedUserId>>,
     /// This process's completions not heard back yet (shared database only).
     unheard: BTreeSet<u64>,
+}
+
+/// How a write tells the users it concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wake {
+    /// Their long polls answer at once.
+    Now,
+    /// Their long polls answer within [`NUDGE_DELAY`], with whatever else came meanwhile.
+    Soon,
+}
+
+/// A user's wake-ups; a long poll subscribes to both before it reads the stream.
+#[derive(Default)]
+pub struct Waker {
+    pub now: Notify,
+    pub soon: Notify,
 }
 
 /// What applies another process's announcement of one kind (its text after the kind).
@@ -48,7 +68,7 @@ pub struct Stream {
     progress: Mutex<Progress>,
     /// Woken when this process hears one of its completions back (shared database only).
     heard_back: Notify,
-    wakers: Mutex<HashMap<OwnedUserId, Arc<Notify>>>,
+    wakers: Mutex<HashMap<OwnedUserId, Arc<Waker>>>,
     handlers: Mutex<HashMap<char, Handler>>,
     shutting_down: AtomicBool,
 }
@@ -77,9 +97,16 @@ impl Ticket<'_> {
     }
 
     /// Marks the write committed; `users` are woken once it is visible.
-    pub fn complete(mut self, users: Vec<OwnedUserId>) {
+    pub fn complete(self, users: Vec<OwnedUserId>) {
+        self.complete_nudging(users, Vec::new());
+    }
+
+    /// Marks the write committed; once it is visible, `woken` are woken and `nudged` nudged.
+    pub fn complete_nudging(mut self, woken: Vec<OwnedUserId>, nudged: Vec<OwnedUserId>) {
         self.done = true;
-        self.stream.finish(self.position, users, std::mem::take(&mut self.notes));
+        let notes = std::mem::take(&mut self.notes);
+        self.stream
+            .finish(self.position, vec![(Wake::Now, woken), (Wake::Soon, nudged)], notes);
     }
 }
 
@@ -91,6 +118,8 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// How long a nudged long poll waits for more before it answers.
+pub const NUDGE_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait for this process to hear its own completions back.
 const HEAR_BACK: Duration = Duration::from_secs(2);
 /// How long a position may stay in flight before the processes that died are looked for.
@@ -189,24 +218,30 @@ impl Stream {
         }
     }
 
-    fn finish(&self, position: u64, users: Vec<OwnedUserId>, notes: Vec<String>) {
+    fn finish(&self, position: u64, wakes: Vec<(Wake, Vec<OwnedUserId>)>, notes: Vec<String>) {
         let Some(shared) = self.store.shared() else {
-            self.completed(position, users);
+            self.completed(position, wakes);
             return;
         };
         let process = shared.process();
         let mut sent: Vec<String> = notes.into_iter().map(|note| format!("{process} {note}")).collect();
-        let mut wake = String::new();
-        for user in &users {
-            if wake.len() + user.as_str().len() > MAX_NOTE {
-                sent.push(format!("{process} w {position}{wake}"));
-                wake.clear();
+        for (wake, users) in &wakes {
+            let kind = match wake {
+                Wake::Now => 'w',
+                Wake::Soon => 's',
+            };
+            let mut listed = String::new();
+            for user in users {
+                if listed.len() + user.as_str().len() > MAX_NOTE {
+                    sent.push(format!("{process} {kind} {position}{listed}"));
+                    listed.clear();
+                }
+                listed.push(' ');
+                listed.push_str(user.as_str());
             }
-            wake.push(' ');
-            wake.push_str(user.as_str());
-        }
-        if !wake.is_empty() {
-            sent.push(format!("{process} w {position}{wake}"));
+            if !listed.is_empty() {
+                sent.push(format!("{process} {kind} {position}{listed}"));
+            }
         }
         sent.push(format!("{process} c {position}"));
         self.progress.lock().unwrap_or_else(|e| e.into_inner()).unheard.insert(position);
@@ -251,14 +286,14 @@ impl Stream {
 
     /// Records a completed position and wakes whoever it and the positions it made visible
     /// concern.
-    fn completed(&self, position: u64, users: Vec<OwnedUserId>) {
+    fn completed(&self, position: u64, wakes: Vec<(Wake, Vec<OwnedUserId>)>) {
         let mine = std::cell::Cell::new(false);
         self.settle(|progress| {
             progress.in_flight.remove(&position);
             progress.highest = progress.highest.max(position);
             mine.set(progress.unheard.remove(&position));
-            if !users.is_empty() {
-                progress.waiting.entry(position).or_default().extend(users);
+            for (wake, users) in wakes.into_iter().filter(|(_, users)| !users.is_empty()) {
+                progress.waiting.entry((position, wake)).or_default().extend(users);
             }
         });
         if mine.get() {
@@ -272,13 +307,17 @@ impl Stream {
             let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             change(&mut progress);
             let visible = Self::visible_of(&progress);
-            let still_waiting = progress.waiting.split_off(&(visible + 1));
+            let still_waiting = progress.waiting.split_off(&(visible + 1, Wake::Now));
             std::mem::replace(&mut progress.waiting, still_waiting)
         };
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        for user in woken.into_values().flatten() {
-            if let Some(notify) = wakers.get(&user) {
-                notify.notify_waiters();
+        for ((_, wake), users) in woken {
+            for user in users {
+                match (wakers.get(&user), wake) {
+                    (Some(waker), Wake::Now) => waker.now.notify_waiters(),
+                    (Some(waker), Wake::Soon) => waker.soon.notify_waiters(),
+                    (None, _) => {}
+                }
             }
         }
     }
@@ -297,11 +336,12 @@ impl Stream {
                     Self::taken(&mut self.progress.lock().unwrap_or_else(|e| e.into_inner()), position);
                 }
             }
-            "w" => {
+            "w" | "s" => {
                 let Some(position) = position() else { return };
+                let wake = if kind == "w" { Wake::Now } else { Wake::Soon };
                 let users: Vec<OwnedUserId> = rest.split(' ').skip(1).filter_map(|user| UserId::parse(user).ok()).collect();
                 // Heard after the position became visible (an abandoned one), they wake at once.
-                self.settle(|progress| progress.waiting.entry(position).or_default().extend(users));
+                self.settle(|progress| progress.waiting.entry((position, wake)).or_default().extend(users));
             }
             "c" => {
                 if let Some(position) = position() {
@@ -345,8 +385,8 @@ impl Stream {
         progress.in_flight.values().next().is_some_and(|since| since.elapsed() > STUCK)
     }
 
-    /// The wake-up of a user: create its `notified()` future *before* reading the stream.
-    pub fn waker(&self, user: &UserId) -> Arc<Notify> {
+    /// The wake-ups of a user: create their `notified()` futures *before* reading the stream.
+    pub fn waker(&self, user: &UserId) -> Arc<Waker> {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         if wakers.len() > 100_000 {
             wakers.retain(|_, notify| Arc::strong_count(notify) > 1);
@@ -359,8 +399,8 @@ impl Stream {
     pub fn shut_down(&self) {
         // Set before waking, so a poll that subscribes after the wake-ups still sees it.
         self.shutting_down.store(true, Ordering::SeqCst);
-        for notify in self.wakers.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            notify.notify_waiters();
+        for waker in self.wakers.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            waker.now.notify_waiters();
         }
     }
 

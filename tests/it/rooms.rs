@@ -786,6 +786,54 @@ async fn joined_history_visibility_hides_what_came_before_the_join() {
 }
 
 #[tokio::test]
+async fn state_changes_carry_what_they_replaced() {
+    let mut server = TestServer::start(&[]).await;
+    let (alice, _) = server.register("alice", "alicepass").await;
+    let (bob, _) = server.register("bob", "bobpassword").await;
+    let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+    let (_, first) = server.put(&topic, Some(&alice), json!({ "topic": "first" })).await;
+    server.put(&topic, Some(&alice), json!({ "topic": "second" })).await;
+    assert_eq!(join(&server, &bob, &room).await.0, StatusCode::OK);
+    let bob_member = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@bob:localhost");
+    server
+        .put(&bob_member, Some(&bob), json!({ "membership": "join", "displayname": "Bob" }))
+        .await;
+
+    // Read from the store again, not from what the server kept since writing them.
+    server.restart().await;
+    let (_, page) = messages(&server, &bob, &room, "dir=b&limit=100").await;
+    let of_type = |kind: &str| -> Vec<Value> {
+        page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["type"] == kind)
+            .cloned()
+            .collect()
+    };
+    let topics = of_type("m.room.topic");
+    assert_eq!(topics.len(), 2, "{page}");
+    assert_eq!(topics[0]["unsigned"]["prev_content"], json!({ "topic": "first" }));
+    assert_eq!(topics[0]["unsigned"]["replaces_state"], first["event_id"]);
+    assert!(topics[1]["unsigned"].get("prev_content").is_none(), "{}", topics[1]);
+    let bobs: Vec<Value> = of_type("m.room.member")
+        .into_iter()
+        .filter(|event| event["state_key"] == "@bob:localhost")
+        .collect();
+    assert_eq!(bobs[0]["content"]["displayname"], "Bob");
+    assert_eq!(bobs[0]["unsigned"]["prev_content"]["membership"], "join");
+    assert!(bobs[1]["unsigned"].get("prev_content").is_none(), "{}", bobs[1]);
+
+    // So does a first sync's state (before a timeline of one event).
+    let filter = r#"{"room":{"timeline":{"limit":1}}}"#;
+    let (_, sync) = server.get(&format!("/_matrix/client/v3/sync?filter={filter}"), Some(&bob)).await;
+    let state = sync["rooms"]["join"][&room]["state"]["events"].as_array().unwrap();
+    let current_topic = state.iter().find(|event| event["type"] == "m.room.topic").unwrap();
+    assert_eq!(current_topic["unsigned"]["prev_content"], json!({ "topic": "first" }));
+}
+
+#[tokio::test]
 async fn identical_rooms_created_at_once_get_distinct_ids() {
     let server = TestServer::start(&[]).await;
     let (alice, _) = server.register("alice", "alicepass").await;

@@ -30,6 +30,7 @@ use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::push::PUSH_RULES;
+use crate::service::stream::NUDGE_DELAY;
 
 /// The longest a sync long-polls, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -251,8 +252,9 @@ pub fn set_presence(services: &Services, user: &UserId, presence: &PresenceState
 
 /// A long poll: builds a response for the visible stream position until it carries something
 /// new (`true`), `at_once` says not to wait, the timeout (at most [`MAX_TIMEOUT`]) has passed,
-/// or the server shuts down. Between builds it waits on the user's wake-up, subscribed before
-/// each build, so a write landing in between is never slept through. A user already holding
+/// or the server shuts down. Between builds it waits on the user's wake-ups, subscribed before
+/// each build, so a write landing in between is never slept through; a nudge (a write that is
+/// no hurry) is answered [`NUDGE_DELAY`] later, with what else came meanwhile. A user already holding
 /// `limits.max_long_polls_per_user` syncs gets `M_LIMIT_EXCEEDED` instead of one more wait.
 pub async fn long_poll<R>(
     services: &Services,
@@ -266,9 +268,10 @@ pub async fn long_poll<R>(
     let waker = stream.waker(user);
     let mut waiting = None;
     loop {
-        let woken = waker.notified();
-        tokio::pin!(woken);
+        let (woken, nudged) = (waker.now.notified(), waker.soon.notified());
+        tokio::pin!(woken, nudged);
         woken.as_mut().enable();
+        nudged.as_mut().enable();
         let (response, changed) = build(stream.visible())?;
         if changed || at_once || tokio::time::Instant::now() >= deadline || stream.is_shutting_down() {
             return Ok(response);
@@ -280,7 +283,14 @@ pub async fn long_poll<R>(
             }
             waiting = Some(services.metrics.long_poll());
         }
-        let _ = tokio::time::timeout_at(deadline, woken).await;
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, &mut woken) => {}
+            () = &mut nudged => {
+                // No hurry: let more of the same come (or something that is a hurry).
+                let gathered = deadline.min(tokio::time::Instant::now() + NUDGE_DELAY);
+                let _ = tokio::time::timeout_at(gathered, woken).await;
+            }
+        }
     }
 }
 

@@ -115,6 +115,20 @@ pub struct StoredEvent {
     /// serving it reads the relations index; most events have none and skip the read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub related: bool,
+    /// For a state event: what it replaced in the room's state (its `prev_content`). Absent
+    /// when not recorded (events stored before it was, or without a state): then the state
+    /// before the event is read for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
+}
+
+/// What a state event replaced in the room's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replaced {
+    /// It was the first of its type and state key.
+    Nothing,
+    Event(OwnedEventId),
 }
 
 /// A user's membership of a room, as indexed for lookups by user.
@@ -649,12 +663,21 @@ impl Rooms {
         } = written;
         let short_event = self.states.short_event_id(&pdu.event_id)?;
         let mut state_after = state_before;
+        let mut replaced = None;
         if let Some(state_key) = &pdu.state_key {
             let kind = StateEventType::from(pdu.kind.to_string().as_str());
             let short_key = self
                 .states
                 .short_state_key(&kind, state_key, true)?
                 .ok_or_else(|| Error::Internal("state key not interned".into()))?;
+            let previous = match state_before {
+                Some(hash) => self.states.load(hash)?.get(&short_key).copied(),
+                None => None,
+            };
+            replaced = Some(match previous {
+                Some(previous) => Replaced::Event(self.states.event_id(previous)?),
+                None => Replaced::Nothing,
+            });
             state_after = Some(self.states.save(batch, state_before, &[(short_key, short_event)])?.0);
         }
         let state_after = state_after.ok_or_else(|| Error::Internal("an event without a state".into()))?;
@@ -725,6 +748,7 @@ impl Rooms {
             transaction,
             redacted_by: None,
             related: false,
+            replaced,
         };
         batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         batch.put_json(Table::Rooms, room_id, room);

@@ -1,7 +1,9 @@
 //! Read receipts (`m.read`, `m.read.private`): where each user has read up to in a room, per
 //! thread. Each update takes a stream position (indexed in `stream_rooms` like events), so sync
-//! delivers it as the room's `m.receipt` ephemeral event. Public receipts of this server's users
-//! go to the other servers in the room as `m.receipt` EDUs, in the receipt's own batch.
+//! delivers it as the room's `m.receipt` ephemeral event; it wakes its owner's long polls and
+//! nudges the other members' (see `stream`), so a burst of receipts is one answer each. Public
+//! receipts of this server's users go to the other servers in the room as `m.receipt` EDUs, in
+//! the receipt's own batch.
 
 use std::collections::BTreeMap;
 
@@ -98,13 +100,16 @@ impl Rooms {
         }
         batch.commit()?;
         self.wake_outbox(destinations);
-        // A private receipt concerns only its owner.
-        let woken = if receipt_type == PRIVATE_READ {
-            vec![user.to_owned()]
+        // Its owner's unread counts change now; the other members are no hurry (a private
+        // receipt does not concern them).
+        let others = if receipt_type == PRIVATE_READ {
+            Vec::new()
         } else {
-            self.users_to_wake(room_id)?
+            let mut members = self.users_to_wake(room_id)?;
+            members.retain(|member| member != user);
+            members
         };
-        ticket.complete(woken);
+        ticket.complete_nudging(vec![user.to_owned()], others);
         Ok(())
     }
 

@@ -323,6 +323,7 @@ impl Rooms {
                 transaction: None,
                 redacted_by: None,
                 related: related_here.contains(&pdu.event_id),
+                replaced: None,
             };
             batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
             batch.put(
@@ -370,6 +371,7 @@ impl Rooms {
                 transaction: None,
                 redacted_by: None,
                 related: false,
+                replaced: None,
             };
             batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         }
@@ -407,6 +409,7 @@ impl Rooms {
             transaction: None,
             redacted_by: None,
             related: false,
+            replaced: None,
         };
         batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         batch.commit()?;

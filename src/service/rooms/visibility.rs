@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
 use super::state::StateHash;
-use super::{Rooms, StoredEvent};
+use super::{Replaced, Rooms, StoredEvent};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
 
@@ -151,10 +151,17 @@ impl Rooms {
         {
             unsigned.insert("transaction_id".into(), json!(transaction.txn_id));
         }
-        if let (Some(state_key), Some(hash)) = (&pdu.state_key, stored.state_before) {
-            let state = self.states.load(hash)?;
-            let kind = StateEventType::from(pdu.kind.to_string().as_str());
-            if let Some(previous) = self.state_pdu(&state, &kind, state_key)? {
+        if let Some(state_key) = &pdu.state_key {
+            let previous = match (&stored.replaced, stored.state_before) {
+                (Some(Replaced::Event(previous)), _) => self.shared_pdu(previous)?,
+                (None, Some(hash)) => {
+                    let kind = StateEventType::from(pdu.kind.to_string().as_str());
+                    let state = self.states.load(hash)?;
+                    self.state_pdu(&state, &kind, state_key)?.map(Arc::new)
+                }
+                _ => None,
+            };
+            if let Some(previous) = previous {
                 unsigned.insert("prev_content".into(), previous.content_value());
                 unsigned.insert("replaces_state".into(), json!(previous.event_id));
             }
