@@ -2,7 +2,8 @@
 //! space of C channels is made, each user joins the space and 5–20 of its channels, every
 //! user keeps a long poll open (half `/sync`, half sliding sync), S of them send at a steady
 //! total rate for a while, and a third of the readers send a read receipt for what they
-//! receive. Reports messages/s sustained, delivery latency to every member, missed deliveries
+//! receive (in every channel, or with `--receipts-in-open-channel` only in the one they have
+//! open, as a client shows one room at a time). Reports messages/s sustained, delivery latency to every member, missed deliveries
 //! (never arrived, or arrived only after a poll slept to its timeout), the server's CPU and
 //! memory and its open connections.
 
@@ -33,6 +34,8 @@ pub struct Community {
     /// Messages per second, all senders together.
     pub rate: f64,
     pub duration: Duration,
+    /// Receipts only in each reader's open channel (its first), not in every channel.
+    pub receipts_in_open_channel: bool,
 }
 
 /// What the readers saw: each delivery's latency, and which (message, reader) pairs arrived.
@@ -128,7 +131,11 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
             index,
             session: user.clone(),
             sliding: index % 2 == 1,
-            receipts: index % 3 == 0,
+            receipts: match index % 3 {
+                0 if shape.receipts_in_open_channel => Receipts::In(memberships[index].first().map(|&c| channels[c].clone())),
+                0 => Receipts::Everywhere,
+                _ => Receipts::Never,
+            },
             clock,
             deliveries: deliveries.clone(),
         };
@@ -276,12 +283,21 @@ where
         .collect()
 }
 
+/// Where a reader sends read receipts.
+enum Receipts {
+    Never,
+    /// In every room it receives messages in.
+    Everywhere,
+    /// Only in the room it has open.
+    In(Option<String>),
+}
+
 /// One member's client: a long poll after another, noting every message it receives.
 struct Reader {
     index: usize,
     session: Session,
     sliding: bool,
-    receipts: bool,
+    receipts: Receipts,
     clock: Instant,
     deliveries: Arc<Mutex<Deliveries>>,
 }
@@ -301,11 +317,14 @@ impl Reader {
             let slept = polled.elapsed() >= POLL_TIMEOUT;
             token = if self.sliding { pos_of(&response)? } else { next_batch(&response)? };
             let received = self.note(&response, slept);
-            if self.receipts {
-                for (room, event_id) in received {
-                    let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}");
-                    self.session.json(reqwest::Method::POST, &path, json!({})).await?;
-                }
+            let read = received.into_iter().filter(|(room, _)| match &self.receipts {
+                Receipts::Never => false,
+                Receipts::Everywhere => true,
+                Receipts::In(open) => open.as_ref() == Some(room),
+            });
+            for (room, event_id) in read {
+                let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}");
+                self.session.json(reqwest::Method::POST, &path, json!({})).await?;
             }
         }
     }

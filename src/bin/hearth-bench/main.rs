@@ -187,6 +187,10 @@ enum Workload {
         /// How long the senders send, in seconds.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Readers send receipts only in the one channel they have open, as a client shows one
+        /// room at a time, instead of in every channel with news.
+        #[arg(long)]
+        receipts_in_open_channel: bool,
     },
     /// Search latency over many messages, and the index's size.
     Search {
@@ -303,6 +307,7 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
             senders,
             rate,
             seconds,
+            receipts_in_open_channel,
         } => {
             let shape = community::Community {
                 users,
@@ -310,6 +315,7 @@ async fn run(cli: &Cli) -> BenchResult<Vec<Figure>> {
                 senders,
                 rate,
                 duration: Duration::from_secs(seconds),
+                receipts_in_open_channel,
             };
             community::community(cli, &shape).await
         }

@@ -76,6 +76,9 @@ pub struct RoomRecord {
     pub bump_stamp: u64,
 }
 
+/// Rooms whose member lists [`Rooms::users_to_wake`] keeps before it starts over.
+const CACHED_MEMBER_LISTS: usize = 1_024;
+
 /// Event types that move a room up a sliding-sync room list (as Synapse counts them).
 pub const BUMP_TYPES: [&str; 7] = [
     "m.room.create",
@@ -197,6 +200,10 @@ pub struct Rooms {
     /// reader never puts an older record back. Not kept when processes share the database
     /// (another may have written since).
     records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
+    /// The members each write in a room wakes (see [`Rooms::users_to_wake`]), with the room's
+    /// forward extremities they were read at: every event written changes those, so a list is
+    /// used only while no event was added since (a burst of receipts reads the members once).
+    wakeable: Mutex<HashMap<OwnedRoomId, (Vec<OwnedEventId>, Arc<[OwnedUserId]>)>>,
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
     /// levels, the sender's membership). A redaction drops its target here and, announced,
     /// in the other processes sharing the database.
@@ -239,6 +246,7 @@ impl Rooms {
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
+            wakeable: Mutex::new(HashMap::new()),
             profiles,
             metrics,
             outbox: tokio::sync::Notify::new(),
@@ -296,6 +304,7 @@ impl Rooms {
     /// Drops cached data of a room being deleted.
     fn forget_room_caches(&self, room_id: &RoomId) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
+        self.wakeable.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
         self.pdus.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -424,12 +433,37 @@ impl Rooms {
     /// The users an event in the room concerns: its members, invitees and knockers, and who
     /// peeks into it.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        let mut users: Vec<OwnedUserId> = self
-            .members(room_id)?
-            .into_iter()
-            .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
-            .map(|(user, _)| user)
-            .collect();
+        // Read before the members, so a list kept is never older than the extremities it is
+        // kept with.
+        let extremities = self.room(room_id).ok().map(|room| room.extremities);
+        let kept = self
+            .wakeable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room_id)
+            .and_then(|(at, users)| (Some(at) == extremities.as_ref()).then(|| users.clone()));
+        let members = match kept {
+            Some(members) => members,
+            None => {
+                let members: Arc<[OwnedUserId]> = self
+                    .members(room_id)?
+                    .into_iter()
+                    .filter(|(_, membership)| {
+                        matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock)
+                    })
+                    .map(|(user, _)| user)
+                    .collect();
+                if let Some(extremities) = extremities {
+                    let mut wakeable = self.wakeable.lock().unwrap_or_else(|e| e.into_inner());
+                    if wakeable.len() >= CACHED_MEMBER_LISTS {
+                        wakeable.clear();
+                    }
+                    wakeable.insert(room_id.to_owned(), (extremities, members.clone()));
+                }
+                members
+            }
+        };
+        let mut users = members.to_vec();
         users.extend(self.peekers.of(room_id));
         Ok(users)
     }

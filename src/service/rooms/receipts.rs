@@ -147,7 +147,13 @@ impl Rooms {
             let by_type = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
             by_type[receipt_type.as_str()][user.as_str()] = entry;
         }
-        Ok((!content.is_empty()).then(|| json!({ "type": "m.receipt", "content": content })))
+        if content.is_empty() {
+            return Ok(None);
+        }
+        let mut event = Map::new();
+        event.insert("type".into(), "m.receipt".into());
+        event.insert("content".into(), Value::Object(content));
+        Ok(Some(Value::Object(event)))
     }
 }
 
