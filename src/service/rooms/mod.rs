@@ -76,6 +76,9 @@ pub struct RoomRecord {
     pub bump_stamp: u64,
 }
 
+/// A room's members a write wakes, with the forward extremities they were read at.
+type MemberList = (Vec<OwnedEventId>, Arc<[OwnedUserId]>);
+
 /// Rooms whose member lists [`Rooms::users_to_wake`] keeps before it starts over.
 const CACHED_MEMBER_LISTS: usize = 1_024;
 
@@ -203,7 +206,7 @@ pub struct Rooms {
     /// The members each write in a room wakes (see [`Rooms::users_to_wake`]), with the room's
     /// forward extremities they were read at: every event written changes those, so a list is
     /// used only while no event was added since (a burst of receipts reads the members once).
-    wakeable: Mutex<HashMap<OwnedRoomId, (Vec<OwnedEventId>, Arc<[OwnedUserId]>)>>,
+    wakeable: Mutex<HashMap<OwnedRoomId, MemberList>>,
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
     /// levels, the sender's membership). A redaction drops its target here and, announced,
     /// in the other processes sharing the database.
