@@ -164,15 +164,16 @@ impl Presence {
 
 impl Services {
     /// Sets a local user's presence ([`Presence::set`]) and tells the other servers that share
-    /// a room with them (`m.presence`).
-    pub fn set_presence(&self, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<()> {
-        if let Some(record) = self.presence.set(&self.rooms, user, presence, status_msg)? {
-            let mut update = record.content();
-            update["user_id"] = json!(user);
-            let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
-            self.rooms.send_edu(self.rooms.servers_sharing_with(user)?, &edu)?;
-            self.push_presence_to_appservices(user, record.content())?;
-        }
-        Ok(())
+    /// a room with them (`m.presence`); `true` when it changed (a write took a stream position).
+    pub fn set_presence(&self, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<bool> {
+        let Some(record) = self.presence.set(&self.rooms, user, presence, status_msg)? else {
+            return Ok(false);
+        };
+        let mut update = record.content();
+        update["user_id"] = json!(user);
+        let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+        self.rooms.send_edu(self.rooms.servers_sharing_with(user)?, &edu)?;
+        self.push_presence_to_appservices(user, record.content())?;
+        Ok(true)
     }
 }

@@ -79,7 +79,7 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
         .as_deref()
         .map(|pos| services.sliding_sync.generation(&key, pos))
         .transpose()?;
-    set_presence(&services, &session.user_id, &request.set_presence)?;
+    set_presence(&services, &session.user_id, &request.set_presence).await?;
     // Lists and extensions are sticky: what the request leaves out, the connection remembers.
     let lists = match (&base, request.lists.is_empty()) {
         (Some(base), true) => base.lists.clone(),

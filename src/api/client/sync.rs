@@ -72,7 +72,7 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
             .ok_or_else(|| Error::invalid_param(format!("Unknown filter {id}")))?,
         _ => FilterDefinition::default(),
     };
-    set_presence(&services, &session.user_id, &request.set_presence)?;
+    set_presence(&services, &session.user_id, &request.set_presence).await?;
     let stream = services.rooms.stream();
     let since = match &request.since {
         Some(since) => Some(parse_since(since, stream.visible())?),
@@ -242,10 +242,12 @@ fn object_with(missing: &[(&str, Vec<u8>)], object: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Applies a sync's `set_presence` (`offline`, the default, changes nothing).
-pub fn set_presence(services: &Services, user: &UserId, presence: &PresenceState) -> Result<()> {
-    if *presence != PresenceState::Offline {
-        services.set_presence(user, presence.as_str(), None)?;
+/// Applies a sync's `set_presence` (`offline`, the default, changes nothing). A change is
+/// visible to the sync that made it: with processes sharing a database, it waits to hear its
+/// completion back, or the sync would answer below it and the next one return at once for it.
+pub async fn set_presence(services: &Services, user: &UserId, presence: &PresenceState) -> Result<()> {
+    if *presence != PresenceState::Offline && services.set_presence(user, presence.as_str(), None)? {
+        services.rooms.stream().heard_back().await;
     }
     Ok(())
 }
