@@ -256,8 +256,9 @@ pub async fn set_presence(services: &Services, user: &UserId, presence: &Presenc
 /// new (`true`), `at_once` says not to wait, the timeout (at most [`MAX_TIMEOUT`]) has passed,
 /// or the server shuts down. Between builds it waits on the user's wake-ups, subscribed before
 /// each build, so a write landing in between is never slept through; a nudge (a write that is
-/// no hurry) is answered [`NUDGE_DELAY`] later, with what else came meanwhile. A user already holding
-/// `limits.max_long_polls_per_user` syncs gets `M_LIMIT_EXCEEDED` instead of one more wait.
+/// no hurry) is answered [`NUDGE_DELAY`] later, with what else came meanwhile. A user already
+/// holding `limits.max_long_polls_per_user` syncs gets `M_LIMIT_EXCEEDED` instead of one more
+/// wait.
 pub async fn long_poll<R>(
     services: &Services,
     user: &UserId,

@@ -3,9 +3,9 @@
 //! user keeps a long poll open (half `/sync`, half sliding sync), S of them send at a steady
 //! total rate for a while, and a third of the readers send a read receipt for what they
 //! receive (in every channel, or with `--receipts-in-open-channel` only in the one they have
-//! open, as a client shows one room at a time). Reports messages/s sustained, delivery latency to every member, missed deliveries
-//! (never arrived, or arrived only after a poll slept to its timeout), the server's CPU and
-//! memory and its open connections.
+//! open, as a client shows one room at a time). Reports messages/s sustained, delivery latency
+//! to every member, missed deliveries (never arrived, or arrived only after a poll slept to its
+//! timeout), the server's CPU and memory and its open connections.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

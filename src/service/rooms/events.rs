@@ -61,8 +61,13 @@ impl StoredEvent {
 impl Rooms {
     /// A stored event.
     pub fn stored_event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
+        self.stored_event_at(event_id.as_bytes())
+    }
+
+    /// The stored event of an `events` row key (its event ID's bytes).
+    pub(super) fn stored_event_at(&self, key: &[u8]) -> Result<Option<StoredEvent>> {
         self.store
-            .get(Table::Events, event_id.as_bytes())?
+            .get(Table::Events, key)?
             .map(|bytes| StoredEvent::decode(&bytes))
             .transpose()
     }

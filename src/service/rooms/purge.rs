@@ -8,7 +8,7 @@ use ruma::{RoomId, UserId};
 use serde_json::Value;
 
 use super::membership::MembershipChange;
-use super::{RoomRecord, Rooms, StoredEvent};
+use super::{RoomRecord, Rooms};
 use crate::error::Result;
 use crate::store::{Table, key, prefix};
 
@@ -67,12 +67,7 @@ impl Rooms {
             }
             let mut batch = self.store.batch();
             for (timeline_key, event_id) in rows {
-                if let Some(stored) = self
-                    .store
-                    .get(Table::Events, &event_id)?
-                    .map(|bytes| StoredEvent::decode(&bytes))
-                    .transpose()?
-                {
+                if let Some(stored) = self.stored_event_at(&event_id)? {
                     states.extend(stored.state_before);
                 }
                 batch.delete(Table::Events, &event_id);

@@ -19,9 +19,10 @@ use ruma::state_res::utils::event_id_set::EventIdSet;
 use ruma::{EventId, OwnedEventId, OwnedServerName, OwnedUserId, RoomVersionId, UserId};
 use serde_json::Value;
 
+use super::append::Written;
 use super::pdu::{Pdu, StoredPdu};
 use super::state::{ShortEventId, ShortStateKey, StateHash, StateMap};
-use super::{MembershipRecord, RoomRecord, Rooms, StoredEvent, Written, rules};
+use super::{MembershipRecord, RoomRecord, Rooms, StoredEvent, rules};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
 use crate::store::{Batch, Table, key};

@@ -156,8 +156,10 @@ impl Rooms {
                 (Some(Replaced::Event(previous)), _) => self.shared_pdu(previous)?,
                 (None, Some(hash)) => {
                     let kind = StateEventType::from(pdu.kind.to_string().as_str());
-                    let state = self.states.load(hash)?;
-                    self.state_pdu(&state, &kind, state_key)?.map(Arc::new)
+                    match self.state_event_id(&*self.states.load(hash)?, &kind, state_key)? {
+                        Some(previous) => self.shared_pdu(&previous)?,
+                        None => None,
+                    }
                 }
                 _ => None,
             };
