@@ -702,12 +702,12 @@ impl Keys {
                 _ => continue,
             };
             if user == viewer {
-                for (member, membership) in rooms.members(&room_id)? {
-                    if member != viewer && membership == MembershipState::Join {
+                for (member, membership) in rooms.members(&room_id)?.iter() {
+                    if member != viewer && *membership == MembershipState::Join {
                         if joined {
-                            updates.changed.insert(member);
+                            updates.changed.insert(member.clone());
                         } else {
-                            updates.left.insert(member);
+                            updates.left.insert(member.clone());
                         }
                     }
                 }

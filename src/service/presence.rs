@@ -152,9 +152,9 @@ impl Presence {
     pub fn audience(&self, rooms: &Rooms, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
         let mut users = BTreeSet::from([user.to_owned()]);
         for room in rooms.rooms_of_user(user, &MembershipState::Join)? {
-            for (member, membership) in rooms.members(&room)? {
-                if membership == MembershipState::Join {
-                    users.insert(member);
+            for (member, membership) in rooms.members(&room)?.iter() {
+                if *membership == MembershipState::Join {
+                    users.insert(member.clone());
                 }
             }
         }

@@ -48,7 +48,10 @@ impl RocksDb {
         options.set_block_based_table_factory(&table_options);
         let families = Table::ALL.iter().map(|&table| {
             let mut options = options.clone();
-            if matches!(table, Table::Events | Table::ShortIds | Table::ShortIdLookup | Table::StateSnapshots) {
+            if matches!(
+                table,
+                Table::Events | Table::ShortIds | Table::ShortIdLookup | Table::StateSnapshots
+            ) {
                 // Read by key far more than by range: a Bloom filter in front of each memtable
                 // (5 % of its size) spares the skip-list search of a key it does not hold.
                 options.set_memtable_prefix_bloom_ratio(0.05);

@@ -388,14 +388,14 @@ fn room_in_full(
     room.required_state = required_state(services, context.user, &state, &config.required_state, &senders, None)?;
     let (mut joined, mut invited) = (0u64, 0u64);
     let mut heroes = Vec::new();
-    for (member, membership) in services.rooms.members(room_id)? {
+    for (member, membership) in services.rooms.members(room_id)?.iter() {
         match membership {
             MembershipState::Join => joined += 1,
             MembershipState::Invite => invited += 1,
             _ => continue,
         }
         if member != context.user && heroes.len() < 5 {
-            heroes.push(member);
+            heroes.push(member.clone());
         }
     }
     room.joined_count = UInt::new(joined);

@@ -583,14 +583,14 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
 /// The room summary: up to five other members as heroes, and the member counts.
 fn summarize(services: &Services, room_id: &RoomId, user: &UserId, joined: &mut JoinedRoom) -> Result<()> {
     let (mut join_count, mut invite_count) = (0u64, 0u64);
-    for (member, membership) in services.rooms.members(room_id)? {
+    for (member, membership) in services.rooms.members(room_id)?.iter() {
         match membership {
             MembershipState::Join => join_count += 1,
             MembershipState::Invite => invite_count += 1,
             _ => continue,
         }
         if member != user && joined.summary.heroes.len() < 5 {
-            joined.summary.heroes.push(member);
+            joined.summary.heroes.push(member.clone());
         }
     }
     joined.summary.joined_member_count = UInt::new(join_count);

@@ -23,9 +23,9 @@ fn visible_users(services: &Services, searcher: &UserId) -> Result<BTreeMap<Owne
     rooms.extend(services.rooms.published_rooms()?);
     let mut users = BTreeMap::new();
     for room in rooms {
-        for (user, membership) in services.rooms.members(&room)? {
-            if membership == MembershipState::Join {
-                users.entry(user).or_insert_with(|| room.clone());
+        for (user, membership) in services.rooms.members(&room)?.iter() {
+            if *membership == MembershipState::Join {
+                users.entry(user.clone()).or_insert_with(|| room.clone());
             }
         }
     }

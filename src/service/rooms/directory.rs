@@ -137,8 +137,8 @@ impl Rooms {
     /// The servers with members joined to a room, this one first: where others may join it.
     pub fn resident_servers(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedServerName>> {
         let mut servers = vec![self.server_name().clone()];
-        for (user, membership) in self.members(room_id)? {
-            if membership == ruma::events::room::member::MembershipState::Join && !servers.iter().any(|s| s == user.server_name()) {
+        for (user, membership) in self.members(room_id)?.iter() {
+            if *membership == ruma::events::room::member::MembershipState::Join && !servers.iter().any(|s| s == user.server_name()) {
                 servers.push(user.server_name().to_owned());
             }
         }

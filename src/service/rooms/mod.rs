@@ -75,11 +75,19 @@ pub struct RoomRecord {
     pub bump_stamp: u64,
 }
 
-/// A room's members a write wakes, with the forward extremities they were read at.
-type MemberList = (Vec<OwnedEventId>, Arc<[OwnedUserId]>);
+/// A room's members of every membership, as the membership index holds them.
+pub type Members = Arc<[(OwnedUserId, MembershipState)]>;
 
-/// Rooms whose member lists [`Rooms::users_to_wake`] keeps before it starts over.
-const CACHED_MEMBER_LISTS: usize = 1_024;
+/// The members kept for [`Rooms::members`]: each room's list with the forward extremities it
+/// was read at, and how many members all lists hold.
+#[derive(Default)]
+struct MemberLists {
+    rooms: HashMap<OwnedRoomId, (Vec<OwnedEventId>, Members)>,
+    members: usize,
+}
+
+/// Members [`Rooms::members`] keeps, in all rooms together, before it starts over.
+const CACHED_MEMBERS: usize = 200_000;
 
 /// Event types that move a room up a sliding-sync room list (as Synapse counts them).
 pub const BUMP_TYPES: [&str; 7] = [
@@ -189,10 +197,12 @@ pub struct Rooms {
     /// reader never puts an older record back. Not kept when processes share the database
     /// (another may have written since).
     records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
-    /// The members each write in a room wakes (see [`Rooms::users_to_wake`]), with the room's
-    /// forward extremities they were read at: every event written changes those, so a list is
-    /// used only while no event was added since (a burst of receipts reads the members once).
-    wakeable: Mutex<HashMap<OwnedRoomId, MemberList>>,
+    /// Each room's members (see [`Rooms::members`]), with the room's forward extremities they
+    /// were read at: every event written changes those, so a list is used only while no event
+    /// was added since (a burst of receipts, the summaries of many syncs read the members once).
+    member_lists: Mutex<MemberLists>,
+    /// The end of each room's timeline (see [`Rooms::timeline_until`]).
+    recent: Mutex<timeline::RecentTimelines>,
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
     /// levels, the sender's membership). A redaction drops its target here and, announced,
     /// in the other processes sharing the database.
@@ -235,7 +245,8 @@ impl Rooms {
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
-            wakeable: Mutex::new(HashMap::new()),
+            member_lists: Mutex::new(MemberLists::default()),
+            recent: Mutex::default(),
             profiles,
             metrics,
             outbox: tokio::sync::Notify::new(),
@@ -293,7 +304,11 @@ impl Rooms {
     /// Drops cached data of a room being deleted.
     fn forget_room_caches(&self, room_id: &RoomId) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
-        self.wakeable.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
+        self.forget_recent_timeline(room_id);
+        let mut lists = self.member_lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, members)) = lists.rooms.remove(room_id) {
+            lists.members -= members.len();
+        }
         self.pdus.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -396,63 +411,60 @@ impl Rooms {
             .collect())
     }
 
-    /// A room's members of every membership, from the membership index (no events read).
-    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
+    /// A room's members of every membership, from the membership index (no events read), kept
+    /// until the next event in the room.
+    pub fn members(&self, room_id: &RoomId) -> Result<Members> {
+        // Read before the members, so a list kept is never older than the extremities it is
+        // kept with.
+        let extremities = self.room(room_id).ok().map(|room| room.extremities);
+        let lists = self.member_lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, members)) = lists.rooms.get(room_id)
+            && Some(at) == extremities.as_ref()
+        {
+            return Ok(members.clone());
+        }
+        drop(lists);
         let room_prefix = prefix(&[room_id.as_bytes()]);
         let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
-        Ok(rows
+        let members: Members = rows
             .into_iter()
             .filter_map(|(key, membership)| {
                 let user = UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok()?;
                 Some((user, membership))
             })
-            .collect())
+            .collect();
+        if let Some(extremities) = extremities {
+            let mut lists = self.member_lists.lock().unwrap_or_else(|e| e.into_inner());
+            if lists.members + members.len() > CACHED_MEMBERS {
+                *lists = MemberLists::default();
+            }
+            lists.members += members.len();
+            if let Some((_, replaced)) = lists.rooms.insert(room_id.to_owned(), (extremities, members.clone())) {
+                lists.members -= replaced.len();
+            }
+        }
+        Ok(members)
     }
 
     /// The users joined to a room (of every server).
     pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
         Ok(self
             .members(room_id)?
-            .into_iter()
+            .iter()
             .filter(|(_, membership)| *membership == MembershipState::Join)
-            .map(|(user, _)| user)
+            .map(|(user, _)| user.clone())
             .collect())
     }
 
     /// The users an event in the room concerns: its members, invitees and knockers, and who
     /// peeks into it.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        // Read before the members, so a list kept is never older than the extremities it is
-        // kept with.
-        let extremities = self.room(room_id).ok().map(|room| room.extremities);
-        let kept = self
-            .wakeable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(room_id)
-            .and_then(|(at, users)| (Some(at) == extremities.as_ref()).then(|| users.clone()));
-        let members = match kept {
-            Some(members) => members,
-            None => {
-                let members: Arc<[OwnedUserId]> = self
-                    .members(room_id)?
-                    .into_iter()
-                    .filter(|(_, membership)| {
-                        matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock)
-                    })
-                    .map(|(user, _)| user)
-                    .collect();
-                if let Some(extremities) = extremities {
-                    let mut wakeable = self.wakeable.lock().unwrap_or_else(|e| e.into_inner());
-                    if wakeable.len() >= CACHED_MEMBER_LISTS {
-                        wakeable.clear();
-                    }
-                    wakeable.insert(room_id.to_owned(), (extremities, members.clone()));
-                }
-                members
-            }
-        };
-        let mut users = members.to_vec();
+        let mut users: Vec<OwnedUserId> = self
+            .members(room_id)?
+            .iter()
+            .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
+            .map(|(user, _)| user.clone())
+            .collect();
         users.extend(self.peekers.of(room_id));
         Ok(users)
     }

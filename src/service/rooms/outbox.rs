@@ -125,7 +125,7 @@ impl Rooms {
         let target_joins = content.get("membership").and_then(Value::as_str) == Some("join");
         let mut servers: Vec<OwnedServerName> = self
             .members(room_id)?
-            .into_iter()
+            .iter()
             .filter(|(user, membership)| user != target && *membership == MembershipState::Join)
             .map(|(user, _)| user.server_name().to_owned())
             .chain(target_joins.then(|| target.server_name().to_owned()))

@@ -339,6 +339,7 @@ impl Rooms {
             added += 1;
         }
         batch.commit()?;
+        self.forget_recent_timeline(room_id);
         Ok(added)
     }
 

@@ -26,11 +26,15 @@ pub type StateMap = BTreeMap<ShortStateKey, ShortEventId>;
 
 /// Deltas chain at most this deep before a full copy is stored.
 const MAX_DELTA_DEPTH: u32 = 32;
-/// Loaded states kept in memory. Counted in states, not entries: a busy community's syncs read
-/// many big states (a sliding-sync timeline of 50 joins to a room of ~600 members reads 50 of
-/// them), and a cap of even a million entries made syncs spend half their time loading states
-/// again (measured: 8 messages/s delivered instead of 19).
-const CACHED_STATES: usize = 2_000;
+/// Loaded states kept in memory, counted in states and in entries (a state of a big room is
+/// hundreds of entries, of a small one a few). A busy community's syncs read many big states
+/// (a sliding-sync timeline of 50 joins to a room of ~600 members reads 50 of them): the
+/// entries cap keeps ~2,000 of those, and a cap of a million entries made syncs spend half
+/// their time loading states again (measured: 8 messages/s delivered instead of 19). A user's
+/// first sync in 1,000 small rooms loads each room's state and its ancestors (~6 states a room):
+/// the count cap keeps them all.
+const CACHED_STATES: usize = 8_000;
+const CACHED_STATE_ENTRIES: usize = 1_300_000;
 /// Event IDs of short event IDs kept in memory.
 const CACHED_EVENT_IDS: usize = 20_000;
 
@@ -75,9 +79,16 @@ pub struct RoomStates {
     interning: Mutex<()>,
     state_keys: RwLock<HashMap<(StateEventType, String), ShortStateKey>>,
     state_keys_by_short: RwLock<HashMap<ShortStateKey, (StateEventType, String)>>,
-    cache: Mutex<HashMap<StateHash, (Arc<StateMap>, u32)>>,
+    cache: Mutex<StateCache>,
     /// Short event IDs resolved lately (a state lookup resolves one each time).
     event_ids: Mutex<HashMap<ShortEventId, OwnedEventId>>,
+}
+
+/// Loaded states by hash, and how many entries they hold together.
+#[derive(Default)]
+struct StateCache {
+    states: HashMap<StateHash, (Arc<StateMap>, u32)>,
+    entries: usize,
 }
 
 fn state_key_string(kind: &StateEventType, state_key: &str) -> Vec<u8> {
@@ -96,7 +107,7 @@ impl RoomStates {
             interning: Mutex::new(()),
             state_keys: RwLock::new(HashMap::new()),
             state_keys_by_short: RwLock::new(HashMap::new()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             event_ids: Mutex::new(HashMap::new()),
         })
     }
@@ -206,7 +217,7 @@ impl RoomStates {
     }
 
     fn load_with_depth(&self, hash: StateHash) -> Result<(Arc<StateMap>, u32)> {
-        if let Some(cached) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        if let Some(cached) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).states.get(&hash) {
             return Ok(cached.clone());
         }
         let bytes = self
@@ -264,9 +275,12 @@ impl RoomStates {
     /// Caches a loaded or saved state, emptying the cache first when it holds too many entries.
     fn remember(&self, hash: StateHash, state: &(Arc<StateMap>, u32)) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHED_STATES {
-            cache.clear();
+        if cache.states.len() >= CACHED_STATES || cache.entries + state.0.len() > CACHED_STATE_ENTRIES {
+            *cache = StateCache::default();
         }
-        cache.insert(hash, state.clone());
+        cache.entries += state.0.len();
+        if let Some((replaced, _)) = cache.states.insert(hash, state.clone()) {
+            cache.entries -= replaced.len();
+        }
     }
 }
