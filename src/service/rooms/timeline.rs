@@ -169,13 +169,12 @@ impl Rooms {
 
     /// The rooms with events after stream position `since`, up to `until`.
     pub fn rooms_changed(&self, since: u64, until: u64) -> Result<BTreeSet<OwnedRoomId>> {
-        let mut rooms = BTreeSet::new();
-        for room_id in self.stream_rows(Table::StreamRooms, since, until)? {
-            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&room_id).as_ref()) {
-                rooms.insert(room_id);
-            }
-        }
-        Ok(rooms)
+        // A busy room has a row for each event and receipt: parsed once.
+        let rows: BTreeSet<Vec<u8>> = self.stream_rows(Table::StreamRooms, since, until)?.into_iter().collect();
+        Ok(rows
+            .iter()
+            .filter_map(|room_id| std::str::from_utf8(room_id).ok().and_then(|room_id| RoomId::parse(room_id).ok()))
+            .collect())
     }
 
     /// Whose membership changed after stream position `since`, up to `until`, in which room.
