@@ -13,6 +13,7 @@ pub mod create;
 pub mod directory;
 pub mod events;
 pub mod invites;
+mod kept;
 pub mod membership;
 pub mod outbox;
 pub mod pdu;
@@ -42,6 +43,7 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::kept::KeptPerRoom;
 use self::pdu::{Pdu, StoredPdu};
 use self::state::{RoomStates, StateHash, StateMap};
 use super::appservices::Appservices;
@@ -77,14 +79,6 @@ pub struct RoomRecord {
 
 /// A room's members of every membership, as the membership index holds them.
 pub type Members = Arc<[(OwnedUserId, MembershipState)]>;
-
-/// The members kept for [`Rooms::members`]: each room's list with the forward extremities it
-/// was read at, and how many members all lists hold.
-#[derive(Default)]
-struct MemberLists {
-    rooms: HashMap<OwnedRoomId, (Vec<OwnedEventId>, Members)>,
-    members: usize,
-}
 
 /// Members [`Rooms::members`] keeps, in all rooms together, before it starts over.
 const CACHED_MEMBERS: usize = 200_000;
@@ -197,12 +191,11 @@ pub struct Rooms {
     /// reader never puts an older record back. Not kept when processes share the database
     /// (another may have written since).
     records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
-    /// Each room's members (see [`Rooms::members`]), with the room's forward extremities they
-    /// were read at: every event written changes those, so a list is used only while no event
-    /// was added since (a burst of receipts, the summaries of many syncs read the members once).
-    member_lists: Mutex<MemberLists>,
+    /// Each room's members until the next event in it (see [`Rooms::members`]): a burst of
+    /// receipts, the summaries of many syncs read them once.
+    member_lists: KeptPerRoom<Members>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
-    recent: Mutex<timeline::RecentTimelines>,
+    timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
     /// Parsed PDUs of recent events: every auth check reads the same few (create, power
     /// levels, the sender's membership). A redaction drops its target here and, announced,
     /// in the other processes sharing the database.
@@ -245,8 +238,8 @@ impl Rooms {
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
-            member_lists: Mutex::new(MemberLists::default()),
-            recent: Mutex::default(),
+            member_lists: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
+            timeline_ends: KeptPerRoom::new(timeline::KEPT_ROWS, |end| end.rows.len()),
             profiles,
             metrics,
             outbox: tokio::sync::Notify::new(),
@@ -304,11 +297,8 @@ impl Rooms {
     /// Drops cached data of a room being deleted.
     fn forget_room_caches(&self, room_id: &RoomId) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
-        self.forget_recent_timeline(room_id);
-        let mut lists = self.member_lists.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, members)) = lists.rooms.remove(room_id) {
-            lists.members -= members.len();
-        }
+        self.timeline_ends.forget(room_id);
+        self.member_lists.forget(room_id);
         self.pdus.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -414,36 +404,23 @@ impl Rooms {
     /// A room's members of every membership, from the membership index (no events read), kept
     /// until the next event in the room.
     pub fn members(&self, room_id: &RoomId) -> Result<Members> {
-        // Read before the members, so a list kept is never older than the extremities it is
-        // kept with.
-        let extremities = self.room(room_id).ok().map(|room| room.extremities);
-        let lists = self.member_lists.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, members)) = lists.rooms.get(room_id)
-            && Some(at) == extremities.as_ref()
-        {
-            return Ok(members.clone());
+        let read = || {
+            let room_prefix = prefix(&[room_id.as_bytes()]);
+            let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(key, membership)| {
+                    let user = UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok()?;
+                    Some((user, membership))
+                })
+                .collect())
+        };
+        // A room this server has no record of (only members of it, through invites) is read
+        // each time.
+        match self.room(room_id) {
+            Ok(room) => self.member_lists.get_or_read(room_id, &room.extremities, read),
+            Err(_) => read(),
         }
-        drop(lists);
-        let room_prefix = prefix(&[room_id.as_bytes()]);
-        let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
-        let members: Members = rows
-            .into_iter()
-            .filter_map(|(key, membership)| {
-                let user = UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok()?;
-                Some((user, membership))
-            })
-            .collect();
-        if let Some(extremities) = extremities {
-            let mut lists = self.member_lists.lock().unwrap_or_else(|e| e.into_inner());
-            if lists.members + members.len() > CACHED_MEMBERS {
-                *lists = MemberLists::default();
-            }
-            lists.members += members.len();
-            if let Some((_, replaced)) = lists.rooms.insert(room_id.to_owned(), (extremities, members.clone())) {
-                lists.members -= replaced.len();
-            }
-        }
-        Ok(members)
     }
 
     /// The users joined to a room (of every server).

@@ -339,7 +339,8 @@ impl Rooms {
             added += 1;
         }
         batch.commit()?;
-        self.forget_recent_timeline(room_id);
+        // Rows written below the kept end of the timeline, which the extremities do not show.
+        self.timeline_ends.forget(room_id);
         Ok(added)
     }
 

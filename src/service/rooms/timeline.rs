@@ -1,9 +1,9 @@
 //! Reads in stream order: a room's timeline between two stream positions, the rooms and
 //! memberships that changed between two positions (what an incremental sync starts from), and
-//! the state at a position. The end of each room's timeline is kept in memory while no event
-//! is added to the room, so the syncs a message wakes read it once.
+//! the state at a position. The end of each room's timeline is kept in memory until the next
+//! event in the room (`kept`), so the syncs a message wakes read it once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ruma::events::room::member::MembershipState;
@@ -15,25 +15,15 @@ use crate::error::Result;
 use crate::store::{Table, key, prefix, prefix_end};
 
 /// Rows of a room's timeline end kept: a sync's page (up to 20 events and one past them).
-const RECENT_ROWS: usize = 32;
+const END_ROWS: usize = 32;
 
-/// Rooms whose timeline ends are kept before starting over.
-const RECENT_ROOMS: usize = 2_048;
+/// Rows of timeline ends kept in all rooms together (those of 2,048 rooms).
+pub(super) const KEPT_ROWS: usize = 2_048 * END_ROWS;
 
-/// The end of each room's timeline as last read (see [`Rooms::timeline_until`]), and how many
-/// times rows kept were dropped: a read that began before a drop keeps nothing.
-#[derive(Default)]
-pub(super) struct RecentTimelines {
-    rooms: HashMap<OwnedRoomId, RecentTimeline>,
-    drops: u64,
-}
-
-/// A room's latest timeline rows, oldest first, with the forward extremities read before
-/// them: every event written to the timeline changes those (backfill, which does not, drops
-/// the room's rows), so while they match no row is missing after the oldest kept.
-struct RecentTimeline {
-    extremities: Vec<OwnedEventId>,
-    rows: Arc<[(u64, OwnedEventId)]>,
+/// A room's latest timeline rows, oldest first: while they are kept, no row is missing after
+/// the oldest of them.
+pub(super) struct TimelineEnd {
+    pub rows: Vec<(u64, OwnedEventId)>,
     /// The rows are the room's whole timeline.
     whole: bool,
 }
@@ -60,7 +50,7 @@ impl Rooms {
         // the database (another may write to the room without this one knowing).
         if !forward
             && self.store.shared().is_none()
-            && let Some(rows) = self.recent_rows(room_id, &room, from, to, limit)?
+            && let Some(rows) = self.rows_from_end(room_id, &room, from, to, limit)?
         {
             return Ok(rows);
         }
@@ -97,8 +87,8 @@ impl Rooms {
     }
 
     /// A backward read of the timeline from the rows kept of its end, when they hold all it
-    /// asks for; reads and keeps the end when nothing is kept for the room's extremities.
-    fn recent_rows(
+    /// asks for (the end is read and kept when nothing is kept at the room's extremities).
+    fn rows_from_end(
         &self,
         room_id: &RoomId,
         room: &RoomRecord,
@@ -106,57 +96,23 @@ impl Rooms {
         to: Option<u64>,
         limit: usize,
     ) -> Result<Option<Vec<(u64, OwnedEventId)>>> {
-        let (kept, drops) = {
-            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            let kept = recent
-                .rooms
-                .get(room_id)
-                .filter(|kept| kept.extremities == room.extremities)
-                .map(|kept| (kept.rows.clone(), kept.whole));
-            (kept, recent.drops)
-        };
-        let (rows, whole) = match kept {
-            Some(kept) => kept,
-            None => {
-                let newest_first = self.read_timeline(room, None, None, false, RECENT_ROWS)?;
-                let whole = newest_first.len() < RECENT_ROWS;
-                let rows: Arc<[(u64, OwnedEventId)]> = newest_first.into_iter().rev().collect();
-                let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-                if recent.drops == drops {
-                    if recent.rooms.len() >= RECENT_ROOMS {
-                        recent.rooms.clear();
-                    }
-                    let extremities = room.extremities.clone();
-                    recent.rooms.insert(
-                        room_id.to_owned(),
-                        RecentTimeline {
-                            extremities,
-                            rows: rows.clone(),
-                            whole,
-                        },
-                    );
-                }
-                (rows, whole)
-            }
-        };
+        let end = self.timeline_ends.get_or_read(room_id, &room.extremities, || {
+            let mut rows = self.read_timeline(room, None, None, false, END_ROWS)?;
+            rows.reverse();
+            let whole = rows.len() < END_ROWS;
+            Ok(Arc::new(TimelineEnd { rows, whole }))
+        })?;
         let (from, to) = (from.unwrap_or(u64::MAX), to.unwrap_or(0));
-        let wanted: Vec<(u64, OwnedEventId)> = rows
+        let wanted: Vec<(u64, OwnedEventId)> = end
+            .rows
             .iter()
             .rev()
             .filter(|(position, _)| (to..=from).contains(position))
             .take(limit)
             .cloned()
             .collect();
-        // The kept rows are every row of the room from the oldest kept on.
-        let reaches_to = rows.first().is_some_and(|(oldest, _)| *oldest <= to);
-        Ok((wanted.len() == limit || whole || reaches_to).then_some(wanted))
-    }
-
-    /// Drops the rows kept of a room's timeline end (rows were written below them).
-    pub(super) fn forget_recent_timeline(&self, room_id: &RoomId) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.rooms.remove(room_id);
-        recent.drops += 1;
+        let reaches_to = end.rows.first().is_some_and(|(oldest, _)| *oldest <= to);
+        Ok((wanted.len() == limit || end.whole || reaches_to).then_some(wanted))
     }
 
     /// The room state as it was at a stream position: after the room's last event before it.
