@@ -120,9 +120,9 @@ pub async fn execute_room(services: &Services, command: RoomCommand) -> Result<A
             let stored = rooms
                 .stored_event(&event_id)?
                 .ok_or_else(|| Error::not_found(format!("no event {event_id}")))?;
-            let version = rooms.room(&stored.room_id)?.version;
+            let version = rooms.room(&stored.meta.room_id)?.version;
             Ok(AdminOutput::Details(
-                json!({ "room_id": stored.room_id, "room_version": version, "pdu": stored.pdu.object()? }),
+                json!({ "room_id": stored.meta.room_id, "room_version": version, "pdu": stored.pdu.object()? }),
             ))
         }
         RoomCommand::Delete { room } => {

@@ -260,12 +260,12 @@ impl super::Services {
             return Ok(());
         };
         let event_id = event_id.to_owned();
-        let room_id = &stored.room_id.clone();
+        let room_id = &stored.meta.room_id.clone();
         let client_event = self.rooms.client_event(&event_id, &stored, None)?;
         let sender = &client_event.pdu().sender;
         let notified = self
             .push
-            .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.stream)
+            .evaluate(&self.rooms, room_id, &event_id, &client_event, stored.meta.stream)
             .await?;
         if let Some(hold) = hold {
             hold.complete(Vec::new());
@@ -322,7 +322,7 @@ impl Rooms {
             };
             let event_stream = match receipt.event_stream {
                 Some(stream) => Some(stream),
-                None => self.stored_event(&receipt.event_id)?.map(|event| event.stream),
+                None => self.stored_event(&receipt.event_id)?.map(|event| event.meta.stream),
             };
             position = position.max(event_stream.unwrap_or_default());
         }

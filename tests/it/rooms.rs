@@ -239,6 +239,8 @@ async fn power_levels_bans_and_who_may_read() {
     );
 
     // Redaction: bob (now at 100) may redact alice's message; carol may not send at all.
+    let (_, before) = messages(&server, &alice, &room, "dir=b&limit=1").await;
+    assert_eq!(before["chunk"][0]["content"]["body"], "members only");
     let redact_path = format!("/_matrix/client/v3/rooms/{room}/redact/{event_id}/r1");
     let (status, body) = server.put(&redact_path, Some(&bob), json!({ "reason": "spam" })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -247,6 +249,9 @@ async fn power_levels_bans_and_who_may_read() {
         .await;
     assert_eq!(redacted["content"], json!({}));
     assert_eq!(redacted["unsigned"]["redacted_because"]["content"]["reason"], "spam");
+    let (_, after) = messages(&server, &alice, &room, "dir=b&limit=2").await;
+    let served = after["chunk"].as_array().unwrap().iter().find(|event| event["event_id"] == event_id).unwrap();
+    assert_eq!((&served["content"], &served["unsigned"]["redacted_because"]["content"]["reason"]), (&json!({}), &json!("spam")));
     assert_error(&send_text(&server, &carol, &room, "c1", "let me in").await, 403, "M_FORBIDDEN");
 
     // A ban keeps a user out; unbanned, they may come back.

@@ -44,6 +44,11 @@ async fn threads_list_by_latest_reply_and_events_carry_their_aggregations() {
 
     let first_root = server.send(&alice, &room, "m.room.message", text("first topic")).await;
     let second_root = server.send(&alice, &room, "m.room.message", text("second topic")).await;
+    // Served before anything relates to them, so what is kept of them must change after.
+    let (status, _) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(&bob))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     server
         .send(&bob, &room, "m.room.message", in_thread(&first_root, "bob's reply"))
         .await;

@@ -25,7 +25,7 @@ pub async fn get_context(
     services.rooms.check_can_read_room(&request.room_id, user)?;
     let not_found = || Error::not_found("Event not found");
     let stored = services.rooms.stored_event(&request.event_id)?.ok_or_else(not_found)?;
-    if stored.room_id != request.room_id || !services.rooms.can_see_event(user, &stored)? {
+    if stored.meta.room_id != request.room_id || !services.rooms.can_see_event(user, &stored)? {
         return Err(not_found());
     }
     let limit = u64::from(request.limit).min(100) as usize;
@@ -33,7 +33,7 @@ pub async fn get_context(
         &services,
         Viewer::device(user, &session.device_id),
         &request.room_id,
-        stored.stream,
+        stored.meta.stream,
         (limit / 2, limit - limit / 2),
         &request.filter,
     )?;

@@ -11,13 +11,13 @@ use ruma::api::Direction;
 use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::message::get_message_events;
 use ruma::events::StateEventType;
-use ruma::{EventId, OwnedEventId, RoomId, UserId};
+use ruma::{OwnedEventId, RoomId, UserId};
 
 use super::rooms::raw;
 use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::rooms::StoredEvent;
+use crate::service::rooms::ServedEvent;
 use crate::service::rooms::visibility::{ClientEvent, Viewer, VisibilityMemo};
 
 /// The most events one page returns.
@@ -157,12 +157,12 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
                     .take(limit - events.len())
                     .map(|(_, event_id)| event_id.clone())
                     .collect();
-                stored = services.rooms.stored_events(&ids)?.into_iter();
+                stored = services.rooms.served_events(&ids)?.into_iter();
             }
-            let stored = stored.next().flatten();
+            let served = stored.next().flatten();
             cursor = Some(if forward { position + 1 } else { position.saturating_sub(1) });
-            if let Some(stored) = stored
-                && let Some(event) = visible_event(services, Viewer { user, device }, event_id, &stored, &mut seen)?
+            if let Some(served) = served
+                && let Some(event) = visible_event(services, Viewer { user, device }, served, &mut seen)?
                 && filter_allows(filter, &event)
             {
                 events.push((position, event));
@@ -206,17 +206,11 @@ pub fn latest_events(
 }
 
 /// An event in client format if the viewer may see it.
-fn visible_event(
-    services: &Services,
-    viewer: Viewer<'_>,
-    event_id: &EventId,
-    stored: &StoredEvent,
-    seen: &mut VisibilityMemo,
-) -> Result<Option<ClientEvent>> {
-    if !services.rooms.can_see_event_remembering(viewer.user, stored, seen)? {
+fn visible_event(services: &Services, viewer: Viewer<'_>, event: ServedEvent, seen: &mut VisibilityMemo) -> Result<Option<ClientEvent>> {
+    if !services.rooms.can_see_event_remembering(viewer.user, &event, seen)? {
         return Ok(None);
     }
-    Ok(Some(services.rooms.client_event(event_id, stored, Some(viewer))?))
+    Ok(Some(services.rooms.served_client_event(event.pdu, &event.meta, Some(viewer))?))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`

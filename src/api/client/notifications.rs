@@ -44,7 +44,7 @@ pub async fn get_notifications(
                 continue;
             };
             let event = services.rooms.client_event(&record.event_id, &stored, Some(Viewer::user(user)))?;
-            let read = services.rooms.read_position(&record.room_id, user)? >= stored.stream;
+            let read = services.rooms.read_position(&record.room_id, user)? >= stored.meta.stream;
             let mut notification = get_notifications::v3::Notification::new(
                 record.actions,
                 raw(&event)?,

@@ -23,7 +23,7 @@ pub async fn set_read_marker(
         if services
             .rooms
             .stored_event(event_id)?
-            .is_none_or(|stored| stored.room_id != request.room_id)
+            .is_none_or(|stored| stored.meta.room_id != request.room_id)
         {
             return Err(Error::not_found("The event is not in this room"));
         }

@@ -40,7 +40,7 @@ fn relating_events(services: &Services, session: &Session, query: RelationsQuery
     let parent = services
         .rooms
         .stored_event(query.event_id)?
-        .filter(|stored| stored.room_id == query.room_id)
+        .filter(|stored| stored.meta.room_id == query.room_id)
         .ok_or_else(|| Error::not_found("Event not found"))?;
     if !services.rooms.can_see_event(user, &parent)? {
         return Err(Error::not_found("Event not found"));

@@ -35,7 +35,7 @@ pub async fn report_event(
     let stored = services
         .rooms
         .stored_event(&request.event_id)?
-        .filter(|stored| stored.room_id == request.room_id && stored.redacted_by.is_none())
+        .filter(|stored| stored.meta.room_id == request.room_id && stored.meta.redacted_by.is_none())
         .ok_or_else(not_found)?;
     if !services.rooms.can_see_event(reporter, &stored)? {
         return Err(not_found());

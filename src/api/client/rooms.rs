@@ -64,7 +64,7 @@ pub async fn get_room_event(
     services.rooms.check_can_read_room(&request.room_id, &session.user_id)?;
     let not_found = || Error::not_found("Event not found");
     let stored = services.rooms.stored_event(&request.event_id)?.ok_or_else(not_found)?;
-    if stored.room_id != request.room_id || !services.rooms.can_see_event(&session.user_id, &stored)? {
+    if stored.meta.room_id != request.room_id || !services.rooms.can_see_event(&session.user_id, &stored)? {
         return Err(not_found());
     }
     let event = services.rooms.client_event(

@@ -113,7 +113,7 @@ fn search_room_events(services: &Services, session: &Session, criteria: &Criteri
         let Some(stored) = services.rooms.stored_event(&event_id)? else {
             continue;
         };
-        if stored.redacted_by.is_some() || !services.rooms.can_see_event(user, &stored)? {
+        if stored.meta.redacted_by.is_some() || !services.rooms.can_see_event(user, &stored)? {
             continue;
         }
         let event = services.rooms.client_event(&event_id, &stored, Some(viewer))?;

@@ -542,11 +542,8 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
         .iter()
         .map(|(_, short_event)| services.rooms.states.event_id(*short_event))
         .collect::<Result<Vec<_>>>()?;
-    for (event_id, stored) in event_ids.iter().zip(services.rooms.stored_events(&event_ids)?) {
-        let Some(stored) = stored else {
-            continue;
-        };
-        let event = services.rooms.client_event(event_id, &stored, None)?;
+    for served in services.rooms.served_events(&event_ids)?.into_iter().flatten() {
+        let event = services.rooms.served_client_event(served.pdu, &served.meta, None)?;
         if filter_allows(state_filter, &event) {
             state_events.push(raw(&event)?);
         }

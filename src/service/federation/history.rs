@@ -79,7 +79,7 @@ impl Federation {
     /// A stored event of a room `origin` is in, as its PDU.
     pub fn event_for(&self, rooms: &Rooms, origin: &ServerName, event_id: &EventId) -> Result<CanonicalJsonObject> {
         let stored = rooms.stored_event(event_id)?.ok_or_else(|| Error::not_found("No such event"))?;
-        self.check_server_in_room(rooms, origin, &stored.room_id)?;
+        self.check_server_in_room(rooms, origin, &stored.meta.room_id)?;
         stored.pdu.object()
     }
 
@@ -88,9 +88,10 @@ impl Federation {
         self.check_server_in_room(rooms, origin, room_id)?;
         let stored = rooms
             .stored_event(event_id)?
-            .filter(|stored| stored.room_id == room_id)
+            .filter(|stored| stored.meta.room_id == room_id)
             .ok_or_else(|| Error::not_found("No such event"))?;
         let hash = stored
+            .meta
             .state_before
             .ok_or_else(|| Error::not_found("The state at this event is not known here"))?;
         let mut state = Vec::new();
@@ -105,7 +106,7 @@ impl Federation {
     /// The auth chain of an event.
     pub fn event_auth(&self, rooms: &Rooms, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Vec<OwnedEventId>> {
         self.check_server_in_room(rooms, origin, room_id)?;
-        if rooms.stored_event(event_id)?.is_none_or(|stored| stored.room_id != room_id) {
+        if rooms.stored_event(event_id)?.is_none_or(|stored| stored.meta.room_id != room_id) {
             return Err(Error::not_found("No such event"));
         }
         let mut chain: Vec<OwnedEventId> = rooms.auth_chain([event_id.to_owned()])?.into_iter().collect();

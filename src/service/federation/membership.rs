@@ -343,7 +343,7 @@ impl Federation {
         let stored = rooms
             .stored_event(&pdu.event_id)?
             .ok_or_else(|| Error::Internal("the join was not stored".into()))?;
-        let state = match stored.state_before {
+        let state = match stored.meta.state_before {
             Some(hash) => rooms.states.load(hash)?,
             None => return Err(Error::Internal("the join has no state before it".into())),
         };

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::pdu::{Pdu, StoredPdu, UnsignedPdu};
 use super::state::{StateHash, StateMap};
-use super::{BUMP_TYPES, MembershipRecord, NewEvent, Replaced, RoomRecord, Rooms, StoredEvent, Transaction, relation, rules};
+use super::{BUMP_TYPES, EventMeta, MembershipRecord, NewEvent, Replaced, RoomRecord, Rooms, StoredEvent, Transaction, relation, rules};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
 use crate::service::stream::Ticket;
@@ -170,9 +170,17 @@ impl Rooms {
             woken.push(target);
         }
         ticket.complete(woken);
-        if let Some(target) = redacted {
-            // Dropped only now: a read before the commit may have cached the unredacted event.
-            self.pdus.lock().unwrap_or_else(|e| e.into_inner()).remove(&target);
+        // Dropped only now: a read before the commit may have kept the event as it was (not
+        // yet redacted, or not yet related to).
+        let parent = pdu
+            .content
+            .get()
+            .contains("m.relates_to")
+            .then(|| relation(&pdu.content_value()))
+            .flatten();
+        if redacted.is_some() || parent.is_some() {
+            let changed = redacted.iter().chain(parent.as_ref().map(|(_, parent)| parent));
+            self.cached_events().drop_events(changed.map(|event_id| &**event_id));
         }
     }
 
@@ -188,15 +196,15 @@ impl Rooms {
         let Some(mut stored) = self.stored_event(target)? else {
             return Ok(());
         };
-        if stored.room_id != room_id || stored.redacted_by.is_some() {
+        if stored.meta.room_id != room_id || stored.meta.redacted_by.is_some() {
             return Ok(());
         }
         let original = stored.pdu.parse(target, room_id)?;
-        self.unindex_event(batch, &original, stored.stream)?;
+        self.unindex_event(batch, &original, stored.meta.stream)?;
         let redacted = ruma::canonical_json::redact(stored.pdu.object()?, &rules.redaction, None)
             .map_err(|e| Error::Internal(format!("redaction of {target}: {e}")))?;
         stored.pdu = StoredPdu::new(&redacted)?;
-        stored.redacted_by = Some(redaction_id.to_owned());
+        stored.meta.redacted_by = Some(redaction_id.to_owned());
         batch.put(Table::Events, target.as_bytes(), &stored.encode());
         Ok(())
     }
@@ -298,14 +306,16 @@ impl Rooms {
         );
         batch.put(Table::StreamRooms, &stream.to_be_bytes(), room_id);
         let stored = StoredEvent {
-            room_id: pdu.room_id.clone(),
+            meta: EventMeta {
+                room_id: pdu.room_id.clone(),
+                stream,
+                state_before,
+                transaction,
+                redacted_by: None,
+                related: false,
+                replaced,
+            },
             pdu: StoredPdu::new(&object)?,
-            stream,
-            state_before,
-            transaction,
-            redacted_by: None,
-            related: false,
-            replaced,
         };
         batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         batch.put_json(Table::Rooms, room_id, room);

@@ -1,5 +1,5 @@
 //! Stored events: their encoding, reading one or a page's at once, and the cache of parsed
-//! PDUs every auth check and served event reads through.
+//! events every auth check and served event reads through.
 //!
 //! An event is stored as a format byte, the length of its other fields' JSON (four bytes,
 //! big-endian), that JSON, then the PDU's canonical JSON text: reading an event parses the
@@ -7,17 +7,18 @@
 //! come from the cache of parsed PDUs). Events written before this format are one JSON object
 //! with the PDU inside, still read.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
 
 use ruma::{EventId, OwnedEventId};
 
 use super::pdu::{Pdu, StoredPdu};
-use super::{Rooms, StoredEvent};
+use super::{EventMeta, Rooms, StoredEvent};
 use crate::error::{Error, Result};
 use crate::store::Table;
 
-/// PDUs kept parsed in memory.
-const CACHED_PDUS: usize = 20_000;
+/// Events kept parsed in memory.
+const CACHED_EVENTS: usize = 20_000;
 
 /// The first byte of an event in the current format (a JSON object, the earlier one, starts
 /// with `{`).
@@ -27,7 +28,7 @@ impl StoredEvent {
     /// The stored form.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing our own plain data types into a Vec cannot fail.
-        let fields = serde_json::to_vec(self).expect("stored types serialize");
+        let fields = serde_json::to_vec(&self.meta).expect("stored types serialize");
         let mut bytes = Vec::with_capacity(5 + fields.len() + self.pdu.text().len());
         bytes.push(EVENT_FORMAT);
         bytes.extend_from_slice(&(fields.len() as u32).to_be_bytes());
@@ -42,9 +43,11 @@ impl StoredEvent {
         if bytes.first() == Some(&b'{') {
             let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)?;
             let pdu = object.remove("pdu").ok_or_else(|| corrupt("no PDU"))?;
-            let mut stored: StoredEvent = serde_json::from_value(serde_json::Value::Object(object))?;
-            stored.pdu = StoredPdu::from_text(pdu.to_string());
-            return Ok(stored);
+            let meta = serde_json::from_value(serde_json::Value::Object(object))?;
+            return Ok(StoredEvent {
+                meta,
+                pdu: StoredPdu::from_text(pdu.to_string()),
+            });
         }
         let (Some(&EVENT_FORMAT), Some(length)) = (bytes.first(), bytes.get(1..5)) else {
             return Err(corrupt("unknown format"));
@@ -52,9 +55,10 @@ impl StoredEvent {
         let fields_end = 5 + u32::from_be_bytes(length.try_into().expect("four bytes")) as usize;
         let fields = bytes.get(5..fields_end).ok_or_else(|| corrupt("cut short"))?;
         let pdu = String::from_utf8(bytes[fields_end..].to_vec()).map_err(|_| corrupt("the PDU is not UTF-8"))?;
-        let mut stored: StoredEvent = serde_json::from_slice(fields)?;
-        stored.pdu = StoredPdu::from_text(pdu);
-        Ok(stored)
+        Ok(StoredEvent {
+            meta: serde_json::from_slice(fields)?,
+            pdu: StoredPdu::from_text(pdu),
+        })
     }
 }
 
@@ -103,17 +107,154 @@ impl Rooms {
         if let Some(pdu) = self.cached_pdu(event_id) {
             return Ok(pdu);
         }
-        let pdu = Arc::new(stored.pdu.parse(event_id, &stored.room_id)?);
-        let mut cache = self.pdus.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHED_PDUS {
-            cache.clear();
-        }
-        cache.insert(event_id.to_owned(), pdu.clone());
+        let pdu = Arc::new(stored.pdu.parse(event_id, &stored.meta.room_id)?);
+        self.cached_events().keep_pdu(event_id, &pdu);
         Ok(pdu)
     }
 
+    /// Events as they are served, in the order of `event_ids`: from the cache when it has
+    /// them, the others read together and kept there.
+    pub fn served_events(&self, event_ids: &[OwnedEventId]) -> Result<Vec<Option<ServedEvent>>> {
+        let (mut served, drops) = {
+            let cache = self.cached_events();
+            let served: Vec<_> = event_ids.iter().map(|event_id| cache.served(event_id)).collect();
+            (served, cache.drops)
+        };
+        let missing: Vec<OwnedEventId> = event_ids
+            .iter()
+            .zip(&served)
+            .filter(|(_, served)| served.is_none())
+            .map(|(event_id, _)| event_id.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(served);
+        }
+        let mut read = Vec::with_capacity(missing.len());
+        for (event_id, stored) in missing.iter().zip(self.stored_events(&missing)?) {
+            read.push(match stored {
+                Some(stored) => Some(ServedEvent {
+                    pdu: match self.cached_pdu(event_id) {
+                        Some(pdu) => pdu,
+                        None => Arc::new(stored.pdu.parse(event_id, &stored.meta.room_id)?),
+                    },
+                    meta: Arc::new(stored.meta),
+                }),
+                None => None,
+            });
+        }
+        // With other processes on the database, an event they change is not announced here.
+        let keep_meta = self.store.shared().is_none();
+        let mut cache = self.cached_events();
+        for (event_id, event) in missing.iter().zip(&read) {
+            if let Some(event) = event {
+                cache.keep_served(event_id, event, keep_meta, drops);
+            }
+        }
+        drop(cache);
+        let mut read = read.into_iter();
+        for slot in served.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = read.next().flatten();
+        }
+        Ok(served)
+    }
+
     fn cached_pdu(&self, event_id: &EventId) -> Option<Arc<Pdu>> {
-        self.pdus.lock().unwrap_or_else(|e| e.into_inner()).get(event_id).cloned()
+        self.cached_events().pdu(event_id)
+    }
+
+    /// The cache of parsed events, locked.
+    pub(super) fn cached_events(&self) -> MutexGuard<'_, EventCache> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A stored event as it is served: parsed, with what the server knows about it.
+#[derive(Debug, Clone)]
+pub struct ServedEvent {
+    pub pdu: Arc<Pdu>,
+    pub meta: Arc<EventMeta>,
+}
+
+/// Recent events kept parsed in memory: every auth check reads the same few (create, power
+/// levels, the sender's membership), and the syncs and pages that serve a new message read it
+/// again and again. Timeline events are kept with what the server knows about them, so
+/// serving them reads nothing from the store; that changes when the event is redacted or
+/// first related to, and those writes drop it here after they commit.
+#[derive(Default)]
+pub struct EventCache {
+    events: HashMap<OwnedEventId, CachedEvent>,
+    /// How many times events were dropped: a read that began before a drop keeps nothing, as
+    /// it may have read an event as it was before the change.
+    drops: u64,
+}
+
+struct CachedEvent {
+    pdu: Arc<Pdu>,
+    meta: Option<Arc<EventMeta>>,
+}
+
+impl EventCache {
+    fn pdu(&self, event_id: &EventId) -> Option<Arc<Pdu>> {
+        self.events.get(event_id).map(|cached| cached.pdu.clone())
+    }
+
+    /// Whether the event is kept (so it is stored).
+    pub(super) fn contains(&self, event_id: &EventId) -> bool {
+        self.events.contains_key(event_id)
+    }
+
+    fn served(&self, event_id: &EventId) -> Option<ServedEvent> {
+        let cached = self.events.get(event_id)?;
+        Some(ServedEvent {
+            pdu: cached.pdu.clone(),
+            meta: cached.meta.clone()?,
+        })
+    }
+
+    fn make_room(&mut self) {
+        if self.events.len() >= CACHED_EVENTS {
+            self.events.clear();
+        }
+    }
+
+    fn keep_pdu(&mut self, event_id: &EventId, pdu: &Arc<Pdu>) {
+        self.make_room();
+        self.events.entry(event_id.to_owned()).or_insert_with(|| CachedEvent {
+            pdu: pdu.clone(),
+            meta: None,
+        });
+    }
+
+    /// Keeps an event read while `drops` events had been dropped: with what the server
+    /// knows about it when `keep_meta` and it is in the timeline (an outlier's row is
+    /// rewritten when it joins the timeline).
+    fn keep_served(&mut self, event_id: &EventId, event: &ServedEvent, keep_meta: bool, drops: u64) {
+        if self.drops != drops {
+            return;
+        }
+        self.make_room();
+        let meta = (keep_meta && event.meta.stream != 0).then(|| event.meta.clone());
+        self.events.insert(
+            event_id.to_owned(),
+            CachedEvent {
+                pdu: event.pdu.clone(),
+                meta,
+            },
+        );
+    }
+
+    /// Drops events whose stored form changed, once the change is committed.
+    pub(super) fn drop_events<'a>(&mut self, event_ids: impl IntoIterator<Item = &'a EventId>) {
+        for event_id in event_ids {
+            self.events.remove(event_id);
+        }
+        self.drops += 1;
+    }
+
+    /// Drops every event (a room's were deleted).
+    pub(super) fn clear(&mut self) {
+        self.events.clear();
+        self.drops += 1;
     }
 }
 
@@ -137,11 +278,14 @@ mod tests {
     fn reads_stored_events_of_both_formats() {
         let legacy = json!({ "room_id": "!r:x", "pdu": pdu_object(), "stream": 7, "state_before": null, "related": true });
         let read = StoredEvent::decode(&serde_json::to_vec(&legacy).unwrap()).unwrap();
-        assert_eq!((read.stream, read.related), (7, true));
+        assert_eq!((read.meta.stream, read.meta.related), (7, true));
         assert_eq!(read.pdu.object().unwrap(), pdu_object());
 
         let again = StoredEvent::decode(&read.encode()).unwrap();
-        assert_eq!((again.room_id.as_str(), again.stream, again.related), ("!r:x", 7, true));
+        assert_eq!(
+            (again.meta.room_id.as_str(), again.meta.stream, again.meta.related),
+            ("!r:x", 7, true)
+        );
         assert_eq!(again.pdu.text(), serde_json::to_string(&pdu_object()).unwrap());
         let pdu = again.pdu.parse(event_id!("$e:x"), room_id!("!r:x")).unwrap();
         assert_eq!(pdu.state_key.as_deref(), Some("@a:x"));

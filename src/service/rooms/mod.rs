@@ -43,6 +43,8 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::events::EventCache;
+pub use self::events::ServedEvent;
 use self::kept::KeptPerRoom;
 use self::pdu::{Pdu, StoredPdu};
 use self::state::{RoomStates, StateHash, StateMap};
@@ -102,14 +104,20 @@ pub struct Transaction {
 }
 
 /// One stored event: the PDU and what this server knows about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
-    pub room_id: OwnedRoomId,
+    pub meta: EventMeta,
     /// The signed PDU (redacted once a redaction applies to it); stored after the other
     /// fields' JSON, not in it (see [`StoredEvent::encode`]).
-    #[serde(skip)]
     pub pdu: StoredPdu,
-    /// Position in the server-wide stream.
+}
+
+/// What this server knows about a stored event besides its PDU: the JSON part of the stored
+/// form, and what serving the event reads with the parsed PDU (see [`ServedEvent`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventMeta {
+    pub room_id: OwnedRoomId,
+    /// Position in the server-wide stream (0 for an outlier, outside the timeline).
     pub stream: u64,
     /// The state before the event (`None` for the create event).
     pub state_before: Option<StateHash>,
@@ -196,10 +204,9 @@ pub struct Rooms {
     member_lists: KeptPerRoom<Members>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
-    /// Parsed PDUs of recent events: every auth check reads the same few (create, power
-    /// levels, the sender's membership). A redaction drops its target here and, announced,
-    /// in the other processes sharing the database.
-    pdus: Arc<Mutex<HashMap<OwnedEventId, Arc<Pdu>>>>,
+    /// Recent events, parsed (see [`EventCache`]). A redaction drops its target here and,
+    /// announced, in the other processes sharing the database.
+    events: Arc<Mutex<EventCache>>,
     /// The profiles joins and invites carry.
     profiles: Arc<Profiles>,
     metrics: Arc<Metrics>,
@@ -223,11 +230,11 @@ impl Rooms {
         metrics: Arc<Metrics>,
         appservices: Arc<Appservices>,
     ) -> Result<Rooms> {
-        let pdus: Arc<Mutex<HashMap<OwnedEventId, Arc<Pdu>>>> = Arc::default();
-        let redacted = pdus.clone();
+        let events: Arc<Mutex<EventCache>> = Arc::default();
+        let redacted = events.clone();
         stream.on_announcement('r', move |event_id| {
             if let Ok(event_id) = EventId::parse(event_id) {
-                redacted.lock().unwrap_or_else(|e| e.into_inner()).remove(&event_id);
+                redacted.lock().unwrap_or_else(|e| e.into_inner()).drop_events([&*event_id]);
             }
         });
         Ok(Rooms {
@@ -244,7 +251,7 @@ impl Rooms {
             metrics,
             outbox: tokio::sync::Notify::new(),
             outbox_destinations: Arc::default(),
-            pdus,
+            events,
             peekers: Default::default(),
             appservices,
             store,
@@ -299,7 +306,7 @@ impl Rooms {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
         self.timeline_ends.forget(room_id);
         self.member_lists.forget(room_id);
-        self.pdus.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.cached_events().clear();
     }
 
     /// The event holding a state key in a state.
@@ -338,7 +345,7 @@ impl Rooms {
     pub fn state_after(&self, event_id: &EventId) -> Result<Arc<StateMap>> {
         let stored = self.stored_event(event_id)?.ok_or_else(|| Error::not_found("Event not found"))?;
         let pdu = self.parsed_pdu(event_id, &stored)?;
-        let before = match stored.state_before {
+        let before = match stored.meta.state_before {
             Some(hash) => self.states.load(hash)?,
             None => Arc::new(StateMap::new()),
         };

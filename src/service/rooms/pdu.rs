@@ -149,12 +149,27 @@ impl StoredPdu {
         let (true, Some(state_key)) = (fields.kind == "m.room.member", fields.state_key) else {
             return Ok(None);
         };
-        let content: MembershipContent = serde_json::from_str(fields.content.get()).unwrap_or(MembershipContent { membership: None });
-        Ok(Some((state_key.into_owned(), content.membership.unwrap_or(MembershipState::Leave))))
+        Ok(Some((state_key.into_owned(), membership_set(fields.content))))
     }
 }
 
+/// The membership a member event's content sets (`leave` when it has none, as redacted ones
+/// may not).
+fn membership_set(content: &RawJsonValue) -> MembershipState {
+    let content: MembershipContent = serde_json::from_str(content.get()).unwrap_or(MembershipContent { membership: None });
+    content.membership.unwrap_or(MembershipState::Leave)
+}
+
 impl Pdu {
+    /// For a member event, the user it is about and the membership it sets (see
+    /// [`StoredPdu::membership_change`]).
+    pub fn membership_change(&self) -> Option<(&str, MembershipState)> {
+        if self.kind != TimelineEventType::RoomMember {
+            return None;
+        }
+        Some((self.state_key.as_deref()?, membership_set(&self.content)))
+    }
+
     /// Parses a stored PDU, given its event ID and room ID.
     pub fn from_object(event_id: &EventId, room_id: &RoomId, object: &CanonicalJsonObject) -> Result<Pdu> {
         Pdu::from_json(event_id, room_id, &serde_json::to_string(object)?)

@@ -68,7 +68,7 @@ impl Rooms {
             let mut batch = self.store.batch();
             for (timeline_key, event_id) in rows {
                 if let Some(stored) = self.stored_event_at(&event_id)? {
-                    states.extend(stored.state_before);
+                    states.extend(stored.meta.state_before);
                 }
                 batch.delete(Table::Events, &event_id);
                 batch.delete(Table::Timeline, &timeline_key);

@@ -45,7 +45,7 @@ impl Rooms {
     pub fn set_receipt(&self, room_id: &RoomId, user: &UserId, receipt_type: &str, event_id: &EventId, thread: &str) -> Result<()> {
         let stored = self
             .stored_event(event_id)?
-            .filter(|stored| stored.room_id == room_id)
+            .filter(|stored| stored.meta.room_id == room_id)
             .ok_or_else(|| Error::not_found("The event is not in this room"))?;
         if !self.can_see_event(user, &stored)? {
             return Err(Error::not_found("The event is not in this room"));
@@ -55,7 +55,7 @@ impl Rooms {
             event_id: event_id.to_owned(),
             ts: now_ms(),
             stream: ticket.position(),
-            event_stream: Some(stored.stream),
+            event_stream: Some(stored.meta.stream),
         };
         let mut batch = self.store.batch();
         let receipt_key = key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]);

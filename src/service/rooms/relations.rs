@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
 use super::timeline::stream_range;
-use super::{Rooms, StoredEvent};
+use super::{EventMeta, Rooms};
 use crate::error::Result;
 use crate::store::{Batch, Table, key};
 
@@ -52,9 +52,9 @@ impl Rooms {
         };
         let room_id = pdu.room_id.as_bytes();
         if let Some(mut stored_parent) = self.stored_event(&parent)?
-            && !stored_parent.related
+            && !stored_parent.meta.related
         {
-            stored_parent.related = true;
+            stored_parent.meta.related = true;
             batch.put(Table::Events, parent.as_bytes(), &stored_parent.encode());
         }
         batch.put(
@@ -121,8 +121,8 @@ impl Rooms {
     /// The aggregations of the events relating to `event` that are bundled with it
     /// (`unsigned.m.relations`): its thread's summary, its latest edit and its references;
     /// `None` when it has none. `viewer` is who `current_user_participated` is about.
-    pub(super) fn bundled_relations(&self, event: &Pdu, stored: &StoredEvent, viewer: Option<&UserId>) -> Result<Option<Value>> {
-        if !stored.related || stored.redacted_by.is_some() {
+    pub(super) fn bundled_relations(&self, event: &Pdu, meta: &EventMeta, viewer: Option<&UserId>) -> Result<Option<Value>> {
+        if !meta.related || meta.redacted_by.is_some() {
             return Ok(None);
         }
         let rows = self.relations(&event.room_id, &event.event_id, None, true, usize::MAX)?;
@@ -144,7 +144,7 @@ impl Rooms {
             {
                 // The latest reply comes with its own edit, as clients show it edited.
                 let mut latest_event = self.bare_client_event(&latest.event_id, &latest_stored, None)?;
-                let latest_rows = match latest_stored.related {
+                let latest_rows = match latest_stored.meta.related {
                     true => self.relations(&latest.room_id, &latest.event_id, None, true, usize::MAX)?,
                     false => Vec::new(),
                 };
@@ -189,7 +189,9 @@ impl Rooms {
         }
         let Some(latest) = latest else { return Ok(None) };
         match self.stored_event(&latest.event_id)? {
-            Some(stored) if stored.redacted_by.is_none() => Ok(Some(self.bare_client_event(&latest.event_id, &stored, None)?.to_value()?)),
+            Some(stored) if stored.meta.redacted_by.is_none() => {
+                Ok(Some(self.bare_client_event(&latest.event_id, &stored, None)?.to_value()?))
+            }
             _ => Ok(None),
         }
     }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::append::Written;
 use super::pdu::{Pdu, StoredPdu};
 use super::state::{ShortEventId, ShortStateKey, StateHash, StateMap};
-use super::{MembershipRecord, RoomRecord, Rooms, StoredEvent, rules};
+use super::{EventMeta, MembershipRecord, RoomRecord, Rooms, StoredEvent, rules};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
 use crate::store::{Batch, Table, key};
@@ -55,7 +55,7 @@ impl Rooms {
     pub fn has_event(&self, event_id: &EventId) -> Result<bool> {
         // Recent auth events (create, power levels, members) are checked for on every remote
         // event: the parsed-PDU cache answers those without a read.
-        if self.pdus.lock().unwrap_or_else(|e| e.into_inner()).contains_key(event_id) {
+        if self.cached_events().contains(event_id) {
             return Ok(true);
         }
         Ok(self.store.get(Table::Events, event_id.as_bytes())?.is_some())
@@ -295,7 +295,7 @@ impl Rooms {
         let Some((mut position, oldest)) = self.timeline(room_id, None, true, 1)?.into_iter().next() else {
             return Ok(0);
         };
-        let state_before = self.stored_event(&oldest)?.and_then(|stored| stored.state_before);
+        let state_before = self.stored_event(&oldest)?.and_then(|stored| stored.meta.state_before);
         events.sort_by_key(|(pdu, _)| std::cmp::Reverse(pdu.depth));
         let fetched: HashMap<OwnedEventId, Pdu> = events.iter().map(|(pdu, _)| (pdu.event_id.clone(), pdu.clone())).collect();
         let fetch_event = |id: &EventId| fetched.get(id).cloned().or_else(|| self.pdu(id).ok().flatten());
@@ -308,7 +308,7 @@ impl Rooms {
             if pdu.room_id != room_id || position <= 1 {
                 continue;
             }
-            if self.stored_event(&pdu.event_id)?.is_some_and(|stored| stored.stream != 0) {
+            if self.stored_event(&pdu.event_id)?.is_some_and(|stored| stored.meta.stream != 0) {
                 continue;
             }
             if let Err(reason) = ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event) {
@@ -317,14 +317,16 @@ impl Rooms {
             }
             position -= 1;
             let stored = StoredEvent {
-                room_id: pdu.room_id.clone(),
+                meta: EventMeta {
+                    room_id: pdu.room_id.clone(),
+                    stream: position,
+                    state_before,
+                    transaction: None,
+                    redacted_by: None,
+                    related: related_here.contains(&pdu.event_id),
+                    replaced: None,
+                },
                 pdu: StoredPdu::new(&object)?,
-                stream: position,
-                state_before,
-                transaction: None,
-                redacted_by: None,
-                related: related_here.contains(&pdu.event_id),
-                replaced: None,
             };
             batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
             batch.put(
@@ -341,6 +343,8 @@ impl Rooms {
         batch.commit()?;
         // Rows written below the kept end of the timeline, which the extremities do not show.
         self.timeline_ends.forget(room_id);
+        // Events now related to, kept as they were before.
+        self.cached_events().drop_events(related_here.iter().map(|event_id| &**event_id));
         Ok(added)
     }
 
@@ -352,7 +356,7 @@ impl Rooms {
         };
         let Some(pdu) = self.pdu(&oldest)? else { return Ok(None) };
         for prev in &pdu.prev_events {
-            if self.stored_event(prev)?.is_none_or(|stored| stored.stream == 0) {
+            if self.stored_event(prev)?.is_none_or(|stored| stored.meta.stream == 0) {
                 return Ok(Some(oldest));
             }
         }
@@ -367,14 +371,16 @@ impl Rooms {
                 continue;
             }
             let stored = StoredEvent {
-                room_id: pdu.room_id.clone(),
+                meta: EventMeta {
+                    room_id: pdu.room_id.clone(),
+                    stream: 0,
+                    state_before: None,
+                    transaction: None,
+                    redacted_by: None,
+                    related: false,
+                    replaced: None,
+                },
                 pdu: StoredPdu::new(object)?,
-                stream: 0,
-                state_before: None,
-                transaction: None,
-                redacted_by: None,
-                related: false,
-                replaced: None,
             };
             batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         }
@@ -405,14 +411,16 @@ impl Rooms {
             .and_then(|()| ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, fetch_state))
             .map_err(|reason| Error::bad_gateway(format!("the event {} is not authorized by its state: {reason}", pdu.event_id)))?;
         let stored = StoredEvent {
-            room_id: pdu.room_id.clone(),
+            meta: EventMeta {
+                room_id: pdu.room_id.clone(),
+                stream: 0,
+                state_before: Some(state_hash),
+                transaction: None,
+                redacted_by: None,
+                related: false,
+                replaced: None,
+            },
             pdu: StoredPdu::new(&object)?,
-            stream: 0,
-            state_before: Some(state_hash),
-            transaction: None,
-            redacted_by: None,
-            related: false,
-            replaced: None,
         };
         batch.put(Table::Events, pdu.event_id.as_bytes(), &stored.encode());
         batch.commit()?;

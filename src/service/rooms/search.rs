@@ -300,7 +300,7 @@ impl Rooms {
                     cursor = Some(stream + 1);
                     read += 1;
                     if let Some(stored) = self.stored_event(&event_id)?
-                        && stored.redacted_by.is_none()
+                        && stored.meta.redacted_by.is_none()
                     {
                         self.index_text(&mut batch, &stored.pdu.parse(&event_id, &room_id)?, stream);
                     }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
 use super::state::StateHash;
-use super::{Replaced, Rooms, StoredEvent};
+use super::{EventMeta, Replaced, Rooms, ServedEvent, StoredEvent};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
 
@@ -71,13 +71,29 @@ impl Rooms {
 
     /// Whether `user` may see an event, by the history visibility and their membership at it.
     pub fn can_see_event(&self, user: &UserId, stored: &StoredEvent) -> Result<bool> {
-        self.can_see_event_remembering(user, stored, &mut VisibilityMemo::default())
+        let membership_change = stored.pdu.membership_change()?;
+        let membership_change = membership_change
+            .as_ref()
+            .map(|(member, membership)| (member.as_str(), membership.clone()));
+        self.can_see(user, &stored.meta, membership_change, &mut VisibilityMemo::default())
     }
 
     /// [`Rooms::can_see_event`] for one of many events `user` reads, keeping in `seen` what it
     /// read of their states and of the user's membership now.
-    pub fn can_see_event_remembering(&self, user: &UserId, stored: &StoredEvent, seen: &mut VisibilityMemo) -> Result<bool> {
-        let Some(hash) = stored.state_before else {
+    pub fn can_see_event_remembering(&self, user: &UserId, event: &ServedEvent, seen: &mut VisibilityMemo) -> Result<bool> {
+        self.can_see(user, &event.meta, event.pdu.membership_change(), seen)
+    }
+
+    /// Whether `user` may see the event `meta` describes, which sets `membership_change` if it
+    /// is a member event.
+    fn can_see(
+        &self,
+        user: &UserId,
+        meta: &EventMeta,
+        membership_change: Option<(&str, MembershipState)>,
+        seen: &mut VisibilityMemo,
+    ) -> Result<bool> {
+        let Some(hash) = meta.state_before else {
             // The create event: visible to anyone who may read the room at all.
             return Ok(true);
         };
@@ -94,22 +110,21 @@ impl Rooms {
                 known
             }
         };
-        // A user's own membership event counts as the membership it sets (read from the stored
-        // PDU's fields: parsing the whole event for them cost more than the rest of the check).
-        let membership_at_event = match stored.pdu.membership_change()? {
+        // A user's own membership event counts as the membership it sets.
+        let membership_at_event = match membership_change {
             Some((member, membership)) if member == user.as_str() => membership,
             _ => membership_in_state,
         };
         Ok(match visibility.as_str() {
             "world_readable" => true,
             _ if membership_at_event == MembershipState::Join => true,
-            "shared" => match seen.joined_now.get(&stored.room_id) {
+            "shared" => match seen.joined_now.get(&meta.room_id) {
                 Some(joined) => *joined,
                 None => {
                     let joined = self
-                        .membership(user, &stored.room_id)?
+                        .membership(user, &meta.room_id)?
                         .is_some_and(|record| record.membership == MembershipState::Join);
-                    seen.joined_now.insert(stored.room_id.clone(), joined);
+                    seen.joined_now.insert(meta.room_id.clone(), joined);
                     joined
                 }
             },
@@ -122,9 +137,13 @@ impl Rooms {
     /// device's transaction ID, the replaced state's content, the redaction that redacted it)
     /// and the aggregations of the events relating to it (`m.relations`).
     pub fn client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
-        let pdu = self.parsed_pdu(event_id, stored)?;
-        let mut event = self.format_event(pdu, stored, viewer)?;
-        if let Some(relations) = self.bundled_relations(&event.pdu, stored, viewer.map(|viewer| viewer.user))? {
+        self.served_client_event(self.parsed_pdu(event_id, stored)?, &stored.meta, viewer)
+    }
+
+    /// [`Rooms::client_event`] of an event as it is served.
+    pub fn served_client_event(&self, pdu: Arc<Pdu>, meta: &EventMeta, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
+        let mut event = self.format_event(pdu, meta, viewer)?;
+        if let Some(relations) = self.bundled_relations(&event.pdu, meta, viewer.map(|viewer| viewer.user))? {
             event.unsigned.insert("m.relations".into(), relations);
         }
         Ok(event)
@@ -132,11 +151,11 @@ impl Rooms {
 
     /// An event in the client format without the aggregations of the events relating to it.
     pub(super) fn bare_client_event(&self, event_id: &EventId, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
-        self.format_event(Arc::new(stored.pdu.parse(event_id, &stored.room_id)?), stored, viewer)
+        self.format_event(Arc::new(stored.pdu.parse(event_id, &stored.meta.room_id)?), &stored.meta, viewer)
     }
 
     /// The client format of a parsed event.
-    fn format_event(&self, pdu: Arc<Pdu>, stored: &StoredEvent, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
+    fn format_event(&self, pdu: Arc<Pdu>, meta: &EventMeta, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
         let mut unsigned = Map::new();
         unsigned.insert("age".into(), json!(now_ms().saturating_sub(u64::from(pdu.origin_server_ts.0))));
         if let (
@@ -145,14 +164,14 @@ impl Rooms {
                 user,
                 device: Some(device),
             }),
-        ) = (&stored.transaction, viewer)
+        ) = (&meta.transaction, viewer)
             && pdu.sender == user
             && transaction.device_id == device
         {
             unsigned.insert("transaction_id".into(), json!(transaction.txn_id));
         }
         if let Some(state_key) = &pdu.state_key {
-            let previous = match (&stored.replaced, stored.state_before) {
+            let previous = match (&meta.replaced, meta.state_before) {
                 (Some(Replaced::Event(previous)), _) => self.shared_pdu(previous)?,
                 (None, Some(hash)) => {
                     let kind = StateEventType::from(pdu.kind.to_string().as_str());
@@ -168,7 +187,7 @@ impl Rooms {
                 unsigned.insert("replaces_state".into(), json!(previous.event_id));
             }
         }
-        if let Some(redaction_id) = &stored.redacted_by
+        if let Some(redaction_id) = &meta.redacted_by
             && let Some(redaction) = self.stored_event(redaction_id)?
         {
             unsigned.insert(
@@ -245,7 +264,7 @@ impl Rooms {
                 let Some(stored) = self.stored_event(&event_id)? else {
                     continue;
                 };
-                let pdu = stored.pdu.parse(&event_id, &stored.room_id)?;
+                let pdu = stored.pdu.parse(&event_id, &stored.meta.room_id)?;
                 let hit = if forward {
                     pdu.origin_server_ts >= ts
                 } else {
