@@ -250,8 +250,16 @@ async fn power_levels_bans_and_who_may_read() {
     assert_eq!(redacted["content"], json!({}));
     assert_eq!(redacted["unsigned"]["redacted_because"]["content"]["reason"], "spam");
     let (_, after) = messages(&server, &alice, &room, "dir=b&limit=2").await;
-    let served = after["chunk"].as_array().unwrap().iter().find(|event| event["event_id"] == event_id).unwrap();
-    assert_eq!((&served["content"], &served["unsigned"]["redacted_because"]["content"]["reason"]), (&json!({}), &json!("spam")));
+    let served = after["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["event_id"] == event_id)
+        .unwrap();
+    assert_eq!(
+        (&served["content"], &served["unsigned"]["redacted_because"]["content"]["reason"]),
+        (&json!({}), &json!("spam"))
+    );
     assert_error(&send_text(&server, &carol, &room, "c1", "let me in").await, 403, "M_FORBIDDEN");
 
     // A ban keeps a user out; unbanned, they may come back.
