@@ -169,9 +169,8 @@ impl Rooms {
         {
             woken.push(target);
         }
-        ticket.complete(woken);
-        // Dropped only now: a read before the commit may have kept the event as it was (not
-        // yet redacted, or not yet related to).
+        // Dropped now, committed, and before any reader sees the position: a read before the
+        // commit may have kept the event as it was (not yet redacted, or not yet related to).
         let parent = pdu
             .content
             .get()
@@ -182,6 +181,7 @@ impl Rooms {
             let changed = redacted.iter().chain(parent.as_ref().map(|(_, parent)| parent));
             self.cached_events().drop_events(changed.map(|event_id| &**event_id));
         }
+        ticket.complete(woken);
     }
 
     /// Redacts `target` (when it is in this room) in `batch`, recording `redaction_id`.

@@ -264,7 +264,10 @@ mod tests {
     use ruma::{event_id, room_id};
     use serde_json::json;
 
+    use std::sync::Arc;
+
     use super::super::StoredEvent;
+    use super::{EventCache, ServedEvent};
 
     fn pdu_object() -> CanonicalJsonObject {
         serde_json::from_value(json!({
@@ -294,5 +297,38 @@ mod tests {
 
         assert!(StoredEvent::decode(&[1, 0, 0, 0, 99, b'{']).is_err());
         assert!(StoredEvent::decode(&[2]).is_err());
+    }
+
+    #[test]
+    fn the_cache_keeps_nothing_read_before_a_drop() {
+        let legacy = json!({ "room_id": "!r:x", "pdu": pdu_object(), "stream": 7, "state_before": null });
+        let stored = StoredEvent::decode(&serde_json::to_vec(&legacy).unwrap()).unwrap();
+        let id = event_id!("$e:x");
+        let event = ServedEvent {
+            pdu: Arc::new(stored.pdu.parse(id, room_id!("!r:x")).unwrap()),
+            meta: Arc::new(stored.meta),
+        };
+        let mut cache = EventCache::default();
+        let before = cache.drops;
+        cache.drop_events([event_id!("$other:x")]);
+        cache.keep_served(id, &event, true, before);
+        assert!(!cache.contains(id), "read before a drop, so perhaps stale");
+        cache.keep_served(id, &event, true, cache.drops);
+        assert_eq!(cache.served(id).map(|served| served.meta.stream), Some(7));
+        cache.drop_events([id]);
+        assert!(cache.served(id).is_none() && cache.pdu(id).is_none());
+
+        let outlier = ServedEvent {
+            meta: Arc::new(super::super::EventMeta {
+                stream: 0,
+                ..(*event.meta).clone()
+            }),
+            ..event
+        };
+        cache.keep_served(id, &outlier, true, cache.drops);
+        assert!(
+            cache.pdu(id).is_some() && cache.served(id).is_none(),
+            "an outlier is kept without what is known of it"
+        );
     }
 }
