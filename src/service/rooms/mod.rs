@@ -204,6 +204,8 @@ pub struct Rooms {
     member_lists: KeptPerRoom<Members>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
+    /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
+    receipt_changes: Mutex<receipts::KeptReceipts>,
     /// Recent events, parsed (see [`EventCache`]). A redaction drops its target here and,
     /// announced, in the other processes sharing the database.
     events: Arc<Mutex<EventCache>>,
@@ -252,6 +254,7 @@ impl Rooms {
             outbox: tokio::sync::Notify::new(),
             outbox_destinations: Arc::default(),
             events,
+            receipt_changes: Mutex::default(),
             peekers: Default::default(),
             appservices,
             store,
@@ -306,6 +309,7 @@ impl Rooms {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
         self.timeline_ends.forget(room_id);
         self.member_lists.forget(room_id);
+        self.kept_receipts().forget(room_id);
         self.cached_events().clear();
     }
 

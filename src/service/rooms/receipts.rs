@@ -5,9 +5,10 @@
 //! receipts of this server's users go to the other servers in the room as `m.receipt` EDUs, in
 //! the receipt's own batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, MutexGuard};
 
-use ruma::{EventId, RoomId, UserId};
+use ruma::{EventId, OwnedRoomId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -59,8 +60,12 @@ impl Rooms {
         };
         let mut batch = self.store.batch();
         let receipt_key = key(&[room_id.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]);
-        if let Some(previous) = self.store.get_json::<Receipt>(Table::Receipts, &receipt_key)? {
-            batch.delete(Table::ReceiptChanges, &key(&[room_id.as_bytes(), &previous.stream.to_be_bytes()]));
+        let previous_stream = self
+            .store
+            .get_json::<Receipt>(Table::Receipts, &receipt_key)?
+            .map(|previous| previous.stream);
+        if let Some(previous) = previous_stream {
+            batch.delete(Table::ReceiptChanges, &key(&[room_id.as_bytes(), &previous.to_be_bytes()]));
         }
         batch.put_json(Table::Receipts, &receipt_key, &receipt);
         let change = ReceiptChange {
@@ -99,6 +104,7 @@ impl Rooms {
             self.appservices.queue(&mut batch, interested, &Queued::Ephemeral(event))?;
         }
         batch.commit()?;
+        self.kept_receipts().apply(room_id, previous_stream, Arc::new(change));
         self.wake_outbox(destinations);
         // Its owner's unread counts change now; the other members are no hurry (a private
         // receipt does not concern them).
@@ -125,17 +131,18 @@ impl Rooms {
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Value>> {
         // The latest of each user's receipts (two written at once may both be in the index).
-        let mut latest: BTreeMap<(String, String, String), Receipt> = BTreeMap::new();
-        for change in self.receipts_between(room_id, since, until)? {
+        let changes = self.receipts_between(room_id, since, until)?;
+        let mut latest: BTreeMap<(&str, &str, &str), &Receipt> = BTreeMap::new();
+        for change in &changes {
             if since.is_some_and(|since| change.receipt.stream <= since) || change.receipt.stream > until {
                 continue;
             }
             if change.receipt_type == PRIVATE_READ && change.user != viewer.as_str() {
                 continue;
             }
-            let owner = (change.user, change.receipt_type, change.thread);
+            let owner = (change.user.as_str(), change.receipt_type.as_str(), change.thread.as_str());
             if latest.get(&owner).is_none_or(|known| known.stream < change.receipt.stream) {
-                latest.insert(owner, change.receipt);
+                latest.insert(owner, &change.receipt);
             }
         }
         let mut content = Map::new();
@@ -145,7 +152,7 @@ impl Rooms {
                 entry["thread_id"] = json!(thread);
             }
             let by_type = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
-            by_type[receipt_type.as_str()][user.as_str()] = entry;
+            by_type[receipt_type][user] = entry;
         }
         if content.is_empty() {
             return Ok(None);
@@ -158,9 +165,10 @@ impl Rooms {
 }
 
 impl Rooms {
-    /// A room's receipts written after `since` up to `until`: from the index of changes, or
-    /// every receipt of the room when `since` is `None`.
-    fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<ReceiptChange>> {
+    /// A room's receipts written after `since` up to `until`: from the changes kept in memory
+    /// (read from the index of changes on first use), or every receipt of the room when
+    /// `since` is `None`.
+    fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<Arc<ReceiptChange>>> {
         let room_prefix = prefix(&[room_id.as_bytes()]);
         let Some(since) = since else {
             let mut receipts = Vec::new();
@@ -169,15 +177,34 @@ impl Rooms {
                 let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
                     continue;
                 };
-                receipts.push(ReceiptChange {
+                receipts.push(Arc::new(ReceiptChange {
                     user: String::from_utf8_lossy(user).into_owned(),
                     receipt_type: String::from_utf8_lossy(receipt_type).into_owned(),
                     thread: String::from_utf8_lossy(thread).into_owned(),
                     receipt,
-                });
+                }));
             }
             return Ok(receipts);
         };
+        if self.store.shared().is_some() {
+            // Other processes' receipts are not applied to what this one keeps.
+            return self.stored_receipt_changes(room_id, since, until);
+        }
+        // Read under the lock, so a receipt committed meanwhile is applied after the read.
+        let mut kept = self.kept_receipts();
+        if !kept.rooms.contains_key(room_id) {
+            let changes = self.stored_receipt_changes(room_id, 0, u64::MAX)?;
+            kept.load(room_id, changes);
+        }
+        Ok(kept.rooms[room_id]
+            .range(since + 1..=until)
+            .map(|(_, change)| change.clone())
+            .collect())
+    }
+
+    /// A room's receipt changes after `since` up to `until`, read from the index of changes.
+    fn stored_receipt_changes(&self, room_id: &RoomId, since: u64, until: u64) -> Result<Vec<Arc<ReceiptChange>>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
         let start = key(&[room_id.as_bytes(), &(since + 1).to_be_bytes()]);
         let mut receipts = Vec::new();
         for (position, change) in self.store.range(Table::ReceiptChanges, &room_prefix, &start, true, usize::MAX)? {
@@ -185,9 +212,63 @@ impl Rooms {
             if position > until {
                 break;
             }
-            receipts.push(serde_json::from_slice(&change)?);
+            receipts.push(Arc::new(serde_json::from_slice(&change)?));
         }
         Ok(receipts)
+    }
+
+    /// The receipt changes kept in memory, locked.
+    pub(super) fn kept_receipts(&self) -> MutexGuard<'_, KeptReceipts> {
+        self.receipt_changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Receipt changes kept in memory most.
+const KEPT_RECEIPT_CHANGES: usize = 200_000;
+
+/// The receipt changes of the rooms synced since the server started, by room and stream
+/// position, as the index of changes has them: every sync of a busy room reads those since its
+/// token, hundreds when each member's receipt follows each message. A room's are read from the
+/// index on first use, under the lock a committed receipt is applied under (before its
+/// position is visible), so none is missed or kept twice; all are dropped when too many.
+#[derive(Default)]
+pub struct KeptReceipts {
+    rooms: HashMap<OwnedRoomId, BTreeMap<u64, Arc<ReceiptChange>>>,
+    total: usize,
+}
+
+impl KeptReceipts {
+    fn load(&mut self, room_id: &RoomId, changes: Vec<Arc<ReceiptChange>>) {
+        if self.total + changes.len() > KEPT_RECEIPT_CHANGES {
+            self.rooms.clear();
+            self.total = 0;
+        }
+        self.total += changes.len();
+        let changes = changes.into_iter().map(|change| (change.receipt.stream, change)).collect();
+        self.rooms.insert(room_id.to_owned(), changes);
+    }
+
+    /// A committed receipt, replacing the change at `previous` (the same user's receipt of
+    /// that type in that thread), when the room's are kept.
+    fn apply(&mut self, room_id: &RoomId, previous: Option<u64>, change: Arc<ReceiptChange>) {
+        let Some(changes) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if let Some(previous) = previous
+            && changes.remove(&previous).is_some()
+        {
+            self.total -= 1;
+        }
+        if changes.insert(change.receipt.stream, change).is_none() {
+            self.total += 1;
+        }
+    }
+
+    /// Drops a room's (it was deleted).
+    pub(super) fn forget(&mut self, room_id: &RoomId) {
+        if let Some(changes) = self.rooms.remove(room_id) {
+            self.total -= changes.len();
+        }
     }
 }
 
