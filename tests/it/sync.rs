@@ -225,6 +225,25 @@ async fn read_receipts_reach_the_other_members() {
     );
     let (_, bobs) = server.get("/_matrix/client/v3/sync", Some(&bob)).await;
     assert!(bobs["rooms"]["join"][&room]["ephemeral"]["events"][0]["content"][event_id]["m.read.private"]["@bob:localhost"].is_object());
+
+    // Bob reads on: his receipt moves, in the syncs since either point.
+    let next = update["next_batch"].as_str().unwrap();
+    let (_, later) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r2"),
+            Some(&alice),
+            json!({ "msgtype": "m.text", "body": "and this?" }),
+        )
+        .await;
+    let later_id = later["event_id"].as_str().unwrap();
+    let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{later_id}");
+    assert_eq!(server.post(&path, Some(&bob), json!({})).await.0, StatusCode::OK);
+    for from in [next, since.as_str()] {
+        let moved = sync(&server, &alice, Some(from), 0).await;
+        let content = &moved["rooms"]["join"][&room]["ephemeral"]["events"][0]["content"];
+        assert!(content[later_id]["m.read"]["@bob:localhost"].is_object(), "{moved}");
+        assert!(content[event_id].is_null(), "the receipt moved on: {moved}");
+    }
 }
 
 #[tokio::test]
