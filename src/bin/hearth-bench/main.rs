@@ -451,30 +451,18 @@ impl Session {
 
     /// Sends a request with a JSON body (none when `body` is null) and returns the JSON answer.
     async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<Value> {
+        Ok(self.timed_json(method, path, body).await?.1)
+    }
+
+    /// [`Session::json`], with the time until the answer had arrived in full (what the server
+    /// costs a client, whose own parsing of the answer comes after).
+    async fn timed_json(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<(Duration, Value)> {
+        let started = Instant::now();
         let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
         if !body.is_null() {
             request = request.json(&body);
         }
         let response = request.send().await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status} {body}"));
-        }
-        Ok(body)
-    }
-
-    /// Sends a GET and returns the JSON answer with the time until it had arrived in full
-    /// (what the server costs a client, whose own parsing of the answer comes after).
-    async fn timed_get(&self, path: &str) -> BenchResult<(Duration, Value)> {
-        let started = Instant::now();
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         let arrived = started.elapsed();
@@ -694,9 +682,8 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
                 Some(token) => format!("dir=b&limit=100&from={token}"),
                 None => "dir=b&limit=100".to_owned(),
             };
-            let (arrived, page) = users[0]
-                .timed_get(&format!("/_matrix/client/v3/rooms/{room}/messages?{query}"))
-                .await?;
+            let path = format!("/_matrix/client/v3/rooms/{room}/messages?{query}");
+            let (arrived, page) = users[0].timed_json(reqwest::Method::GET, &path, Value::Null).await?;
             pages.push(arrived);
             match page["end"].as_str() {
                 Some(end) => from = Some(end.to_owned()),

@@ -165,7 +165,9 @@ pub async fn sync(cli: &Cli, pings: usize, room_counts: &[usize]) -> BenchResult
         for _ in 0..INITIAL_SYNCS {
             let device = user.login_again().await?;
             let started = Instant::now();
-            let (arrived, body) = device.timed_get("/_matrix/client/v3/sync?timeout=0").await?;
+            let (arrived, body) = device
+                .timed_json(reqwest::Method::GET, "/_matrix/client/v3/sync?timeout=0", Value::Null)
+                .await?;
             parsed.push(started.elapsed());
             initials.push(arrived);
             initial = body;
