@@ -223,8 +223,8 @@ impl Rooms {
     }
 }
 
-/// Receipt changes kept in memory most.
-const KEPT_RECEIPT_CHANGES: usize = 200_000;
+/// Receipt changes kept in memory at most (~300 bytes each).
+const KEPT_RECEIPT_CHANGES: usize = 50_000;
 
 /// The receipt changes of the rooms synced since the server started, by room and stream
 /// position, as the index of changes has them: every sync of a busy room reads those since its
