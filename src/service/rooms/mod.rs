@@ -22,7 +22,6 @@ pub mod purge;
 pub mod receipts;
 pub mod relations;
 pub mod remote;
-pub mod room_changes;
 pub mod search;
 pub mod spaces;
 pub mod state;
@@ -205,8 +204,6 @@ pub struct Rooms {
     member_lists: KeptPerRoom<Members>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
-    /// The rooms changed at the latest stream positions.
-    room_changes: Arc<room_changes::RoomChanges>,
     /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
     receipt_changes: Mutex<receipts::KeptReceipts>,
     /// Recent events, parsed (see [`EventCache`]). A redaction drops its target here and,
@@ -235,7 +232,6 @@ impl Rooms {
         metrics: Arc<Metrics>,
         appservices: Arc<Appservices>,
     ) -> Result<Rooms> {
-        let room_changes = room_changes::RoomChanges::new(&store, stream.visible());
         let events: Arc<Mutex<EventCache>> = Arc::default();
         let redacted = events.clone();
         stream.on_announcement('r', move |event_id| {
@@ -259,19 +255,12 @@ impl Rooms {
             outbox_destinations: Arc::default(),
             events,
             receipt_changes: Mutex::default(),
-            room_changes,
             peekers: Default::default(),
             appservices,
             store,
             server_name,
             key,
         })
-    }
-
-    /// The rooms changed at the latest stream positions, shared with the writers of
-    /// `stream_rooms` rows outside this service (typing).
-    pub fn room_changes(&self) -> Arc<room_changes::RoomChanges> {
-        self.room_changes.clone()
     }
 
     /// The server this is.
