@@ -138,7 +138,7 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
         let exhausted = batch.len() < want;
         // Read together, but no more events than the page may still take (reading a stored
         // event is most of what serving it costs).
-        let mut stored = Vec::new().into_iter();
+        let mut read = Vec::new().into_iter();
         for (index, (position, event_id)) in batch.iter().enumerate() {
             let position = *position;
             let past_to = to.is_some_and(|to| if forward { position >= to } else { position < to });
@@ -151,15 +151,15 @@ pub fn page(services: &Services, request: PageRequest<'_>) -> Result<Page> {
                     next: Some((position, event_id.clone())),
                 });
             }
-            if stored.len() == 0 {
+            if read.len() == 0 {
                 let ids: Vec<_> = batch[index..]
                     .iter()
                     .take(limit - events.len())
                     .map(|(_, event_id)| event_id.clone())
                     .collect();
-                stored = services.rooms.served_events(&ids)?.into_iter();
+                read = services.rooms.served_events(&ids)?.into_iter();
             }
-            let served = stored.next().flatten();
+            let served = read.next().flatten();
             cursor = Some(if forward { position + 1 } else { position.saturating_sub(1) });
             if let Some(served) = served
                 && let Some(event) = visible_event(services, Viewer { user, device }, served, &mut seen)?

@@ -169,18 +169,6 @@ impl Rooms {
         {
             woken.push(target);
         }
-        // Dropped now, committed, and before any reader sees the position: a read before the
-        // commit may have kept the event as it was (not yet redacted, or not yet related to).
-        let parent = pdu
-            .content
-            .get()
-            .contains("m.relates_to")
-            .then(|| relation(&pdu.content_value()))
-            .flatten();
-        if redacted.is_some() || parent.is_some() {
-            let changed = redacted.iter().chain(parent.as_ref().map(|(_, parent)| parent));
-            self.cached_events().drop_events(changed.map(|event_id| &**event_id));
-        }
         ticket.complete(woken);
     }
 
@@ -206,6 +194,7 @@ impl Rooms {
         stored.pdu = StoredPdu::new(&redacted)?;
         stored.meta.redacted_by = Some(redaction_id.to_owned());
         batch.put(Table::Events, target.as_bytes(), &stored.encode());
+        self.drop_cached_on_commit(batch, target);
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use ruma::{EventId, OwnedEventId};
 use super::pdu::{Pdu, StoredPdu};
 use super::{EventMeta, Rooms, StoredEvent};
 use crate::error::{Error, Result};
-use crate::store::Table;
+use crate::store::{Batch, Table};
 
 /// Events kept parsed in memory.
 const CACHED_EVENTS: usize = 20_000;
@@ -115,26 +115,30 @@ impl Rooms {
     /// Events as they are served, in the order of `event_ids`: from the cache when it has
     /// them, the others read together and kept there.
     pub fn served_events(&self, event_ids: &[OwnedEventId]) -> Result<Vec<Option<ServedEvent>>> {
+        // Those not kept whole, with their parsed PDU when that is kept.
+        let mut missing: Vec<(OwnedEventId, Option<Arc<Pdu>>)> = Vec::new();
         let (mut served, drops) = {
             let cache = self.cached_events();
-            let served: Vec<_> = event_ids.iter().map(|event_id| cache.served(event_id)).collect();
+            let mut served = Vec::with_capacity(event_ids.len());
+            for event_id in event_ids {
+                let kept = cache.served(event_id);
+                if kept.is_none() {
+                    missing.push((event_id.clone(), cache.pdu(event_id)));
+                }
+                served.push(kept);
+            }
             (served, cache.drops)
         };
-        let missing: Vec<OwnedEventId> = event_ids
-            .iter()
-            .zip(&served)
-            .filter(|(_, served)| served.is_none())
-            .map(|(event_id, _)| event_id.clone())
-            .collect();
         if missing.is_empty() {
             return Ok(served);
         }
+        let ids: Vec<OwnedEventId> = missing.iter().map(|(event_id, _)| event_id.clone()).collect();
         let mut read = Vec::with_capacity(missing.len());
-        for (event_id, stored) in missing.iter().zip(self.stored_events(&missing)?) {
+        for ((event_id, pdu), stored) in missing.iter().zip(self.stored_events(&ids)?) {
             read.push(match stored {
                 Some(stored) => Some(ServedEvent {
-                    pdu: match self.cached_pdu(event_id) {
-                        Some(pdu) => pdu,
+                    pdu: match pdu {
+                        Some(pdu) => pdu.clone(),
                         None => Arc::new(stored.pdu.parse(event_id, &stored.meta.room_id)?),
                     },
                     meta: Arc::new(stored.meta),
@@ -145,7 +149,7 @@ impl Rooms {
         // With other processes on the database, an event they change is not announced here.
         let keep_meta = self.store.shared().is_none();
         let mut cache = self.cached_events();
-        for (event_id, event) in missing.iter().zip(&read) {
+        for (event_id, event) in ids.iter().zip(&read) {
             if let Some(event) = event {
                 cache.keep_served(event_id, event, keep_meta, drops);
             }
@@ -156,6 +160,14 @@ impl Rooms {
             *slot = read.next().flatten();
         }
         Ok(served)
+    }
+
+    /// Drops an event whose stored row `batch` rewrites (a redaction, a first relation to it)
+    /// from the cache once the batch is committed, before its writer's position is visible: a
+    /// read before the commit may have kept the event as it was.
+    pub(super) fn drop_cached_on_commit(&self, batch: &mut Batch<'_>, event_id: &EventId) {
+        let (events, event_id) = (self.events.clone(), event_id.to_owned());
+        batch.on_commit(move || events.lock().unwrap_or_else(|e| e.into_inner()).drop_events([&*event_id]));
     }
 
     fn cached_pdu(&self, event_id: &EventId) -> Option<Arc<Pdu>> {
@@ -179,7 +191,8 @@ pub struct ServedEvent {
 /// levels, the sender's membership), and the syncs and pages that serve a new message read it
 /// again and again. Timeline events are kept with what the server knows about them, so
 /// serving them reads nothing from the store; that changes when the event is redacted or
-/// first related to, and those writes drop it here after they commit.
+/// first related to, and those writes drop it here once committed
+/// ([`Rooms::drop_cached_on_commit`]).
 #[derive(Default)]
 pub struct EventCache {
     events: HashMap<OwnedEventId, CachedEvent>,

@@ -169,8 +169,8 @@ impl Rooms {
     /// (read from the index of changes on first use), or every receipt of the room when
     /// `since` is `None`.
     fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<Arc<ReceiptChange>>> {
-        let room_prefix = prefix(&[room_id.as_bytes()]);
         let Some(since) = since else {
+            let room_prefix = prefix(&[room_id.as_bytes()]);
             let mut receipts = Vec::new();
             for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
                 let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);

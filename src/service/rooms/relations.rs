@@ -56,6 +56,7 @@ impl Rooms {
         {
             stored_parent.meta.related = true;
             batch.put(Table::Events, parent.as_bytes(), &stored_parent.encode());
+            self.drop_cached_on_commit(batch, &parent);
         }
         batch.put(
             Table::Relations,

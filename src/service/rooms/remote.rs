@@ -343,8 +343,6 @@ impl Rooms {
         batch.commit()?;
         // Rows written below the kept end of the timeline, which the extremities do not show.
         self.timeline_ends.forget(room_id);
-        // Events now related to, kept as they were before.
-        self.cached_events().drop_events(related_here.iter().map(|event_id| &**event_id));
         Ok(added)
     }
 
