@@ -174,6 +174,11 @@ impl Push {
             );
         }
         batch.commit()?;
+        if let Some(running) = rooms.running_unread() {
+            for (user, _) in &notified {
+                running.notified(user, room_id, recorded.position());
+            }
+        }
         // The event itself woke the members.
         recorded.complete(Vec::new());
         Ok(notified)

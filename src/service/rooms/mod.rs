@@ -54,6 +54,7 @@ use super::metrics::Metrics;
 use super::profiles::Profiles;
 use super::server_key::ServerKey;
 use super::stream::Stream;
+use super::unread::RunningUnread;
 use crate::error::{Error, Result};
 use crate::store::{Counter, Store, StoreLock, Table, key, prefix};
 
@@ -206,6 +207,8 @@ pub struct Rooms {
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
     /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
     receipt_changes: Mutex<receipts::KeptReceipts>,
+    /// The unread counts held, with the notifications and receipts noted for them.
+    running_unread: RunningUnread,
     /// Recent events, parsed (see [`EventCache`]). A redaction drops its target here and,
     /// announced, in the other processes sharing the database.
     events: Arc<Mutex<EventCache>>,
@@ -255,6 +258,7 @@ impl Rooms {
             outbox_destinations: Arc::default(),
             events,
             receipt_changes: Mutex::default(),
+            running_unread: RunningUnread::default(),
             peekers: Default::default(),
             appservices,
             store,
@@ -460,6 +464,12 @@ impl Rooms {
     /// The server-wide stream.
     pub fn stream(&self) -> &Stream {
         &self.stream
+    }
+
+    /// The unread counts held in memory, with what changes them noted; none when processes
+    /// share the database.
+    pub fn running_unread(&self) -> Option<&RunningUnread> {
+        self.store.shared().is_none().then_some(&self.running_unread)
     }
 
     /// Marks a room forgotten for a user who is no longer in it.

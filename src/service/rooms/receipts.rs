@@ -105,6 +105,11 @@ impl Rooms {
         }
         batch.commit()?;
         self.kept_receipts().apply(room_id, previous_stream, Arc::new(change));
+        if let Some(running) = self.running_unread()
+            && user.server_name() == self.server_name
+        {
+            running.receipt_written(user, room_id, receipt.stream);
+        }
         self.wake_outbox(destinations);
         // Its owner's unread counts change now; the other members are no hurry (a private
         // receipt does not concern them).
