@@ -220,6 +220,12 @@ async fn read_receipts_reach_the_other_members() {
         "{update}"
     );
     assert!(
+        ephemeral["content"][event_id]["m.read"]["@bob:localhost"]
+            .get("thread_id")
+            .is_none(),
+        "an unthreaded receipt: {update}"
+    );
+    assert!(
         ephemeral["content"][event_id]["m.read.private"].is_null(),
         "bob's private receipt is his own"
     );

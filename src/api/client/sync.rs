@@ -475,7 +475,7 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     let cut = next.is_some();
     let mut ephemeral = Vec::new();
     if let Some(receipts) = services.rooms.receipt_event(room_id, context.user, since, context.visible)? {
-        ephemeral.push(raw(&receipts)?);
+        ephemeral.push(ruma::serde::Raw::from_json(receipts));
     }
     if let Some(typing) = services.typing.typing_since(room_id, since, context.visible) {
         ephemeral.push(raw(&json!({ "type": "m.typing", "content": { "user_ids": typing } }))?);

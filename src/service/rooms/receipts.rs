@@ -10,7 +10,8 @@ use std::sync::{Arc, MutexGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::json;
 
 use super::Rooms;
 use crate::error::{Error, Result};
@@ -134,38 +135,69 @@ impl Rooms {
 
     /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
-    pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Value>> {
-        // The latest of each user's receipts (two written at once may both be in the index).
+    /// Serialized straight from the receipts kept (a busy room's has hundreds).
+    pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Box<RawValue>>> {
         let changes = self.receipts_between(room_id, since, until)?;
-        let mut latest: BTreeMap<(&str, &str, &str), &Receipt> = BTreeMap::new();
-        for change in &changes {
-            if since.is_some_and(|since| change.receipt.stream <= since) || change.receipt.stream > until {
-                continue;
-            }
-            if change.receipt_type == PRIVATE_READ && change.user != viewer.as_str() {
-                continue;
-            }
-            let owner = (change.user.as_str(), change.receipt_type.as_str(), change.thread.as_str());
-            if latest.get(&owner).is_none_or(|known| known.stream < change.receipt.stream) {
-                latest.insert(owner, &change.receipt);
-            }
-        }
-        let mut content = Map::new();
-        for ((user, receipt_type, thread), receipt) in latest {
-            let mut entry = json!({ "ts": receipt.ts });
-            if !thread.is_empty() {
-                entry["thread_id"] = json!(thread);
-            }
-            let by_type = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
-            by_type[receipt_type][user] = entry;
-        }
-        if content.is_empty() {
+        let mut wanted: Vec<&ReceiptChange> = changes
+            .iter()
+            .map(|change| &**change)
+            .filter(|change| since.is_none_or(|since| change.receipt.stream > since) && change.receipt.stream <= until)
+            .filter(|change| change.receipt_type != PRIVATE_READ || change.user == viewer.as_str())
+            .collect();
+        if wanted.is_empty() {
             return Ok(None);
         }
-        let mut event = Map::new();
-        event.insert("type".into(), "m.receipt".into());
-        event.insert("content".into(), Value::Object(content));
-        Ok(Some(Value::Object(event)))
+        // The latest of each user's receipts (two written at once may both be in the index).
+        wanted.sort_unstable_by(|a, b| (a.owner(), a.receipt.stream).cmp(&(b.owner(), b.receipt.stream)));
+        wanted.dedup_by(|later, earlier| {
+            if later.owner() == earlier.owner() {
+                *earlier = *later;
+                true
+            } else {
+                false
+            }
+        });
+        let mut content: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, ReceiptData<'_>>>> = BTreeMap::new();
+        for change in wanted {
+            let data = ReceiptData {
+                ts: change.receipt.ts,
+                thread_id: &change.thread,
+            };
+            content
+                .entry(change.receipt.event_id.as_str())
+                .or_default()
+                .entry(&change.receipt_type)
+                .or_default()
+                .insert(&change.user, data);
+        }
+        let event = ReceiptEvent {
+            kind: "m.receipt",
+            content,
+        };
+        Ok(Some(serde_json::value::to_raw_value(&event)?))
+    }
+}
+
+/// An `m.receipt` event's content: by event, receipt type and user.
+#[derive(Serialize)]
+struct ReceiptEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    content: BTreeMap<&'a str, BTreeMap<&'a str, BTreeMap<&'a str, ReceiptData<'a>>>>,
+}
+
+/// One user's receipt in an `m.receipt` event.
+#[derive(Serialize)]
+struct ReceiptData<'a> {
+    ts: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thread_id: &'a str,
+}
+
+impl ReceiptChange {
+    /// Whose receipt of which type in which thread this is.
+    fn owner(&self) -> (&str, &str, &str) {
+        (&self.user, &self.receipt_type, &self.thread)
     }
 }
 
