@@ -175,8 +175,9 @@ impl Push {
         }
         batch.commit()?;
         if let Some(running) = rooms.running_unread() {
-            for (user, _) in &notified {
-                running.notified(user, room_id, recorded.position());
+            for (user, actions) in &notified {
+                let highlight = actions.iter().any(Action::is_highlight);
+                running.notified(user, room_id, recorded.position(), stream, highlight, thread_root.as_deref());
             }
         }
         // The event itself woke the members.

@@ -12,13 +12,12 @@
 //! afresh from the receipt. Receipts never write snapshots, so nothing races: a snapshot is
 //! only used when it still describes the receipts.
 //!
-//! The counts a sync read are held in memory ([`RunningUnread`]) with the latest notification
-//! and receipt committed for each user's room, so the sync of a room in which nothing of the
-//! user's changed reads nothing, and one after new notifications reads only those rows.
+//! Once a sync has counted a room, its counts run in memory ([`RunningUnread`]): each
+//! notification and receipt is applied to them as it is committed, and syncs read nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
@@ -72,13 +71,15 @@ const NOTED_PAIRS: usize = 50_000;
 /// Counts held at most (a few hundred bytes each) before they are all dropped.
 const HELD_COUNTS: usize = 20_000;
 
-/// The unread counts this process holds, by user and room, and the latest notification and
-/// receipt committed for each user's room: a sync of a room in which nothing of the user's
-/// changed answers its held counts without reading the store, one after new notifications
-/// reads only those. Both kinds of write are noted once committed and before their position
-/// is visible, so counts held at a visible position know of every write up to it; a noted
-/// position is looked up by a hash of the user and room (two sharing one only recount more).
-/// Not used with processes sharing a database (their writes are not noted here).
+/// Unread counts kept running in memory, by user and room: once a sync has counted a room
+/// they are held, and each notification and read receipt of the user's in the room is applied
+/// to them once committed and before its position is visible — a receipt at or past every
+/// event counted reads them all; one the counts cannot follow (it reads some but not all, or
+/// moves a read position back) drops them, and the next sync counts again from the store.
+/// Counts are only held when nothing of the user's in the room was committed between the
+/// count and the holding (the latest notification and receipt of each user's room are noted,
+/// looked up by a hash of the two: two sharing one only count more often). Not used with
+/// processes sharing a database (their writes are not seen here).
 #[derive(Default)]
 pub struct RunningUnread {
     inner: Mutex<Running>,
@@ -93,24 +94,17 @@ struct Running {
     floor: u64,
     /// The highest position noted.
     highest: u64,
-    held: HashMap<OwnedUserId, HashMap<OwnedRoomId, Arc<HeldCounts>>>,
+    held: HashMap<OwnedUserId, HashMap<OwnedRoomId, HeldCounts>>,
     held_total: usize,
 }
 
-/// A user's counts in a room, as of `snapshot.upto`, with the read positions it assumed read
-/// after position `reads_at`.
-struct HeldCounts {
-    snapshot: UnreadSnapshot,
-    reads_at: u64,
-}
-
-/// Held counts, and what changed since they were.
-struct Held {
-    counts: Arc<HeldCounts>,
-    /// No receipt of the user's in the room was written since the reads were read.
-    reads_hold: bool,
-    /// A notification may have been recorded since the counts.
-    notified_since: bool,
+/// A user's running counts in a room, with the read positions they assume.
+pub struct HeldCounts {
+    /// By receipt thread (`""` unthreaded, `main`, or a thread root); `""` and `main` always.
+    reads: BTreeMap<String, u64>,
+    counts: UnreadCounts,
+    /// At or past the position of every event counted.
+    newest: u64,
 }
 
 fn pair_hash(user: &UserId, room_id: &RoomId) -> u64 {
@@ -122,50 +116,46 @@ impl RunningUnread {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a committed notification of `user` in `room_id`, recorded at `recorded`.
-    pub fn notified(&self, user: &UserId, room_id: &RoomId, recorded: u64) {
-        self.lock().note(pair_hash(user, room_id), |noted| noted.0 = noted.0.max(recorded), recorded);
-    }
-
-    /// Notes a committed receipt of `user` in `room_id` at stream position `position`.
-    pub fn receipt_written(&self, user: &UserId, room_id: &RoomId, position: u64) {
-        self.lock().note(pair_hash(user, room_id), |noted| noted.1 = noted.1.max(position), position);
-    }
-
-    /// The counts held for a user's room as of `visible` or before.
-    fn held(&self, user: &UserId, room_id: &RoomId, visible: u64) -> Option<Held> {
-        let running = self.lock();
-        let counts = running.held.get(user)?.get(room_id)?.clone();
-        if counts.snapshot.upto > visible {
-            return None;
-        }
-        let (notified, receipted) = running
-            .noted
-            .get(&pair_hash(user, room_id))
-            .map_or((running.floor, running.floor), |&(notified, receipted)| {
-                (notified.max(running.floor), receipted.max(running.floor))
-            });
-        Some(Held {
-            reads_hold: receipted <= counts.reads_at,
-            notified_since: notified > counts.snapshot.upto,
-            counts,
-        })
-    }
-
-    /// Holds a user's counts in a room, unless newer ones are held.
-    fn hold(&self, user: &UserId, room_id: &RoomId, counts: HeldCounts) {
+    /// Applies a committed notification of `user` in `room_id`, recorded at `recorded`, of the
+    /// event at position `event`.
+    pub fn notified(&self, user: &UserId, room_id: &RoomId, recorded: u64, event: u64, highlight: bool, thread_root: Option<&EventId>) {
         let mut running = self.lock();
+        running.note(pair_hash(user, room_id), |noted| noted.0 = noted.0.max(recorded), recorded);
+        running.apply(user, room_id, |held| held.count(event, highlight, thread_root));
+    }
+
+    /// Applies a committed read receipt of `user` in `room_id` at stream position `position`,
+    /// in `thread`, read up to the event at position `read`.
+    pub fn receipt_written(&self, user: &UserId, room_id: &RoomId, position: u64, thread: &str, read: u64) {
+        let mut running = self.lock();
+        running.note(pair_hash(user, room_id), |noted| noted.1 = noted.1.max(position), position);
+        running.apply(user, room_id, |held| held.read(thread, read));
+    }
+
+    /// The counts held for a user's room.
+    fn counts(&self, user: &UserId, room_id: &RoomId) -> Option<UnreadCounts> {
+        Some(self.lock().held.get(user)?.get(room_id)?.counts.clone())
+    }
+
+    /// Holds a user's counts in a room, counted from the store up to position `counted` with
+    /// read positions read after it, unless a notification or receipt of theirs in the room
+    /// past it was committed meanwhile.
+    fn hold(&self, user: &UserId, room_id: &RoomId, counted: u64, held: HeldCounts) {
+        let mut running = self.lock();
+        let (notified, receipted) = running.noted(pair_hash(user, room_id));
+        if notified > counted || receipted > counted {
+            return;
+        }
         if running.held_total >= HELD_COUNTS {
             running.held.clear();
             running.held_total = 0;
         }
-        let rooms = running.held.entry(user.to_owned()).or_default();
-        let added = match rooms.get(room_id) {
-            Some(known) if known.snapshot.upto > counts.snapshot.upto => return,
-            Some(_) => false,
-            None => true,
-        };
-        rooms.insert(room_id.to_owned(), Arc::new(counts));
+        let added = running
+            .held
+            .entry(user.to_owned())
+            .or_default()
+            .insert(room_id.to_owned(), held)
+            .is_none();
         running.held_total += usize::from(added);
     }
 }
@@ -178,6 +168,79 @@ impl Running {
         }
         update(self.noted.entry(pair).or_default());
         self.highest = self.highest.max(position);
+    }
+
+    /// The latest notification and receipt positions noted for a pair, or later.
+    fn noted(&self, pair: u64) -> (u64, u64) {
+        let (notified, receipted) = self.noted.get(&pair).copied().unwrap_or_default();
+        (notified.max(self.floor), receipted.max(self.floor))
+    }
+
+    /// Applies a change to a user's held counts in a room, dropping them when it cannot.
+    fn apply(&mut self, user: &UserId, room_id: &RoomId, change: impl FnOnce(&mut HeldCounts) -> bool) {
+        let Some(rooms) = self.held.get_mut(user) else {
+            return;
+        };
+        if let Some(held) = rooms.get_mut(room_id)
+            && !change(held)
+        {
+            rooms.remove(room_id);
+            self.held_total -= 1;
+        }
+    }
+}
+
+impl HeldCounts {
+    /// Counts a notification of the event at position `event`; false when its thread's read
+    /// position is not known.
+    fn count(&mut self, event: u64, highlight: bool, thread_root: Option<&EventId>) -> bool {
+        let thread = thread_root.map_or("main", |root| root.as_str());
+        let (Some(own), Some(unthreaded)) = (self.reads.get(thread), self.reads.get("")) else {
+            return false;
+        };
+        if event <= *own.max(unthreaded) {
+            return true;
+        }
+        let unread = match thread_root {
+            Some(root) => self.counts.threads.entry(root.to_owned()).or_default(),
+            None => &mut self.counts.main,
+        };
+        unread.notifications += 1;
+        unread.highlights += u64::from(highlight);
+        self.newest = self.newest.max(event);
+        true
+    }
+
+    /// Follows a read receipt in `thread` up to the event at position `read`; false when the
+    /// counts cannot tell what it read.
+    fn read(&mut self, thread: &str, read: u64) -> bool {
+        let Some(known) = self.reads.get_mut(thread) else {
+            // A thread nothing was counted in (its notifications drop the counts).
+            return true;
+        };
+        if read < *known {
+            // The read position is the later of two receipt types: this one may have held it.
+            return false;
+        }
+        *known = read;
+        let counts = &mut self.counts;
+        let affected = match thread {
+            "" => counts.total().notifications > 0,
+            "main" => counts.main.notifications > 0,
+            root => counts.threads.iter().any(|(id, unread)| id.as_str() == root && unread.notifications > 0),
+        };
+        if !affected {
+            return true;
+        }
+        if read < self.newest {
+            return false;
+        }
+        match thread {
+            "" => *counts = UnreadCounts::default(),
+            "main" => counts.main = Unread::default(),
+            root => counts.threads.retain(|id, _| id.as_str() != root),
+        }
+        true
     }
 }
 
@@ -226,48 +289,45 @@ impl Push {
     /// holds, or else the stored snapshot, when they still hold, reading only the notifications
     /// recorded since; held counts that nothing changed since are answered as they are.
     pub fn unread(&self, rooms: &Rooms, user: &UserId, room_id: &RoomId) -> Result<UnreadCounts> {
-        let visible = rooms.stream().visible();
         let running = rooms.running_unread();
-        let held = running.and_then(|running| running.held(user, room_id, visible));
-        if let Some(held) = &held
-            && held.reads_hold
-            && !held.notified_since
-        {
-            return Ok(held.counts.snapshot.counts.clone());
+        if let Some(counts) = running.and_then(|running| running.counts(user, room_id)) {
+            return Ok(counts);
         }
-        let (mut snapshot, reads_checked) = match held {
-            Some(held) if held.reads_hold => (held.counts.snapshot.clone(), true),
-            Some(held) => (held.counts.snapshot.clone(), false),
-            None => {
-                let stored = self
-                    .store
-                    .get_json::<UnreadSnapshot>(Table::UnreadSnapshots, &key(&[user.as_bytes(), room_id.as_bytes()]))?;
-                (stored.unwrap_or_default(), false)
-            }
-        };
-        let unthreaded = match snapshot.reads.get("") {
-            Some(read) if reads_checked => *read,
-            _ => rooms.read_position_in(room_id, user, "")?,
-        };
-        if !reads_checked && !self.reads_hold(rooms, user, room_id, &snapshot, unthreaded)? {
+        let visible = rooms.stream().visible();
+        let snapshot_key = key(&[user.as_bytes(), room_id.as_bytes()]);
+        let mut snapshot = self
+            .store
+            .get_json::<UnreadSnapshot>(Table::UnreadSnapshots, &snapshot_key)?
+            .filter(|snapshot| snapshot.upto <= visible)
+            .unwrap_or_default();
+        let unthreaded = rooms.read_position_in(room_id, user, "")?;
+        if !self.reads_hold(rooms, user, room_id, &snapshot, unthreaded)? {
             snapshot = UnreadSnapshot {
                 upto: unthreaded,
                 reads: BTreeMap::from([(String::new(), unthreaded)]),
                 counts: UnreadCounts::default(),
             };
         }
-        let read_rows = self.count_since(rooms, user, room_id, &mut snapshot, unthreaded, visible)?;
+        // Recording positions come after their events'.
+        let snapshot_newest = if snapshot.counts.total().notifications > 0 { snapshot.upto } else { 0 };
+        let (read_rows, newest) = self.count_since(rooms, user, room_id, &mut snapshot, unthreaded, visible)?;
         if read_rows >= SNAPSHOT_EVERY {
             let mut batch = self.store.batch();
-            batch.put_json(Table::UnreadSnapshots, &key(&[user.as_bytes(), room_id.as_bytes()]), &snapshot);
+            batch.put_json(Table::UnreadSnapshots, &snapshot_key, &snapshot);
             batch.commit()?;
         }
         let counts = snapshot.counts.clone();
         if let Some(running) = running {
-            // Every notification up to the visible position was read (all are committed), and
-            // the reads were read after it.
-            snapshot.upto = snapshot.upto.max(visible);
-            running.hold(user, room_id, HeldCounts { snapshot, reads_at: visible });
+            let mut reads = snapshot.reads;
+            if !reads.contains_key("main") {
+                reads.insert("main".to_owned(), rooms.read_position_in(room_id, user, "main")?);
+            }
+            let held = HeldCounts {
+                reads,
+                counts: snapshot.counts,
+                newest: snapshot_newest.max(newest),
+            };
+            running.hold(user, room_id, visible, held);
         }
         Ok(counts)
     }
@@ -291,7 +351,7 @@ impl Push {
     }
 
     /// Adds to a snapshot's counts the notifications recorded after it up to `visible`;
-    /// returns how many rows were read.
+    /// returns how many rows were read and the position of the newest event counted.
     fn count_since(
         &self,
         rooms: &Rooms,
@@ -300,13 +360,13 @@ impl Push {
         snapshot: &mut UnreadSnapshot,
         unthreaded: u64,
         visible: u64,
-    ) -> Result<usize> {
+    ) -> Result<(usize, u64)> {
         // Per thread root as stored (empty: the main timeline): its read position and root.
         let mut threads: HashMap<Vec<u8>, (u64, Option<OwnedEventId>)> = HashMap::new();
         let room_prefix = prefix(&[user.as_bytes(), room_id.as_bytes()]);
         let start = key(&[user.as_bytes(), room_id.as_bytes(), &(snapshot.upto + 1).to_be_bytes()]);
         let rows = self.store.range(Table::RoomNotifications, &room_prefix, &start, true, usize::MAX)?;
-        let mut read_rows = 0;
+        let (mut read_rows, mut newest) = (0, 0);
         for (row, value) in &rows {
             let Some(recorded) = row
                 .get(room_prefix.len()..)
@@ -345,7 +405,8 @@ impl Push {
             };
             unread.notifications += 1;
             unread.highlights += u64::from(highlight);
+            newest = newest.max(event);
         }
-        Ok(read_rows)
+        Ok((read_rows, newest))
     }
 }

@@ -106,10 +106,12 @@ impl Rooms {
         }
         batch.commit()?;
         self.kept_receipts().apply(room_id, previous_stream, Arc::new(change));
+        // Read receipts of this server's users move their unread counts.
         if let Some(running) = self.running_unread()
             && user.server_name() == self.server_name
+            && matches!(receipt_type, "m.read" | PRIVATE_READ)
         {
-            running.receipt_written(user, room_id, receipt.stream);
+            running.receipt_written(user, room_id, receipt.stream, thread, stored.meta.stream);
         }
         self.wake_outbox(destinations);
         // Its owner's unread counts change now; the other members are no hurry (a private
