@@ -7,17 +7,18 @@
 //! to every member, missed deliveries (never arrived, or arrived only after a poll slept to its
 //! timeout), the server's CPU and memory and its open connections.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::seq::SliceRandom;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::memory::memory_figures;
 use super::sync::{SLIDING_SYNC, next_batch, pos_of};
-use super::{BenchResult, Cli, Figure, Session, latency_figures, quantile_ms, register};
+use super::{BenchResult, Cli, Figure, Session, latency_figures, process_cpu, quantile_ms, register};
 
 /// Requests in flight while registering and joining.
 const SETUP_CONCURRENCY: usize = 16;
@@ -157,7 +158,8 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
     // Let the readers' long polls reach the server.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let cpu_before = cli.pid.and_then(server_cpu);
+    let cpu_before = cli.pid.and_then(process_cpu);
+    let own_cpu_before = process_cpu(std::process::id());
     let window = Instant::now();
     let interval = Duration::from_secs_f64(shape.senders as f64 / shape.rate);
     let sender_count = shape.senders as f64;
@@ -195,7 +197,10 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
     }
     let sending = window.elapsed();
     let cpu = cpu_before
-        .zip(cli.pid.and_then(server_cpu))
+        .zip(cli.pid.and_then(process_cpu))
+        .map(|(before, after)| (after - before) / window.elapsed().as_secs_f64());
+    let own_cpu = own_cpu_before
+        .zip(process_cpu(std::process::id()))
         .map(|(before, after)| (after - before) / window.elapsed().as_secs_f64());
     let connections = cli.pid.map(open_sockets);
     tokio::time::sleep(GRACE).await;
@@ -258,6 +263,13 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
             unit: "%",
         });
     }
+    if let Some(cpu) = own_cpu {
+        figures.push(Figure {
+            name: "load generator CPU while sending (of one core)".into(),
+            value: cpu * 100.0,
+            unit: "%",
+        });
+    }
     if let Some(connections) = connections {
         figures.push(Figure {
             name: "server's open connections while sending".into(),
@@ -310,13 +322,13 @@ impl Reader {
         ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         loop {
             let polled = Instant::now();
-            let response = tokio::select! {
+            let (next, rooms) = tokio::select! {
                 _ = &mut stopped => return Ok(()),
-                response = self.poll(&token) => response?,
+                answer = self.poll(&token) => answer?,
             };
             let slept = polled.elapsed() >= POLL_TIMEOUT;
-            token = if self.sliding { pos_of(&response)? } else { next_batch(&response)? };
-            let received = self.note(&response, slept);
+            token = next;
+            let received = self.note(rooms, slept);
             let read = received.into_iter().filter(|(room, _)| match &self.receipts {
                 Receipts::Never => false,
                 Receipts::Everywhere => true,
@@ -339,37 +351,31 @@ impl Reader {
         }
     }
 
-    async fn poll(&self, token: &str) -> BenchResult<Value> {
+    /// The next answer after `token`: its token and each room's new timeline events (read
+    /// as only what the workload looks at, as a client would skip what it does not show).
+    async fn poll(&self, token: &str) -> BenchResult<(String, Vec<(String, Vec<TimelineEvent>)>)> {
         let timeout = POLL_TIMEOUT.as_millis();
         if self.sliding {
             let path = format!("{SLIDING_SYNC}?pos={token}&timeout={timeout}");
-            self.session.json(reqwest::Method::POST, &path, sliding_request()).await
+            let (_, answer): (_, SlidingAnswer) = self.session.timed_json(reqwest::Method::POST, &path, sliding_request()).await?;
+            let rooms = answer.rooms.into_iter().map(|(id, room)| (id, room.timeline)).collect();
+            Ok((answer.pos, rooms))
         } else {
             let path = format!("/_matrix/client/v3/sync?since={token}&timeout={timeout}&filter={}", sync_filter(50));
-            self.session.json(reqwest::Method::GET, &path, Value::Null).await
+            let (_, answer): (_, SyncAnswer) = self.session.timed_json(reqwest::Method::GET, &path, Value::Null).await?;
+            let rooms = answer.rooms.join.into_iter().map(|(id, room)| (id, room.timeline.events)).collect();
+            Ok((answer.next_batch, rooms))
         }
     }
 
-    /// Notes the workload's messages in a response; returns each room's last new event.
-    fn note(&self, response: &Value, slept: bool) -> Vec<(String, String)> {
-        let rooms: Vec<(&String, &Value)> = if self.sliding {
-            response["rooms"]
-                .as_object()
-                .map(|rooms| rooms.iter().map(|(id, room)| (id, &room["timeline"])).collect())
-                .unwrap_or_default()
-        } else {
-            response["rooms"]["join"]
-                .as_object()
-                .map(|rooms| rooms.iter().map(|(id, room)| (id, &room["timeline"]["events"])).collect())
-                .unwrap_or_default()
-        };
+    /// Notes the workload's messages in an answer's rooms; returns each room's last new event.
+    fn note(&self, rooms: Vec<(String, Vec<TimelineEvent>)>, slept: bool) -> Vec<(String, String)> {
         let now = self.clock.elapsed();
         let mut deliveries = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = Vec::new();
         for (room, events) in rooms {
-            let Some(events) = events.as_array() else { continue };
-            for event in events {
-                let Some((id, sent)) = event["content"]["body"].as_str().and_then(|body| body.split_once(' ')) else {
+            for event in &events {
+                let Some((id, sent)) = event.content.body.as_deref().and_then(|body| body.split_once(' ')) else {
                     continue;
                 };
                 let Ok(sent) = sent.parse::<u64>() else { continue };
@@ -378,12 +384,65 @@ impl Reader {
                     deliveries.late += usize::from(slept);
                 }
             }
-            if let Some(event_id) = events.last().and_then(|event| event["event_id"].as_str()) {
-                last.push((room.clone(), event_id.to_owned()));
+            if let Some(event_id) = events.into_iter().next_back().and_then(|event| event.event_id) {
+                last.push((room, event_id));
             }
         }
         last
     }
+}
+
+/// What a reader reads of a `/sync` answer.
+#[derive(Deserialize)]
+struct SyncAnswer {
+    next_batch: String,
+    #[serde(default)]
+    rooms: SyncRooms,
+}
+
+#[derive(Default, Deserialize)]
+struct SyncRooms {
+    #[serde(default)]
+    join: HashMap<String, SyncRoom>,
+}
+
+#[derive(Deserialize)]
+struct SyncRoom {
+    #[serde(default)]
+    timeline: SyncTimeline,
+}
+
+#[derive(Default, Deserialize)]
+struct SyncTimeline {
+    #[serde(default)]
+    events: Vec<TimelineEvent>,
+}
+
+/// What a reader reads of a sliding sync answer.
+#[derive(Deserialize)]
+struct SlidingAnswer {
+    pos: String,
+    #[serde(default)]
+    rooms: HashMap<String, SlidingRoom>,
+}
+
+#[derive(Deserialize)]
+struct SlidingRoom {
+    #[serde(default)]
+    timeline: Vec<TimelineEvent>,
+}
+
+/// A timeline event's ID and body.
+#[derive(Deserialize)]
+struct TimelineEvent {
+    event_id: Option<String>,
+    #[serde(default)]
+    content: EventBody,
+}
+
+#[derive(Default, Deserialize)]
+struct EventBody {
+    body: Option<String>,
 }
 
 /// Element's inline `/sync` filter: members lazily loaded, `limit` timeline events.
@@ -398,15 +457,6 @@ fn sliding_request() -> Value {
         "lists": { "all": { "ranges": [[0, 49]], "timeline_limit": 50, "required_state": [["m.room.name", ""]] } },
         "extensions": { "receipts": { "enabled": true } }
     })
-}
-
-/// The CPU time a process has used, in seconds (Linux `/proc/<pid>/stat`, in clock ticks of
-/// 1/100 s).
-fn server_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
 }
 
 /// How many sockets a process has open.

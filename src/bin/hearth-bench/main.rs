@@ -257,14 +257,14 @@ async fn main() -> std::process::ExitCode {
     // reqwest is built without a default TLS provider; https URLs use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let started = Instant::now();
-    let cpu_before = own_cpu_time();
+    let cpu_before = process_cpu(std::process::id());
     let figures = match run(&cli).await {
         Ok(mut figures) => {
             // The load generator must not be the bottleneck: its own CPU, in % of one core.
-            if let (Some(before), Some(after)) = (cpu_before, own_cpu_time()) {
+            if let (Some(before), Some(after)) = (cpu_before, process_cpu(std::process::id())) {
                 figures.push(Figure {
-                    name: "load generator CPU (of one core)".into(),
-                    value: 100.0 * (after - before).as_secs_f64() / started.elapsed().as_secs_f64(),
+                    name: "load generator CPU, whole run (of one core)".into(),
+                    value: 100.0 * (after - before) / started.elapsed().as_secs_f64(),
                     unit: "%",
                 });
             }
@@ -455,8 +455,8 @@ impl Session {
     }
 
     /// [`Session::json`], with the time until the answer had arrived in full (what the server
-    /// costs a client, whose own parsing of the answer comes after).
-    async fn timed_json(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<(Duration, Value)> {
+    /// costs a client, whose own parsing of the answer comes after), the answer read as `T`.
+    async fn timed_json<T: serde::de::DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<(Duration, T)> {
         let started = Instant::now();
         let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
         if !body.is_null() {
@@ -466,10 +466,10 @@ impl Session {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         let arrived = started.elapsed();
-        let body: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         if !status.is_success() {
-            return Err(format!("{path}: {status} {body}"));
+            return Err(format!("{path}: {status} {}", String::from_utf8_lossy(&bytes)));
         }
+        let body = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
         Ok((arrived, body))
     }
 
@@ -505,11 +505,13 @@ impl Session {
     }
 }
 
-/// This process's CPU time so far (Linux `/proc/self/schedstat`).
-fn own_cpu_time() -> Option<Duration> {
-    let schedstat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
-    let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
+/// The CPU time a process has used, all its threads, in seconds (Linux `/proc/<pid>/stat`, in
+/// clock ticks of 1/100 s).
+fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Runs rounds `0..count` from `senders` loops at once: loop `s` runs rounds `s`,
@@ -683,7 +685,7 @@ async fn messages(cli: &Cli, senders: usize, count: usize) -> BenchResult<Vec<Fi
                 None => "dir=b&limit=100".to_owned(),
             };
             let path = format!("/_matrix/client/v3/rooms/{room}/messages?{query}");
-            let (arrived, page) = users[0].timed_json(reqwest::Method::GET, &path, Value::Null).await?;
+            let (arrived, page) = users[0].timed_json::<Value>(reqwest::Method::GET, &path, Value::Null).await?;
             pages.push(arrived);
             match page["end"].as_str() {
                 Some(end) => from = Some(end.to_owned()),
