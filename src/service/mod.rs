@@ -104,16 +104,18 @@ impl Services {
             store.clone(),
             metrics.clone(),
         )?;
+        let rooms = rooms::Rooms::new(
+            store.clone(),
+            config.server_name.clone(),
+            server_key.clone(),
+            stream.clone(),
+            profiles.clone(),
+            metrics.clone(),
+            appservices.clone(),
+        )?;
         Ok(Services {
-            rooms: rooms::Rooms::new(
-                store.clone(),
-                config.server_name.clone(),
-                server_key.clone(),
-                stream.clone(),
-                profiles.clone(),
-                metrics.clone(),
-                appservices.clone(),
-            )?,
+            typing: typing::Typing::new(store.clone(), stream.clone(), rooms.room_changes()),
+            rooms,
             metrics,
             server_key,
             accounts: accounts::Accounts::new(store.clone(), config.server_name.clone(), stream.clone())?,
@@ -127,7 +129,6 @@ impl Services {
             push: push::Push::new(store.clone(), account_data.clone(), appservices.clone()),
             pushers: pushers::Pushers::new(store.clone())?,
             account_data,
-            typing: typing::Typing::new(store.clone(), stream.clone()),
             to_device: to_device::ToDevice::new(store.clone(), stream.clone(), appservices.clone()),
             presence: presence::Presence::new(store.clone(), stream.clone()),
             filters: filters::Filters::new(store.clone()),

@@ -12,10 +12,11 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::rooms::room_changes::RoomChanges;
 use super::stream::Stream;
 use super::{Services, now_ms};
 use crate::error::Result;
-use crate::store::{Store, Table};
+use crate::store::Store;
 
 /// The longest anyone is shown typing without saying so again.
 const MAX_TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,6 +37,7 @@ pub struct Typing {
     store: Store,
     stream: Arc<Stream>,
     rooms: TypingRooms,
+    room_changes: Arc<RoomChanges>,
 }
 
 /// Records a change: `user` types in a room until `until` (`None`: stopped), as of `position`.
@@ -67,11 +69,16 @@ fn apply_announcement(rooms: &TypingRooms, text: &str) {
 }
 
 impl Typing {
-    pub fn new(store: Store, stream: Arc<Stream>) -> Typing {
+    pub fn new(store: Store, stream: Arc<Stream>, room_changes: Arc<RoomChanges>) -> Typing {
         let rooms = TypingRooms::default();
         let heard = rooms.clone();
         stream.on_announcement('t', move |text| apply_announcement(&heard, text));
-        Typing { store, stream, rooms }
+        Typing {
+            store,
+            stream,
+            rooms,
+            room_changes,
+        }
     }
 
     /// Sets whether `user` is typing in a room, for `timeout`; `members` are woken. Returns
@@ -79,7 +86,7 @@ impl Typing {
     pub fn set(&self, room_id: &RoomId, user: &UserId, typing: Option<Duration>, members: Vec<OwnedUserId>) -> Result<Option<Instant>> {
         let mut ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
-        batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
+        self.room_changes.stage(&mut batch, ticket.position(), room_id);
         batch.commit()?;
         let timeout = typing.map(|timeout| timeout.min(MAX_TIMEOUT));
         let until = timeout.map(|timeout| Instant::now() + timeout);

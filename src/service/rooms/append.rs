@@ -293,7 +293,7 @@ impl Rooms {
             &key(&[&room.short_id.to_be_bytes(), &stream.to_be_bytes()]),
             pdu.event_id.as_bytes(),
         );
-        batch.put(Table::StreamRooms, &stream.to_be_bytes(), room_id);
+        self.room_changes.stage(batch, stream, &pdu.room_id);
         let stored = StoredEvent {
             meta: EventMeta {
                 room_id: pdu.room_id.clone(),

@@ -22,6 +22,7 @@ pub mod purge;
 pub mod receipts;
 pub mod relations;
 pub mod remote;
+pub mod room_changes;
 pub mod search;
 pub mod spaces;
 pub mod state;
@@ -205,6 +206,8 @@ pub struct Rooms {
     member_lists: KeptPerRoom<Members>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
+    /// The rooms changed at the latest stream positions.
+    room_changes: Arc<room_changes::RoomChanges>,
     /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
     receipt_changes: Mutex<receipts::KeptReceipts>,
     /// The unread counts held, with the notifications and receipts noted for them.
@@ -235,6 +238,7 @@ impl Rooms {
         metrics: Arc<Metrics>,
         appservices: Arc<Appservices>,
     ) -> Result<Rooms> {
+        let room_changes = room_changes::RoomChanges::new(&store, stream.visible());
         let events: Arc<Mutex<EventCache>> = Arc::default();
         let redacted = events.clone();
         stream.on_announcement('r', move |event_id| {
@@ -259,12 +263,19 @@ impl Rooms {
             events,
             receipt_changes: Mutex::default(),
             running_unread: RunningUnread::default(),
+            room_changes,
             peekers: Default::default(),
             appservices,
             store,
             server_name,
             key,
         })
+    }
+
+    /// The rooms changed at the latest stream positions, shared with the writers of
+    /// `stream_rooms` rows outside this service (typing).
+    pub fn room_changes(&self) -> Arc<room_changes::RoomChanges> {
+        self.room_changes.clone()
     }
 
     /// The server this is.

@@ -80,7 +80,7 @@ impl Rooms {
             &key(&[room_id.as_bytes(), &receipt.stream.to_be_bytes()]),
             &change,
         );
-        batch.put(Table::StreamRooms, &ticket.position().to_be_bytes(), room_id.as_bytes());
+        self.room_changes.stage(&mut batch, ticket.position(), room_id);
         // Other servers in the room hear of this server's users' public receipts.
         let destinations = if receipt_type != PRIVATE_READ && user.server_name() == self.server_name {
             self.room_destinations(room_id)?

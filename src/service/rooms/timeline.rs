@@ -125,6 +125,9 @@ impl Rooms {
 
     /// The rooms with events after stream position `since`, up to `until`.
     pub fn rooms_changed(&self, since: u64, until: u64) -> Result<BTreeSet<OwnedRoomId>> {
+        if let Some(rooms) = self.room_changes.between(since, until) {
+            return Ok(rooms);
+        }
         // A busy room has a row for each event and receipt: parsed once.
         let rows: BTreeSet<Vec<u8>> = self.stream_rows(Table::StreamRooms, since, until)?.into_iter().collect();
         Ok(rows
