@@ -119,7 +119,7 @@ impl Drop for Ticket<'_> {
 }
 
 /// How long a nudged long poll waits for more before it answers.
-pub const NUDGE_DELAY: Duration = Duration::from_secs(1);
+pub const NUDGE_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait for this process to hear its own completions back.
 const HEAR_BACK: Duration = Duration::from_secs(2);
 /// How long a position may stay in flight before the processes that died are looked for.
