@@ -58,7 +58,7 @@ impl UnreadCounts {
 
 /// A room's counts up to a recording position, with the read positions they assumed (by
 /// receipt thread: `""` unthreaded, `main`, or a thread root).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct UnreadSnapshot {
     upto: u64,
     reads: BTreeMap<String, u64>,
@@ -99,7 +99,7 @@ struct Running {
 }
 
 /// A user's running counts in a room, with the read positions they assume.
-pub struct HeldCounts {
+struct HeldCounts {
     /// By receipt thread (`""` unthreaded, `main`, or a thread root); `""` and `main` always.
     reads: BTreeMap<String, u64>,
     counts: UnreadCounts,
@@ -227,7 +227,10 @@ impl HeldCounts {
         let affected = match thread {
             "" => counts.total().notifications > 0,
             "main" => counts.main.notifications > 0,
-            root => counts.threads.iter().any(|(id, unread)| id.as_str() == root && unread.notifications > 0),
+            root => counts
+                .threads
+                .iter()
+                .any(|(id, unread)| id.as_str() == root && unread.notifications > 0),
         };
         if !affected {
             return true;
@@ -309,7 +312,11 @@ impl Push {
             };
         }
         // Recording positions come after their events'.
-        let snapshot_newest = if snapshot.counts.total().notifications > 0 { snapshot.upto } else { 0 };
+        let snapshot_newest = if snapshot.counts.total().notifications > 0 {
+            snapshot.upto
+        } else {
+            0
+        };
         let (read_rows, newest) = self.count_since(rooms, user, room_id, &mut snapshot, unthreaded, visible)?;
         if read_rows >= SNAPSHOT_EVERY {
             let mut batch = self.store.batch();

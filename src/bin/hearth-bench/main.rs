@@ -456,7 +456,12 @@ impl Session {
 
     /// [`Session::json`], with the time until the answer had arrived in full (what the server
     /// costs a client, whose own parsing of the answer comes after), the answer read as `T`.
-    async fn timed_json<T: serde::de::DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Value) -> BenchResult<(Duration, T)> {
+    async fn timed_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> BenchResult<(Duration, T)> {
         let started = Instant::now();
         let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
         if !body.is_null() {

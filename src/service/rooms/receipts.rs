@@ -10,8 +10,8 @@ use std::sync::{Arc, MutexGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::Rooms;
 use crate::error::{Error, Result};
