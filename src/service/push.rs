@@ -161,8 +161,11 @@ impl Push {
         // The unread counts' rows at a stream position of their own (see `super::unread`),
         // taken only now so the evaluation above holds nobody's reads back.
         let recorded = rooms.stream().begin()?;
-        for (user, actions) in &notified {
-            let highlight = actions.iter().any(Action::is_highlight);
+        let highlighted: Vec<(&UserId, bool)> = notified
+            .iter()
+            .map(|(user, actions)| (&**user, actions.iter().any(Action::is_highlight)))
+            .collect();
+        for &(user, highlight) in &highlighted {
             stage_notification(
                 &mut batch,
                 user,
@@ -175,10 +178,7 @@ impl Push {
         }
         batch.commit()?;
         if let Some(running) = rooms.running_unread() {
-            for (user, actions) in &notified {
-                let highlight = actions.iter().any(Action::is_highlight);
-                running.notified(user, room_id, recorded.position(), stream, highlight, thread_root.as_deref());
-            }
+            running.notified(&highlighted, room_id, recorded.position(), stream, thread_root.as_deref());
         }
         // The event itself woke the members.
         recorded.complete(Vec::new());

@@ -116,12 +116,14 @@ impl RunningUnread {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies a committed notification of `user` in `room_id`, recorded at `recorded`, of the
-    /// event at position `event`.
-    pub fn notified(&self, user: &UserId, room_id: &RoomId, recorded: u64, event: u64, highlight: bool, thread_root: Option<&EventId>) {
+    /// Applies the committed notifications of an event at position `event` in `room_id`, each
+    /// user's (highlighting them or not) recorded at `recorded`.
+    pub fn notified(&self, users: &[(&UserId, bool)], room_id: &RoomId, recorded: u64, event: u64, thread_root: Option<&EventId>) {
         let mut running = self.lock();
-        running.note(pair_hash(user, room_id), |noted| noted.0 = noted.0.max(recorded), recorded);
-        running.apply(user, room_id, |held| held.count(event, highlight, thread_root));
+        for &(user, highlight) in users {
+            running.note(pair_hash(user, room_id), |noted| noted.0 = noted.0.max(recorded), recorded);
+            running.apply(user, room_id, |held| held.count(event, highlight, thread_root));
+        }
     }
 
     /// Applies a committed read receipt of `user` in `room_id` at stream position `position`,

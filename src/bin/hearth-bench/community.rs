@@ -158,8 +158,9 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
     // Let the readers' long polls reach the server.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let cpu_before = cli.pid.and_then(process_cpu);
-    let own_cpu_before = process_cpu(std::process::id());
+    // The server's and the load generator's CPU while sending.
+    let measured = [("server", cli.pid), ("load generator", Some(std::process::id()))];
+    let cpu_before = measured.map(|(_, pid)| pid.and_then(process_cpu));
     let window = Instant::now();
     let interval = Duration::from_secs_f64(shape.senders as f64 / shape.rate);
     let sender_count = shape.senders as f64;
@@ -196,12 +197,14 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
         sent.extend(task.await.map_err(|e| e.to_string())??);
     }
     let sending = window.elapsed();
-    let cpu = cpu_before
-        .zip(cli.pid.and_then(process_cpu))
-        .map(|(before, after)| (after - before) / window.elapsed().as_secs_f64());
-    let own_cpu = own_cpu_before
-        .zip(process_cpu(std::process::id()))
-        .map(|(before, after)| (after - before) / window.elapsed().as_secs_f64());
+    let cpu: Vec<(&str, Option<f64>)> = measured
+        .iter()
+        .zip(cpu_before)
+        .map(|(&(name, pid), before)| {
+            let used = before.zip(pid.and_then(process_cpu)).map(|(before, after)| after - before);
+            (name, used.map(|used| used / window.elapsed().as_secs_f64()))
+        })
+        .collect();
     let connections = cli.pid.map(open_sockets);
     tokio::time::sleep(GRACE).await;
     stop.notify_waiters();
@@ -256,19 +259,14 @@ pub async fn community(cli: &Cli, shape: &Community) -> BenchResult<Vec<Figure>>
         },
     ]);
     figures.extend(latency_figures("delivery to every member", &latencies));
-    if let Some(cpu) = cpu {
-        figures.push(Figure {
-            name: "server CPU while sending (of one core)".into(),
-            value: cpu * 100.0,
-            unit: "%",
-        });
-    }
-    if let Some(cpu) = own_cpu {
-        figures.push(Figure {
-            name: "load generator CPU while sending (of one core)".into(),
-            value: cpu * 100.0,
-            unit: "%",
-        });
+    for (name, share) in cpu {
+        if let Some(share) = share {
+            figures.push(Figure {
+                name: format!("{name} CPU while sending (of one core)"),
+                value: share * 100.0,
+                unit: "%",
+            });
+        }
     }
     if let Some(connections) = connections {
         figures.push(Figure {

@@ -206,7 +206,7 @@ pub struct Rooms {
     member_lists: KeptPerRoom<Members>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
-    /// The rooms changed at the latest stream positions.
+    /// Each room's latest change (see [`room_changes::RoomChanges`]).
     room_changes: Arc<room_changes::RoomChanges>,
     /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
     receipt_changes: Mutex<receipts::KeptReceipts>,
@@ -272,8 +272,8 @@ impl Rooms {
         })
     }
 
-    /// The rooms changed at the latest stream positions, shared with the writers of
-    /// `stream_rooms` rows outside this service (typing).
+    /// Each room's latest change, shared with the writers of `stream_rooms` rows outside this
+    /// service (typing).
     pub fn room_changes(&self) -> Arc<room_changes::RoomChanges> {
         self.room_changes.clone()
     }
