@@ -196,14 +196,8 @@ async fn matrix_sdk_syncs_rooms_and_messages() {
 #[tokio::test]
 async fn read_receipts_reach_the_other_members() {
     let (server, alice, bob, room) = alice_and_bob_in_a_public_room().await;
-    let (_, sent) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r1"),
-            Some(&alice),
-            json!({ "msgtype": "m.text", "body": "seen?" }),
-        )
-        .await;
-    let event_id = sent["event_id"].as_str().unwrap();
+    let sent = send_message(&server, &alice, &room, "r1", json!({ "msgtype": "m.text", "body": "seen?" })).await;
+    let event_id = sent.as_str();
     let since = sync(&server, &alice, None, 0).await["next_batch"].as_str().unwrap().to_owned();
 
     let receipt = |kind: &'static str| format!("/_matrix/client/v3/rooms/{room}/receipt/{kind}/{event_id}");
@@ -234,14 +228,8 @@ async fn read_receipts_reach_the_other_members() {
 
     // Bob reads on: his receipt moves, in the syncs since either point.
     let next = update["next_batch"].as_str().unwrap();
-    let (_, later) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r2"),
-            Some(&alice),
-            json!({ "msgtype": "m.text", "body": "and this?" }),
-        )
-        .await;
-    let later_id = later["event_id"].as_str().unwrap();
+    let later = send_message(&server, &alice, &room, "r2", json!({ "msgtype": "m.text", "body": "and this?" })).await;
+    let later_id = later.as_str();
     let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{later_id}");
     assert_eq!(server.post(&path, Some(&bob), json!({})).await.0, StatusCode::OK);
     for from in [next, since.as_str()] {
