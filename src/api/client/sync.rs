@@ -6,7 +6,7 @@
 //! costs what changed, not the number of rooms. A long poll waits on the user's wake-up, which
 //! it subscribes to before reading, so a write landing in between is never slept through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use super::rooms::raw;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::service::Services;
+use crate::service::rooms::MembershipRecord;
 use crate::service::push::PUSH_RULES;
 use crate::service::stream::NUDGE_DELAY;
 
@@ -303,21 +304,32 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
     let mut response = Response::new(format!("s{}", context.visible));
     let mut changed = false;
 
-    let rooms: BTreeSet<OwnedRoomId> = match context.since {
+    // A first sync reads every membership of the user's at once; after, the record of each
+    // room that changed.
+    let rooms: BTreeMap<OwnedRoomId, Option<MembershipRecord>> = match context.since {
         None => services
             .rooms
             .memberships_of(context.user)?
             .into_iter()
-            .map(|(room_id, _)| room_id)
+            .map(|(room_id, record)| (room_id, Some(record)))
             .collect(),
-        Some(since) => services.rooms.rooms_changed(since, context.visible)?,
+        Some(since) => services
+            .rooms
+            .rooms_changed(since, context.visible)?
+            .into_iter()
+            .map(|room_id| (room_id, None))
+            .collect(),
     };
-    for room_id in rooms {
+    for (room_id, record) in rooms {
         if !room_allowed(&context.filter.room.rooms, &context.filter.room.not_rooms, &room_id) {
             continue;
         }
-        let Some(record) = services.rooms.membership(context.user, &room_id)? else {
-            continue;
+        let record = match record {
+            Some(record) => record,
+            None => match services.rooms.membership(context.user, &room_id)? {
+                Some(record) => record,
+                None => continue,
+            },
         };
         if record.forgotten || record.stream > context.visible {
             continue;

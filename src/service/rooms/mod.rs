@@ -361,10 +361,15 @@ impl Rooms {
     }
 
     /// The state after an event: before it, plus the event itself if it is a state event.
+    /// The event comes from the cache of served events when it is there (a sync's timeline
+    /// asks for the state after the event it just read before the timeline).
     pub fn state_after(&self, event_id: &EventId) -> Result<Arc<StateMap>> {
-        let stored = self.stored_event(event_id)?.ok_or_else(|| Error::not_found("Event not found"))?;
-        let pdu = self.parsed_pdu(event_id, &stored)?;
-        let before = match stored.meta.state_before {
+        let ServedEvent { pdu, meta } = self
+            .served_events(&[event_id.to_owned()])?
+            .pop()
+            .flatten()
+            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let before = match meta.state_before {
             Some(hash) => self.states.load(hash)?,
             None => Arc::new(StateMap::new()),
         };
