@@ -29,8 +29,8 @@ use super::rooms::raw;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::service::Services;
-use crate::service::rooms::MembershipRecord;
 use crate::service::push::PUSH_RULES;
+use crate::service::rooms::MembershipRecord;
 use crate::service::stream::NUDGE_DELAY;
 
 /// The longest a sync long-polls, whatever the client asks.
@@ -111,88 +111,91 @@ impl IntoResponse for SyncResponse {
 }
 
 /// A sync answer's JSON: ruma serializes all but the rooms; each room is ruma's serialization
-/// with the sub-objects it leaves out written in front of its own members, so no event is
-/// serialized twice or parsed back.
+/// with the sub-objects it leaves out written after its own members. Everything is written
+/// into the one buffer of the answer, so no event is copied more than once or parsed back.
 fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
     let rooms = std::mem::take(&mut response.rooms);
-    let body = response
+    let mut out = response
         .try_into_http_response::<Vec<u8>>()
         .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
         .into_body();
     if rooms.is_empty() {
-        return Ok(body);
+        return Ok(out);
     }
-    let mut sections = Vec::new();
-    let joined = rooms.join.into_iter().map(|(room_id, mut room)| {
-        let timeline = std::mem::take(&mut room.timeline);
-        let lists = [
-            ("ephemeral", room.ephemeral.events.is_empty()),
-            ("account_data", room.account_data.events.is_empty()),
-        ];
-        Ok((room_id, with_sections(timeline, &room.state, &lists, &room)?))
-    });
-    sections.push(("join", joined.collect::<Result<Vec<_>>>()?));
-    let left = rooms.leave.into_iter().map(|(room_id, mut room)| {
-        let timeline = std::mem::take(&mut room.timeline);
-        let lists = [("account_data", room.account_data.events.is_empty())];
-        Ok((room_id, with_sections(timeline, &room.state, &lists, &room)?))
-    });
-    sections.push(("leave", left.collect::<Result<Vec<_>>>()?));
-    let invited = rooms.invite.into_iter().map(|(room_id, room)| {
-        let lists = [("invite_state", room.invite_state.is_empty())];
-        Ok((room_id, with_empty_lists(Vec::new(), &lists, &room)?))
-    });
-    sections.push(("invite", invited.collect::<Result<Vec<_>>>()?));
-    let knocked = rooms.knock.into_iter().map(|(room_id, room)| {
-        let lists = [("knock_state", room.knock_state.is_empty())];
-        Ok((room_id, with_empty_lists(Vec::new(), &lists, &room)?))
-    });
-    sections.push(("knock", knocked.collect::<Result<Vec<_>>>()?));
-
-    let mut rooms_json = Vec::with_capacity(sections.iter().flat_map(|(_, rooms)| rooms).map(|(_, room)| room.len() + 64).sum());
-    rooms_json.push(b'{');
-    for (name, rooms) in sections.iter().filter(|(_, rooms)| !rooms.is_empty()) {
-        if rooms_json.len() > 1 {
-            rooms_json.push(b',');
-        }
-        rooms_json.extend_from_slice(format!("\"{name}\":{{").as_bytes());
-        for (index, (room_id, room)) in rooms.iter().enumerate() {
-            if index > 0 {
-                rooms_json.push(b',');
-            }
-            serde_json::to_writer(&mut rooms_json, room_id)?;
-            rooms_json.push(b':');
-            rooms_json.extend_from_slice(room);
-        }
-        rooms_json.push(b'}');
+    reopen_object(&mut out);
+    member(&mut out, "rooms")?;
+    out.push(b'{');
+    if !rooms.join.is_empty() {
+        member(&mut out, "join")?;
+        write_rooms(&mut out, rooms.join, |out, mut room| {
+            let timeline = std::mem::take(&mut room.timeline);
+            let lists = [
+                ("ephemeral", room.ephemeral.events.is_empty()),
+                ("account_data", room.account_data.events.is_empty()),
+            ];
+            write_with_sections(out, &room, timeline, &room.state, &lists)
+        })?;
     }
-    rooms_json.push(b'}');
-    Ok(object_with(&[("rooms", rooms_json)], &body))
+    if !rooms.leave.is_empty() {
+        member(&mut out, "leave")?;
+        write_rooms(&mut out, rooms.leave, |out, mut room| {
+            let timeline = std::mem::take(&mut room.timeline);
+            let lists = [("account_data", room.account_data.events.is_empty())];
+            write_with_sections(out, &room, timeline, &room.state, &lists)
+        })?;
+    }
+    if !rooms.invite.is_empty() {
+        member(&mut out, "invite")?;
+        write_rooms(&mut out, rooms.invite, |out, room| {
+            write_object(out, &room)?;
+            write_empty_lists(out, &[("invite_state", room.invite_state.is_empty())])
+        })?;
+    }
+    if !rooms.knock.is_empty() {
+        member(&mut out, "knock")?;
+        write_rooms(&mut out, rooms.knock, |out, room| {
+            write_object(out, &room)?;
+            write_empty_lists(out, &[("knock_state", room.knock_state.is_empty())])
+        })?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(out)
 }
 
-/// A joined or left room's JSON: ruma's, with the timeline written whole, and the state and
-/// the event lists of `lists` (name, whether empty) when ruma leaves them out.
-fn with_sections(timeline: Timeline, state: &SyncState, lists: &[(&'static str, bool)], room: &impl serde::Serialize) -> Result<Vec<u8>> {
-    let mut missing = vec![("timeline", full_timeline(timeline)?)];
-    missing.extend(empty_state(state));
-    with_empty_lists(missing, lists, room)
+/// One section's rooms, as an object by room ID, each written by `write_room`.
+fn write_rooms<R>(out: &mut Vec<u8>, rooms: BTreeMap<OwnedRoomId, R>, write_room: impl Fn(&mut Vec<u8>, R) -> Result<()>) -> Result<()> {
+    out.push(b'{');
+    for (room_id, room) in rooms {
+        member(out, room_id.as_str())?;
+        write_room(out, room)?;
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(())
 }
 
-/// A room's JSON: ruma's, with `missing` (name, JSON text) and the event lists of `lists`
-/// (name, whether empty) that ruma leaves out.
-fn with_empty_lists(
-    mut missing: Vec<(&'static str, Vec<u8>)>,
-    lists: &[(&'static str, bool)],
+/// A joined or left room: ruma's members, then the timeline written whole, and the state and
+/// the event lists of `lists` (name, whether empty) when ruma leaves them out. The room's
+/// object is left open.
+fn write_with_sections(
+    out: &mut Vec<u8>,
     room: &impl serde::Serialize,
-) -> Result<Vec<u8>> {
-    missing.extend(lists.iter().filter(|(_, empty)| *empty).map(|(name, _)| empty_events(name)));
-    Ok(object_with(&missing, &serde_json::to_vec(room)?))
+    timeline: Timeline,
+    state: &SyncState,
+    lists: &[(&'static str, bool)],
+) -> Result<()> {
+    write_object(out, room)?;
+    member(out, "timeline")?;
+    write_full_timeline(out, timeline)?;
+    let state_missing = !matches!(state, SyncState::Before(before) if !before.events.is_empty());
+    write_empty_lists(out, &[("state", state_missing)])?;
+    write_empty_lists(out, lists)
 }
 
 /// A timeline as the answer carries it: `events` and `limited` always there (ruma leaves out
 /// an empty list and `false`; the room is serialized with an empty timeline, which it leaves
 /// out).
-fn full_timeline(timeline: Timeline) -> Result<Vec<u8>> {
+fn write_full_timeline(out: &mut Vec<u8>, timeline: Timeline) -> Result<()> {
     #[derive(serde::Serialize)]
     struct FullTimeline<'a> {
         events: &'a [ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>],
@@ -200,47 +203,45 @@ fn full_timeline(timeline: Timeline) -> Result<Vec<u8>> {
         #[serde(skip_serializing_if = "Option::is_none")]
         prev_batch: Option<&'a str>,
     }
-    Ok(serde_json::to_vec(&FullTimeline {
+    let timeline = FullTimeline {
         events: &timeline.events,
         limited: timeline.limited,
         prev_batch: timeline.prev_batch.as_deref(),
-    })?)
+    };
+    Ok(serde_json::to_writer(out, &timeline)?)
 }
 
-/// `state` with an empty event list, when ruma writes none (no state before the timeline, or
-/// the state after it instead).
-fn empty_state(state: &SyncState) -> Option<(&'static str, Vec<u8>)> {
-    match state {
-        SyncState::Before(before) if !before.events.is_empty() => None,
-        _ => Some(empty_events("state")),
+/// Sub-objects with an empty event list, for those of `lists` (name, whether empty) that are.
+fn write_empty_lists(out: &mut Vec<u8>, lists: &[(&str, bool)]) -> Result<()> {
+    for (name, _) in lists.iter().filter(|(_, empty)| *empty) {
+        member(out, name)?;
+        out.extend_from_slice(br#"{"events":[]}"#);
+    }
+    Ok(())
+}
+
+/// `value`'s JSON object, left open for more members.
+fn write_object(out: &mut Vec<u8>, value: &impl serde::Serialize) -> Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    reopen_object(out);
+    Ok(())
+}
+
+/// Takes the closing brace off the JSON object at the end of `out`.
+fn reopen_object(out: &mut Vec<u8>) {
+    if out.last() == Some(&b'}') {
+        out.pop();
     }
 }
 
-/// A sub-object with an empty event list.
-fn empty_events(name: &'static str) -> (&'static str, Vec<u8>) {
-    (name, br#"{"events":[]}"#.to_vec())
-}
-
-/// The JSON object `object` (serialized) with the members `missing` (name, JSON text) added
-/// in front of its own.
-fn object_with(missing: &[(&str, Vec<u8>)], object: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(object.len() + missing.iter().map(|(name, value)| name.len() + value.len() + 4).sum::<usize>());
-    out.push(b'{');
-    for (index, (name, value)) in missing.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
-        out.extend_from_slice(value);
-    }
-    let members = &object[1..];
-    if !missing.is_empty() && members != b"}" {
+/// Starts a member of the object being written: a comma unless it is the first, its name.
+fn member(out: &mut Vec<u8>, name: &str) -> Result<()> {
+    if out.last() != Some(&b'{') {
         out.push(b',');
     }
-    out.extend_from_slice(members);
-    out
+    serde_json::to_writer(&mut *out, name)?;
+    out.push(b':');
+    Ok(())
 }
 
 /// Applies a sync's `set_presence` (`offline`, the default, changes nothing). A change is
