@@ -66,11 +66,11 @@ enum Command {
 /// busy server and returns them when it goes quiet. `MIMALLOC_PURGE_DELAY` (milliseconds) in the
 /// environment is left as mimalloc read it.
 ///
-/// Transparent huge pages are off for the process: mimalloc asks for them on its arenas
-/// (`MADV_HUGEPAGE`), and each first touch then made a whole 2 MiB page resident — 10 MiB of the
-/// idle server's 43, 13 MiB more after 10,000 messages. Set here, it holds for every later
-/// fault, the first arena's too (reserved before `main`, which `MIMALLOC_ALLOW_THP` or
-/// `MIMALLOC_ARENA_EAGER_COMMIT` in the environment were needed for before).
+/// Transparent huge pages are off for the process: where the system gives them to every
+/// mapping (`enabled` = `always`), each first touch of mimalloc's arenas or glibc's heap would
+/// make a whole 2 MiB page resident. mimalloc is built not to ask for them itself (its `no_thp`
+/// feature: with `madvise`, Debian's default, its `MADV_HUGEPAGE` arenas made 10 MiB of the idle
+/// server's 43, 13 MiB more after 10,000 messages).
 fn limit_malloc_retention() {
     // SAFETY: mallopt, mi_option_set and prctl only change allocator and memory-management
     // parameters; they are called before any other thread exists.
