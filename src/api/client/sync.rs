@@ -125,45 +125,41 @@ fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
     reopen_object(&mut out);
     member(&mut out, "rooms")?;
     out.push(b'{');
-    if !rooms.join.is_empty() {
-        member(&mut out, "join")?;
-        write_rooms(&mut out, rooms.join, |out, mut room| {
-            let timeline = std::mem::take(&mut room.timeline);
-            let lists = [
-                ("ephemeral", room.ephemeral.events.is_empty()),
-                ("account_data", room.account_data.events.is_empty()),
-            ];
-            write_with_sections(out, &room, timeline, &room.state, &lists)
-        })?;
-    }
-    if !rooms.leave.is_empty() {
-        member(&mut out, "leave")?;
-        write_rooms(&mut out, rooms.leave, |out, mut room| {
-            let timeline = std::mem::take(&mut room.timeline);
-            let lists = [("account_data", room.account_data.events.is_empty())];
-            write_with_sections(out, &room, timeline, &room.state, &lists)
-        })?;
-    }
-    if !rooms.invite.is_empty() {
-        member(&mut out, "invite")?;
-        write_rooms(&mut out, rooms.invite, |out, room| {
-            write_object(out, &room)?;
-            write_empty_lists(out, &[("invite_state", room.invite_state.is_empty())])
-        })?;
-    }
-    if !rooms.knock.is_empty() {
-        member(&mut out, "knock")?;
-        write_rooms(&mut out, rooms.knock, |out, room| {
-            write_object(out, &room)?;
-            write_empty_lists(out, &[("knock_state", room.knock_state.is_empty())])
-        })?;
-    }
+    write_section(&mut out, "join", rooms.join, |out, mut room| {
+        let timeline = std::mem::take(&mut room.timeline);
+        let lists = [
+            ("ephemeral", room.ephemeral.events.is_empty()),
+            ("account_data", room.account_data.events.is_empty()),
+        ];
+        write_with_sections(out, &room, timeline, &room.state, &lists)
+    })?;
+    write_section(&mut out, "leave", rooms.leave, |out, mut room| {
+        let timeline = std::mem::take(&mut room.timeline);
+        let lists = [("account_data", room.account_data.events.is_empty())];
+        write_with_sections(out, &room, timeline, &room.state, &lists)
+    })?;
+    write_section(&mut out, "invite", rooms.invite, |out, room| {
+        write_with_empty_lists(out, &room, &[("invite_state", room.invite_state.is_empty())])
+    })?;
+    write_section(&mut out, "knock", rooms.knock, |out, room| {
+        write_with_empty_lists(out, &room, &[("knock_state", room.knock_state.is_empty())])
+    })?;
     out.extend_from_slice(b"}}");
     Ok(out)
 }
 
-/// One section's rooms, as an object by room ID, each written by `write_room`.
-fn write_rooms<R>(out: &mut Vec<u8>, rooms: BTreeMap<OwnedRoomId, R>, write_room: impl Fn(&mut Vec<u8>, R) -> Result<()>) -> Result<()> {
+/// One section's rooms (none: no section), as an object by room ID, each written by
+/// `write_room`.
+fn write_section<R>(
+    out: &mut Vec<u8>,
+    name: &str,
+    rooms: BTreeMap<OwnedRoomId, R>,
+    write_room: impl Fn(&mut Vec<u8>, R) -> Result<()>,
+) -> Result<()> {
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    member(out, name)?;
     out.push(b'{');
     for (room_id, room) in rooms {
         member(out, room_id.as_str())?;
@@ -172,6 +168,13 @@ fn write_rooms<R>(out: &mut Vec<u8>, rooms: BTreeMap<OwnedRoomId, R>, write_room
     }
     out.push(b'}');
     Ok(())
+}
+
+/// An invited or knocked room: ruma's members, then the event lists of `lists` (name, whether
+/// empty) that ruma leaves out. The room's object is left open.
+fn write_with_empty_lists(out: &mut Vec<u8>, room: &impl serde::Serialize, lists: &[(&str, bool)]) -> Result<()> {
+    write_object(out, room)?;
+    write_empty_lists(out, lists)
 }
 
 /// A joined or left room: ruma's members, then the timeline written whole, and the state and
