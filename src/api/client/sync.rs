@@ -308,33 +308,29 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
     let mut response = Response::new(format!("s{}", context.visible));
     let mut changed = false;
 
-    // A first sync reads every membership of the user's at once; after, the record of each
-    // room that changed.
-    let rooms: BTreeMap<OwnedRoomId, Option<MembershipRecord>> = match context.since {
+    // The user's membership in each room to answer for: on a first sync all of them, read at
+    // once; after, those of the rooms that changed.
+    let allowed = |room_id: &RoomId| room_allowed(&context.filter.room.rooms, &context.filter.room.not_rooms, room_id);
+    let rooms: Vec<(OwnedRoomId, MembershipRecord)> = match context.since {
         None => services
             .rooms
             .memberships_of(context.user)?
             .into_iter()
-            .map(|(room_id, record)| (room_id, Some(record)))
+            .filter(|(room_id, _)| allowed(room_id))
             .collect(),
-        Some(since) => services
-            .rooms
-            .rooms_changed(since, context.visible)?
-            .into_iter()
-            .map(|room_id| (room_id, None))
-            .collect(),
+        Some(since) => {
+            let mut records = Vec::new();
+            for room_id in services.rooms.rooms_changed(since, context.visible)? {
+                if allowed(&room_id)
+                    && let Some(record) = services.rooms.membership(context.user, &room_id)?
+                {
+                    records.push((room_id, record));
+                }
+            }
+            records
+        }
     };
     for (room_id, record) in rooms {
-        if !room_allowed(&context.filter.room.rooms, &context.filter.room.not_rooms, &room_id) {
-            continue;
-        }
-        let record = match record {
-            Some(record) => record,
-            None => match services.rooms.membership(context.user, &room_id)? {
-                Some(record) => record,
-                None => continue,
-            },
-        };
         if record.forgotten || record.stream > context.visible {
             continue;
         }
