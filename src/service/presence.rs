@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::rooms::Rooms;
-use super::stream::Stream;
+use super::stream::{Audience, Stream};
 use super::{Services, now_ms};
 use crate::error::Result;
 use crate::store::{Store, Table};
@@ -115,7 +115,7 @@ impl Presence {
         // Its owner sees it now; the users sharing a room with them are no hurry.
         let mut audience = self.audience(rooms, user)?;
         audience.remove(user);
-        ticket.complete_nudging(vec![user.to_owned()], audience.into_iter().collect());
+        ticket.complete_nudging(vec![user.to_owned()], audience.into_iter().collect::<Audience>());
         Ok(Some(record))
     }
 

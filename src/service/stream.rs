@@ -36,7 +36,7 @@ struct Progress {
     highest: u64,
     /// Completed positions above the visible one, with the users to wake or nudge when it gets
     /// there.
-    waiting: BTreeMap<(u64, Wake), Vec<OwnedUserId>>,
+    waiting: BTreeMap<(u64, Wake), Vec<Audience>>,
     /// This process's completions not heard back yet (shared database only).
     unheard: BTreeSet<u64>,
 }
@@ -49,6 +49,10 @@ enum Wake {
     /// Their long polls answer within [`NUDGE_DELAY`], with whatever else came meanwhile.
     Soon,
 }
+
+/// The users a write wakes or nudges: a list shared with whoever made it (a room's members
+/// come from the room's cache), so a write in a big room copies no user ID.
+pub type Audience = Arc<[OwnedUserId]>;
 
 /// A user's wake-ups; a long poll subscribes to both before it reads the stream.
 #[derive(Default)]
@@ -97,16 +101,16 @@ impl Ticket<'_> {
     }
 
     /// Marks the write committed; `users` are woken once it is visible.
-    pub fn complete(self, users: Vec<OwnedUserId>) {
+    pub fn complete(self, users: impl Into<Audience>) {
         self.complete_nudging(users, Vec::new());
     }
 
     /// Marks the write committed; once it is visible, `woken` are woken and `nudged` nudged.
-    pub fn complete_nudging(mut self, woken: Vec<OwnedUserId>, nudged: Vec<OwnedUserId>) {
+    pub fn complete_nudging(mut self, woken: impl Into<Audience>, nudged: impl Into<Audience>) {
         self.done = true;
         let notes = std::mem::take(&mut self.notes);
         self.stream
-            .finish(self.position, vec![(Wake::Now, woken), (Wake::Soon, nudged)], notes);
+            .finish(self.position, vec![(Wake::Now, woken.into()), (Wake::Soon, nudged.into())], notes);
     }
 }
 
@@ -218,7 +222,7 @@ impl Stream {
         }
     }
 
-    fn finish(&self, position: u64, wakes: Vec<(Wake, Vec<OwnedUserId>)>, notes: Vec<String>) {
+    fn finish(&self, position: u64, wakes: Vec<(Wake, Audience)>, notes: Vec<String>) {
         let Some(shared) = self.store.shared() else {
             self.completed(position, wakes);
             return;
@@ -231,7 +235,7 @@ impl Stream {
                 Wake::Soon => 's',
             };
             let mut listed = String::new();
-            for user in users {
+            for user in users.iter() {
                 if listed.len() + user.as_str().len() > MAX_NOTE {
                     sent.push(format!("{process} {kind} {position}{listed}"));
                     listed.clear();
@@ -286,14 +290,14 @@ impl Stream {
 
     /// Records a completed position and wakes whoever it and the positions it made visible
     /// concern.
-    fn completed(&self, position: u64, wakes: Vec<(Wake, Vec<OwnedUserId>)>) {
+    fn completed(&self, position: u64, wakes: Vec<(Wake, Audience)>) {
         let mine = std::cell::Cell::new(false);
         self.settle(|progress| {
             progress.in_flight.remove(&position);
             progress.highest = progress.highest.max(position);
             mine.set(progress.unheard.remove(&position));
             for (wake, users) in wakes.into_iter().filter(|(_, users)| !users.is_empty()) {
-                progress.waiting.entry((position, wake)).or_default().extend(users);
+                progress.waiting.entry((position, wake)).or_default().push(users);
             }
         });
         if mine.get() {
@@ -311,9 +315,9 @@ impl Stream {
             std::mem::replace(&mut progress.waiting, still_waiting)
         };
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        for ((_, wake), users) in woken {
-            for user in users {
-                match (wakers.get(&user), wake) {
+        for ((_, wake), audiences) in woken {
+            for user in audiences.iter().flat_map(|users| users.iter()) {
+                match (wakers.get(user), wake) {
                     (Some(waker), Wake::Now) => waker.now.notify_waiters(),
                     (Some(waker), Wake::Soon) => waker.soon.notify_waiters(),
                     (None, _) => {}
@@ -339,9 +343,9 @@ impl Stream {
             "w" | "s" => {
                 let Some(position) = position() else { return };
                 let wake = if kind == "w" { Wake::Now } else { Wake::Soon };
-                let users: Vec<OwnedUserId> = rest.split(' ').skip(1).filter_map(|user| UserId::parse(user).ok()).collect();
+                let users: Audience = rest.split(' ').skip(1).filter_map(|user| UserId::parse(user).ok()).collect();
                 // Heard after the position became visible (an abandoned one), they wake at once.
-                self.settle(|progress| progress.waiting.entry((position, wake)).or_default().extend(users));
+                self.settle(|progress| progress.waiting.entry((position, wake)).or_default().push(users));
             }
             "c" => {
                 if let Some(position) = position() {

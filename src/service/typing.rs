@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::rooms::room_changes::RoomChanges;
-use super::stream::Stream;
+use super::stream::{Audience, Stream};
 use super::{Services, now_ms};
 use crate::error::Result;
 use crate::store::Store;
@@ -83,7 +83,7 @@ impl Typing {
 
     /// Sets whether `user` is typing in a room, for `timeout`; `members` are woken. Returns
     /// the time the typing lapses, for the caller to check [`Typing::lapsed`] then.
-    pub fn set(&self, room_id: &RoomId, user: &UserId, typing: Option<Duration>, members: Vec<OwnedUserId>) -> Result<Option<Instant>> {
+    pub fn set(&self, room_id: &RoomId, user: &UserId, typing: Option<Duration>, members: Audience) -> Result<Option<Instant>> {
         let mut ticket = self.stream.begin()?;
         let mut batch = self.store.batch();
         self.room_changes.stage(&mut batch, ticket.position(), room_id);

@@ -238,6 +238,25 @@ async fn read_receipts_reach_the_other_members() {
         assert!(content[later_id]["m.read"]["@bob:localhost"].is_object(), "{moved}");
         assert!(content[event_id].is_null(), "the receipt moved on: {moved}");
     }
+
+    // His receipt in the main thread of the same event: the event's content names him once,
+    // with the later receipt (a JSON object has each user once).
+    let next = sync(&server, &alice, Some(since.as_str()), 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server.post(&path, Some(&bob), json!({ "thread_id": "main" })).await.0,
+        StatusCode::OK
+    );
+    for from in [next.as_str(), since.as_str()] {
+        // The answer's text: a parsed object would hide a name given twice.
+        let url = format!("{}/_matrix/client/v3/sync?since={from}", server.base_url);
+        let both = server.http.get(url).bearer_auth(&alice).send().await.unwrap().text().await.unwrap();
+        let receipts = &both[both.find(r#""m.receipt""#).unwrap()..];
+        assert_eq!(receipts.matches("@bob:localhost").count(), 1, "{both}");
+        assert!(receipts.contains(r#""thread_id":"main""#), "{both}");
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! indexes, a redaction's target, the relation and search indexes — then the wake-ups once the
 //! batch is committed.
 
+use std::sync::Arc;
+
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
@@ -16,7 +18,7 @@ use super::state::{StateHash, StateMap};
 use super::{BUMP_TYPES, EventMeta, MembershipRecord, NewEvent, Replaced, RoomRecord, Rooms, StoredEvent, Transaction, relation, rules};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
-use crate::service::stream::Ticket;
+use crate::service::stream::{Audience, Ticket};
 use crate::store::{Batch, Table, key};
 
 /// What is written with an event besides the PDU.
@@ -163,13 +165,14 @@ impl Rooms {
         if !room.servers.is_empty() {
             self.outbox.notify_one();
         }
-        let mut woken = self.users_to_wake(room_id).unwrap_or_default();
+        let members = self.users_to_wake(room_id).unwrap_or_else(|_| Arc::new([]));
         if pdu.kind == TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
         {
-            woken.push(target);
+            ticket.complete(members.iter().cloned().chain([target]).collect::<Audience>());
+        } else {
+            ticket.complete(members);
         }
-        ticket.complete(woken);
     }
 
     /// Redacts `target` (when it is in this room) in `batch`, recording `redaction_id`.

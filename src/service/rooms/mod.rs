@@ -54,7 +54,7 @@ use super::keyed_locks::{KeyGuard, KeyedLocks};
 use super::metrics::Metrics;
 use super::profiles::Profiles;
 use super::server_key::ServerKey;
-use super::stream::Stream;
+use super::stream::{Audience, Stream};
 use super::unread::RunningUnread;
 use crate::error::{Error, Result};
 use crate::store::{Counter, Store, StoreLock, Table, key, prefix};
@@ -204,6 +204,8 @@ pub struct Rooms {
     /// Each room's members until the next event in it (see [`Rooms::members`]): a burst of
     /// receipts, the summaries of many syncs read them once.
     member_lists: KeptPerRoom<Members>,
+    /// Each room's users to wake (see [`Rooms::users_to_wake`]), kept as its members are.
+    wakeable_members: KeptPerRoom<Audience>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
     /// Each room's latest change (see [`room_changes::RoomChanges`]).
@@ -255,6 +257,7 @@ impl Rooms {
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
             member_lists: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
+            wakeable_members: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
             timeline_ends: KeptPerRoom::new(timeline::KEPT_ROWS, |end| end.rows.len()),
             profiles,
             metrics,
@@ -324,6 +327,7 @@ impl Rooms {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
         self.timeline_ends.forget(room_id);
         self.member_lists.forget(room_id);
+        self.wakeable_members.forget(room_id);
         self.kept_receipts().forget(room_id);
         self.cached_events().clear();
     }
@@ -466,15 +470,24 @@ impl Rooms {
 
     /// The users an event in the room concerns: its members, invitees and knockers, and who
     /// peeks into it.
-    pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        let mut users: Vec<OwnedUserId> = self
-            .members(room_id)?
-            .iter()
-            .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
-            .map(|(user, _)| user.clone())
-            .collect();
-        users.extend(self.peekers.of(room_id));
-        Ok(users)
+    pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Audience> {
+        let read = || {
+            Ok(self
+                .members(room_id)?
+                .iter()
+                .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
+                .map(|(user, _)| user.clone())
+                .collect())
+        };
+        let members = match self.room(room_id) {
+            Ok(room) => self.wakeable_members.get_or_read(room_id, &room.extremities, read)?,
+            Err(_) => read()?,
+        };
+        let peekers = self.peekers.of(room_id);
+        if peekers.is_empty() {
+            return Ok(members);
+        }
+        Ok(members.iter().cloned().chain(peekers).collect())
     }
 
     /// The server-wide stream.

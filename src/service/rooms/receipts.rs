@@ -5,6 +5,7 @@
 //! receipts of this server's users go to the other servers in the room as `m.receipt` EDUs, in
 //! the receipt's own batch.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, MutexGuard};
 
@@ -105,7 +106,7 @@ impl Rooms {
             self.appservices.queue(&mut batch, interested, &Queued::Ephemeral(event))?;
         }
         batch.commit()?;
-        self.kept_receipts().apply(room_id, previous_stream, Arc::new(change));
+        self.kept_receipts().apply(room_id, change)?;
         // Read receipts of this server's users move their unread counts.
         if let Some(running) = self.running_unread()
             && user.server_name() == self.server_name
@@ -116,12 +117,11 @@ impl Rooms {
         self.wake_outbox(destinations);
         // Its owner's unread counts change now; the other members are no hurry (a private
         // receipt does not concern them).
+        // (Its owner, woken, is among the members nudged: a nudge after a wake-up changes nothing.)
         let others = if receipt_type == PRIVATE_READ {
-            Vec::new()
+            Arc::new([])
         } else {
-            let mut members = self.users_to_wake(room_id)?;
-            members.retain(|member| member != user);
-            members
+            self.users_to_wake(room_id)?
         };
         ticket.complete_nudging(vec![user.to_owned()], others);
         Ok(())
@@ -137,112 +137,49 @@ impl Rooms {
 
     /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
-    /// Serialized straight from the receipts kept (a busy room's has hundreds).
+    /// Written from the receipts kept, each user's part serialized when it was kept (a busy
+    /// room's sync carries hundreds).
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Box<RawValue>>> {
-        let changes = self.receipts_between(room_id, since, until)?;
-        let mut wanted: Vec<&ReceiptChange> = changes
-            .iter()
-            .map(|change| &**change)
-            .filter(|change| since.is_none_or(|since| change.receipt.stream > since) && change.receipt.stream <= until)
-            .filter(|change| change.receipt_type != PRIVATE_READ || change.user == viewer.as_str())
-            .collect();
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        // The latest of each user's receipts (two written at once may both be in the index).
-        wanted.sort_unstable_by(|a, b| (a.owner(), a.receipt.stream).cmp(&(b.owner(), b.receipt.stream)));
-        wanted.dedup_by(|later, earlier| {
-            if later.owner() == earlier.owner() {
-                *earlier = *later;
-                true
-            } else {
-                false
-            }
-        });
-        let mut content: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, ReceiptData<'_>>>> = BTreeMap::new();
-        for change in wanted {
-            let data = ReceiptData {
-                ts: change.receipt.ts,
-                thread_id: &change.thread,
-            };
-            content
-                .entry(change.receipt.event_id.as_str())
-                .or_default()
-                .entry(&change.receipt_type)
-                .or_default()
-                .insert(&change.user, data);
-        }
-        let event = ReceiptEvent {
-            kind: "m.receipt",
-            content,
-        };
-        Ok(Some(serde_json::value::to_raw_value(&event)?))
-    }
-}
-
-/// An `m.receipt` event's content: by event, receipt type and user.
-#[derive(Serialize)]
-struct ReceiptEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    content: BTreeMap<&'a str, BTreeMap<&'a str, BTreeMap<&'a str, ReceiptData<'a>>>>,
-}
-
-/// One user's receipt in an `m.receipt` event.
-#[derive(Serialize)]
-struct ReceiptData<'a> {
-    ts: u64,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    thread_id: &'a str,
-}
-
-impl ReceiptChange {
-    /// Whose receipt of which type in which thread this is.
-    fn owner(&self) -> (&str, &str, &str) {
-        (&self.user, &self.receipt_type, &self.thread)
-    }
-}
-
-impl Rooms {
-    /// A room's receipts written after `since` up to `until`: from the changes kept in memory
-    /// (read from the index of changes on first use), or every receipt of the room when
-    /// `since` is `None`.
-    fn receipts_between(&self, room_id: &RoomId, since: Option<u64>, until: u64) -> Result<Vec<Arc<ReceiptChange>>> {
         let Some(since) = since else {
-            let room_prefix = prefix(&[room_id.as_bytes()]);
-            let mut receipts = Vec::new();
-            for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
-                let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);
-                let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
-                    continue;
-                };
-                receipts.push(Arc::new(ReceiptChange {
-                    user: String::from_utf8_lossy(user).into_owned(),
-                    receipt_type: String::from_utf8_lossy(receipt_type).into_owned(),
-                    thread: String::from_utf8_lossy(thread).into_owned(),
-                    receipt,
-                }));
-            }
-            return Ok(receipts);
+            return receipt_event(&self.all_receipts(room_id)?, viewer);
         };
         if self.store.shared().is_some() {
             // Other processes' receipts are not applied to what this one keeps.
-            return self.stored_receipt_changes(room_id, since, until);
+            let changes = self.stored_receipt_changes(room_id, since, until)?;
+            let wanted: Vec<_> = RoomReceipts::from_changes(changes)?.changes.into_values().collect();
+            return receipt_event(&wanted, viewer);
         }
         // Read under the lock, so a receipt committed meanwhile is applied after the read.
         let mut kept = self.kept_receipts();
         if !kept.rooms.contains_key(room_id) {
             let changes = self.stored_receipt_changes(room_id, 0, u64::MAX)?;
-            kept.load(room_id, changes);
+            kept.load(room_id, changes)?;
         }
-        Ok(kept.rooms[room_id]
-            .range(since + 1..=until)
-            .map(|(_, change)| change.clone())
-            .collect())
+        let wanted: Vec<&KeptReceipt> = kept.rooms[room_id].changes.range(since + 1..=until).map(|(_, kept)| kept).collect();
+        receipt_event(&wanted, viewer)
+    }
+
+    /// Every receipt of a room, one per user, type and thread.
+    fn all_receipts(&self, room_id: &RoomId) -> Result<Vec<KeptReceipt>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        let mut receipts = Vec::new();
+        for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
+            let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);
+            let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            receipts.push(KeptReceipt::new(ReceiptChange {
+                user: String::from_utf8_lossy(user).into_owned(),
+                receipt_type: String::from_utf8_lossy(receipt_type).into_owned(),
+                thread: String::from_utf8_lossy(thread).into_owned(),
+                receipt,
+            })?);
+        }
+        Ok(receipts)
     }
 
     /// A room's receipt changes after `since` up to `until`, read from the index of changes.
-    fn stored_receipt_changes(&self, room_id: &RoomId, since: u64, until: u64) -> Result<Vec<Arc<ReceiptChange>>> {
+    fn stored_receipt_changes(&self, room_id: &RoomId, since: u64, until: u64) -> Result<Vec<ReceiptChange>> {
         let room_prefix = prefix(&[room_id.as_bytes()]);
         let start = key(&[room_id.as_bytes(), &(since + 1).to_be_bytes()]);
         let mut receipts = Vec::new();
@@ -251,7 +188,7 @@ impl Rooms {
             if position > until {
                 break;
             }
-            receipts.push(Arc::new(serde_json::from_slice(&change)?));
+            receipts.push(serde_json::from_slice(&change)?);
         }
         Ok(receipts)
     }
@@ -262,51 +199,209 @@ impl Rooms {
     }
 }
 
+/// The `m.receipt` event of `receipts` (one per user, type and thread, in stream order) as
+/// `viewer` sees it: by event, then receipt type, then user.
+fn receipt_event(receipts: &[impl std::borrow::Borrow<KeptReceipt>], viewer: &UserId) -> Result<Option<Box<RawValue>>> {
+    let mut wanted: Vec<&KeptReceipt> = receipts
+        .iter()
+        .map(|kept| kept.borrow())
+        .filter(|kept| kept.kind != ReceiptKind::ReadPrivate || kept.change.user == viewer.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    // Stable: each group keeps stream order, so the later of a user's two receipts in one group
+    // (two threads) wins.
+    wanted.sort_by(|a, b| a.event_order(b).then_with(|| a.type_order(b)));
+    let mut out = String::from(r#"{"type":"m.receipt","content":{"#);
+    for (n, same_event) in wanted.chunk_by(|a, b| a.event_order(b).is_eq()).enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let event_id = &same_event[0].change.receipt.event_id;
+        out.push_str(&serde_json::to_string(event_id)?);
+        out.push_str(":{");
+        for (n, same_type) in same_event.chunk_by(|a, b| a.type_order(b).is_eq()).enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(&same_type[0].change.receipt_type)?);
+            out.push_str(":{");
+            if same_type.iter().all(|kept| kept.change.thread.is_empty()) {
+                write_members(&mut out, same_type.iter().map(|kept| &*kept.member));
+            } else {
+                // A user with receipts in two threads appears once, with the later.
+                let by_user: BTreeMap<&str, &str> = same_type.iter().map(|kept| (&*kept.change.user, &*kept.member)).collect();
+                write_members(&mut out, by_user.into_values());
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+    out.push_str("}}");
+    Ok(Some(RawValue::from_string(out)?))
+}
+
+/// Object members, comma-separated.
+fn write_members<'a>(out: &mut String, members: impl Iterator<Item = &'a str>) {
+    for (n, member) in members.enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(member);
+    }
+}
+
+/// One user's receipt in an `m.receipt` event.
+#[derive(Serialize)]
+struct ReceiptData<'a> {
+    ts: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thread_id: &'a str,
+}
+
+/// The receipt types, as a sync groups them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ReceiptKind {
+    Read,
+    ReadPrivate,
+    Other,
+}
+
+/// A receipt change as a sync serves it: the change, and its user's member of the event's
+/// content (`"@user:server":{"ts":…}`), serialized once.
+struct KeptReceipt {
+    change: ReceiptChange,
+    kind: ReceiptKind,
+    member: Box<str>,
+}
+
+impl KeptReceipt {
+    fn new(change: ReceiptChange) -> Result<KeptReceipt> {
+        let data = ReceiptData {
+            ts: change.receipt.ts,
+            thread_id: &change.thread,
+        };
+        let member = format!("{}:{}", serde_json::to_string(&change.user)?, serde_json::to_string(&data)?).into_boxed_str();
+        let kind = match change.receipt_type.as_str() {
+            "m.read" => ReceiptKind::Read,
+            PRIVATE_READ => ReceiptKind::ReadPrivate,
+            _ => ReceiptKind::Other,
+        };
+        Ok(KeptReceipt { change, kind, member })
+    }
+
+    /// Orders receipts by the event read up to (by its stream position, known for all but
+    /// receipts written before it was kept).
+    fn event_order(&self, other: &KeptReceipt) -> std::cmp::Ordering {
+        let (mine, theirs) = (&self.change.receipt, &other.change.receipt);
+        mine.event_stream.cmp(&theirs.event_stream).then_with(|| match mine.event_stream {
+            Some(_) => std::cmp::Ordering::Equal,
+            None => mine.event_id.cmp(&theirs.event_id),
+        })
+    }
+
+    /// Orders receipts by type.
+    fn type_order(&self, other: &KeptReceipt) -> std::cmp::Ordering {
+        self.kind.cmp(&other.kind).then_with(|| match self.kind {
+            ReceiptKind::Other => self.change.receipt_type.cmp(&other.change.receipt_type),
+            _ => std::cmp::Ordering::Equal,
+        })
+    }
+
+    /// Whose receipt of which type in which thread this is, as the `receipts` table keys it
+    /// after the room.
+    fn owner(&self) -> Vec<u8> {
+        key(&[
+            self.change.user.as_bytes(),
+            self.change.receipt_type.as_bytes(),
+            self.change.thread.as_bytes(),
+        ])
+    }
+}
+
 /// Receipt changes kept in memory at most (~300 bytes each).
 const KEPT_RECEIPT_CHANGES: usize = 50_000;
 
-/// The receipt changes of the rooms synced since the server started, by room and stream
-/// position, as the index of changes has them: every sync of a busy room reads those since its
-/// token, hundreds when each member's receipt follows each message. A room's are read from the
-/// index on first use, under the lock a committed receipt is applied under (before its
-/// position is visible), so none is missed or kept twice; all are dropped when too many.
+/// The receipt changes of the rooms synced since the server started, by room: every sync of a
+/// busy room reads those since its token, hundreds when each member's receipt follows each
+/// message. A room's are read from the index of changes on first use, under the lock a
+/// committed receipt is applied under (before its position is visible), so none is missed or
+/// kept twice; all are dropped when too many.
 #[derive(Default)]
 pub struct KeptReceipts {
-    rooms: HashMap<OwnedRoomId, BTreeMap<u64, Arc<ReceiptChange>>>,
+    rooms: HashMap<OwnedRoomId, RoomReceipts>,
     total: usize,
 }
 
+/// A room's receipt changes: the latest of each user's receipts of each type in each thread,
+/// by stream position.
+#[derive(Default)]
+struct RoomReceipts {
+    changes: BTreeMap<u64, KeptReceipt>,
+    /// The position of each owner's (see [`KeptReceipt::owner`]).
+    positions: HashMap<Vec<u8>, u64>,
+}
+
+impl RoomReceipts {
+    /// The changes, in stream order; a later change of an owner replaces the earlier (two
+    /// receipts written at once may both be in the index).
+    fn from_changes(changes: Vec<ReceiptChange>) -> Result<RoomReceipts> {
+        let mut room = RoomReceipts::default();
+        for change in changes {
+            room.apply(change)?;
+        }
+        Ok(room)
+    }
+
+    /// Adds a change in place of its owner's earlier one (a later one stays); whether the
+    /// room has one change more.
+    fn apply(&mut self, change: ReceiptChange) -> Result<bool> {
+        let kept = KeptReceipt::new(change)?;
+        let position = kept.change.receipt.stream;
+        match self.positions.entry(kept.owner()) {
+            Entry::Occupied(mut latest) => {
+                if *latest.get() < position {
+                    self.changes.remove(&latest.insert(position));
+                    self.changes.insert(position, kept);
+                }
+                Ok(false)
+            }
+            Entry::Vacant(owner) => {
+                owner.insert(position);
+                self.changes.insert(position, kept);
+                Ok(true)
+            }
+        }
+    }
+}
+
 impl KeptReceipts {
-    fn load(&mut self, room_id: &RoomId, changes: Vec<Arc<ReceiptChange>>) {
+    fn load(&mut self, room_id: &RoomId, changes: Vec<ReceiptChange>) -> Result<()> {
         if self.total + changes.len() > KEPT_RECEIPT_CHANGES {
             self.rooms.clear();
             self.total = 0;
         }
-        self.total += changes.len();
-        let changes = changes.into_iter().map(|change| (change.receipt.stream, change)).collect();
-        self.rooms.insert(room_id.to_owned(), changes);
+        let room = RoomReceipts::from_changes(changes)?;
+        self.total += room.changes.len();
+        self.rooms.insert(room_id.to_owned(), room);
+        Ok(())
     }
 
-    /// A committed receipt, replacing the change at `previous` (the same user's receipt of
-    /// that type in that thread), when the room's are kept.
-    fn apply(&mut self, room_id: &RoomId, previous: Option<u64>, change: Arc<ReceiptChange>) {
-        let Some(changes) = self.rooms.get_mut(room_id) else {
-            return;
-        };
-        if let Some(previous) = previous
-            && changes.remove(&previous).is_some()
+    /// A committed receipt, in place of its owner's earlier one, when the room's are kept.
+    fn apply(&mut self, room_id: &RoomId, change: ReceiptChange) -> Result<()> {
+        if let Some(room) = self.rooms.get_mut(room_id)
+            && room.apply(change)?
         {
-            self.total -= 1;
-        }
-        if changes.insert(change.receipt.stream, change).is_none() {
             self.total += 1;
         }
+        Ok(())
     }
 
     /// Drops a room's (it was deleted).
     pub(super) fn forget(&mut self, room_id: &RoomId) {
-        if let Some(changes) = self.rooms.remove(room_id) {
-            self.total -= changes.len();
+        if let Some(room) = self.rooms.remove(room_id) {
+            self.total -= room.changes.len();
         }
     }
 }
