@@ -30,6 +30,31 @@ use crate::store::{Store, Table, key, prefix};
 /// The account data type the rules live in.
 pub const PUSH_RULES: &str = "m.push_rules";
 
+/// The spec's default rules whose conditions name no member (the member count and the
+/// sender's power are the room's): an enabled one applies to an event for every member alike,
+/// so it is evaluated once per event, not once per member (~16 rules for each of hundreds).
+const MEMBER_INDEPENDENT_RULES: [&str; 19] = [
+    ".m.rule.master",
+    ".m.rule.suppress_notices",
+    ".m.rule.member_event",
+    ".m.rule.is_room_mention",
+    ".m.rule.roomnotif",
+    ".m.rule.tombstone",
+    ".m.rule.reaction",
+    ".m.rule.room.server_acl",
+    ".m.rule.suppress_edits",
+    ".org.matrix.msc3930.rule.poll_response",
+    ".m.rule.call",
+    ".m.rule.encrypted_room_one_to_one",
+    ".m.rule.room_one_to_one",
+    ".m.rule.message",
+    ".m.rule.encrypted",
+    ".org.matrix.msc3930.rule.poll_start_one_to_one",
+    ".org.matrix.msc3930.rule.poll_start",
+    ".org.matrix.msc3930.rule.poll_end_one_to_one",
+    ".org.matrix.msc3930.rule.poll_end",
+];
+
 /// A notification as kept for `/notifications`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
@@ -127,6 +152,8 @@ impl Push {
         let thread_root = super::rooms::relation(&event.pdu().content_value())
             .filter(|(rel_type, _)| rel_type == "m.thread")
             .map(|(_, root)| root);
+        // The outcomes of the rules that are the same for every member, once known.
+        let mut outcomes = [None; MEMBER_INDEPENDENT_RULES.len()];
         for (user, display_name) in room.members.iter() {
             if user == sender {
                 continue;
@@ -136,7 +163,14 @@ impl Push {
             let rules = self.rules(user)?;
             let mut actions = Vec::new();
             for rule in rules.iter() {
-                if rule.applies(&flattened, &context).await {
+                let applies = match MEMBER_INDEPENDENT_RULES.iter().position(|id| *id == rule.rule_id()) {
+                    Some(shared) if rule.enabled() => match outcomes[shared] {
+                        Some(outcome) => outcome,
+                        None => *outcomes[shared].insert(rule.applies(&flattened, &context).await),
+                    },
+                    _ => rule.applies(&flattened, &context).await,
+                };
+                if applies {
                     actions = rule.actions().to_vec();
                     break;
                 }

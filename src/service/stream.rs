@@ -72,7 +72,8 @@ pub struct Stream {
     progress: Mutex<Progress>,
     /// Woken when this process hears one of its completions back (shared database only).
     heard_back: Notify,
-    wakers: Mutex<HashMap<OwnedUserId, Arc<Waker>>>,
+    /// Hashed with foldhash: a write in a big room looks up hundreds of them.
+    wakers: Mutex<HashMap<OwnedUserId, Arc<Waker>, foldhash::fast::RandomState>>,
     handlers: Mutex<HashMap<char, Handler>>,
     shutting_down: AtomicBool,
 }
@@ -168,7 +169,7 @@ impl Stream {
                 ..Progress::default()
             }),
             heard_back: Notify::new(),
-            wakers: Mutex::new(HashMap::new()),
+            wakers: Mutex::default(),
             handlers: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         }

@@ -31,7 +31,7 @@ pub mod upgrade;
 pub mod visibility;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent};
@@ -211,7 +211,7 @@ pub struct Rooms {
     /// Each room's latest change (see [`room_changes::RoomChanges`]).
     room_changes: Arc<room_changes::RoomChanges>,
     /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
-    receipt_changes: Mutex<receipts::KeptReceipts>,
+    receipt_changes: RwLock<receipts::KeptReceipts>,
     /// The unread counts held, with the notifications and receipts noted for them.
     running_unread: RunningUnread,
     /// Recent events, parsed (see [`EventCache`]). A redaction drops its target here and,
@@ -264,7 +264,7 @@ impl Rooms {
             outbox: tokio::sync::Notify::new(),
             outbox_destinations: Arc::default(),
             events,
-            receipt_changes: Mutex::default(),
+            receipt_changes: RwLock::default(),
             running_unread: RunningUnread::default(),
             room_changes,
             peekers: Default::default(),
@@ -328,7 +328,7 @@ impl Rooms {
         self.timeline_ends.forget(room_id);
         self.member_lists.forget(room_id);
         self.wakeable_members.forget(room_id);
-        self.kept_receipts().forget(room_id);
+        self.kept_receipts_to_change().forget(room_id);
         self.cached_events().clear();
     }
 

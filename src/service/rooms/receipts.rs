@@ -7,9 +7,10 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -106,7 +107,7 @@ impl Rooms {
             self.appservices.queue(&mut batch, interested, &Queued::Ephemeral(event))?;
         }
         batch.commit()?;
-        self.kept_receipts().apply(room_id, change)?;
+        self.kept_receipts_to_change().apply(room_id, change)?;
         // Read receipts of this server's users move their unread counts.
         if let Some(running) = self.running_unread()
             && user.server_name() == self.server_name
@@ -141,22 +142,24 @@ impl Rooms {
     /// room's sync carries hundreds).
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Box<RawValue>>> {
         let Some(since) = since else {
-            return receipt_event(&self.all_receipts(room_id)?, viewer);
+            return receipt_event(self.all_receipts(room_id)?.iter(), viewer);
         };
         if self.store.shared().is_some() {
             // Other processes' receipts are not applied to what this one keeps.
             let changes = self.stored_receipt_changes(room_id, since, until)?;
-            let wanted: Vec<_> = RoomReceipts::from_changes(changes)?.changes.into_values().collect();
-            return receipt_event(&wanted, viewer);
+            return receipt_event(RoomReceipts::from_changes(changes)?.changes.values(), viewer);
         }
+        let new = |room: &RoomReceipts| receipt_event(room.changes.range(since + 1..=until).map(|(_, kept)| kept), viewer);
         // Read under the lock, so a receipt committed meanwhile is applied after the read.
-        let mut kept = self.kept_receipts();
+        if let Some(room) = self.kept_receipts().rooms.get(room_id) {
+            return new(room);
+        }
+        let mut kept = self.kept_receipts_to_change();
         if !kept.rooms.contains_key(room_id) {
             let changes = self.stored_receipt_changes(room_id, 0, u64::MAX)?;
             kept.load(room_id, changes)?;
         }
-        let wanted: Vec<&KeptReceipt> = kept.rooms[room_id].changes.range(since + 1..=until).map(|(_, kept)| kept).collect();
-        receipt_event(&wanted, viewer)
+        new(&kept.rooms[room_id])
     }
 
     /// Every receipt of a room, one per user, type and thread.
@@ -193,18 +196,21 @@ impl Rooms {
         Ok(receipts)
     }
 
-    /// The receipt changes kept in memory, locked.
-    pub(super) fn kept_receipts(&self) -> MutexGuard<'_, KeptReceipts> {
-        self.receipt_changes.lock().unwrap_or_else(|e| e.into_inner())
+    /// The receipt changes kept in memory, to read.
+    fn kept_receipts(&self) -> RwLockReadGuard<'_, KeptReceipts> {
+        self.receipt_changes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The receipt changes kept in memory, to change.
+    pub(super) fn kept_receipts_to_change(&self) -> RwLockWriteGuard<'_, KeptReceipts> {
+        self.receipt_changes.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The `m.receipt` event of `receipts` (one per user, type and thread, in stream order) as
 /// `viewer` sees it: by event, then receipt type, then user.
-fn receipt_event(receipts: &[impl std::borrow::Borrow<KeptReceipt>], viewer: &UserId) -> Result<Option<Box<RawValue>>> {
+fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &UserId) -> Result<Option<Box<RawValue>>> {
     let mut wanted: Vec<&KeptReceipt> = receipts
-        .iter()
-        .map(|kept| kept.borrow())
         .filter(|kept| kept.kind != ReceiptKind::ReadPrivate || kept.change.user == viewer.as_str())
         .collect();
     if wanted.is_empty() {
@@ -213,42 +219,59 @@ fn receipt_event(receipts: &[impl std::borrow::Borrow<KeptReceipt>], viewer: &Us
     // Stable: each group keeps stream order, so the later of a user's two receipts in one group
     // (two threads) wins.
     wanted.sort_by(|a, b| a.event_order(b).then_with(|| a.type_order(b)));
-    let mut out = String::from(r#"{"type":"m.receipt","content":{"#);
-    for (n, same_event) in wanted.chunk_by(|a, b| a.event_order(b).is_eq()).enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        let event_id = &same_event[0].change.receipt.event_id;
-        out.push_str(&serde_json::to_string(event_id)?);
-        out.push_str(":{");
-        for (n, same_type) in same_event.chunk_by(|a, b| a.type_order(b).is_eq()).enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            out.push_str(&serde_json::to_string(&same_type[0].change.receipt_type)?);
-            out.push_str(":{");
-            if same_type.iter().all(|kept| kept.change.thread.is_empty()) {
-                write_members(&mut out, same_type.iter().map(|kept| &*kept.member));
-            } else {
-                // A user with receipts in two threads appears once, with the later.
-                let by_user: BTreeMap<&str, &str> = same_type.iter().map(|kept| (&*kept.change.user, &*kept.member)).collect();
-                write_members(&mut out, by_user.into_values());
-            }
-            out.push('}');
-        }
-        out.push('}');
-    }
-    out.push_str("}}");
-    Ok(Some(RawValue::from_string(out)?))
+    let event = ReceiptEvent {
+        kind: "m.receipt",
+        content: ByEvent(&wanted),
+    };
+    Ok(Some(serde_json::value::to_raw_value(&event)?))
 }
 
-/// Object members, comma-separated.
-fn write_members<'a>(out: &mut String, members: impl Iterator<Item = &'a str>) {
-    for (n, member) in members.enumerate() {
-        if n > 0 {
-            out.push(',');
+/// An `m.receipt` event.
+#[derive(Serialize)]
+struct ReceiptEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    content: ByEvent<'a>,
+}
+
+/// Receipts sorted by event then type, as the content's object by event ID.
+struct ByEvent<'a>(&'a [&'a KeptReceipt]);
+
+/// One event's receipts sorted by type, as its object by receipt type.
+struct ByType<'a>(&'a [&'a KeptReceipt]);
+
+/// One event's receipts of one type, as their object by user.
+struct ByUser<'a>(&'a [&'a KeptReceipt]);
+
+impl Serialize for ByEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for same_event in self.0.chunk_by(|a, b| a.event_order(b).is_eq()) {
+            map.serialize_entry(&same_event[0].change.receipt.event_id, &ByType(same_event))?;
         }
-        out.push_str(member);
+        map.end()
+    }
+}
+
+impl Serialize for ByType<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for same_type in self.0.chunk_by(|a, b| a.type_order(b).is_eq()) {
+            map.serialize_entry(&same_type[0].change.receipt_type, &ByUser(same_type))?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for ByUser<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.iter().all(|kept| kept.change.thread.is_empty()) {
+            serializer.collect_map(self.0.iter().map(|kept| (&kept.change.user, &*kept.data)))
+        } else {
+            // A user with receipts in two threads appears once, with the later.
+            let by_user: BTreeMap<&str, &RawValue> = self.0.iter().map(|kept| (&*kept.change.user, &*kept.data)).collect();
+            serializer.collect_map(by_user)
+        }
     }
 }
 
@@ -268,12 +291,12 @@ enum ReceiptKind {
     Other,
 }
 
-/// A receipt change as a sync serves it: the change, and its user's member of the event's
-/// content (`"@user:server":{"ts":…}`), serialized once.
+/// A receipt change as a sync serves it: the change, and its data in the event's content
+/// (`{"ts":…}`), serialized once.
 struct KeptReceipt {
     change: ReceiptChange,
     kind: ReceiptKind,
-    member: Box<str>,
+    data: Box<RawValue>,
 }
 
 impl KeptReceipt {
@@ -282,13 +305,13 @@ impl KeptReceipt {
             ts: change.receipt.ts,
             thread_id: &change.thread,
         };
-        let member = format!("{}:{}", serde_json::to_string(&change.user)?, serde_json::to_string(&data)?).into_boxed_str();
+        let data = serde_json::value::to_raw_value(&data)?;
         let kind = match change.receipt_type.as_str() {
             "m.read" => ReceiptKind::Read,
             PRIVATE_READ => ReceiptKind::ReadPrivate,
             _ => ReceiptKind::Other,
         };
-        Ok(KeptReceipt { change, kind, member })
+        Ok(KeptReceipt { change, kind, data })
     }
 
     /// Orders receipts by the event read up to (by its stream position, known for all but
