@@ -725,9 +725,12 @@ impl Batch<'_> {
     }
 
     /// Writes the batch; when this returns `Ok`, the change is in the WAL (fsynced by
-    /// [`Store::durable`] with `storage.sync_writes`), or committed in PostgreSQL.
+    /// [`Store::durable`] with `storage.sync_writes`), or committed in PostgreSQL. An empty
+    /// batch writes nothing (a sync that finds nothing to delete costs no write).
     pub fn commit(self) -> Result<(), StoreError> {
         match self.writes {
+            Writes::RocksDb(_, batch) if batch.is_empty() => {}
+            Writes::Postgres(_, writes) if writes.is_empty() => {}
             Writes::RocksDb(db, batch) => db.write(batch)?,
             Writes::Postgres(db, writes) => db.write(writes)?,
         }
