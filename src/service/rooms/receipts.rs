@@ -117,8 +117,8 @@ impl Rooms {
         }
         self.wake_outbox(destinations);
         // Its owner's unread counts change now; the other members are no hurry (a private
-        // receipt does not concern them).
-        // (Its owner, woken, is among the members nudged: a nudge after a wake-up changes nothing.)
+        // receipt does not concern them). The owner is among the members nudged: a nudge after
+        // a wake-up changes nothing.
         let others = if receipt_type == PRIVATE_READ {
             Arc::new([])
         } else {
@@ -138,7 +138,7 @@ impl Rooms {
 
     /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
-    /// Written from the receipts kept, each user's part serialized when it was kept (a busy
+    /// Written from the receipts kept, each one's data serialized when it was kept (a busy
     /// room's sync carries hundreds).
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Box<RawValue>>> {
         let Some(since) = since else {
@@ -149,17 +149,17 @@ impl Rooms {
             let changes = self.stored_receipt_changes(room_id, since, until)?;
             return receipt_event(RoomReceipts::from_changes(changes)?.changes.values(), viewer);
         }
-        let new = |room: &RoomReceipts| receipt_event(room.changes.range(since + 1..=until).map(|(_, kept)| kept), viewer);
+        let changed = |room: &RoomReceipts| receipt_event(room.changes.range(since + 1..=until).map(|(_, kept)| kept), viewer);
         // Read under the lock, so a receipt committed meanwhile is applied after the read.
         if let Some(room) = self.kept_receipts().rooms.get(room_id) {
-            return new(room);
+            return changed(room);
         }
         let mut kept = self.kept_receipts_to_change();
         if !kept.rooms.contains_key(room_id) {
             let changes = self.stored_receipt_changes(room_id, 0, u64::MAX)?;
             kept.load(room_id, changes)?;
         }
-        new(&kept.rooms[room_id])
+        changed(&kept.rooms[room_id])
     }
 
     /// Every receipt of a room, one per user, type and thread.
@@ -343,7 +343,7 @@ impl KeptReceipt {
     }
 }
 
-/// Receipt changes kept in memory at most (~300 bytes each).
+/// Receipt changes kept in memory at most (~400 bytes each, with the owner's index entry).
 const KEPT_RECEIPT_CHANGES: usize = 50_000;
 
 /// The receipt changes of the rooms synced since the server started, by room: every sync of a
