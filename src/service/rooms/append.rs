@@ -280,6 +280,9 @@ impl Rooms {
                 forgotten: false,
             };
             batch.put_json(Table::Memberships, &key(&[target.as_bytes(), room_id]), &record);
+            if let Ok(user) = UserId::parse(target) {
+                self.forget_memberships_on_commit(batch, &user);
+            }
             batch.put_json(Table::RoomMembers, &key(&[room_id, target.as_bytes()]), &membership);
             batch.put_json(Table::MemberChanges, &stream.to_be_bytes(), &(&pdu.room_id, target, &membership));
         }

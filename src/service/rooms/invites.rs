@@ -95,6 +95,7 @@ impl Rooms {
         };
         let room_id = pdu.room_id.as_bytes();
         batch.put_json(Table::Memberships, &key(&[target.as_bytes(), room_id]), &record);
+        self.forget_memberships_on_commit(&mut batch, &target);
         self.room_changes.stage(&mut batch, ticket.position(), &pdu.room_id);
         batch.commit()?;
         let woken: Vec<OwnedUserId> = vec![target.clone()];

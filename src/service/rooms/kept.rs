@@ -1,53 +1,65 @@
-//! What is kept of each room in memory until the next event in it (its member list, the end of
-//! its timeline): a value is kept with the room's forward extremities, read before the value,
-//! and used only while they still match — every event written to the timeline changes them.
-//! A write that does not (backfill, a purge) drops the room's value; a value read before a drop
-//! is not kept.
+//! What is kept in memory of each room until the next event in it (its member list, the end of
+//! its timeline), and of each user until their next membership change (their memberships).
+//!
+//! A room's value is kept with the room's forward extremities, read before the value, and used
+//! only while they still match — every event written to the timeline changes them. A write
+//! that does not (backfill, a purge, a user's membership) drops the value; a value read before a
+//! drop is not kept.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 
-use ruma::{OwnedEventId, OwnedRoomId, RoomId};
+use ruma::{OwnedEventId, OwnedRoomId};
 
 use crate::error::Result;
 
 /// Values of one kind kept per room, up to a total weight (then it starts over).
-pub(super) struct KeptPerRoom<T> {
-    kept: Mutex<Kept<T>>,
+pub(super) type KeptPerRoom<T> = KeptPer<OwnedRoomId, T>;
+
+/// Values of one kind kept per key (a room, a user), up to a total weight (then it starts
+/// over).
+pub(super) struct KeptPer<K, T> {
+    kept: Mutex<Kept<K, T>>,
     capacity: usize,
     weigh: fn(&T) -> usize,
 }
 
-struct Kept<T> {
-    /// Each room's value with the extremities it was read at.
-    rooms: HashMap<OwnedRoomId, (Vec<OwnedEventId>, T)>,
+struct Kept<K, T> {
+    /// Each key's value with the extremities it was read at (none for a user's).
+    values: HashMap<K, (Vec<OwnedEventId>, T)>,
     /// The values' weight together.
     weight: usize,
     /// How many values were dropped.
     drops: u64,
 }
 
-impl<T: Clone> KeptPerRoom<T> {
+impl<K: Hash + Eq, T: Clone> KeptPer<K, T> {
     /// Keeps values weighing `capacity` in all (each weighed by `weigh`).
-    pub fn new(capacity: usize, weigh: fn(&T) -> usize) -> KeptPerRoom<T> {
+    pub fn new(capacity: usize, weigh: fn(&T) -> usize) -> KeptPer<K, T> {
         let kept = Kept {
-            rooms: HashMap::new(),
+            values: HashMap::new(),
             weight: 0,
             drops: 0,
         };
-        KeptPerRoom {
+        KeptPer {
             kept: Mutex::new(kept),
             capacity,
             weigh,
         }
     }
 
-    /// The room's value at `extremities` (read before calling): the one kept, or `read`'s,
-    /// then kept.
-    pub fn get_or_read(&self, room_id: &RoomId, extremities: &[OwnedEventId], read: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// The value of `key` at `extremities` (read before calling; none for a user's): the one
+    /// kept, or `read`'s, then kept.
+    pub fn get_or_read<Q>(&self, key: &Q, extremities: &[OwnedEventId], read: impl FnOnce() -> Result<T>) -> Result<T>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let drops = {
             let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, value)) = kept.rooms.get(room_id)
+            if let Some((at, value)) = kept.values.get(key)
                 && at == extremities
             {
                 return Ok(value.clone());
@@ -59,23 +71,35 @@ impl<T: Clone> KeptPerRoom<T> {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.drops == drops {
             if kept.weight + weight > self.capacity {
-                kept.rooms.clear();
+                kept.values.clear();
                 kept.weight = 0;
             }
             kept.weight += weight;
-            if let Some((_, replaced)) = kept.rooms.insert(room_id.to_owned(), (extremities.to_vec(), value.clone())) {
+            if let Some((_, replaced)) = kept.values.insert(key.to_owned(), (extremities.to_vec(), value.clone())) {
                 kept.weight -= (self.weigh)(&replaced);
             }
         }
         Ok(value)
     }
 
-    /// Drops the room's value.
-    pub fn forget(&self, room_id: &RoomId) {
+    /// Drops the value of `key`.
+    pub fn forget<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, value)) = kept.rooms.remove(room_id) {
+        if let Some((_, value)) = kept.values.remove(key) {
             kept.weight -= (self.weigh)(&value);
         }
+        kept.drops += 1;
+    }
+
+    /// Drops every value.
+    pub fn forget_all(&self) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.values.clear();
+        kept.weight = 0;
         kept.drops += 1;
     }
 }

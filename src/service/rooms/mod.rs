@@ -46,7 +46,7 @@ use serde_json::Value;
 
 use self::events::EventCache;
 pub use self::events::ServedEvent;
-use self::kept::KeptPerRoom;
+use self::kept::{KeptPer, KeptPerRoom};
 use self::pdu::{Pdu, StoredPdu};
 use self::state::{RoomStates, StateHash, StateMap};
 use super::appservices::Appservices;
@@ -57,7 +57,7 @@ use super::server_key::ServerKey;
 use super::stream::{Audience, Stream};
 use super::unread::RunningUnread;
 use crate::error::{Error, Result};
-use crate::store::{Counter, Store, StoreLock, Table, key, prefix};
+use crate::store::{Batch, Counter, Store, StoreLock, Table, key, prefix};
 
 /// A room this server takes part in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +84,11 @@ pub struct RoomRecord {
 /// A room's members of every membership, as the membership index holds them.
 pub type Members = Arc<[(OwnedUserId, MembershipState)]>;
 
-/// Members [`Rooms::members`] keeps, in all rooms together, before it starts over.
+/// A user's memberships of every room, forgotten ones too, sorted by room ID.
+type UserMemberships = Arc<[(OwnedRoomId, MembershipRecord)]>;
+
+/// Members [`Rooms::members`] keeps, in all rooms together, before it starts over (and
+/// memberships [`Rooms::membership`] keeps, in all users together).
 const CACHED_MEMBERS: usize = 200_000;
 
 /// Event types that move a room up a sliding-sync room list (as Synapse counts them).
@@ -208,6 +212,10 @@ pub struct Rooms {
     wakeable_members: KeptPerRoom<Audience>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
+    /// Each user's memberships until one of them is written (see [`Rooms::membership`]):
+    /// every sync reads the user's memberships of the rooms that changed, every sliding sync
+    /// all of them. Not used when processes share the database.
+    user_memberships: Arc<KeptPer<OwnedUserId, UserMemberships>>,
     /// Each room's latest change (see [`room_changes::RoomChanges`]).
     room_changes: Arc<room_changes::RoomChanges>,
     /// The receipt changes of the rooms synced (see [`receipts::KeptReceipts`]).
@@ -259,6 +267,7 @@ impl Rooms {
             member_lists: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
             wakeable_members: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
             timeline_ends: KeptPerRoom::new(timeline::KEPT_ROWS, |end| end.rows.len()),
+            user_memberships: Arc::new(KeptPer::new(CACHED_MEMBERS, |memberships| memberships.len())),
             profiles,
             metrics,
             outbox: tokio::sync::Notify::new(),
@@ -407,9 +416,16 @@ impl Rooms {
 
     /// A user's membership record for a room, if they ever had one.
     pub fn membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<MembershipRecord>> {
-        Ok(self
-            .store
-            .get_json(Table::Memberships, &key(&[user_id.as_bytes(), room_id.as_bytes()]))?)
+        if self.store.shared().is_some() {
+            return Ok(self
+                .store
+                .get_json(Table::Memberships, &key(&[user_id.as_bytes(), room_id.as_bytes()]))?);
+        }
+        let memberships = self.kept_memberships(user_id)?;
+        Ok(memberships
+            .binary_search_by(|(room, _)| room.as_str().cmp(room_id.as_str()))
+            .ok()
+            .map(|found| memberships[found].1.clone()))
     }
 
     /// The rooms a user is in with the given membership.
@@ -424,16 +440,37 @@ impl Rooms {
 
     /// Every room a user has a membership in (forgotten ones left out), with the record.
     pub fn memberships_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
+        let memberships = match self.store.shared() {
+            Some(_) => self.read_memberships(user_id)?,
+            None => self.kept_memberships(user_id)?,
+        };
+        Ok(memberships.iter().filter(|(_, record)| !record.forgotten).cloned().collect())
+    }
+
+    /// A user's memberships, forgotten ones too, by room ID: kept until one of them is written
+    /// (see [`Rooms::forget_memberships_on_commit`]).
+    fn kept_memberships(&self, user_id: &UserId) -> Result<UserMemberships> {
+        self.user_memberships.get_or_read(user_id, &[], || self.read_memberships(user_id))
+    }
+
+    /// A user's memberships, forgotten ones too, as the index holds them (by room ID).
+    fn read_memberships(&self, user_id: &UserId) -> Result<UserMemberships> {
         let user_prefix = prefix(&[user_id.as_bytes()]);
         let rows = self.store.scan_json::<MembershipRecord>(Table::Memberships, &user_prefix)?;
         Ok(rows
             .into_iter()
-            .filter(|(_, record)| !record.forgotten)
             .filter_map(|(key, record)| {
                 let room_id = RoomId::parse(String::from_utf8_lossy(&key[user_prefix.len()..]).as_ref()).ok()?;
                 Some((room_id, record))
             })
             .collect())
+    }
+
+    /// Drops `user`'s kept memberships once `batch`, which writes one of them, is committed
+    /// (before the write's stream position is visible).
+    pub(super) fn forget_memberships_on_commit(&self, batch: &mut Batch<'_>, user: &UserId) {
+        let (kept, user) = (self.user_memberships.clone(), user.to_owned());
+        batch.on_commit(move || kept.forget(&*user));
     }
 
     /// A room's members of every membership, from the membership index (no events read), kept
@@ -515,6 +552,7 @@ impl Rooms {
         record.forgotten = true;
         let mut batch = self.store.batch();
         batch.put_json(Table::Memberships, &key(&[user_id.as_bytes(), room_id.as_bytes()]), &record);
+        self.forget_memberships_on_commit(&mut batch, user_id);
         batch.commit()?;
         Ok(())
     }

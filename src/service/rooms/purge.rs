@@ -83,6 +83,8 @@ impl Rooms {
             batch.delete(Table::Memberships, &key(&[user, room_id.as_bytes()]));
             batch.delete(Table::RoomMembers, &member_key);
         }
+        let kept = self.user_memberships.clone();
+        batch.on_commit(move || kept.forget_all());
         // The room's indexes keyed by room (search postings are keyed by word: a purged
         // event's postings lead nowhere and are skipped).
         for table in [

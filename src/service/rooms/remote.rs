@@ -474,6 +474,7 @@ impl Rooms {
                     forgotten: false,
                 };
                 batch.put_json(Table::Memberships, &key(&[user.as_bytes(), room_id.as_bytes()]), &record);
+                self.forget_memberships_on_commit(&mut batch, user);
             }
         }
         let mut servers: Vec<OwnedServerName> = members
