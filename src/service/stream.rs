@@ -103,15 +103,18 @@ impl Ticket<'_> {
 
     /// Marks the write committed; `users` are woken once it is visible.
     pub fn complete(self, users: impl Into<Audience>) {
-        self.complete_nudging(users, Vec::new());
+        self.finish(vec![(Wake::Now, users.into())]);
     }
 
     /// Marks the write committed; once it is visible, `woken` are woken and `nudged` nudged.
-    pub fn complete_nudging(mut self, woken: impl Into<Audience>, nudged: impl Into<Audience>) {
+    pub fn complete_nudging(self, woken: impl Into<Audience>, nudged: impl Into<Audience>) {
+        self.finish(vec![(Wake::Now, woken.into()), (Wake::Soon, nudged.into())]);
+    }
+
+    fn finish(mut self, wakes: Vec<(Wake, Audience)>) {
         self.done = true;
         let notes = std::mem::take(&mut self.notes);
-        self.stream
-            .finish(self.position, vec![(Wake::Now, woken.into()), (Wake::Soon, nudged.into())], notes);
+        self.stream.finish(self.position, wakes, notes);
     }
 }
 

@@ -4,8 +4,6 @@
 //! indexes, a redaction's target, the relation and search indexes — then the wake-ups once the
 //! batch is committed.
 
-use std::sync::Arc;
-
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
@@ -165,7 +163,7 @@ impl Rooms {
         if !room.servers.is_empty() {
             self.outbox.notify_one();
         }
-        let members = self.users_to_wake(room_id).unwrap_or_else(|_| Arc::new([]));
+        let members = self.users_to_wake(room_id).unwrap_or_default();
         if pdu.kind == TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
         {

@@ -84,6 +84,13 @@ pub struct RoomRecord {
 /// A room's members of every membership, as the membership index holds them.
 pub type Members = Arc<[(OwnedUserId, MembershipState)]>;
 
+/// A room's members as kept in memory: all of them, and those its events wake (joined, invited,
+/// knocking), shared by every write's wake-up.
+struct KeptMembers {
+    all: Members,
+    wakeable: Audience,
+}
+
 /// A user's memberships of every room, forgotten ones too, sorted by room ID.
 type UserMemberships = Arc<[(OwnedRoomId, MembershipRecord)]>;
 
@@ -205,11 +212,9 @@ pub struct Rooms {
     /// reader never puts an older record back. Not kept when processes share the database
     /// (another may have written since).
     records: Mutex<HashMap<OwnedRoomId, RoomRecord>>,
-    /// Each room's members until the next event in it (see [`Rooms::members`]): a burst of
-    /// receipts, the summaries of many syncs read them once.
-    member_lists: KeptPerRoom<Members>,
-    /// Each room's users to wake (see [`Rooms::users_to_wake`]), kept as its members are.
-    wakeable_members: KeptPerRoom<Audience>,
+    /// Each room's members, and those its events wake, until the next event in it (see
+    /// [`Rooms::members`]): a burst of receipts, the summaries of many syncs read them once.
+    member_lists: KeptPerRoom<Arc<KeptMembers>>,
     /// The end of each room's timeline (see [`Rooms::timeline_until`]).
     timeline_ends: KeptPerRoom<Arc<timeline::TimelineEnd>>,
     /// Each user's memberships until one of them is written (see [`Rooms::membership`]):
@@ -264,8 +269,7 @@ impl Rooms {
             locks: KeyedLocks::default(),
             aliases_lock: std::sync::Mutex::new(()),
             records: Mutex::new(HashMap::new()),
-            member_lists: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
-            wakeable_members: KeptPerRoom::new(CACHED_MEMBERS, |members| members.len()),
+            member_lists: KeptPerRoom::new(CACHED_MEMBERS, |members| members.all.len()),
             timeline_ends: KeptPerRoom::new(timeline::KEPT_ROWS, |end| end.rows.len()),
             user_memberships: Arc::new(KeptPer::new(CACHED_MEMBERS, |memberships| memberships.len())),
             profiles,
@@ -336,7 +340,6 @@ impl Rooms {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).remove(room_id);
         self.timeline_ends.forget(room_id);
         self.member_lists.forget(room_id);
-        self.wakeable_members.forget(room_id);
         self.kept_receipts_to_change().forget(room_id);
         self.cached_events().clear();
     }
@@ -440,17 +443,18 @@ impl Rooms {
 
     /// Every room a user has a membership in (forgotten ones left out), with the record.
     pub fn memberships_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
-        let memberships = match self.store.shared() {
-            Some(_) => self.read_memberships(user_id)?,
-            None => self.kept_memberships(user_id)?,
-        };
+        let memberships = self.kept_memberships(user_id)?;
         Ok(memberships.iter().filter(|(_, record)| !record.forgotten).cloned().collect())
     }
 
     /// A user's memberships, forgotten ones too, by room ID: kept until one of them is written
-    /// (see [`Rooms::forget_memberships_on_commit`]).
+    /// (see [`Rooms::forget_memberships_on_commit`]), read each time when processes share the
+    /// database.
     fn kept_memberships(&self, user_id: &UserId) -> Result<UserMemberships> {
-        self.user_memberships.get_or_read(user_id, &[], || self.read_memberships(user_id))
+        match self.store.shared() {
+            Some(_) => self.read_memberships(user_id),
+            None => self.user_memberships.get_or_read(user_id, &[], || self.read_memberships(user_id)),
+        }
     }
 
     /// A user's memberships, forgotten ones too, as the index holds them (by room ID).
@@ -476,16 +480,28 @@ impl Rooms {
     /// A room's members of every membership, from the membership index (no events read), kept
     /// until the next event in the room.
     pub fn members(&self, room_id: &RoomId) -> Result<Members> {
+        Ok(self.kept_members(room_id)?.all.clone())
+    }
+
+    /// A room's members and the users among them its events wake, kept until the next event in
+    /// the room.
+    fn kept_members(&self, room_id: &RoomId) -> Result<Arc<KeptMembers>> {
         let read = || {
             let room_prefix = prefix(&[room_id.as_bytes()]);
             let rows = self.store.scan_json::<MembershipState>(Table::RoomMembers, &room_prefix)?;
-            Ok(rows
+            let all: Members = rows
                 .into_iter()
                 .filter_map(|(key, membership)| {
                     let user = UserId::parse(String::from_utf8_lossy(&key[room_prefix.len()..]).as_ref()).ok()?;
                     Some((user, membership))
                 })
-                .collect())
+                .collect();
+            let wakeable = all
+                .iter()
+                .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
+                .map(|(user, _)| user.clone())
+                .collect();
+            Ok(Arc::new(KeptMembers { all, wakeable }))
         };
         // A room this server has no record of (only members of it, through invites) is read
         // each time.
@@ -508,18 +524,7 @@ impl Rooms {
     /// The users an event in the room concerns: its members, invitees and knockers, and who
     /// peeks into it.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Audience> {
-        let read = || {
-            Ok(self
-                .members(room_id)?
-                .iter()
-                .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
-                .map(|(user, _)| user.clone())
-                .collect())
-        };
-        let members = match self.room(room_id) {
-            Ok(room) => self.wakeable_members.get_or_read(room_id, &room.extremities, read)?,
-            Err(_) => read()?,
-        };
+        let members = self.kept_members(room_id)?.wakeable.clone();
         let peekers = self.peekers.of(room_id);
         if peekers.is_empty() {
             return Ok(members);

@@ -7,7 +7,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
 use serde::ser::SerializeMap;
@@ -19,6 +19,7 @@ use super::Rooms;
 use crate::error::{Error, Result};
 use crate::service::appservices::Queued;
 use crate::service::now_ms;
+use crate::service::stream::Audience;
 use crate::store::{SEP, Table, key, prefix};
 
 /// One user's receipt of one type in one room and thread.
@@ -120,7 +121,7 @@ impl Rooms {
         // receipt does not concern them). The owner is among the members nudged: a nudge after
         // a wake-up changes nothing.
         let others = if receipt_type == PRIVATE_READ {
-            Arc::new([])
+            Audience::default()
         } else {
             self.users_to_wake(room_id)?
         };
