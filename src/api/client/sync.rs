@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::push::PUSH_RULES;
 use crate::service::rooms::MembershipRecord;
+use crate::service::rooms::state::StateLookup;
 use crate::service::stream::NUDGE_DELAY;
 
 /// The longest a sync long-polls, whatever the client asks.
@@ -505,16 +506,18 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     // changes since the token when the timeline was cut; nothing otherwise.
     let state_at_start = match &next {
         // The state after the event just before the timeline, which the page read.
-        Some((_, preceding)) => services.rooms.state_after(preceding)?,
-        None => services.rooms.state_at_position(room_id, timeline_start)?,
+        Some((_, preceding)) => services.rooms.state_ref_after(preceding)?,
+        None => services.rooms.state_ref_at_position(room_id, timeline_start)?,
     };
     let state_filter = &context.filter.room.state;
     let lazy_members = !state_filter.lazy_load_options.is_disabled();
     let mut state: Vec<(u64, u64)> = if since.is_none() || context.full_state {
-        state_at_start.iter().map(|(key, event)| (*key, *event)).collect()
+        let whole = services.rooms.states.load_ref(state_at_start)?;
+        whole.iter().map(|(key, event)| (*key, *event)).collect()
     } else if cut {
+        let whole = services.rooms.states.load_ref(state_at_start)?;
         let state_at_since = services.rooms.state_at_position(room_id, since.unwrap_or(0) + 1)?;
-        state_at_start
+        whole
             .iter()
             .filter(|(key, event)| state_at_since.get(key) != Some(event))
             .map(|(key, event)| (*key, *event))
@@ -541,9 +544,9 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
         state = needed;
         for sender in &senders {
             if let Some(key) = services.rooms.states.short_state_key(&StateEventType::RoomMember, sender, false)?
-                && let Some(event) = state_at_start.get(&key)
+                && let Some(event) = state_at_start.event_at(&services.rooms.states, key)?
             {
-                state.push((key, *event));
+                state.push((key, event));
             }
         }
         state.sort_unstable();

@@ -226,14 +226,14 @@ impl Rooms {
                 .short_state_key(&kind, state_key, true)?
                 .ok_or_else(|| Error::Internal("state key not interned".into()))?;
             let previous = match state_before {
-                Some(hash) => self.states.load(hash)?.get(&short_key).copied(),
+                Some(hash) => self.states.event_at(hash, short_key)?,
                 None => None,
             };
             replaced = Some(match previous {
                 Some(previous) => Replaced::Event(self.states.event_id(previous)?),
                 None => Replaced::Nothing,
             });
-            state_after = Some(self.states.save(batch, state_before, &[(short_key, short_event)])?.0);
+            state_after = Some(self.states.save(batch, state_before, &[(short_key, short_event)])?);
         }
         let state_after = state_after.ok_or_else(|| Error::Internal("an event without a state".into()))?;
         // An event following every forward extremity moves the room on; one that forks it adds
@@ -248,7 +248,7 @@ impl Rooms {
                     .into_iter()
                     .filter(|(key, event)| current.get(key) != Some(event))
                     .collect();
-                room.state = self.states.save(batch, Some(room.state), &changes)?.0;
+                room.state = self.states.save(batch, Some(room.state), &changes)?;
             }
             room.extremities.retain(|extremity| !pdu.prev_events.contains(extremity));
             room.extremities.push(pdu.event_id.clone());

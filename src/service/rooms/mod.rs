@@ -48,7 +48,7 @@ use self::events::EventCache;
 pub use self::events::ServedEvent;
 use self::kept::{KeptPer, KeptPerRoom};
 use self::pdu::{Pdu, StoredPdu};
-use self::state::{RoomStates, StateHash, StateMap};
+use self::state::{RoomStates, StateHash, StateLookup, StateMap, StateRef};
 use super::appservices::Appservices;
 use super::keyed_locks::{KeyGuard, KeyedLocks};
 use super::metrics::Metrics;
@@ -353,7 +353,7 @@ impl Rooms {
     }
 
     /// The content of a state event in a state, if set.
-    pub fn state_content(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<Value>> {
+    pub fn state_content(&self, state: &impl StateLookup, kind: &StateEventType, state_key: &str) -> Result<Option<Value>> {
         match self.state_event_id(state, kind, state_key)? {
             Some(event_id) => Ok(self.shared_pdu(&event_id)?.map(|pdu| pdu.content_value())),
             None => Ok(None),
@@ -361,13 +361,13 @@ impl Rooms {
     }
 
     /// The ID of the event holding a state key in a state.
-    fn state_event_id(&self, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<OwnedEventId>> {
+    fn state_event_id(&self, state: &impl StateLookup, kind: &StateEventType, state_key: &str) -> Result<Option<OwnedEventId>> {
         let Some(short_key) = self.states.short_state_key(kind, state_key, false)? else {
             return Ok(None);
         };
         state
-            .get(&short_key)
-            .map(|short_event| self.states.event_id(*short_event))
+            .event_at(&self.states, short_key)?
+            .map(|short_event| self.states.event_id(short_event))
             .transpose()
     }
 
@@ -377,32 +377,34 @@ impl Rooms {
     }
 
     /// The state after an event: before it, plus the event itself if it is a state event.
-    /// The event comes from the cache of served events when it is there (a sync's timeline
-    /// asks for the state after the event it just read before the timeline).
     pub fn state_after(&self, event_id: &EventId) -> Result<Arc<StateMap>> {
+        self.states.load_ref(self.state_ref_after(event_id)?)
+    }
+
+    /// [`Rooms::state_after`] to read key by key. The event comes from the cache of served
+    /// events when it is there (a sync's timeline asks for the state after the event it just
+    /// read before the timeline).
+    pub fn state_ref_after(&self, event_id: &EventId) -> Result<StateRef> {
         let ServedEvent { pdu, meta } = self
             .served_events(&[event_id.to_owned()])?
             .pop()
             .flatten()
             .ok_or_else(|| Error::not_found("Event not found"))?;
-        let before = match meta.state_before {
-            Some(hash) => self.states.load(hash)?,
-            None => Arc::new(StateMap::new()),
+        let mut state = StateRef {
+            base: meta.state_before,
+            over: None,
         };
-        // A message leaves the state as it was: the loaded state is shared, not copied.
-        let Some(state_key) = &pdu.state_key else {
-            return Ok(before);
-        };
-        let mut state = StateMap::clone(&before);
-        let kind = StateEventType::from(pdu.kind.to_string().as_str());
-        if let Some(short_key) = self.states.short_state_key(&kind, state_key, false)? {
-            state.insert(short_key, self.states.short_event_id(event_id)?);
+        if let Some(state_key) = &pdu.state_key {
+            let kind = StateEventType::from(pdu.kind.to_string().as_str());
+            if let Some(short_key) = self.states.short_state_key(&kind, state_key, false)? {
+                state.over = Some((short_key, self.states.short_event_id(event_id)?));
+            }
         }
-        Ok(Arc::new(state))
+        Ok(state)
     }
 
     /// A user's membership in a state (`leave` when absent).
-    pub fn membership_in(&self, state: &StateMap, user_id: &UserId) -> Result<MembershipState> {
+    pub fn membership_in(&self, state: &impl StateLookup, user_id: &UserId) -> Result<MembershipState> {
         Ok(self
             .state_content(state, &StateEventType::RoomMember, user_id.as_str())?
             .and_then(|content| content.get("membership").and_then(Value::as_str).map(MembershipState::from))

@@ -161,7 +161,7 @@ impl Rooms {
             several => self.resolve(&room.version, several)?,
         };
         let entries: Vec<(u64, u64)> = state.into_iter().collect();
-        Ok(self.states.save(batch, None, &entries)?.0)
+        self.states.save(batch, None, &entries)
     }
 
     /// The resolution of several states of a room (ruma's state resolution of the version).
@@ -402,7 +402,8 @@ impl Rooms {
             }
         }
         let mut batch = self.store.batch();
-        let (state_hash, state_before) = self.states.save(&mut batch, None, &entries)?;
+        let state_hash = self.states.save(&mut batch, None, &entries)?;
+        let state_before: StateMap = entries.into_iter().collect();
         let fetch_event = |id: &EventId| self.pdu(id).ok().flatten();
         let fetch_state = |kind: &StateEventType, state_key: &str| self.state_pdu(&state_before, kind, state_key).ok().flatten();
         ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, fetch_event)
@@ -460,7 +461,7 @@ impl Rooms {
                 members.push((user, membership.unwrap_or(MembershipState::Leave), pdu.event_id.clone()));
             }
         }
-        let (state_hash, _) = self.states.save(&mut batch, None, &entries)?;
+        let state_hash = self.states.save(&mut batch, None, &entries)?;
         for (user, membership, event_id) in &members {
             batch.put_json(Table::RoomMembers, &key(&[room_id.as_bytes(), user.as_bytes()]), membership);
             // Local users' own records (an invite, say) stay as they are; other servers' users'

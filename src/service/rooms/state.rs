@@ -5,6 +5,12 @@
 //! over its parent state (the state before the event that changed it), with a full copy every
 //! [`MAX_DELTA_DEPTH`] levels so a load reads at most that many rows. Events that do not change
 //! state share their predecessor's state hash, so a message costs no state row at all.
+//!
+//! Most readers want a key or two of a state (a member's membership, the history visibility,
+//! the state event an event replaces): they read it through the stored rows ([`StateLookup`]
+//! on a [`StateRef`]), which are kept in memory small as they are. A state is loaded whole
+//! only where it is needed whole (a first sync, a room's current state), and only it is kept,
+//! not the states between it and its full copy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,18 +33,21 @@ pub type StateMap = BTreeMap<ShortStateKey, ShortEventId>;
 /// Deltas chain at most this deep before a full copy is stored.
 const MAX_DELTA_DEPTH: u32 = 32;
 /// Loaded states kept in memory, counted in states and in entries (a state of a big room is
-/// hundreds of entries, of a small one a few). A busy community's syncs read many big states
-/// (a sliding-sync timeline of 50 joins to a room of ~600 members reads 50 of them): the
-/// entries cap keeps ~2,000 of those, and a cap of a million entries made syncs spend half
-/// their time loading states again (measured: 8 messages/s delivered instead of 19). A user's
-/// first sync in 1,000 small rooms loads each room's state and its ancestors (~6 states a room):
-/// the count cap keeps them all.
+/// hundreds of entries, ~25 bytes each in a map, of a small one a few). A user's first sync in
+/// 1,000 small rooms loads each room's state: the count cap keeps them all; the entries cap
+/// (~6 MiB) keeps the current states of ~400 rooms of 600 members.
 const CACHED_STATES: usize = 8_000;
-const CACHED_STATE_ENTRIES: usize = 1_300_000;
+const CACHED_STATE_ENTRIES: usize = 250_000;
+/// Stored rows kept in memory, counted in entries (16 bytes each) plus [`ROW_OVERHEAD`] a row:
+/// ~10 MiB at most. A big room's 600 joins are 600 rows of one entry and 19 full copies.
+const CACHED_ROW_ENTRIES: usize = 500_000;
+const ROW_OVERHEAD: usize = 6;
 /// Event IDs of short event IDs kept in memory.
 const CACHED_EVENT_IDS: usize = 20_000;
 
-/// One stored state row: a delta over `parent`, or a full state when `parent` is `None`.
+/// One stored state row: a delta over `parent`, or a full state when `parent` is `None`; its
+/// entries sorted by key, one each (rows stored before they were may repeat a key: the later
+/// entry counts, as when they were applied in order).
 struct StateRow {
     parent: Option<StateHash>,
     depth: u32,
@@ -65,7 +74,73 @@ impl StateRow {
         let parent = Some(u64_at(0)).filter(|p| *p != 0);
         let depth = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
         let entries = (12..bytes.len()).step_by(16).map(|at| (u64_at(at), u64_at(at + 8))).collect();
-        Some(StateRow { parent, depth, entries })
+        Some(StateRow {
+            parent,
+            depth,
+            entries: sorted_entries(entries),
+        })
+    }
+
+    /// The event holding `key` in this row.
+    fn get(&self, key: ShortStateKey) -> Option<ShortEventId> {
+        let at = self.entries.binary_search_by_key(&key, |(key, _)| *key).ok()?;
+        Some(self.entries[at].1)
+    }
+}
+
+/// Entries sorted by key, the last of each key kept (as applying them in order would).
+fn sorted_entries(mut entries: Vec<(ShortStateKey, ShortEventId)>) -> Vec<(ShortStateKey, ShortEventId)> {
+    entries.reverse();
+    // Stable: of one key's entries, the last given comes first and stays.
+    entries.sort_by_key(|(key, _)| *key);
+    entries.dedup_by_key(|(key, _)| *key);
+    entries
+}
+
+/// A stored state read key by key, without loading it whole: the state `base` names (none:
+/// the empty state before a room's first event) with `over` set over it (a state event's own
+/// entry, for the state after it).
+#[derive(Clone, Copy, Default)]
+pub struct StateRef {
+    pub base: Option<StateHash>,
+    pub over: Option<(ShortStateKey, ShortEventId)>,
+}
+
+impl StateRef {
+    /// The state a hash names.
+    pub fn at(hash: StateHash) -> StateRef {
+        StateRef {
+            base: Some(hash),
+            over: None,
+        }
+    }
+}
+
+/// A state to look keys up in: loaded whole, or stored.
+pub trait StateLookup {
+    /// The event holding `key` in this state.
+    fn event_at(&self, states: &RoomStates, key: ShortStateKey) -> Result<Option<ShortEventId>>;
+}
+
+impl StateLookup for StateMap {
+    fn event_at(&self, _: &RoomStates, key: ShortStateKey) -> Result<Option<ShortEventId>> {
+        Ok(self.get(&key).copied())
+    }
+}
+
+impl<T: StateLookup> StateLookup for Arc<T> {
+    fn event_at(&self, states: &RoomStates, key: ShortStateKey) -> Result<Option<ShortEventId>> {
+        T::event_at(self, states, key)
+    }
+}
+
+impl StateLookup for StateRef {
+    fn event_at(&self, states: &RoomStates, key: ShortStateKey) -> Result<Option<ShortEventId>> {
+        match (self.over, self.base) {
+            (Some((over, event)), _) if over == key => Ok(Some(event)),
+            (_, Some(hash)) => states.event_at(hash, key),
+            (_, None) => Ok(None),
+        }
     }
 }
 
@@ -80,6 +155,7 @@ pub struct RoomStates {
     state_keys: RwLock<HashMap<(StateEventType, String), ShortStateKey>>,
     state_keys_by_short: RwLock<HashMap<ShortStateKey, (StateEventType, String)>>,
     cache: Mutex<StateCache>,
+    rows: Mutex<RowCache>,
     /// Short event IDs resolved lately (a state lookup resolves one each time).
     event_ids: Mutex<HashMap<ShortEventId, OwnedEventId>>,
 }
@@ -87,8 +163,15 @@ pub struct RoomStates {
 /// Loaded states by hash, and how many entries they hold together.
 #[derive(Default)]
 struct StateCache {
-    states: HashMap<StateHash, (Arc<StateMap>, u32)>,
+    states: HashMap<StateHash, Arc<StateMap>>,
     entries: usize,
+}
+
+/// Stored rows by hash, and their weight against [`CACHED_ROW_ENTRIES`].
+#[derive(Default)]
+struct RowCache {
+    rows: HashMap<StateHash, Arc<StateRow>>,
+    weight: usize,
 }
 
 fn state_key_string(kind: &StateEventType, state_key: &str) -> Vec<u8> {
@@ -108,6 +191,7 @@ impl RoomStates {
             state_keys: RwLock::new(HashMap::new()),
             state_keys_by_short: RwLock::new(HashMap::new()),
             cache: Mutex::default(),
+            rows: Mutex::default(),
             event_ids: Mutex::new(HashMap::new()),
         })
     }
@@ -211,76 +295,216 @@ impl RoomStates {
         Ok(event_id)
     }
 
-    /// A stored state, whole.
+    /// A stored state, whole: from its rows, or from the nearest of its ancestors loaded.
     pub fn load(&self, hash: StateHash) -> Result<Arc<StateMap>> {
-        Ok(self.load_with_depth(hash)?.0)
+        let mut deltas = Vec::new();
+        let mut at = hash;
+        let mut state = loop {
+            if let Some(loaded) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).states.get(&at).cloned() {
+                if deltas.is_empty() {
+                    return Ok(loaded);
+                }
+                break StateMap::clone(&loaded);
+            }
+            let row = self.row(at)?;
+            match row.parent {
+                Some(parent) => {
+                    at = parent;
+                    deltas.push(row);
+                }
+                None => break row.entries.iter().copied().collect(),
+            }
+        };
+        for row in deltas.iter().rev() {
+            state.extend(row.entries.iter().copied());
+        }
+        let state = Arc::new(state);
+        self.remember(hash, &state);
+        Ok(state)
     }
 
-    fn load_with_depth(&self, hash: StateHash) -> Result<(Arc<StateMap>, u32)> {
-        if let Some(cached) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).states.get(&hash) {
-            return Ok(cached.clone());
+    /// A stored state, whole, with what a [`StateRef`] sets over it.
+    pub fn load_ref(&self, state: StateRef) -> Result<Arc<StateMap>> {
+        let base = match state.base {
+            Some(hash) => self.load(hash)?,
+            None => Arc::new(StateMap::new()),
+        };
+        Ok(match state.over {
+            Some((key, event)) if base.get(&key) != Some(&event) => {
+                let mut state = StateMap::clone(&base);
+                state.insert(key, event);
+                Arc::new(state)
+            }
+            _ => base,
+        })
+    }
+
+    /// The event holding `key` in the state `hash` names: from the state if it is loaded, else
+    /// from its rows, newest first.
+    pub fn event_at(&self, hash: StateHash, key: ShortStateKey) -> Result<Option<ShortEventId>> {
+        if let Some(loaded) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).states.get(&hash) {
+            return Ok(loaded.get(&key).copied());
+        }
+        let mut at = hash;
+        loop {
+            let row = self.row(at)?;
+            if let Some(event) = row.get(key) {
+                return Ok(Some(event));
+            }
+            match row.parent {
+                Some(parent) => at = parent,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// One stored row, kept once read.
+    fn row(&self, hash: StateHash) -> Result<Arc<StateRow>> {
+        if let Some(row) = self.rows.lock().unwrap_or_else(|e| e.into_inner()).rows.get(&hash) {
+            return Ok(row.clone());
         }
         let bytes = self
             .store
             .get(Table::StateSnapshots, &hash.to_be_bytes())?
             .ok_or_else(|| Error::Internal(format!("state {hash} is missing")))?;
-        let row = StateRow::decode(&bytes).ok_or_else(|| Error::Internal(format!("state {hash} is corrupt")))?;
-        let mut map = match row.parent {
-            Some(parent) => StateMap::clone(&*self.load(parent)?),
-            None => StateMap::new(),
-        };
-        map.extend(row.entries);
-        let loaded = (Arc::new(map), row.depth);
-        self.remember(hash, &loaded);
-        Ok(loaded)
+        let row = Arc::new(StateRow::decode(&bytes).ok_or_else(|| Error::Internal(format!("state {hash} is corrupt")))?);
+        self.remember_row(hash, &row);
+        Ok(row)
     }
 
     /// Stores the state that `changes` make of the state `parent` (none for a room's first
-    /// event), in `batch`; returns its hash and the whole new state.
-    pub fn save(
-        &self,
-        batch: &mut Batch<'_>,
-        parent: Option<StateHash>,
-        changes: &[(ShortStateKey, ShortEventId)],
-    ) -> Result<(StateHash, Arc<StateMap>)> {
-        let (mut map, parent_depth) = match parent {
-            Some(parent) => {
-                let (map, depth) = self.load_with_depth(parent)?;
-                (StateMap::clone(&map), Some(depth))
-            }
-            None => (StateMap::new(), None),
-        };
-        map.extend(changes.iter().copied());
-        let row = match parent_depth {
-            Some(depth) if depth < MAX_DELTA_DEPTH => StateRow {
-                parent,
+    /// event), in `batch`; returns its hash.
+    pub fn save(&self, batch: &mut Batch<'_>, parent: Option<StateHash>, changes: &[(ShortStateKey, ShortEventId)]) -> Result<StateHash> {
+        let changes = sorted_entries(changes.to_vec());
+        let parent_depth = parent.map(|parent| self.row(parent)).transpose()?.map(|row| row.depth);
+        let row = match (parent, parent_depth) {
+            (Some(parent), Some(depth)) if depth < MAX_DELTA_DEPTH => StateRow {
+                parent: Some(parent),
                 depth: depth + 1,
-                entries: changes.to_vec(),
+                entries: changes.clone(),
             },
-            _ => StateRow {
-                parent: None,
-                depth: 0,
-                entries: map.iter().map(|(k, v)| (*k, *v)).collect(),
-            },
+            _ => {
+                let mut state = match parent {
+                    Some(parent) => StateMap::clone(&*self.load(parent)?),
+                    None => StateMap::new(),
+                };
+                state.extend(changes.iter().copied());
+                StateRow {
+                    parent: None,
+                    depth: 0,
+                    entries: state.into_iter().collect(),
+                }
+            }
         };
         let hash = self.state_hashes.next()?;
         batch.put(Table::StateSnapshots, &hash.to_be_bytes(), &row.encode());
-        let map = Arc::new(map);
-        // Cached only once the batch commits is not needed: the hash is new and unreferenced
-        // until then, and a failed commit leaves an entry nobody looks up.
-        self.remember(hash, &(map.clone(), row.depth));
-        Ok((hash, map))
+        // Kept before the batch commits: the hash is new and unreferenced until then, and a
+        // failed commit leaves entries nobody looks up.
+        self.remember_row(hash, &Arc::new(row));
+        // The room moves on to the new state: a loaded parent (its current state) becomes the
+        // new state rather than stay beside it; lookups in the parent read its rows.
+        let parent_loaded = parent.and_then(|parent| {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let loaded = cache.states.remove(&parent)?;
+            cache.entries -= loaded.len();
+            Some(loaded)
+        });
+        if let Some(loaded) = parent_loaded {
+            let mut state = Arc::unwrap_or_clone(loaded);
+            state.extend(changes);
+            self.remember(hash, &Arc::new(state));
+        }
+        Ok(hash)
     }
 
     /// Caches a loaded or saved state, emptying the cache first when it holds too many entries.
-    fn remember(&self, hash: StateHash, state: &(Arc<StateMap>, u32)) {
+    fn remember(&self, hash: StateHash, state: &Arc<StateMap>) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.states.len() >= CACHED_STATES || cache.entries + state.0.len() > CACHED_STATE_ENTRIES {
+        if cache.states.len() >= CACHED_STATES || cache.entries + state.len() > CACHED_STATE_ENTRIES {
             *cache = StateCache::default();
         }
-        cache.entries += state.0.len();
-        if let Some((replaced, _)) = cache.states.insert(hash, state.clone()) {
+        cache.entries += state.len();
+        if let Some(replaced) = cache.states.insert(hash, state.clone()) {
             cache.entries -= replaced.len();
         }
+    }
+
+    /// Caches a stored row, emptying the cache first when it is full.
+    fn remember_row(&self, hash: StateHash, row: &Arc<StateRow>) {
+        let weight = row.entries.len() + ROW_OVERHEAD;
+        let mut cache = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.weight + weight > CACHED_ROW_ENTRIES {
+            *cache = RowCache::default();
+        }
+        if cache.rows.insert(hash, row.clone()).is_none() {
+            cache.weight += weight;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_DELTA_DEPTH, RoomStates, StateMap, StateRef, StateRow};
+    use crate::config::{Storage, StorageBackend};
+    use crate::store::{Store, Table};
+
+    #[test]
+    fn lookups_through_rows_agree_with_whole_states() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let storage = Storage {
+            backend: StorageBackend::Rocksdb,
+            postgres_url: None,
+            postgres_ca_file: None,
+            postgres_connections: 1,
+            sync_writes: false,
+        };
+        let store = Store::open(data_dir.path(), &storage).unwrap();
+        let states = RoomStates::new(store.clone()).unwrap();
+        // A chain long enough for full copies, each state changing a key of a few.
+        let (mut hashes, mut expected) = (Vec::new(), Vec::new());
+        let mut parent = None;
+        let mut whole = StateMap::new();
+        let mut batch = store.batch();
+        for step in 0..(3 * MAX_DELTA_DEPTH as u64) {
+            let changes = [(step % 7, 100 + step), (step % 7, 200 + step)];
+            let hash = states.save(&mut batch, parent, &changes).unwrap();
+            whole.insert(step % 7, 200 + step);
+            hashes.push(hash);
+            expected.push(whole.clone());
+            parent = Some(hash);
+        }
+        batch.commit().unwrap();
+        // Read again from the store alone, and then with the rows kept and states loaded.
+        for states in [RoomStates::new(store.clone()).unwrap(), states] {
+            for (hash, whole) in hashes.iter().zip(&expected) {
+                for key in 0..8 {
+                    assert_eq!(states.event_at(*hash, key).unwrap(), whole.get(&key).copied());
+                }
+                assert_eq!(*states.load(*hash).unwrap(), *whole);
+            }
+        }
+
+        // A state event's own entry over the state before it.
+        let over = StateRef {
+            base: hashes.first().copied(),
+            over: Some((5, 999)),
+        };
+        let loaded = RoomStates::new(store.clone()).unwrap().load_ref(over).unwrap();
+        assert_eq!(loaded.get(&5), Some(&999));
+        assert_eq!(loaded.get(&0), Some(&200));
+
+        // Rows stored unsorted, with a key twice (before rows were sorted): the later counts.
+        let row = StateRow {
+            parent: None,
+            depth: 0,
+            entries: vec![(9, 1), (3, 2), (9, 3)],
+        };
+        let mut batch = store.batch();
+        batch.put(Table::StateSnapshots, &u64::MAX.to_be_bytes(), &row.encode());
+        batch.commit().unwrap();
+        let states = RoomStates::new(store).unwrap();
+        assert_eq!(states.event_at(u64::MAX, 9).unwrap(), Some(3));
+        assert_eq!(states.event_at(u64::MAX, 3).unwrap(), Some(2));
+        assert_eq!(states.event_at(u64::MAX, 4).unwrap(), None);
     }
 }

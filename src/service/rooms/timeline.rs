@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ruma::events::room::member::MembershipState;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 
-use super::state::StateMap;
+use super::state::{StateMap, StateRef};
 use super::{RoomRecord, Rooms};
 use crate::error::Result;
 use crate::store::{Table, key, prefix, prefix_end};
@@ -117,9 +117,14 @@ impl Rooms {
 
     /// The room state as it was at a stream position: after the room's last event before it.
     pub fn state_at_position(&self, room_id: &RoomId, position: u64) -> Result<Arc<StateMap>> {
+        self.states.load_ref(self.state_ref_at_position(room_id, position)?)
+    }
+
+    /// [`Rooms::state_at_position`] to read key by key.
+    pub fn state_ref_at_position(&self, room_id: &RoomId, position: u64) -> Result<StateRef> {
         match self.timeline(room_id, Some(position.saturating_sub(1)), false, 1)?.first() {
-            Some((_, event_id)) => self.state_after(event_id),
-            None => Ok(Arc::new(StateMap::new())),
+            Some((_, event_id)) => self.state_ref_after(event_id),
+            None => Ok(StateRef::default()),
         }
     }
 

@@ -12,7 +12,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::pdu::Pdu;
-use super::state::StateHash;
+use super::state::{StateHash, StateRef};
 use super::{EventMeta, Replaced, Rooms, ServedEvent, StoredEvent};
 use crate::error::{Error, Result};
 use crate::service::now_ms;
@@ -100,7 +100,7 @@ impl Rooms {
         let (visibility, membership_in_state) = match seen.states.get(&hash) {
             Some(known) => known.clone(),
             None => {
-                let state = self.states.load(hash)?;
+                let state = StateRef::at(hash);
                 let visibility = self
                     .state_content(&state, &StateEventType::RoomHistoryVisibility, "")?
                     .and_then(|content| content.get("history_visibility").and_then(Value::as_str).map(str::to_owned))
@@ -175,7 +175,7 @@ impl Rooms {
                 (Some(Replaced::Event(previous)), _) => self.shared_pdu(previous)?,
                 (None, Some(hash)) => {
                     let kind = StateEventType::from(pdu.kind.to_string().as_str());
-                    match self.state_event_id(&*self.states.load(hash)?, &kind, state_key)? {
+                    match self.state_event_id(&StateRef::at(hash), &kind, state_key)? {
                         Some(previous) => self.shared_pdu(&previous)?,
                         None => None,
                     }
