@@ -17,7 +17,7 @@
 //! apply first (a typing change, a cache entry to drop), so nobody is woken before that.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,14 +51,63 @@ enum Wake {
 }
 
 /// The users a write wakes or nudges: a list shared with whoever made it (a room's members
-/// come from the room's cache), so a write in a big room copies no user ID.
-pub type Audience = Arc<[OwnedUserId]>;
+/// come from the room's cache), so a write in a big room copies no user ID; with their wakers
+/// when they were found ahead ([`Stream::resolved`]), so it looks none up either.
+#[derive(Clone, Default)]
+pub struct Audience {
+    users: Arc<[OwnedUserId]>,
+    /// This process's wakers of `users`, when found ahead.
+    wakers: Option<Arc<[Arc<Waker>]>>,
+}
+
+impl Audience {
+    /// The users woken or nudged.
+    pub fn users(&self) -> &[OwnedUserId] {
+        &self.users
+    }
+}
+
+impl From<Vec<OwnedUserId>> for Audience {
+    fn from(users: Vec<OwnedUserId>) -> Audience {
+        users.into_iter().collect()
+    }
+}
+
+impl FromIterator<OwnedUserId> for Audience {
+    fn from_iter<I: IntoIterator<Item = OwnedUserId>>(users: I) -> Audience {
+        Audience {
+            users: users.into_iter().collect(),
+            wakers: None,
+        }
+    }
+}
 
 /// A user's wake-ups; a long poll subscribes to both before it reads the stream.
 #[derive(Default)]
 pub struct Waker {
     pub now: Notify,
     pub soon: Notify,
+    /// The user's long polls waiting.
+    long_polls: AtomicUsize,
+}
+
+impl Waker {
+    /// Counts a long poll of the user as waiting until the returned guard drops; `None` when
+    /// `max` are waiting already.
+    pub fn long_poll(&self, max: usize) -> Option<WaitingPoll<'_>> {
+        let before = self.long_polls.fetch_add(1, Ordering::SeqCst);
+        let waiting = WaitingPoll(&self.long_polls);
+        (before < max).then_some(waiting)
+    }
+}
+
+/// A long poll counted among its user's waiting ones (see [`Waker::long_poll`]).
+pub struct WaitingPoll<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingPoll<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What applies another process's announcement of one kind (its text after the kind).
@@ -72,7 +121,8 @@ pub struct Stream {
     progress: Mutex<Progress>,
     /// Woken when this process hears one of its completions back (shared database only).
     heard_back: Notify,
-    /// Hashed with foldhash: a write in a big room looks up hundreds of them.
+    /// Hashed with foldhash: a write to users not found ahead looks each up. An entry stays
+    /// while an [`Audience`] holds it, so the waker found ahead is the one a poll waits on.
     wakers: Mutex<HashMap<OwnedUserId, Arc<Waker>, foldhash::fast::RandomState>>,
     handlers: Mutex<HashMap<char, Handler>>,
     shutting_down: AtomicBool,
@@ -239,7 +289,7 @@ impl Stream {
                 Wake::Soon => 's',
             };
             let mut listed = String::new();
-            for user in users.iter() {
+            for user in users.users() {
                 if listed.len() + user.as_str().len() > MAX_NOTE {
                     sent.push(format!("{process} {kind} {position}{listed}"));
                     listed.clear();
@@ -300,7 +350,7 @@ impl Stream {
             progress.in_flight.remove(&position);
             progress.highest = progress.highest.max(position);
             mine.set(progress.unheard.remove(&position));
-            for (wake, users) in wakes.into_iter().filter(|(_, users)| !users.is_empty()) {
+            for (wake, users) in wakes.into_iter().filter(|(_, users)| !users.users().is_empty()) {
                 progress.waiting.entry((position, wake)).or_default().push(users);
             }
         });
@@ -318,13 +368,20 @@ impl Stream {
             let still_waiting = progress.waiting.split_off(&(visible + 1, Wake::Now));
             std::mem::replace(&mut progress.waiting, still_waiting)
         };
-        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        let notify = |waker: &Waker, wake: Wake| match wake {
+            Wake::Now => waker.now.notify_waiters(),
+            Wake::Soon => waker.soon.notify_waiters(),
+        };
         for ((_, wake), audiences) in woken {
-            for user in audiences.iter().flat_map(|users| users.iter()) {
-                match (wakers.get(user), wake) {
-                    (Some(waker), Wake::Now) => waker.now.notify_waiters(),
-                    (Some(waker), Wake::Soon) => waker.soon.notify_waiters(),
-                    (None, _) => {}
+            for audience in audiences {
+                match &audience.wakers {
+                    Some(wakers) => wakers.iter().for_each(|waker| notify(waker, wake)),
+                    None => {
+                        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+                        for waker in audience.users.iter().filter_map(|user| wakers.get(user)) {
+                            notify(waker, wake);
+                        }
+                    }
                 }
             }
         }
@@ -395,11 +452,28 @@ impl Stream {
 
     /// The wake-ups of a user: create their `notified()` futures *before* reading the stream.
     pub fn waker(&self, user: &UserId) -> Arc<Waker> {
+        self.wakers_to_add().entry(user.to_owned()).or_default().clone()
+    }
+
+    /// The users' wakers, about to get more: those nobody holds are dropped first when there
+    /// are many.
+    fn wakers_to_add(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, Arc<Waker>, foldhash::fast::RandomState>> {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         if wakers.len() > 100_000 {
             wakers.retain(|_, notify| Arc::strong_count(notify) > 1);
         }
-        wakers.entry(user.to_owned()).or_default().clone()
+        wakers
+    }
+
+    /// `users` with their wakers found now, for the writes that wake them all (a room's
+    /// members, kept with the room's member list).
+    pub fn resolved(&self, users: Arc<[OwnedUserId]>) -> Audience {
+        let mut wakers = self.wakers_to_add();
+        let found = users.iter().map(|user| wakers.entry(user.clone()).or_default().clone()).collect();
+        Audience {
+            users,
+            wakers: Some(found),
+        }
     }
 
     /// Ends every long poll now and every later one at once: the server is shutting down, and

@@ -286,11 +286,10 @@ pub async fn long_poll<R>(
             return Ok(response);
         }
         if waiting.is_none() {
-            // Each request of the user holds the waker, besides the stream's own copy.
-            if Arc::strong_count(&waker) - 1 > services.config.limits.max_long_polls_per_user {
+            let Some(counted) = waker.long_poll(services.config.limits.max_long_polls_per_user) else {
                 return Err(Error::LimitExceeded { retry_after_ms: 1000 });
-            }
-            waiting = Some(services.metrics.long_poll());
+            };
+            waiting = Some((counted, services.metrics.long_poll()));
         }
         tokio::select! {
             _ = tokio::time::timeout_at(deadline, &mut woken) => {}

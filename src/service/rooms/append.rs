@@ -167,7 +167,7 @@ impl Rooms {
         if pdu.kind == TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
         {
-            ticket.complete(members.iter().cloned().chain([target]).collect::<Audience>());
+            ticket.complete(members.users().iter().cloned().chain([target]).collect::<Audience>());
         } else {
             ticket.complete(members);
         }

@@ -85,7 +85,7 @@ pub struct RoomRecord {
 pub type Members = Arc<[(OwnedUserId, MembershipState)]>;
 
 /// A room's members as kept in memory: all of them, and those its events wake (joined, invited,
-/// knocking), shared by every write's wake-up.
+/// knocking) with their wakers, shared by every write's wake-up.
 struct KeptMembers {
     all: Members,
     wakeable: Audience,
@@ -503,7 +503,10 @@ impl Rooms {
                 .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
                 .map(|(user, _)| user.clone())
                 .collect();
-            Ok(Arc::new(KeptMembers { all, wakeable }))
+            Ok(Arc::new(KeptMembers {
+                all,
+                wakeable: self.stream.resolved(wakeable),
+            }))
         };
         // A room this server has no record of (only members of it, through invites) is read
         // each time.
@@ -531,7 +534,7 @@ impl Rooms {
         if peekers.is_empty() {
             return Ok(members);
         }
-        Ok(members.iter().cloned().chain(peekers).collect())
+        Ok(members.users().iter().cloned().chain(peekers).collect())
     }
 
     /// The server-wide stream.
