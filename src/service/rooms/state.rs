@@ -8,7 +8,7 @@
 //!
 //! Most readers want a key or two of a state (a member's membership, the history visibility,
 //! the state event an event replaces): they read it through the stored rows ([`StateLookup`]
-//! on a [`StateRef`]), which are kept in memory small as they are. A state is loaded whole
+//! on a [`StateRef`]), kept in memory as small as they are stored. A state is loaded whole
 //! only where it is needed whole (a first sync, a room's current state), and only it is kept,
 //! not the states between it and its full copy.
 
