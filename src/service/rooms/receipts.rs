@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -208,9 +209,7 @@ impl Rooms {
 }
 
 /// The `m.receipt` event of `receipts` (one per user, type and thread, in stream order) as
-/// `viewer` sees it: by event, then receipt type, then user. Written as text from each
-/// receipt's entry, serialized when it was kept: a busy room's receipts are most of a sync's
-/// answer, and escaping their user IDs again for every sync was a third of writing them.
+/// `viewer` sees it: by event, then receipt type, then user.
 fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &UserId) -> Result<Option<Box<RawValue>>> {
     let mut wanted: Vec<&KeptReceipt> = receipts
         .filter(|kept| kept.kind != ReceiptKind::ReadPrivate || kept.change.user == viewer.as_str())
@@ -221,44 +220,59 @@ fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &U
     // Stable: each group keeps stream order, so the later of a user's two receipts in one group
     // (two threads) wins.
     wanted.sort_by(|a, b| a.event_order(b).then_with(|| a.type_order(b)));
-    let entries = wanted.iter().map(|kept| kept.entry.len() + 1).sum::<usize>();
-    let mut json = String::with_capacity(256 + entries);
-    json.push_str(r#"{"type":"m.receipt","content":{"#);
-    for (at, same_event) in wanted.chunk_by(|a, b| a.event_order(b).is_eq()).enumerate() {
-        if at > 0 {
-            json.push(',');
-        }
-        json.push_str(&serde_json::to_string(&same_event[0].change.receipt.event_id)?);
-        json.push_str(":{");
-        for (at, same_type) in same_event.chunk_by(|a, b| a.type_order(b).is_eq()).enumerate() {
-            if at > 0 {
-                json.push(',');
-            }
-            json.push_str(&serde_json::to_string(&same_type[0].change.receipt_type)?);
-            json.push_str(":{");
-            push_user_entries(&mut json, same_type);
-            json.push('}');
-        }
-        json.push('}');
-    }
-    json.push_str("}}");
-    Ok(Some(RawValue::from_string(json)?))
+    let event = ReceiptEvent {
+        kind: "m.receipt",
+        content: ByEvent(&wanted),
+    };
+    Ok(Some(serde_json::value::to_raw_value(&event)?))
 }
 
-/// One event's receipts of one type, as the members of their object by user.
-fn push_user_entries(json: &mut String, same_type: &[&KeptReceipt]) {
-    let mut push = |at: usize, kept: &KeptReceipt| {
-        if at > 0 {
-            json.push(',');
+/// An `m.receipt` event.
+#[derive(Serialize)]
+struct ReceiptEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    content: ByEvent<'a>,
+}
+
+/// Receipts sorted by event then type, as the content's object by event ID.
+struct ByEvent<'a>(&'a [&'a KeptReceipt]);
+
+/// One event's receipts sorted by type, as its object by receipt type.
+struct ByType<'a>(&'a [&'a KeptReceipt]);
+
+/// One event's receipts of one type, as their object by user.
+struct ByUser<'a>(&'a [&'a KeptReceipt]);
+
+impl Serialize for ByEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for same_event in self.0.chunk_by(|a, b| a.event_order(b).is_eq()) {
+            map.serialize_entry(&same_event[0].change.receipt.event_id, &ByType(same_event))?;
         }
-        json.push_str(&kept.entry);
-    };
-    if same_type.iter().all(|kept| kept.change.thread.is_empty()) {
-        same_type.iter().enumerate().for_each(|(at, kept)| push(at, kept));
-    } else {
-        // A user with receipts in two threads appears once, with the later.
-        let by_user: BTreeMap<&str, &KeptReceipt> = same_type.iter().map(|kept| (&*kept.change.user, *kept)).collect();
-        by_user.into_values().enumerate().for_each(|(at, kept)| push(at, kept));
+        map.end()
+    }
+}
+
+impl Serialize for ByType<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for same_type in self.0.chunk_by(|a, b| a.type_order(b).is_eq()) {
+            map.serialize_entry(&same_type[0].change.receipt_type, &ByUser(same_type))?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for ByUser<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.iter().all(|kept| kept.change.thread.is_empty()) {
+            serializer.collect_map(self.0.iter().map(|kept| (&kept.change.user, &*kept.data)))
+        } else {
+            // A user with receipts in two threads appears once, with the later.
+            let by_user: BTreeMap<&str, &RawValue> = self.0.iter().map(|kept| (&*kept.change.user, &*kept.data)).collect();
+            serializer.collect_map(by_user)
+        }
     }
 }
 
@@ -278,12 +292,12 @@ enum ReceiptKind {
     Other,
 }
 
-/// A receipt change as a sync serves it: the change, and its entry in the event's content
-/// (`"@user:example.org":{"ts":…}`), serialized once.
+/// A receipt change as a sync serves it: the change, and its data in the event's content
+/// (`{"ts":…}`), serialized once.
 struct KeptReceipt {
     change: ReceiptChange,
     kind: ReceiptKind,
-    entry: Box<str>,
+    data: Box<RawValue>,
 }
 
 impl KeptReceipt {
@@ -292,13 +306,13 @@ impl KeptReceipt {
             ts: change.receipt.ts,
             thread_id: &change.thread,
         };
-        let entry = format!("{}:{}", serde_json::to_string(&change.user)?, serde_json::to_string(&data)?).into_boxed_str();
+        let data = serde_json::value::to_raw_value(&data)?;
         let kind = match change.receipt_type.as_str() {
             "m.read" => ReceiptKind::Read,
             PRIVATE_READ => ReceiptKind::ReadPrivate,
             _ => ReceiptKind::Other,
         };
-        Ok(KeptReceipt { change, kind, entry })
+        Ok(KeptReceipt { change, kind, data })
     }
 
     /// Orders receipts by the event read up to (by its stream position, known for all but
@@ -330,7 +344,7 @@ impl KeptReceipt {
     }
 }
 
-/// Receipt changes kept in memory at most (~450 bytes each, with the owner's index entry).
+/// Receipt changes kept in memory at most (~400 bytes each, with the owner's index entry).
 const KEPT_RECEIPT_CHANGES: usize = 50_000;
 
 /// The receipt changes of the rooms synced since the server started, by room: every sync of a
