@@ -110,6 +110,9 @@ impl Drop for WaitingPoll<'_> {
     }
 }
 
+/// Each user's wake-ups, hashed with foldhash: a write to users not found ahead looks each up.
+type Wakers = HashMap<OwnedUserId, Arc<Waker>, foldhash::fast::RandomState>;
+
 /// What applies another process's announcement of one kind (its text after the kind).
 type Handler = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -121,9 +124,9 @@ pub struct Stream {
     progress: Mutex<Progress>,
     /// Woken when this process hears one of its completions back (shared database only).
     heard_back: Notify,
-    /// Hashed with foldhash: a write to users not found ahead looks each up. An entry stays
-    /// while an [`Audience`] holds it, so the waker found ahead is the one a poll waits on.
-    wakers: Mutex<HashMap<OwnedUserId, Arc<Waker>, foldhash::fast::RandomState>>,
+    /// An entry stays while an [`Audience`] holds it, so the waker found ahead is the one a
+    /// poll waits on.
+    wakers: Mutex<Wakers>,
     handlers: Mutex<HashMap<char, Handler>>,
     shutting_down: AtomicBool,
 }
@@ -457,7 +460,7 @@ impl Stream {
 
     /// The users' wakers, about to get more: those nobody holds are dropped first when there
     /// are many.
-    fn wakers_to_add(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, Arc<Waker>, foldhash::fast::RandomState>> {
+    fn wakers_to_add(&self) -> std::sync::MutexGuard<'_, Wakers> {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         if wakers.len() > 100_000 {
             wakers.retain(|_, notify| Arc::strong_count(notify) > 1);

@@ -510,20 +510,19 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     };
     let state_filter = &context.filter.room.state;
     let lazy_members = !state_filter.lazy_load_options.is_disabled();
-    let mut state: Vec<(u64, u64)> = if since.is_none() || context.full_state {
+    let mut state: Vec<(u64, u64)> = Vec::new();
+    if since.is_none() || context.full_state || cut {
         let whole = services.rooms.states.load_ref(state_at_start)?;
-        whole.iter().map(|(key, event)| (*key, *event)).collect()
-    } else if cut {
-        let whole = services.rooms.states.load_ref(state_at_start)?;
-        let state_at_since = services.rooms.state_at_position(room_id, since.unwrap_or(0) + 1)?;
-        whole
+        let at_since = match since {
+            Some(since) if !context.full_state => Some(services.rooms.state_at_position(room_id, since + 1)?),
+            _ => None,
+        };
+        state = whole
             .iter()
-            .filter(|(key, event)| state_at_since.get(key) != Some(event))
+            .filter(|(key, event)| at_since.as_ref().is_none_or(|at_since| at_since.get(key) != Some(event)))
             .map(|(key, event)| (*key, *event))
-            .collect()
-    } else {
-        Vec::new()
-    };
+            .collect();
+    }
     // Lazy-loaded members: only those who speak in the timeline (and the user), always sent
     // with it, even when the client may have them already. The others are left out by their
     // state keys, before any event is read: a big room's members are most of its state.

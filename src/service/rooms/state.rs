@@ -377,44 +377,50 @@ impl RoomStates {
     pub fn save(&self, batch: &mut Batch<'_>, parent: Option<StateHash>, changes: &[(ShortStateKey, ShortEventId)]) -> Result<StateHash> {
         let changes = sorted_entries(changes.to_vec());
         let parent_depth = parent.map(|parent| self.row(parent)).transpose()?.map(|row| row.depth);
-        let row = match (parent, parent_depth) {
-            (Some(parent), Some(depth)) if depth < MAX_DELTA_DEPTH => StateRow {
-                parent: Some(parent),
-                depth: depth + 1,
-                entries: changes.clone(),
+        let delta_depth = parent_depth.filter(|depth| *depth < MAX_DELTA_DEPTH).map(|depth| depth + 1);
+        // The room moves on to the new state: a loaded parent (its current state) becomes the
+        // new state rather than stay beside it (lookups in the parent read its rows); a full
+        // copy is made whole anyway.
+        let mut whole = parent.and_then(|parent| self.take_loaded(parent)).map(Arc::unwrap_or_clone);
+        if whole.is_none() && delta_depth.is_none() {
+            whole = Some(match parent {
+                Some(parent) => StateMap::clone(&*self.load(parent)?),
+                None => StateMap::new(),
+            });
+        }
+        if let Some(whole) = &mut whole {
+            whole.extend(changes.iter().copied());
+        }
+        let row = match delta_depth {
+            Some(depth) => StateRow {
+                parent,
+                depth,
+                entries: changes,
             },
-            _ => {
-                let mut state = match parent {
-                    Some(parent) => StateMap::clone(&*self.load(parent)?),
-                    None => StateMap::new(),
-                };
-                state.extend(changes.iter().copied());
-                StateRow {
-                    parent: None,
-                    depth: 0,
-                    entries: state.into_iter().collect(),
-                }
-            }
+            // A full copy, of the state made whole above.
+            None => StateRow {
+                parent: None,
+                depth: 0,
+                entries: whole.iter().flatten().map(|(key, event)| (*key, *event)).collect(),
+            },
         };
         let hash = self.state_hashes.next()?;
         batch.put(Table::StateSnapshots, &hash.to_be_bytes(), &row.encode());
         // Kept before the batch commits: the hash is new and unreferenced until then, and a
         // failed commit leaves entries nobody looks up.
         self.remember_row(hash, &Arc::new(row));
-        // The room moves on to the new state: a loaded parent (its current state) becomes the
-        // new state rather than stay beside it; lookups in the parent read its rows.
-        let parent_loaded = parent.and_then(|parent| {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let loaded = cache.states.remove(&parent)?;
-            cache.entries -= loaded.len();
-            Some(loaded)
-        });
-        if let Some(loaded) = parent_loaded {
-            let mut state = Arc::unwrap_or_clone(loaded);
-            state.extend(changes);
-            self.remember(hash, &Arc::new(state));
+        if let Some(whole) = whole {
+            self.remember(hash, &Arc::new(whole));
         }
         Ok(hash)
+    }
+
+    /// Takes a loaded state out of the cache.
+    fn take_loaded(&self, hash: StateHash) -> Option<Arc<StateMap>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let loaded = cache.states.remove(&hash)?;
+        cache.entries -= loaded.len();
+        Some(loaded)
     }
 
     /// Caches a loaded or saved state, emptying the cache first when it holds too many entries.
