@@ -259,6 +259,8 @@ async fn sliding_sync_windows_filters_required_state_and_extensions() {
     assert!(one["bump_stamp"].as_u64().unwrap() > first["rooms"][&rooms[1]]["bump_stamp"].as_u64().unwrap());
     assert_eq!(one["timeline"].as_array().unwrap().len(), 1);
     assert_eq!(one["timeline"][0]["content"]["body"], "one speaks");
+    // Under their room, events carry no room ID, as in /sync.
+    assert!(one["timeline"][0].get("room_id").is_none(), "{first}");
     assert_eq!(one["limited"], true);
     assert_eq!(one["joined_count"], 2);
     assert_eq!(one["invited_count"], 0);

@@ -81,6 +81,10 @@ async fn initial_and_incremental_sync_and_long_polls() {
     for expected in ["m.room.create", "m.room.power_levels", "m.room.name", "m.room.member"] {
         assert!(types.contains(&expected), "{expected}: {joined}");
     }
+    // The events carry no room ID: the room's key says it (the spec's ClientEventWithoutRoomID).
+    for list in [&section["state"]["events"], &section["timeline"]["events"]] {
+        assert!(list.as_array().unwrap().iter().all(|e| e.get("room_id").is_none()), "{joined}");
+    }
     assert_eq!(joined["rooms"]["join"][&room]["summary"]["m.joined_member_count"], 2);
     let since = joined["next_batch"].as_str().unwrap().to_owned();
 

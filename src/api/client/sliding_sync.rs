@@ -225,7 +225,10 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
             && let Some(stored) = services.rooms.stored_event(&record.event_id)?
         {
             let mut room = response::Room::new();
-            room.timeline = vec![raw(&services.rooms.client_event(&record.event_id, &stored, None)?)?];
+            room.timeline = vec![raw(&services
+                .rooms
+                .client_event(&record.event_id, &stored, None)?
+                .without_room_id())?];
             response.rooms.insert(room_id.clone(), room);
             changed = true;
         }
@@ -384,7 +387,11 @@ fn room_in_full(
     room.prev_batch = Some(token(timeline.start));
     room.num_live = Some(UInt::MIN);
     let senders: BTreeSet<String> = timeline.senders();
-    room.timeline = timeline.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
+    room.timeline = timeline
+        .events
+        .iter()
+        .map(|(_, event)| raw(&event.without_room_id()))
+        .collect::<Result<_>>()?;
     room.required_state = required_state(services, context.user, &state, &config.required_state, &senders, None)?;
     let (mut joined, mut invited) = (0u64, 0u64);
     let mut heroes = Vec::new();
@@ -449,7 +456,11 @@ fn room_update(context: &Context<'_>, candidate: &Candidate, config: &RoomConfig
         room.required_state = required_state(services, context.user, &state, &config.required_state, &senders, Some(&before))?;
     }
     if config.timeline_limit > 0 {
-        room.timeline = timeline.events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
+        room.timeline = timeline
+            .events
+            .iter()
+            .map(|(_, event)| raw(&event.without_room_id()))
+            .collect::<Result<_>>()?;
     }
     set_unread(services, context.user, room_id, &mut room)?;
     Ok(Some(room))
@@ -528,7 +539,7 @@ fn required_state(
         }
         let event_id = services.rooms.states.event_id(*short_event)?;
         if let Some(stored) = services.rooms.stored_event(&event_id)? {
-            events.push(raw(&services.rooms.client_event(&event_id, &stored, None)?)?);
+            events.push(raw(&services.rooms.client_event(&event_id, &stored, None)?.without_room_id())?);
         }
     }
     Ok(events)

@@ -16,7 +16,7 @@ use ruma::api::OutgoingResponseExt;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter};
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
-    Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, State as SyncState, StateEvents, Timeline,
+    Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, Timeline,
 };
 use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
@@ -32,6 +32,7 @@ use crate::service::Services;
 use crate::service::push::PUSH_RULES;
 use crate::service::rooms::MembershipRecord;
 use crate::service::rooms::state::StateLookup;
+use crate::service::rooms::visibility::ClientEvent;
 use crate::service::stream::NUDGE_DELAY;
 
 /// The longest a sync long-polls, whatever the client asks.
@@ -81,7 +82,7 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
         None => None,
     };
     let at_once = since.is_none() || request.full_state;
-    let response = long_poll(&services, &session.user_id, request.timeout, at_once, |visible| {
+    long_poll(&services, &session.user_id, request.timeout, at_once, |visible| {
         let context = SyncContext {
             services: &services,
             user: &session.user_id,
@@ -93,18 +94,38 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
         };
         build(&context)
     })
-    .await?;
-    Ok(SyncResponse(response))
+    .await
 }
 
 /// A `/sync` answer in which every room object carries each sub-object of its section with an
 /// `events` array, empty when there is nothing, as Synapse sends them: ruma leaves empty ones
-/// out, and clients that validate against the spec's schema reject a room without them.
-pub struct SyncResponse(Response);
+/// out, and clients that validate against the spec's schema reject a room without them. The
+/// joined and left rooms' timelines and state are kept as events beside ruma's response and
+/// written straight into the answer.
+pub struct SyncResponse {
+    response: Response,
+    events: BTreeMap<OwnedRoomId, RoomEvents>,
+}
+
+/// A joined or left room's timeline and state events.
+#[derive(Default)]
+struct RoomEvents {
+    timeline: Vec<ClientEvent>,
+    state: Vec<ClientEvent>,
+}
+
+/// Events as a JSON array, each without its room ID (the room's key in the answer says it).
+struct EventList<'a>(&'a [ClientEvent]);
+
+impl serde::Serialize for EventList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(ClientEvent::without_room_id))
+    }
+}
 
 impl IntoResponse for SyncResponse {
     fn into_response(self) -> AxumResponse {
-        match serialize_sync(self.0) {
+        match serialize_sync(self) {
             Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
             Err(error) => error.into_response(),
         }
@@ -112,9 +133,11 @@ impl IntoResponse for SyncResponse {
 }
 
 /// A sync answer's JSON: ruma serializes all but the rooms; each room is ruma's serialization
-/// with the sub-objects it leaves out written after its own members. Everything is written
-/// into the one buffer of the answer, so no event is copied more than once or parsed back.
-fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
+/// with its events and the sub-objects ruma leaves out written after its own members.
+/// Everything is written into the one buffer of the answer, each event straight from its
+/// parsed form, so no event is copied or parsed back.
+fn serialize_sync(sync: SyncResponse) -> Result<Vec<u8>> {
+    let SyncResponse { mut response, mut events } = sync;
     let rooms = std::mem::take(&mut response.rooms);
     let mut out = response
         .try_into_http_response::<Vec<u8>>()
@@ -126,23 +149,23 @@ fn serialize_sync(mut response: Response) -> Result<Vec<u8>> {
     reopen_object(&mut out);
     member(&mut out, "rooms")?;
     out.push(b'{');
-    write_section(&mut out, "join", rooms.join, |out, mut room| {
+    write_section(&mut out, "join", rooms.join, |out, room_id, mut room| {
         let timeline = std::mem::take(&mut room.timeline);
         let lists = [
             ("ephemeral", room.ephemeral.events.is_empty()),
             ("account_data", room.account_data.events.is_empty()),
         ];
-        write_with_sections(out, &room, timeline, &room.state, &lists)
+        write_with_sections(out, &room, timeline, events.remove(room_id).unwrap_or_default(), &lists)
     })?;
-    write_section(&mut out, "leave", rooms.leave, |out, mut room| {
+    write_section(&mut out, "leave", rooms.leave, |out, room_id, mut room| {
         let timeline = std::mem::take(&mut room.timeline);
         let lists = [("account_data", room.account_data.events.is_empty())];
-        write_with_sections(out, &room, timeline, &room.state, &lists)
+        write_with_sections(out, &room, timeline, events.remove(room_id).unwrap_or_default(), &lists)
     })?;
-    write_section(&mut out, "invite", rooms.invite, |out, room| {
+    write_section(&mut out, "invite", rooms.invite, |out, _, room| {
         write_with_empty_lists(out, &room, &[("invite_state", room.invite_state.is_empty())])
     })?;
-    write_section(&mut out, "knock", rooms.knock, |out, room| {
+    write_section(&mut out, "knock", rooms.knock, |out, _, room| {
         write_with_empty_lists(out, &room, &[("knock_state", room.knock_state.is_empty())])
     })?;
     out.extend_from_slice(b"}}");
@@ -155,7 +178,7 @@ fn write_section<R>(
     out: &mut Vec<u8>,
     name: &str,
     rooms: BTreeMap<OwnedRoomId, R>,
-    write_room: impl Fn(&mut Vec<u8>, R) -> Result<()>,
+    mut write_room: impl FnMut(&mut Vec<u8>, &RoomId, R) -> Result<()>,
 ) -> Result<()> {
     if rooms.is_empty() {
         return Ok(());
@@ -164,7 +187,7 @@ fn write_section<R>(
     out.push(b'{');
     for (room_id, room) in rooms {
         member(out, room_id.as_str())?;
-        write_room(out, room)?;
+        write_room(out, &room_id, room)?;
         out.push(b'}');
     }
     out.push(b'}');
@@ -178,37 +201,45 @@ fn write_with_empty_lists(out: &mut Vec<u8>, room: &impl serde::Serialize, lists
     write_empty_lists(out, lists)
 }
 
-/// A joined or left room: ruma's members, then the timeline written whole, and the state and
-/// the event lists of `lists` (name, whether empty) when ruma leaves them out. The room's
-/// object is left open.
+/// A joined or left room: ruma's members (its timeline's and state's events are in `events`,
+/// so it leaves those out), then the timeline and state written whole, and the event lists of
+/// `lists` (name, whether empty) when ruma leaves them out. The room's object is left open.
 fn write_with_sections(
     out: &mut Vec<u8>,
     room: &impl serde::Serialize,
     timeline: Timeline,
-    state: &SyncState,
+    events: RoomEvents,
     lists: &[(&'static str, bool)],
 ) -> Result<()> {
     write_object(out, room)?;
     member(out, "timeline")?;
-    write_full_timeline(out, timeline)?;
-    let state_missing = !matches!(state, SyncState::Before(before) if !before.events.is_empty());
-    write_empty_lists(out, &[("state", state_missing)])?;
+    write_full_timeline(out, timeline, &events.timeline)?;
+    member(out, "state")?;
+    #[derive(serde::Serialize)]
+    struct State<'a> {
+        events: EventList<'a>,
+    }
+    serde_json::to_writer(
+        &mut *out,
+        &State {
+            events: EventList(&events.state),
+        },
+    )?;
     write_empty_lists(out, lists)
 }
 
 /// A timeline as the answer carries it: `events` and `limited` always there (ruma leaves out
-/// an empty list and `false`; the room is serialized with an empty timeline, which it leaves
-/// out).
-fn write_full_timeline(out: &mut Vec<u8>, timeline: Timeline) -> Result<()> {
+/// an empty list and `false`).
+fn write_full_timeline(out: &mut Vec<u8>, timeline: Timeline, events: &[ClientEvent]) -> Result<()> {
     #[derive(serde::Serialize)]
     struct FullTimeline<'a> {
-        events: &'a [ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>],
+        events: EventList<'a>,
         limited: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         prev_batch: Option<&'a str>,
     }
     let timeline = FullTimeline {
-        events: &timeline.events,
+        events: EventList(events),
         limited: timeline.limited,
         prev_batch: timeline.prev_batch.as_deref(),
     };
@@ -303,9 +334,10 @@ pub async fn long_poll<R>(
 }
 
 /// One sync response; `true` when it carries anything new.
-fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
+fn build(context: &SyncContext<'_>) -> Result<(SyncResponse, bool)> {
     let services = context.services;
     let mut response = Response::new(format!("s{}", context.visible));
+    let mut events = BTreeMap::new();
     let mut changed = false;
 
     // The user's membership in each room to answer for: on a first sync all of them, read at
@@ -337,9 +369,9 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
         let membership_is_new = context.since.is_none_or(|since| record.stream > since);
         match record.membership {
             MembershipState::Join => {
-                let joined = joined_room(context, &room_id, membership_is_new)?;
-                if let Some(joined) = joined {
-                    response.rooms.join.insert(room_id, joined);
+                if let Some((joined, room_events)) = joined_room(context, &room_id, membership_is_new)? {
+                    response.rooms.join.insert(room_id.clone(), joined);
+                    events.insert(room_id, room_events);
                     changed = true;
                 }
             }
@@ -358,12 +390,18 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
             MembershipState::Leave | MembershipState::Ban
                 if membership_is_new && (context.since.is_some() || context.filter.room.include_leave) =>
             {
-                let mut left = LeftRoom::new();
-                let stored = services.rooms.stored_event(&record.event_id)?;
-                if let Some(stored) = stored {
-                    left.timeline.events = vec![raw(&services.rooms.client_event(&record.event_id, &stored, None)?)?];
+                let mut timeline = Vec::new();
+                if let Some(stored) = services.rooms.stored_event(&record.event_id)? {
+                    timeline.push(services.rooms.client_event(&record.event_id, &stored, None)?);
                 }
-                response.rooms.leave.insert(room_id, left);
+                response.rooms.leave.insert(room_id.clone(), LeftRoom::new());
+                events.insert(
+                    room_id,
+                    RoomEvents {
+                        timeline,
+                        state: Vec::new(),
+                    },
+                );
                 changed = true;
             }
             _ => {}
@@ -457,7 +495,7 @@ fn build(context: &SyncContext<'_>) -> Result<(Response, bool)> {
             }
         }
     }
-    Ok((response, changed))
+    Ok((SyncResponse { response, events }, changed))
 }
 
 fn room_allowed(rooms: &Option<Vec<OwnedRoomId>>, not_rooms: &[OwnedRoomId], room_id: &RoomId) -> bool {
@@ -466,7 +504,7 @@ fn room_allowed(rooms: &Option<Vec<OwnedRoomId>>, not_rooms: &[OwnedRoomId], roo
 
 /// A joined room's section: the timeline since the token (or its end), the state before the
 /// timeline when it is the first sync of the room or the timeline was cut, and the summary.
-fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) -> Result<Option<JoinedRoom>> {
+fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) -> Result<Option<(JoinedRoom, RoomEvents)>> {
     let services = context.services;
     let timeline_filter: &RoomEventFilter = &context.filter.room.timeline;
     let limit = timeline_filter
@@ -550,7 +588,7 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
         state.sort_unstable();
         state.dedup();
     }
-    let mut state_events = Vec::new();
+    let mut state_events = Vec::with_capacity(state.len());
     let event_ids = state
         .iter()
         .map(|(_, short_event)| services.rooms.states.event_id(*short_event))
@@ -558,13 +596,9 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     for served in services.rooms.served_events(&event_ids)?.into_iter().flatten() {
         let event = services.rooms.served_client_event(served.pdu, &served.meta, None)?;
         if filter_allows(state_filter, &event) {
-            state_events.push(raw(&event)?);
+            state_events.push(event);
         }
     }
-    let mut state = StateEvents::new();
-    state.events = state_events;
-    joined.state = SyncState::Before(state);
-    joined.timeline.events = events.iter().map(|(_, event)| raw(event)).collect::<Result<_>>()?;
     // The summary goes out when it may have changed: a first sync of the room, full state, a
     // timeline that was cut or filtered, or a membership change in it.
     let membership_changed = events.iter().any(|(_, event)| event.pdu().kind == TimelineEventType::RoomMember);
@@ -587,7 +621,11 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     };
     joined.unread_notifications.notification_count = UInt::new(room_counts.notifications);
     joined.unread_notifications.highlight_count = UInt::new(room_counts.highlights);
-    Ok(Some(joined))
+    let room_events = RoomEvents {
+        timeline: events.into_iter().map(|(_, event)| event).collect(),
+        state: state_events,
+    };
+    Ok(Some((joined, room_events)))
 }
 
 /// The room summary: up to five other members as heroes, and the member counts.

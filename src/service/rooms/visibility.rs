@@ -217,14 +217,21 @@ impl ClientEvent {
     pub fn to_value(&self) -> Result<Value> {
         Ok(serde_json::to_value(self)?)
     }
-}
 
-impl Serialize for ClientEvent {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    /// The event as `/sync` and sliding sync carry it, under its room: the spec's
+    /// `ClientEventWithoutRoomID`, as Synapse sends it there.
+    pub fn without_room_id(&self) -> WithoutRoomId<'_> {
+        WithoutRoomId(self)
+    }
+
+    /// Writes the event's members, `room_id` among them when `with_room_id`.
+    fn serialize_members<S: Serializer>(&self, serializer: S, with_room_id: bool) -> std::result::Result<S::Ok, S::Error> {
         let pdu = &self.pdu;
         let mut event = serializer.serialize_map(None)?;
         event.serialize_entry("event_id", &pdu.event_id)?;
-        event.serialize_entry("room_id", &pdu.room_id)?;
+        if with_room_id {
+            event.serialize_entry("room_id", &pdu.room_id)?;
+        }
         event.serialize_entry("sender", &pdu.sender)?;
         event.serialize_entry("origin_server_ts", &pdu.origin_server_ts)?;
         event.serialize_entry("type", &pdu.kind)?;
@@ -237,6 +244,21 @@ impl Serialize for ClientEvent {
         }
         event.serialize_entry("unsigned", &self.unsigned)?;
         event.end()
+    }
+}
+
+impl Serialize for ClientEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_members(serializer, true)
+    }
+}
+
+/// [`ClientEvent::without_room_id`].
+pub struct WithoutRoomId<'a>(&'a ClientEvent);
+
+impl Serialize for WithoutRoomId<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize_members(serializer, false)
     }
 }
 
