@@ -242,6 +242,11 @@ async fn read_receipts_reach_the_other_members() {
         assert!(content[later_id]["m.read"]["@bob:localhost"].is_object(), "{moved}");
         assert!(content[event_id].is_null(), "the receipt moved on: {moved}");
     }
+    // A first sync shows each receipt where it is now.
+    let first = sync(&server, &alice, None, 0).await;
+    let content = &first["rooms"]["join"][&room]["ephemeral"]["events"][0]["content"];
+    assert!(content[later_id]["m.read"]["@bob:localhost"].is_object(), "{first}");
+    assert!(content[event_id].is_null(), "{first}");
 
     // His receipt in the main thread of the same event: the event's content names him once,
     // with the later receipt (a JSON object has each user once).
