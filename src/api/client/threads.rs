@@ -49,7 +49,8 @@ pub async fn get_threads(State(services): State<Arc<Services>>, req: Ruma<Reques
                 .client_event(&root_id, &stored, Some(Viewer::device(user, &session.device_id)))?;
             let participated = root
                 .unsigned
-                .get("m.relations")
+                .relations
+                .as_ref()
                 .is_some_and(|relations| relations["m.thread"]["current_user_participated"] == true);
             if participated_only && !participated {
                 continue;

@@ -150,7 +150,7 @@ impl Rooms {
                     false => Vec::new(),
                 };
                 if let Some(edit) = self.latest_edit(&latest, &latest_rows)? {
-                    latest_event.unsigned.insert("m.relations".into(), json!({ REPLACE: edit }));
+                    latest_event.unsigned.relations = Some(json!({ REPLACE: edit }));
                 }
                 relations.insert(
                     THREAD.into(),

@@ -9,7 +9,8 @@ use ruma::events::room::member::MembershipState;
 
 use ruma::{DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, UserId};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::pdu::Pdu;
 use super::state::{StateHash, StateRef};
@@ -143,9 +144,7 @@ impl Rooms {
     /// [`Rooms::client_event`] of an event as it is served.
     pub fn served_client_event(&self, pdu: Arc<Pdu>, meta: &EventMeta, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
         let mut event = self.format_event(pdu, meta, viewer)?;
-        if let Some(relations) = self.bundled_relations(&event.pdu, meta, viewer.map(|viewer| viewer.user))? {
-            event.unsigned.insert("m.relations".into(), relations);
-        }
+        event.unsigned.relations = self.bundled_relations(&event.pdu, meta, viewer.map(|viewer| viewer.user))?;
         Ok(event)
     }
 
@@ -156,8 +155,10 @@ impl Rooms {
 
     /// The client format of a parsed event.
     fn format_event(&self, pdu: Arc<Pdu>, meta: &EventMeta, viewer: Option<Viewer<'_>>) -> Result<ClientEvent> {
-        let mut unsigned = Map::new();
-        unsigned.insert("age".into(), json!(now_ms().saturating_sub(u64::from(pdu.origin_server_ts.0))));
+        let mut unsigned = Unsigned {
+            age: now_ms().saturating_sub(u64::from(pdu.origin_server_ts.0)),
+            ..Unsigned::default()
+        };
         if let (
             Some(transaction),
             Some(Viewer {
@@ -168,7 +169,7 @@ impl Rooms {
             && pdu.sender == user
             && transaction.device_id == device
         {
-            unsigned.insert("transaction_id".into(), json!(transaction.txn_id));
+            unsigned.transaction_id = Some(transaction.txn_id.clone());
         }
         if let Some(state_key) = &pdu.state_key {
             let previous = match (&meta.replaced, meta.state_before) {
@@ -183,17 +184,14 @@ impl Rooms {
                 _ => None,
             };
             if let Some(previous) = previous {
-                unsigned.insert("prev_content".into(), previous.content_value());
-                unsigned.insert("replaces_state".into(), json!(previous.event_id));
+                unsigned.prev_content = Some(previous.content.clone());
+                unsigned.replaces_state = Some(previous.event_id.clone());
             }
         }
         if let Some(redaction_id) = &meta.redacted_by
             && let Some(redaction) = self.stored_event(redaction_id)?
         {
-            unsigned.insert(
-                "redacted_because".into(),
-                self.bare_client_event(redaction_id, &redaction, None)?.to_value()?,
-            );
+            unsigned.redacted_because = Some(Box::new(self.bare_client_event(redaction_id, &redaction, None)?));
         }
         Ok(ClientEvent { pdu, unsigned })
     }
@@ -204,7 +202,29 @@ impl Rooms {
 #[derive(Debug, Clone)]
 pub struct ClientEvent {
     pdu: Arc<Pdu>,
-    pub unsigned: Map<String, Value>,
+    pub unsigned: Unsigned,
+}
+
+/// An event's `unsigned` as the server serves it, its members in the order of their names.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Unsigned {
+    /// Milliseconds since the event was sent.
+    pub age: u64,
+    /// The aggregations of the events relating to it.
+    #[serde(rename = "m.relations", skip_serializing_if = "Option::is_none")]
+    pub relations: Option<Value>,
+    /// The content of the state event it replaced (the stored JSON text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_content: Option<Box<RawValue>>,
+    /// The redaction that redacted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted_because: Option<Box<ClientEvent>>,
+    /// The ID of the state event it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces_state: Option<OwnedEventId>,
+    /// The transaction ID, for the device that sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 impl ClientEvent {
