@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::service::appservices::Queued;
 use crate::service::now_ms;
 use crate::service::stream::Audience;
-use crate::store::{Table, key, prefix};
+use crate::store::{SEP, Table, key, prefix};
 
 /// One user's receipt of one type in one room and thread.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,9 +142,9 @@ impl Rooms {
     /// Written from the receipts kept, each one's data serialized when it was kept (a busy
     /// room's sync carries hundreds).
     pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Box<RawValue>>> {
-        // The index of changes holds each owner's latest receipt: all of them are its changes
-        // since the stream's start.
-        let since = since.unwrap_or(0);
+        let Some(since) = since else {
+            return receipt_event(self.all_receipts(room_id)?.iter(), viewer);
+        };
         if self.store.shared().is_some() {
             // Other processes' receipts are not applied to what this one keeps.
             let changes = self.stored_receipt_changes(room_id, since, until)?;
@@ -161,6 +161,25 @@ impl Rooms {
             kept.load(room_id, changes)?;
         }
         changed(&kept.rooms[room_id])
+    }
+
+    /// Every receipt of a room, one per user, type and thread.
+    fn all_receipts(&self, room_id: &RoomId) -> Result<Vec<KeptReceipt>> {
+        let room_prefix = prefix(&[room_id.as_bytes()]);
+        let mut receipts = Vec::new();
+        for (row, receipt) in self.store.scan_json::<Receipt>(Table::Receipts, &room_prefix)? {
+            let mut parts = row[room_prefix.len()..].splitn(3, |b| *b == SEP);
+            let (Some(user), Some(receipt_type), Some(thread)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            receipts.push(KeptReceipt::new(ReceiptChange {
+                user: String::from_utf8_lossy(user).into_owned(),
+                receipt_type: String::from_utf8_lossy(receipt_type).into_owned(),
+                thread: String::from_utf8_lossy(thread).into_owned(),
+                receipt,
+            })?);
+        }
+        Ok(receipts)
     }
 
     /// A room's receipt changes after `since` up to `until`, read from the index of changes.
