@@ -211,14 +211,14 @@ fn write_with_sections(
     events: RoomEvents,
     lists: &[(&'static str, bool)],
 ) -> Result<()> {
-    write_object(out, room)?;
-    member(out, "timeline")?;
-    write_full_timeline(out, timeline, &events.timeline)?;
-    member(out, "state")?;
     #[derive(serde::Serialize)]
     struct State<'a> {
         events: EventList<'a>,
     }
+    write_object(out, room)?;
+    member(out, "timeline")?;
+    write_full_timeline(out, timeline, &events.timeline)?;
+    member(out, "state")?;
     serde_json::to_writer(
         &mut *out,
         &State {

@@ -84,8 +84,8 @@ pub struct RoomRecord {
 /// A room's members of every membership, as the membership index holds them.
 pub type Members = Arc<[(OwnedUserId, MembershipState)]>;
 
-/// A room's members as kept in memory: all of them, and those its events wake (joined, invited,
-/// knocking) with their wakers, shared by every write's wake-up.
+/// A room's members as kept in memory: all of them, and those its events wake (this server's
+/// joined, invited and knocking) with their wakers, shared by every write's wake-up.
 struct KeptMembers {
     all: Members,
     wakeable: Audience,
@@ -498,9 +498,13 @@ impl Rooms {
                     Some((user, membership))
                 })
                 .collect();
+            // Only this server's users poll here: other servers' members get no waker.
             let wakeable = all
                 .iter()
-                .filter(|(_, membership)| matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock))
+                .filter(|(user, membership)| {
+                    user.server_name() == self.server_name
+                        && matches!(membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock)
+                })
                 .map(|(user, _)| user.clone())
                 .collect();
             Ok(Arc::new(KeptMembers {
@@ -526,8 +530,8 @@ impl Rooms {
             .collect())
     }
 
-    /// The users an event in the room concerns: its members, invitees and knockers, and who
-    /// peeks into it.
+    /// The users an event in the room wakes: this server's members, invitees and knockers, and
+    /// who peeks into it.
     pub fn users_to_wake(&self, room_id: &RoomId) -> Result<Audience> {
         let members = self.kept_members(room_id)?.wakeable.clone();
         let peekers = self.peekers.of(room_id);
