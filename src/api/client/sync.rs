@@ -114,13 +114,18 @@ struct RoomEvents {
     state: Vec<ClientEvent>,
 }
 
-/// Events as a JSON array, each without its room ID (the room's key in the answer says it).
-struct EventList<'a>(&'a [ClientEvent]);
-
-impl serde::Serialize for EventList<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(ClientEvent::without_room_id))
+/// Writes events as a JSON array, each without its room ID (the room's key in the answer says
+/// it).
+fn write_events(out: &mut Vec<u8>, events: &[ClientEvent]) -> Result<()> {
+    out.push(b'[');
+    for (index, event) in events.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        event.write_without_room_id(out)?;
     }
+    out.push(b']');
+    Ok(())
 }
 
 impl IntoResponse for SyncResponse {
@@ -202,8 +207,9 @@ fn write_with_empty_lists(out: &mut Vec<u8>, room: &impl serde::Serialize, lists
 }
 
 /// A joined or left room: ruma's members (its timeline's and state's events are in `events`,
-/// so it leaves those out), then the timeline and state written whole, and the event lists of
-/// `lists` (name, whether empty) when ruma leaves them out. The room's object is left open.
+/// so it leaves those out), then the timeline and state written whole (a timeline's `events`
+/// and `limited` always there: ruma leaves out an empty list and `false`), and the event lists
+/// of `lists` (name, whether empty) when ruma leaves them out. The room's object is left open.
 fn write_with_sections(
     out: &mut Vec<u8>,
     room: &impl serde::Serialize,
@@ -211,39 +217,20 @@ fn write_with_sections(
     events: RoomEvents,
     lists: &[(&'static str, bool)],
 ) -> Result<()> {
-    #[derive(serde::Serialize)]
-    struct State<'a> {
-        events: EventList<'a>,
-    }
     write_object(out, room)?;
     member(out, "timeline")?;
-    write_full_timeline(out, timeline, &events.timeline)?;
-    member(out, "state")?;
-    serde_json::to_writer(
-        &mut *out,
-        &State {
-            events: EventList(&events.state),
-        },
-    )?;
-    write_empty_lists(out, lists)
-}
-
-/// A timeline as the answer carries it: `events` and `limited` always there (ruma leaves out
-/// an empty list and `false`).
-fn write_full_timeline(out: &mut Vec<u8>, timeline: Timeline, events: &[ClientEvent]) -> Result<()> {
-    #[derive(serde::Serialize)]
-    struct FullTimeline<'a> {
-        events: EventList<'a>,
-        limited: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        prev_batch: Option<&'a str>,
+    out.extend_from_slice(br#"{"events":"#);
+    write_events(out, &events.timeline)?;
+    out.extend_from_slice(br#","limited":"#);
+    serde_json::to_writer(&mut *out, &timeline.limited)?;
+    if let Some(prev_batch) = &timeline.prev_batch {
+        member(out, "prev_batch")?;
+        serde_json::to_writer(&mut *out, prev_batch)?;
     }
-    let timeline = FullTimeline {
-        events: EventList(events),
-        limited: timeline.limited,
-        prev_batch: timeline.prev_batch.as_deref(),
-    };
-    Ok(serde_json::to_writer(out, &timeline)?)
+    out.extend_from_slice(br#"},"state":{"events":"#);
+    write_events(out, &events.state)?;
+    out.push(b'}');
+    write_empty_lists(out, lists)
 }
 
 /// Sub-objects with an empty event list, for those of `lists` (name, whether empty) that are.

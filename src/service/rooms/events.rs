@@ -195,7 +195,8 @@ pub struct ServedEvent {
 /// ([`Rooms::drop_cached_on_commit`]).
 #[derive(Default)]
 pub struct EventCache {
-    events: HashMap<OwnedEventId, CachedEvent>,
+    /// Hashed with foldhash: a sync looks up every event it serves here.
+    events: HashMap<OwnedEventId, CachedEvent, foldhash::fast::RandomState>,
     /// How many times events were dropped: a read that began before a drop keeps nothing, as
     /// it may have read an event as it was before the change.
     drops: u64,
