@@ -9,9 +9,14 @@
 //! `soft_logout`); `POST /refresh` swaps the refresh token for a new pair, and the old pair
 //! stops working at once. Clients that do not ask keep access tokens that do not expire, as
 //! with Synapse.
+//!
+//! Every request authenticates, so the access tokens read are kept in memory while this process
+//! is the store's only user (with a shared PostgreSQL store another process may revoke one):
+//! a revocation drops its token once committed, and a read that began before a revocation
+//! keeps nothing, as it may have read the token before it was revoked.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -25,6 +30,8 @@ use super::{now_ms, random_string};
 use crate::error::{Error, Result};
 use crate::store::{Batch, Store, Table, key, prefix};
 
+/// Access tokens kept at most; beyond it they are forgotten and read again.
+const KEPT_TOKENS: usize = 100_000;
 /// How often a device's last-seen time and IP are written, at most.
 const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -107,6 +114,8 @@ impl Session {
 /// The devices of this server's users.
 pub struct Devices {
     store: Store,
+    /// The access tokens read, by token ID; `None` with a shared store.
+    kept_tokens: Option<Arc<Mutex<KeptTokens>>>,
     last_seen_written: Mutex<HashMap<String, Instant>>,
     /// How long refreshable access tokens work.
     access_token_lifetime: Option<Duration>,
@@ -116,9 +125,46 @@ fn secret_hash(secret: &str) -> String {
     STANDARD_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// A token `<kind><id>_<secret>`'s id and secret.
+fn token_parts<'a>(kind: &str, token: &'a str) -> Option<(&'a str, &'a str)> {
+    token.strip_prefix(kind)?.split_once('_')
+}
+
+/// Whether `secret` hashes to `secret_sha256`, compared in constant time.
+fn secret_matches(secret: &str, secret_sha256: &str) -> bool {
+    secret_hash(secret).as_bytes().ct_eq(secret_sha256.as_bytes()).into()
+}
+
+/// The access tokens read, by token ID, and how many were revoked.
+#[derive(Default)]
+struct KeptTokens {
+    tokens: HashMap<String, TokenRecord, foldhash::fast::RandomState>,
+    revocations: u64,
+}
+
+impl KeptTokens {
+    /// Keeps a token read while `revocations` tokens had been revoked (none since, or it may
+    /// be one of them).
+    fn keep(&mut self, token_id: &str, record: &TokenRecord, revocations: u64) {
+        if self.revocations != revocations {
+            return;
+        }
+        if self.tokens.len() >= KEPT_TOKENS {
+            self.tokens.clear();
+        }
+        self.tokens.insert(token_id.to_owned(), record.clone());
+    }
+
+    fn revoke(&mut self, token_id: &str) {
+        self.tokens.remove(token_id);
+        self.revocations += 1;
+    }
+}
+
 impl Devices {
     pub fn new(store: Store, access_token_lifetime: Option<Duration>) -> Devices {
         Devices {
+            kept_tokens: store.shared().is_none().then(Arc::default),
             store,
             last_seen_written: Mutex::default(),
             access_token_lifetime,
@@ -128,7 +174,7 @@ impl Devices {
     /// The user whose access token this is, if it is valid; 401 with `soft_logout` when it
     /// expired.
     pub fn authenticate(&self, token: &str) -> Result<Option<Session>> {
-        let Some(record) = self.find_token::<TokenRecord>(Table::AccessTokens, "hth_", token, |record| &record.secret_sha256)? else {
+        let Some(record) = self.access_token(token)? else {
             return Ok(None);
         };
         if record.expires_ts.is_some_and(|expires| expires <= now_ms()) {
@@ -141,31 +187,57 @@ impl Devices {
         }))
     }
 
-    /// The row of a token `<kind><id>_<secret>` in `table`, if its secret matches.
-    fn find_token<T: serde::de::DeserializeOwned>(
-        &self,
-        table: Table,
-        kind: &str,
-        token: &str,
-        secret_of: impl Fn(&T) -> &str,
-    ) -> Result<Option<T>> {
-        let Some((id, secret)) = token.strip_prefix(kind).and_then(|rest| rest.split_once('_')) else {
+    /// The row of an access token, if its secret matches: kept, or read and kept.
+    fn access_token(&self, token: &str) -> Result<Option<TokenRecord>> {
+        let Some((id, secret)) = token_parts("hth_", token) else {
             return Ok(None);
         };
-        let Some(record) = self.store.get_json::<T>(table, id.as_bytes())? else {
+        let kept = self
+            .kept_tokens
+            .as_deref()
+            .map(|kept| kept.lock().unwrap_or_else(|e| e.into_inner()));
+        let (record, revocations) = match kept {
+            Some(kept) => (kept.tokens.get(id).cloned(), Some(kept.revocations)),
+            None => (None, None),
+        };
+        let record = match record {
+            Some(record) => record,
+            None => {
+                let Some(record) = self.store.get_json::<TokenRecord>(Table::AccessTokens, id.as_bytes())? else {
+                    return Ok(None);
+                };
+                if let (Some(kept), Some(revocations)) = (&self.kept_tokens, revocations) {
+                    kept.lock().unwrap_or_else(|e| e.into_inner()).keep(id, &record, revocations);
+                }
+                record
+            }
+        };
+        Ok(secret_matches(secret, &record.secret_sha256).then_some(record))
+    }
+
+    /// The row of a refresh token, if its secret matches.
+    fn refresh_token(&self, token: &str) -> Result<Option<RefreshRecord>> {
+        let Some((id, secret)) = token_parts("hthr_", token) else {
             return Ok(None);
         };
-        let matches: bool = secret_hash(secret).as_bytes().ct_eq(secret_of(&record).as_bytes()).into();
-        Ok(matches.then_some(record))
+        let record = self.store.get_json::<RefreshRecord>(Table::RefreshTokens, id.as_bytes())?;
+        Ok(record.filter(|record| secret_matches(secret, &record.secret_sha256)))
+    }
+
+    /// Adds to `batch` the removal of an access token, and forgets it once that is committed.
+    fn stage_revoke(&self, batch: &mut Batch<'_>, token_id: &str) {
+        batch.delete(Table::AccessTokens, token_id.as_bytes());
+        if let Some(kept) = &self.kept_tokens {
+            let (kept, token_id) = (kept.clone(), token_id.to_owned());
+            batch.on_commit(move || kept.lock().unwrap_or_else(|e| e.into_inner()).revoke(&token_id));
+        }
     }
 
     /// Swaps a refresh token for a new access token and refresh token; the old ones stop
     /// working. 401 `M_UNKNOWN_TOKEN` for a refresh token that is not (or no longer) valid.
     pub fn refresh(&self, refresh_token: &str) -> Result<LoginGrant> {
         let unknown = || Error::unknown_token("Unknown refresh token");
-        let record = self
-            .find_token::<RefreshRecord>(Table::RefreshTokens, "hthr_", refresh_token, |record| &record.secret_sha256)?
-            .ok_or_else(unknown)?;
+        let record = self.refresh_token(refresh_token)?.ok_or_else(unknown)?;
         let mut device = self.get(&record.user_id, &record.device_id)?.ok_or_else(unknown)?;
         let mut batch = self.store.batch();
         let grant = self.stage_tokens(&mut batch, &record.user_id, &mut device, true);
@@ -203,7 +275,7 @@ impl Devices {
     /// the ones it had; updates `device` with them.
     fn stage_tokens(&self, batch: &mut Batch<'_>, user_id: &UserId, device: &mut Device, refreshable: bool) -> LoginGrant {
         if let Some(old_token) = device.token_id.take() {
-            batch.delete(Table::AccessTokens, old_token.as_bytes());
+            self.stage_revoke(batch, &old_token);
         }
         if let Some(old_refresh) = device.refresh_token_id.take() {
             batch.delete(Table::RefreshTokens, old_refresh.as_bytes());
@@ -335,7 +407,7 @@ impl Devices {
     /// Adds to `batch` the removal of a device and its tokens.
     pub fn stage_delete(&self, batch: &mut Batch<'_>, user_id: &UserId, device: &Device) {
         if let Some(token_id) = &device.token_id {
-            batch.delete(Table::AccessTokens, token_id.as_bytes());
+            self.stage_revoke(batch, token_id);
         }
         if let Some(refresh_id) = &device.refresh_token_id {
             batch.delete(Table::RefreshTokens, refresh_id.as_bytes());

@@ -287,6 +287,8 @@ async fn password_change_and_deactivation() {
     let (token, _) = server.register("ivy", "old-password").await;
     let (_, other) = server.login("ivy", "old-password").await;
     let other = other["access_token"].as_str().unwrap().to_owned();
+    // Used once, so the server keeps it: the password change below must still revoke it.
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&other)).await.0.as_u16(), 200);
     let auth = |password: &str| json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "@ivy:localhost" }, "password": password });
 
     let (status, _) = server
