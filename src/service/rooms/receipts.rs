@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -208,9 +209,7 @@ impl Rooms {
 }
 
 /// The `m.receipt` event of `receipts` (one per user, type and thread, in stream order) as
-/// `viewer` sees it: by event, then receipt type, then user. Written by hand from each
-/// receipt's entry, serialized when it was kept (a busy room's receipt reaches each of its
-/// members, so each entry is written hundreds of times), then checked as it becomes JSON.
+/// `viewer` sees it: by event, then receipt type, then user.
 fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &UserId) -> Result<Option<Box<RawValue>>> {
     let mut wanted: Vec<&KeptReceipt> = receipts
         .filter(|kept| kept.kind != ReceiptKind::ReadPrivate || kept.change.user == viewer.as_str())
@@ -221,51 +220,60 @@ fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &U
     // Stable: each group keeps stream order, so the later of a user's two receipts in one group
     // (two threads) wins.
     wanted.sort_by(|a, b| a.event_order(b).then_with(|| a.type_order(b)));
-    let entries: usize = wanted.iter().map(|kept| kept.entry.len() + 1).sum();
-    let mut out = Vec::with_capacity(entries + 128);
-    out.extend_from_slice(br#"{"type":"m.receipt","content":{"#);
-    for (index, same_event) in wanted.chunk_by(|a, b| a.event_order(b).is_eq()).enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, &same_event[0].change.receipt.event_id)?;
-        out.extend_from_slice(b":{");
-        for (index, same_type) in same_event.chunk_by(|a, b| a.type_order(b).is_eq()).enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, &same_type[0].change.receipt_type)?;
-            out.push(b':');
-            write_by_user(&mut out, same_type);
-        }
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"}}");
-    let json = String::from_utf8(out).map_err(|e| Error::Internal(format!("receipt event: {e}")))?;
-    Ok(Some(RawValue::from_string(json)?))
+    let event = ReceiptEvent {
+        kind: "m.receipt",
+        content: ByEvent(&wanted),
+    };
+    Ok(Some(serde_json::value::to_raw_value(&event)?))
 }
 
-/// One event's receipts of one type, as their object by user: each receipt's entry.
-fn write_by_user(out: &mut Vec<u8>, receipts: &[&KeptReceipt]) {
-    if receipts.iter().all(|kept| kept.change.thread.is_empty()) {
-        write_entries(out, receipts.iter().map(|kept| &*kept.entry));
-    } else {
-        // A user with receipts in two threads appears once, with the later.
-        let by_user: BTreeMap<&str, &str> = receipts.iter().map(|kept| (&*kept.change.user, &*kept.entry)).collect();
-        write_entries(out, by_user.into_values());
+/// An `m.receipt` event.
+#[derive(Serialize)]
+struct ReceiptEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    content: ByEvent<'a>,
+}
+
+/// Receipts sorted by event then type, as the content's object by event ID.
+struct ByEvent<'a>(&'a [&'a KeptReceipt]);
+
+/// One event's receipts sorted by type, as its object by receipt type.
+struct ByType<'a>(&'a [&'a KeptReceipt]);
+
+/// One event's receipts of one type, as their object by user.
+struct ByUser<'a>(&'a [&'a KeptReceipt]);
+
+impl Serialize for ByEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for same_event in self.0.chunk_by(|a, b| a.event_order(b).is_eq()) {
+            map.serialize_entry(&same_event[0].change.receipt.event_id, &ByType(same_event))?;
+        }
+        map.end()
     }
 }
 
-/// An object of the members `entries` (each `"name":value`).
-fn write_entries<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = &'a str>) {
-    out.push(b'{');
-    for (index, entry) in entries.enumerate() {
-        if index > 0 {
-            out.push(b',');
+impl Serialize for ByType<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for same_type in self.0.chunk_by(|a, b| a.type_order(b).is_eq()) {
+            map.serialize_entry(&same_type[0].change.receipt_type, &ByUser(same_type))?;
         }
-        out.extend_from_slice(entry.as_bytes());
+        map.end()
     }
-    out.push(b'}');
+}
+
+impl Serialize for ByUser<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.iter().all(|kept| kept.change.thread.is_empty()) {
+            serializer.collect_map(self.0.iter().map(|kept| (&kept.change.user, &*kept.data)))
+        } else {
+            // A user with receipts in two threads appears once, with the later.
+            let by_user: BTreeMap<&str, &RawValue> = self.0.iter().map(|kept| (&*kept.change.user, &*kept.data)).collect();
+            serializer.collect_map(by_user)
+        }
+    }
 }
 
 /// One user's receipt in an `m.receipt` event.
@@ -284,12 +292,12 @@ enum ReceiptKind {
     Other,
 }
 
-/// A receipt change as a sync serves it: the change, and its entry in the event's content
-/// (`"@user:server":{"ts":…}`), serialized once.
+/// A receipt change as a sync serves it: the change, and its data in the event's content
+/// (`{"ts":…}`), serialized once.
 struct KeptReceipt {
     change: ReceiptChange,
     kind: ReceiptKind,
-    entry: Box<str>,
+    data: Box<RawValue>,
 }
 
 impl KeptReceipt {
@@ -298,19 +306,13 @@ impl KeptReceipt {
             ts: change.receipt.ts,
             thread_id: &change.thread,
         };
-        let mut entry = serde_json::to_string(&change.user)?;
-        entry.push(':');
-        entry.push_str(&serde_json::to_string(&data)?);
+        let data = serde_json::value::to_raw_value(&data)?;
         let kind = match change.receipt_type.as_str() {
             "m.read" => ReceiptKind::Read,
             PRIVATE_READ => ReceiptKind::ReadPrivate,
             _ => ReceiptKind::Other,
         };
-        Ok(KeptReceipt {
-            change,
-            kind,
-            entry: entry.into_boxed_str(),
-        })
+        Ok(KeptReceipt { change, kind, data })
     }
 
     /// Orders receipts by the event read up to (by its stream position, known for all but
