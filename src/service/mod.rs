@@ -130,7 +130,7 @@ impl Services {
             pushers: pushers::Pushers::new(store.clone())?,
             account_data,
             to_device: to_device::ToDevice::new(store.clone(), stream.clone(), appservices.clone()),
-            presence: presence::Presence::new(store.clone(), stream.clone()),
+            presence: presence::Presence::new(store.clone(), stream.clone())?,
             filters: filters::Filters::new(store.clone()),
             media: media::Media::new(store.clone(), &config),
             rate_limits: rate_limit::RateLimiters::new(&config.rate_limits, &config.media),

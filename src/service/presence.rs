@@ -3,9 +3,15 @@
 //! wakes everyone who shares a room with the user, so sync delivers it. This server's users'
 //! changes go to the other servers that share a room with them (`m.presence`); those servers'
 //! users' presence is kept here as it comes.
+//!
+//! Every sync sets its user's presence, mostly to what it already is, and asks whose changed:
+//! while this process is the store's only user (other processes sharing a PostgreSQL store
+//! change presence too), it keeps the records it read or wrote and the stream position of the
+//! newest change, so neither reads the store for nothing.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
@@ -20,6 +26,8 @@ use crate::store::{Store, Table};
 
 /// Inactivity after which an online user shows as unavailable.
 const IDLE_AFTER_MS: u64 = 5 * 60 * 1000;
+/// Presence records kept at most; beyond it they are forgotten and read again.
+const KEPT_RECORDS: usize = 100_000;
 /// How stale the stored last activity may get before activity alone is written again.
 const ACTIVITY_WRITE_INTERVAL_MS: u64 = 60 * 1000;
 
@@ -62,16 +70,79 @@ impl PresenceRecord {
 pub struct Presence {
     store: Store,
     stream: Arc<Stream>,
+    /// What this process keeps of presence; `None` with a shared store.
+    kept: Option<KeptPresence>,
+}
+
+/// The presence records read or written, and the stream position of the newest change.
+struct KeptPresence {
+    records: Mutex<KeptRecords>,
+    newest_change: AtomicU64,
+}
+
+/// Presence records by user, and how many writes were made: a record read from the store while
+/// a write was made may be the one it replaced, so it is not kept.
+#[derive(Default)]
+struct KeptRecords {
+    records: HashMap<OwnedUserId, Option<PresenceRecord>, foldhash::fast::RandomState>,
+    writes: u64,
 }
 
 impl Presence {
-    pub fn new(store: Store, stream: Arc<Stream>) -> Presence {
-        Presence { store, stream }
+    pub fn new(store: Store, stream: Arc<Stream>) -> Result<Presence> {
+        let kept = match store.shared() {
+            Some(_) => None,
+            None => {
+                let newest = store.range(Table::PresenceChanges, &[], &[u8::MAX; 8], false, 1)?;
+                let newest_change = newest.first().and_then(|(position, _)| position.as_slice().try_into().ok());
+                Some(KeptPresence {
+                    records: Mutex::default(),
+                    newest_change: AtomicU64::new(newest_change.map(u64::from_be_bytes).unwrap_or(0)),
+                })
+            }
+        };
+        Ok(Presence { store, stream, kept })
     }
 
     /// A user's presence, if they ever had one.
     pub fn get(&self, user: &UserId) -> Result<Option<PresenceRecord>> {
-        Ok(self.store.get_json(Table::Presence, user.as_bytes())?)
+        let Some(kept) = &self.kept else {
+            return Ok(self.store.get_json(Table::Presence, user.as_bytes())?);
+        };
+        let writes = {
+            let records = kept.records();
+            if let Some(record) = records.records.get(user) {
+                return Ok(record.clone());
+            }
+            records.writes
+        };
+        let record: Option<PresenceRecord> = self.store.get_json(Table::Presence, user.as_bytes())?;
+        let mut records = kept.records();
+        if records.writes == writes {
+            records.make_room();
+            records.records.insert(user.to_owned(), record.clone());
+        }
+        Ok(record)
+    }
+
+    /// Writes a user's presence record, and keeps it once written.
+    fn write(&self, user: &UserId, record: &PresenceRecord, change: bool) -> Result<()> {
+        let mut batch = self.store.batch();
+        batch.put_json(Table::Presence, user.as_bytes(), record);
+        if change {
+            batch.put(Table::PresenceChanges, &record.stream.to_be_bytes(), user.as_bytes());
+        }
+        batch.commit()?;
+        if let Some(kept) = &self.kept {
+            let mut records = kept.records();
+            records.writes += 1;
+            records.make_room();
+            records.records.insert(user.to_owned(), Some(record.clone()));
+            if change {
+                kept.newest_change.fetch_max(record.stream, Ordering::SeqCst);
+            }
+        }
+        Ok(())
     }
 
     /// Sets a user's presence (and status message, when given); wakes those who share a room
@@ -95,9 +166,7 @@ impl Presence {
                     last_active_ts: now,
                     ..record.clone()
                 };
-                let mut batch = self.store.batch();
-                batch.put_json(Table::Presence, user.as_bytes(), &refreshed);
-                batch.commit()?;
+                self.write(user, &refreshed, false)?;
                 return Ok(None);
             }
         }
@@ -108,10 +177,7 @@ impl Presence {
             last_active_ts: now,
             stream: ticket.position(),
         };
-        let mut batch = self.store.batch();
-        batch.put_json(Table::Presence, user.as_bytes(), &record);
-        batch.put(Table::PresenceChanges, &record.stream.to_be_bytes(), user.as_bytes());
-        batch.commit()?;
+        self.write(user, &record, true)?;
         // Its owner sees it now; the users sharing a room with them are no hurry.
         let mut audience = self.audience(rooms, user)?;
         audience.remove(user);
@@ -122,6 +188,14 @@ impl Presence {
     /// The users whose presence changed after stream position `since`, up to `until`.
     pub fn changed(&self, since: u64, until: u64) -> Result<BTreeSet<OwnedUserId>> {
         let mut users = BTreeSet::new();
+        // A change is counted before its position is visible, so a sync up to it sees it here.
+        if self
+            .kept
+            .as_ref()
+            .is_some_and(|kept| kept.newest_change.load(Ordering::SeqCst) <= since)
+        {
+            return Ok(users);
+        }
         for (position, user) in self
             .store
             .range(Table::PresenceChanges, &[], &(since + 1).to_be_bytes(), true, usize::MAX)?
@@ -175,5 +249,20 @@ impl Services {
         self.rooms.send_edu(self.rooms.servers_sharing_with(user)?, &edu)?;
         self.push_presence_to_appservices(user, record.content())?;
         Ok(true)
+    }
+}
+
+impl KeptPresence {
+    fn records(&self) -> MutexGuard<'_, KeptRecords> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl KeptRecords {
+    /// Forgets every record when too many are kept.
+    fn make_room(&mut self) {
+        if self.records.len() >= KEPT_RECORDS {
+            self.records.clear();
+        }
     }
 }

@@ -265,9 +265,7 @@ impl ClientEvent {
         event.serialize_entry("unsigned", &self.unsigned)?;
         event.end()
     }
-}
 
-impl ClientEvent {
     /// Writes the event as [`ClientEvent::without_room_id`] serializes it straight into `out`,
     /// for the answers written by hand: the member names as they are and the IDs and the type
     /// copied whole unless they hold a character JSON escapes (serde_json looks at every byte
