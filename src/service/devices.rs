@@ -26,11 +26,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::kept::KeptPer;
 use super::{now_ms, random_string};
 use crate::error::{Error, Result};
 use crate::store::{Batch, Store, Table, key, prefix};
 
-/// Access tokens kept at most; beyond it they are forgotten and read again.
+/// Access tokens kept at most; beyond it they are all forgotten and read again.
 const KEPT_TOKENS: usize = 100_000;
 /// How often a device's last-seen time and IP are written, at most.
 const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(300);
@@ -114,8 +115,8 @@ impl Session {
 /// The devices of this server's users.
 pub struct Devices {
     store: Store,
-    /// The access tokens read, by token ID; `None` with a shared store.
-    kept_tokens: Option<Arc<Mutex<KeptTokens>>>,
+    /// The access tokens read (or found missing), by token ID; `None` with a shared store.
+    kept_tokens: Option<Arc<KeptPer<String, Option<TokenRecord>>>>,
     last_seen_written: Mutex<HashMap<String, Instant>>,
     /// How long refreshable access tokens work.
     access_token_lifetime: Option<Duration>,
@@ -135,36 +136,10 @@ fn secret_matches(secret: &str, secret_sha256: &str) -> bool {
     secret_hash(secret).as_bytes().ct_eq(secret_sha256.as_bytes()).into()
 }
 
-/// The access tokens read, by token ID, and how many were revoked.
-#[derive(Default)]
-struct KeptTokens {
-    tokens: HashMap<String, TokenRecord, foldhash::fast::RandomState>,
-    revocations: u64,
-}
-
-impl KeptTokens {
-    /// Keeps a token read while `revocations` tokens had been revoked (none since, or it may
-    /// be one of them).
-    fn keep(&mut self, token_id: &str, record: &TokenRecord, revocations: u64) {
-        if self.revocations != revocations {
-            return;
-        }
-        if self.tokens.len() >= KEPT_TOKENS {
-            self.tokens.clear();
-        }
-        self.tokens.insert(token_id.to_owned(), record.clone());
-    }
-
-    fn revoke(&mut self, token_id: &str) {
-        self.tokens.remove(token_id);
-        self.revocations += 1;
-    }
-}
-
 impl Devices {
     pub fn new(store: Store, access_token_lifetime: Option<Duration>) -> Devices {
         Devices {
-            kept_tokens: store.shared().is_none().then(Arc::default),
+            kept_tokens: store.shared().is_none().then(|| Arc::new(KeptPer::new(KEPT_TOKENS, |_| 1))),
             store,
             last_seen_written: Mutex::default(),
             access_token_lifetime,
@@ -192,27 +167,12 @@ impl Devices {
         let Some((id, secret)) = token_parts("hth_", token) else {
             return Ok(None);
         };
-        let kept = self
-            .kept_tokens
-            .as_deref()
-            .map(|kept| kept.lock().unwrap_or_else(|e| e.into_inner()));
-        let (record, revocations) = match kept {
-            Some(kept) => (kept.tokens.get(id).cloned(), Some(kept.revocations)),
-            None => (None, None),
+        let read = || Ok(self.store.get_json::<TokenRecord>(Table::AccessTokens, id.as_bytes())?);
+        let record = match &self.kept_tokens {
+            Some(kept) => kept.get_or_read(id, &[], read)?,
+            None => read()?,
         };
-        let record = match record {
-            Some(record) => record,
-            None => {
-                let Some(record) = self.store.get_json::<TokenRecord>(Table::AccessTokens, id.as_bytes())? else {
-                    return Ok(None);
-                };
-                if let (Some(kept), Some(revocations)) = (&self.kept_tokens, revocations) {
-                    kept.lock().unwrap_or_else(|e| e.into_inner()).keep(id, &record, revocations);
-                }
-                record
-            }
-        };
-        Ok(secret_matches(secret, &record.secret_sha256).then_some(record))
+        Ok(record.filter(|record| secret_matches(secret, &record.secret_sha256)))
     }
 
     /// The row of a refresh token, if its secret matches.
@@ -229,7 +189,7 @@ impl Devices {
         batch.delete(Table::AccessTokens, token_id.as_bytes());
         if let Some(kept) = &self.kept_tokens {
             let (kept, token_id) = (kept.clone(), token_id.to_owned());
-            batch.on_commit(move || kept.lock().unwrap_or_else(|e| e.into_inner()).revoke(&token_id));
+            batch.on_commit(move || kept.forget(&token_id));
         }
     }
 

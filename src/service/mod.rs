@@ -10,6 +10,7 @@ pub mod email_notifications;
 pub mod federation;
 pub mod filters;
 pub mod identity;
+mod kept;
 pub mod key_backup;
 pub mod keyed_locks;
 pub mod keys;

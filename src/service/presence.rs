@@ -6,18 +6,19 @@
 //!
 //! Every sync sets its user's presence, mostly to what it already is, and asks whose changed:
 //! while this process is the store's only user (other processes sharing a PostgreSQL store
-//! change presence too), it keeps the records it read or wrote and the stream position of the
-//! newest change, so neither reads the store for nothing.
+//! change presence too), it keeps the records it read (until they are written) and the stream
+//! position of the newest change, so neither reads the store for nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::kept::KeptPer;
 use super::rooms::Rooms;
 use super::stream::{Audience, Stream};
 use super::{Services, now_ms};
@@ -26,7 +27,7 @@ use crate::store::{Store, Table};
 
 /// Inactivity after which an online user shows as unavailable.
 const IDLE_AFTER_MS: u64 = 5 * 60 * 1000;
-/// Presence records kept at most; beyond it they are forgotten and read again.
+/// Presence records kept at most; beyond it they are all forgotten and read again.
 const KEPT_RECORDS: usize = 100_000;
 /// How stale the stored last activity may get before activity alone is written again.
 const ACTIVITY_WRITE_INTERVAL_MS: u64 = 60 * 1000;
@@ -74,18 +75,11 @@ pub struct Presence {
     kept: Option<KeptPresence>,
 }
 
-/// The presence records read or written, and the stream position of the newest change.
+/// The presence records read (dropped by each write), and the stream position of the newest
+/// change.
 struct KeptPresence {
-    records: Mutex<KeptRecords>,
+    records: KeptPer<OwnedUserId, Option<PresenceRecord>>,
     newest_change: AtomicU64,
-}
-
-/// Presence records by user, and how many writes were made: a record read from the store while
-/// a write was made may be the one it replaced, so it is not kept.
-#[derive(Default)]
-struct KeptRecords {
-    records: HashMap<OwnedUserId, Option<PresenceRecord>, foldhash::fast::RandomState>,
-    writes: u64,
 }
 
 impl Presence {
@@ -96,7 +90,7 @@ impl Presence {
                 let newest = store.range(Table::PresenceChanges, &[], &[u8::MAX; 8], false, 1)?;
                 let newest_change = newest.first().and_then(|(position, _)| position.as_slice().try_into().ok());
                 Some(KeptPresence {
-                    records: Mutex::default(),
+                    records: KeptPer::new(KEPT_RECORDS, |_| 1),
                     newest_change: AtomicU64::new(newest_change.map(u64::from_be_bytes).unwrap_or(0)),
                 })
             }
@@ -106,26 +100,14 @@ impl Presence {
 
     /// A user's presence, if they ever had one.
     pub fn get(&self, user: &UserId) -> Result<Option<PresenceRecord>> {
-        let Some(kept) = &self.kept else {
-            return Ok(self.store.get_json(Table::Presence, user.as_bytes())?);
-        };
-        let writes = {
-            let records = kept.records();
-            if let Some(record) = records.records.get(user) {
-                return Ok(record.clone());
-            }
-            records.writes
-        };
-        let record: Option<PresenceRecord> = self.store.get_json(Table::Presence, user.as_bytes())?;
-        let mut records = kept.records();
-        if records.writes == writes {
-            records.make_room();
-            records.records.insert(user.to_owned(), record.clone());
+        let read = || Ok(self.store.get_json(Table::Presence, user.as_bytes())?);
+        match &self.kept {
+            Some(kept) => kept.records.get_or_read(user, &[], read),
+            None => read(),
         }
-        Ok(record)
     }
 
-    /// Writes a user's presence record, and keeps it once written.
+    /// Writes a user's presence record; the one kept is dropped once it is written.
     fn write(&self, user: &UserId, record: &PresenceRecord, change: bool) -> Result<()> {
         let mut batch = self.store.batch();
         batch.put_json(Table::Presence, user.as_bytes(), record);
@@ -134,10 +116,7 @@ impl Presence {
         }
         batch.commit()?;
         if let Some(kept) = &self.kept {
-            let mut records = kept.records();
-            records.writes += 1;
-            records.make_room();
-            records.records.insert(user.to_owned(), Some(record.clone()));
+            kept.records.forget(user);
             if change {
                 kept.newest_change.fetch_max(record.stream, Ordering::SeqCst);
             }
@@ -249,20 +228,5 @@ impl Services {
         self.rooms.send_edu(self.rooms.servers_sharing_with(user)?, &edu)?;
         self.push_presence_to_appservices(user, record.content())?;
         Ok(true)
-    }
-}
-
-impl KeptPresence {
-    fn records(&self) -> MutexGuard<'_, KeptRecords> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl KeptRecords {
-    /// Forgets every record when too many are kept.
-    fn make_room(&mut self) {
-        if self.records.len() >= KEPT_RECORDS {
-            self.records.clear();
-        }
     }
 }

@@ -390,31 +390,17 @@ mod tests {
 
     #[test]
     fn written_by_hand_as_serialized() {
-        let fields = json!({
-            "sender": "@a:x", "origin_server_ts": 12, "depth": 2, "prev_events": [], "auth_events": [],
-            "room_id": "!r:x",
-        });
-        let mut member = fields.clone();
-        member.as_object_mut().unwrap().extend(
-            json!({ "type": "m.room.member", "state_key": "@a:x", "content": { "membership": "join", "n": "\"q\"\n" } })
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
-        let mut redaction = fields.clone();
-        redaction.as_object_mut().unwrap().extend(
-            json!({ "type": "m.room.redaction", "redacts": "$r:x", "content": {} })
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
-        let mut odd = fields;
-        odd.as_object_mut().unwrap().extend(
-            json!({ "type": "x.\"odd\"", "state_key": "a\\b\u{1}", "content": {} })
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
+        let pdu = |fields: Value| {
+            let mut object = json!({
+                "sender": "@a:x", "origin_server_ts": 12, "depth": 2, "prev_events": [], "auth_events": [],
+                "room_id": "!r:x",
+            });
+            object.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+            object
+        };
+        let member = pdu(json!({ "type": "m.room.member", "state_key": "@a:x", "content": { "membership": "join", "n": "\"q\"\n" } }));
+        let redaction = pdu(json!({ "type": "m.room.redaction", "redacts": "$r:x", "content": {} }));
+        let odd = pdu(json!({ "type": "x.\"odd\"", "state_key": "a\\b\u{1}", "content": {} }));
         let unsigned = Unsigned {
             age: 5,
             relations: Some(json!({ "m.thread": { "count": 1 } })),

@@ -1,10 +1,11 @@
 //! What is kept in memory of each room until the next event in it (its member list, the end of
-//! its timeline), and of each user until their next membership change (their memberships).
+//! its timeline), and of other keys until a write drops them (a user's memberships, an access
+//! token, a user's presence).
 //!
 //! A room's value is kept with the room's forward extremities, read before the value, and used
 //! only while they still match — every event written to the timeline changes them. A write
-//! that does not (backfill, a purge, a user's membership) drops the value; a value read before a
-//! drop is not kept.
+//! that does not (backfill, a purge, a user's membership, a revoked token) drops the value; a
+//! value read before a drop is not kept.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -16,18 +17,18 @@ use ruma::{OwnedEventId, OwnedRoomId};
 use crate::error::Result;
 
 /// Values of one kind kept per room, up to a total weight (then it starts over).
-pub(super) type KeptPerRoom<T> = KeptPer<OwnedRoomId, T>;
+pub(crate) type KeptPerRoom<T> = KeptPer<OwnedRoomId, T>;
 
 /// Values of one kind kept per key (a room, a user), up to a total weight (then it starts
 /// over).
-pub(super) struct KeptPer<K, T> {
+pub(crate) struct KeptPer<K, T> {
     kept: Mutex<Kept<K, T>>,
     capacity: usize,
     weigh: fn(&T) -> usize,
 }
 
 struct Kept<K, T> {
-    /// Each key's value with the extremities it was read at (none for a user's).
+    /// Each key's value with the extremities it was read at (none for a key other than a room).
     values: HashMap<K, (Vec<OwnedEventId>, T)>,
     /// The values' weight together.
     weight: usize,
@@ -50,7 +51,8 @@ impl<K: Hash + Eq, T: Clone> KeptPer<K, T> {
         }
     }
 
-    /// The value of `key` at `extremities` (read before calling; none for a user's): the one
+    /// The value of `key` at `extremities` (read before calling; none for a key other than a
+    /// room): the one
     /// kept, or `read`'s, then kept.
     pub fn get_or_read<Q>(&self, key: &Q, extremities: &[OwnedEventId], read: impl FnOnce() -> Result<T>) -> Result<T>
     where
