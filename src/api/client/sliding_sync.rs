@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response as AxumResponse};
+use ruma::api::OutgoingResponseExt;
 use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::sync::sync_events::v5::{Request, Response, request, response};
 use ruma::events::StateEventType;
@@ -21,11 +23,12 @@ use serde_json::{Value, json};
 
 use super::message_pagination::{latest_events, token};
 use super::rooms::raw;
-use super::sync::{long_poll, set_presence, stripped_state};
-use crate::api::ruma::{HandlerResult, Ruma, RumaResponse};
-use crate::error::Result;
+use super::sync::{long_poll, member, reopen_object, set_presence, stripped_state, write_object};
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::rooms::BUMP_TYPES;
+use crate::service::rooms::receipts::ReceiptEvent;
 use crate::service::rooms::state::StateMap;
 use crate::service::rooms::visibility::ClientEvent;
 use crate::service::sliding_sync::{ConnectionKey, Generation};
@@ -66,7 +69,7 @@ struct Candidate {
 }
 
 /// `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`
-pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Request>) -> HandlerResult<Response> {
+pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Request>) -> Result<Answer> {
     let session = req.session()?;
     let request = &req.body;
     let key: ConnectionKey = (
@@ -86,7 +89,7 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
         _ => request.lists.clone(),
     };
     let extensions = sticky_extensions(&request.extensions, base.as_ref().map(|base| &base.extensions));
-    let (mut response, generation) = long_poll(&services, &session.user_id, request.timeout, base.is_none(), |visible| {
+    let (mut answer, generation) = long_poll(&services, &session.user_id, request.timeout, base.is_none(), |visible| {
         let context = Context {
             services: &services,
             user: &session.user_id,
@@ -98,19 +101,65 @@ pub async fn sync_events(State(services): State<Arc<Services>>, req: Ruma<Reques
             subscriptions: &request.room_subscriptions,
             extensions: &extensions,
         };
-        let (response, sent, changed) = build(&context)?;
+        let (answer, sent, changed) = build(&context)?;
         let generation = Generation {
             stream: visible,
             sent,
             lists: lists.clone(),
             extensions: extensions.clone(),
         };
-        Ok(((response, generation), changed))
+        Ok(((answer, generation), changed))
     })
     .await?;
-    response.pos = services.sliding_sync.record(&key, request.pos.as_deref(), generation);
-    response.txn_id = request.txn_id.clone();
-    Ok(RumaResponse(response))
+    answer.response.pos = services.sliding_sync.record(&key, request.pos.as_deref(), generation);
+    answer.response.txn_id = request.txn_id.clone();
+    Ok(answer)
+}
+
+/// A sliding sync answer: ruma's response, and the receipts extension's events, written by
+/// hand into the answer (see [`ReceiptEvent`]).
+pub struct Answer {
+    response: Response,
+    receipts: BTreeMap<OwnedRoomId, ReceiptEvent>,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> AxumResponse {
+        match self.serialize() {
+            Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(error) => error.into_response(),
+        }
+    }
+}
+
+impl Answer {
+    /// The answer's JSON: ruma's response without its extensions, then the extensions, ruma's
+    /// with the receipts added.
+    fn serialize(self) -> Result<Vec<u8>> {
+        let Answer { mut response, receipts } = self;
+        let extensions = std::mem::take(&mut response.extensions);
+        let mut out = response
+            .try_into_http_response::<Vec<u8>>()
+            .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
+            .into_body();
+        if extensions.is_empty() && receipts.is_empty() {
+            return Ok(out);
+        }
+        reopen_object(&mut out);
+        member(&mut out, "extensions")?;
+        write_object(&mut out, &extensions)?;
+        if !receipts.is_empty() {
+            member(&mut out, "receipts")?;
+            out.extend_from_slice(br#"{"rooms":{"#);
+            for (room_id, receipt_event) in &receipts {
+                member(&mut out, room_id.as_str())?;
+                out.extend_from_slice(receipt_event.json());
+            }
+            out.extend_from_slice(b"}}");
+        }
+        out.extend_from_slice(b"}}");
+        Ok(out)
+    }
 }
 
 /// The request's extensions, each falling back to the connection's earlier settings when the
@@ -153,7 +202,7 @@ struct Context<'a> {
 
 /// One response, the rooms the connection has had in full after it, and whether it carries
 /// anything new.
-fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool)> {
+fn build(context: &Context<'_>) -> Result<(Answer, BTreeSet<OwnedRoomId>, bool)> {
     let services = context.services;
     let mut response = Response::new(String::new());
     let mut sent = context.sent.cloned().unwrap_or_default();
@@ -235,8 +284,9 @@ fn build(context: &Context<'_>) -> Result<(Response, BTreeSet<OwnedRoomId>, bool
         sent.remove(room_id);
     }
 
-    changed |= extensions(context, &window, &changed_rooms, &mut response.extensions)?;
-    Ok((response, sent, changed))
+    let mut receipts = BTreeMap::new();
+    changed |= extensions(context, &window, &changed_rooms, &mut response.extensions, &mut receipts)?;
+    Ok((Answer { response, receipts }, sent, changed))
 }
 
 /// The rooms the user is joined to, invited to or knocking on, with their bump stamps.
@@ -552,12 +602,14 @@ fn set_unread(services: &Services, user: &UserId, room_id: &RoomId, room: &mut r
     Ok(())
 }
 
-/// Fills the enabled extensions; `true` when one carries something new.
+/// Fills the enabled extensions, the receipts' events into `receipts_out`; `true` when one
+/// carries something new.
 fn extensions(
     context: &Context<'_>,
     window: &BTreeMap<OwnedRoomId, RoomConfig>,
     changed_rooms: &BTreeSet<OwnedRoomId>,
     out: &mut response::Extensions,
+    receipts_out: &mut BTreeMap<OwnedRoomId, ReceiptEvent>,
 ) -> Result<bool> {
     let services = context.services;
     let requested = context.extensions;
@@ -610,7 +662,7 @@ fn extensions(
                 continue;
             };
             if let Some(receipts) = services.rooms.receipt_event(room_id, context.user, since, context.visible)? {
-                out.receipts.rooms.insert(room_id.clone(), ruma::serde::Raw::from_json(receipts));
+                receipts_out.insert(room_id.clone(), receipts);
                 changed |= since.is_some();
             }
         }

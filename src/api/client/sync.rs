@@ -19,8 +19,9 @@ use ruma::api::client::sync::sync_events::v3::{
     Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, Timeline,
 };
 use ruma::events::room::member::MembershipState;
-use ruma::events::{StateEventType, TimelineEventType};
+use ruma::events::{AnySyncEphemeralRoomEvent, StateEventType, TimelineEventType};
 use ruma::presence::PresenceState;
+use ruma::serde::Raw;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
@@ -31,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::service::Services;
 use crate::service::push::PUSH_RULES;
 use crate::service::rooms::MembershipRecord;
+use crate::service::rooms::receipts::ReceiptEvent;
 use crate::service::rooms::state::StateLookup;
 use crate::service::rooms::visibility::ClientEvent;
 use crate::service::stream::NUDGE_DELAY;
@@ -107,11 +109,12 @@ pub struct SyncResponse {
     events: BTreeMap<OwnedRoomId, RoomEvents>,
 }
 
-/// A joined or left room's timeline and state events.
+/// A joined or left room's timeline and state events, and a joined room's receipts.
 #[derive(Default)]
 struct RoomEvents {
     timeline: Vec<ClientEvent>,
     state: Vec<ClientEvent>,
+    receipts: Option<ReceiptEvent>,
 }
 
 /// Writes events as a JSON array, each without its room ID (the room's key in the answer says
@@ -156,11 +159,12 @@ fn serialize_sync(sync: SyncResponse) -> Result<Vec<u8>> {
     out.push(b'{');
     write_section(&mut out, "join", rooms.join, |out, room_id, mut room| {
         let timeline = std::mem::take(&mut room.timeline);
-        let lists = [
-            ("ephemeral", room.ephemeral.events.is_empty()),
-            ("account_data", room.account_data.events.is_empty()),
-        ];
-        write_with_sections(out, &room, timeline, events.remove(room_id).unwrap_or_default(), &lists)
+        let typing = std::mem::take(&mut room.ephemeral.events);
+        let mut room_events = events.remove(room_id).unwrap_or_default();
+        let receipts = room_events.receipts.take();
+        let lists = [("account_data", room.account_data.events.is_empty())];
+        write_with_sections(out, &room, timeline, room_events, &lists)?;
+        write_ephemeral(out, &typing, receipts.as_ref())
     })?;
     write_section(&mut out, "leave", rooms.leave, |out, room_id, mut room| {
         let timeline = std::mem::take(&mut room.timeline);
@@ -233,6 +237,22 @@ fn write_with_sections(
     write_empty_lists(out, lists)
 }
 
+/// A joined room's `ephemeral` member: its typing event (ruma's) and its receipts (written by
+/// hand), the room's object left open.
+fn write_ephemeral(out: &mut Vec<u8>, typing: &[Raw<AnySyncEphemeralRoomEvent>], receipts: Option<&ReceiptEvent>) -> Result<()> {
+    member(out, "ephemeral")?;
+    out.extend_from_slice(br#"{"events":["#);
+    let typing = typing.iter().map(|event| event.json().get().as_bytes());
+    for (index, event) in typing.chain(receipts.map(ReceiptEvent::json)).enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(())
+}
+
 /// Sub-objects with an empty event list, for those of `lists` (name, whether empty) that are.
 fn write_empty_lists(out: &mut Vec<u8>, lists: &[(&str, bool)]) -> Result<()> {
     for (name, _) in lists.iter().filter(|(_, empty)| *empty) {
@@ -243,21 +263,21 @@ fn write_empty_lists(out: &mut Vec<u8>, lists: &[(&str, bool)]) -> Result<()> {
 }
 
 /// `value`'s JSON object, left open for more members.
-fn write_object(out: &mut Vec<u8>, value: &impl serde::Serialize) -> Result<()> {
+pub(super) fn write_object(out: &mut Vec<u8>, value: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     reopen_object(out);
     Ok(())
 }
 
 /// Takes the closing brace off the JSON object at the end of `out`.
-fn reopen_object(out: &mut Vec<u8>) {
+pub(super) fn reopen_object(out: &mut Vec<u8>) {
     if out.last() == Some(&b'}') {
         out.pop();
     }
 }
 
 /// Starts a member of the object being written: a comma unless it is the first, its name.
-fn member(out: &mut Vec<u8>, name: &str) -> Result<()> {
+pub(super) fn member(out: &mut Vec<u8>, name: &str) -> Result<()> {
     if out.last() != Some(&b'{') {
         out.push(b',');
     }
@@ -386,7 +406,7 @@ fn build(context: &SyncContext<'_>) -> Result<(SyncResponse, bool)> {
                     room_id,
                     RoomEvents {
                         timeline,
-                        state: Vec::new(),
+                        ..RoomEvents::default()
                     },
                 );
                 changed = true;
@@ -510,14 +530,12 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     )?;
     let Page { events, next } = page;
     let cut = next.is_some();
+    let receipts = services.rooms.receipt_event(room_id, context.user, since, context.visible)?;
     let mut ephemeral = Vec::new();
-    if let Some(receipts) = services.rooms.receipt_event(room_id, context.user, since, context.visible)? {
-        ephemeral.push(ruma::serde::Raw::from_json(receipts));
-    }
     if let Some(typing) = services.typing.typing_since(room_id, since, context.visible) {
         ephemeral.push(raw(&json!({ "type": "m.typing", "content": { "user_ids": typing } }))?);
     }
-    if since.is_some() && events.is_empty() && ephemeral.is_empty() && !context.full_state {
+    if since.is_some() && events.is_empty() && ephemeral.is_empty() && receipts.is_none() && !context.full_state {
         return Ok(None);
     }
     let mut joined = JoinedRoom::new();
@@ -611,6 +629,7 @@ fn joined_room(context: &SyncContext<'_>, room_id: &RoomId, newly_joined: bool) 
     let room_events = RoomEvents {
         timeline: events.into_iter().map(|(_, event)| event).collect(),
         state: state_events,
+        receipts,
     };
     Ok(Some((joined, room_events)))
 }

@@ -10,10 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use super::Rooms;
 use crate::error::{Error, Result};
@@ -139,9 +137,9 @@ impl Rooms {
 
     /// The `m.receipt` ephemeral event of a room for `viewer`: receipts written after stream
     /// position `since` (all when `None`) up to `until`; private receipts only their owner's.
-    /// Written from the receipts kept, each one's data serialized when it was kept (a busy
+    /// Written from the receipts kept, each one's pieces serialized when it was kept (a busy
     /// room's sync carries hundreds).
-    pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<Box<RawValue>>> {
+    pub fn receipt_event(&self, room_id: &RoomId, viewer: &UserId, since: Option<u64>, until: u64) -> Result<Option<ReceiptEvent>> {
         let Some(since) = since else {
             return receipt_event(self.all_receipts(room_id)?.iter(), viewer);
         };
@@ -208,9 +206,22 @@ impl Rooms {
     }
 }
 
+/// An `m.receipt` event's JSON, written by hand from the receipts' pieces serialized when they
+/// were kept: a busy room's receipts reach each of its members, so each is copied into
+/// hundreds of answers rather than serialized for each.
+#[derive(Debug)]
+pub struct ReceiptEvent(Vec<u8>);
+
+impl ReceiptEvent {
+    /// The event's JSON text.
+    pub fn json(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The `m.receipt` event of `receipts` (one per user, type and thread, in stream order) as
 /// `viewer` sees it: by event, then receipt type, then user.
-fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &UserId) -> Result<Option<Box<RawValue>>> {
+fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &UserId) -> Result<Option<ReceiptEvent>> {
     let mut wanted: Vec<&KeptReceipt> = receipts
         .filter(|kept| kept.kind != ReceiptKind::ReadPrivate || kept.change.user == viewer.as_str())
         .collect();
@@ -220,59 +231,43 @@ fn receipt_event<'a>(receipts: impl Iterator<Item = &'a KeptReceipt>, viewer: &U
     // Stable: each group keeps stream order, so the later of a user's two receipts in one group
     // (two threads) wins.
     wanted.sort_by(|a, b| a.event_order(b).then_with(|| a.type_order(b)));
-    let event = ReceiptEvent {
-        kind: "m.receipt",
-        content: ByEvent(&wanted),
-    };
-    Ok(Some(serde_json::value::to_raw_value(&event)?))
-}
-
-/// An `m.receipt` event.
-#[derive(Serialize)]
-struct ReceiptEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    content: ByEvent<'a>,
-}
-
-/// Receipts sorted by event then type, as the content's object by event ID.
-struct ByEvent<'a>(&'a [&'a KeptReceipt]);
-
-/// One event's receipts sorted by type, as its object by receipt type.
-struct ByType<'a>(&'a [&'a KeptReceipt]);
-
-/// One event's receipts of one type, as their object by user.
-struct ByUser<'a>(&'a [&'a KeptReceipt]);
-
-impl Serialize for ByEvent<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for same_event in self.0.chunk_by(|a, b| a.event_order(b).is_eq()) {
-            map.serialize_entry(&same_event[0].change.receipt.event_id, &ByType(same_event))?;
+    let size: usize = wanted.iter().map(|kept| kept.event_key.len() + kept.entry.len() + 24).sum();
+    let mut out = Vec::with_capacity(size + 32);
+    out.extend_from_slice(br#"{"type":"m.receipt","content":{"#);
+    for (index, same_event) in wanted.chunk_by(|a, b| a.event_order(b).is_eq()).enumerate() {
+        if index > 0 {
+            out.push(b',');
         }
-        map.end()
+        out.extend_from_slice(same_event[0].event_key.as_bytes());
+        out.extend_from_slice(b":{");
+        for (index, same_type) in same_event.chunk_by(|a, b| a.type_order(b).is_eq()).enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &same_type[0].change.receipt_type)?;
+            out.extend_from_slice(b":{");
+            if same_type.iter().all(|kept| kept.change.thread.is_empty()) {
+                write_entries(&mut out, same_type.iter().copied());
+            } else {
+                // A user with receipts in two threads appears once, with the later.
+                let by_user: BTreeMap<&str, &KeptReceipt> = same_type.iter().map(|kept| (&*kept.change.user, *kept)).collect();
+                write_entries(&mut out, by_user.into_values());
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
     }
+    out.extend_from_slice(b"}}");
+    Ok(Some(ReceiptEvent(out)))
 }
 
-impl Serialize for ByType<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for same_type in self.0.chunk_by(|a, b| a.type_order(b).is_eq()) {
-            map.serialize_entry(&same_type[0].change.receipt_type, &ByUser(same_type))?;
+/// Receipts' `"user":{"ts":…}` members, comma-separated.
+fn write_entries<'a>(out: &mut Vec<u8>, receipts: impl Iterator<Item = &'a KeptReceipt>) {
+    for (index, kept) in receipts.enumerate() {
+        if index > 0 {
+            out.push(b',');
         }
-        map.end()
-    }
-}
-
-impl Serialize for ByUser<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        if self.0.iter().all(|kept| kept.change.thread.is_empty()) {
-            serializer.collect_map(self.0.iter().map(|kept| (&kept.change.user, &*kept.data)))
-        } else {
-            // A user with receipts in two threads appears once, with the later.
-            let by_user: BTreeMap<&str, &RawValue> = self.0.iter().map(|kept| (&*kept.change.user, &*kept.data)).collect();
-            serializer.collect_map(by_user)
-        }
+        out.extend_from_slice(kept.entry.as_bytes());
     }
 }
 
@@ -292,12 +287,14 @@ enum ReceiptKind {
     Other,
 }
 
-/// A receipt change as a sync serves it: the change, and its data in the event's content
-/// (`{"ts":…}`), serialized once.
+/// A receipt change as a sync serves it: the change, and its pieces of the event's JSON
+/// serialized once: the event ID read up to as a key, and the user's member
+/// (`"@user:server":{"ts":…}`).
 struct KeptReceipt {
     change: ReceiptChange,
     kind: ReceiptKind,
-    data: Box<RawValue>,
+    event_key: Box<str>,
+    entry: Box<str>,
 }
 
 impl KeptReceipt {
@@ -306,13 +303,21 @@ impl KeptReceipt {
             ts: change.receipt.ts,
             thread_id: &change.thread,
         };
-        let data = serde_json::value::to_raw_value(&data)?;
+        let mut entry = serde_json::to_string(&change.user)?;
+        entry.push(':');
+        entry.push_str(&serde_json::to_string(&data)?);
+        let event_key = serde_json::to_string(&change.receipt.event_id)?.into_boxed_str();
         let kind = match change.receipt_type.as_str() {
             "m.read" => ReceiptKind::Read,
             PRIVATE_READ => ReceiptKind::ReadPrivate,
             _ => ReceiptKind::Other,
         };
-        Ok(KeptReceipt { change, kind, data })
+        Ok(KeptReceipt {
+            change,
+            kind,
+            event_key,
+            entry: entry.into_boxed_str(),
+        })
     }
 
     /// Orders receipts by the event read up to (by its stream position, known for all but
@@ -344,7 +349,8 @@ impl KeptReceipt {
     }
 }
 
-/// Receipt changes kept in memory at most (~400 bytes each, with the owner's index entry).
+/// Receipt changes kept in memory at most (~500 bytes each, with the owner's index entry and
+/// the pieces of JSON).
 const KEPT_RECEIPT_CHANGES: usize = 50_000;
 
 /// The receipt changes of the rooms synced since the server started, by room: every sync of a
@@ -432,3 +438,55 @@ impl KeptReceipts {
 
 /// The receipt type only its owner sees.
 const PRIVATE_READ: &str = "m.read.private";
+
+#[cfg(test)]
+mod tests {
+    use ruma::user_id;
+    use serde_json::{Value, json};
+
+    use super::{KeptReceipt, Receipt, ReceiptChange, receipt_event};
+
+    fn kept(user: &str, receipt_type: &str, thread: &str, event_id: &str, stream: u64) -> KeptReceipt {
+        KeptReceipt::new(ReceiptChange {
+            user: user.to_owned(),
+            receipt_type: receipt_type.to_owned(),
+            thread: thread.to_owned(),
+            receipt: Receipt {
+                event_id: event_id.try_into().unwrap(),
+                ts: stream * 10,
+                stream,
+                event_stream: Some(if event_id == "$a" { 1 } else { 2 }),
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn written_by_hand_as_the_spec_shapes_it() {
+        let receipts = [
+            kept("@b:x", "m.read", "", "$b", 3),
+            kept("@a:x", "m.read", "", "$a", 4),
+            kept("@we\"ird:x", "m.read", "", "$b", 5),
+            kept("@me:x", "m.read.private", "", "$b", 6),
+            kept("@other:x", "m.read.private", "", "$b", 7),
+            kept("@t:x", "m.read", "$root", "$a", 8),
+            kept("@t:x", "m.read", "main", "$a", 9),
+            kept("@c:x", "m.fully_read", "", "$b", 10),
+        ];
+        let event = receipt_event(receipts.iter(), user_id!("@me:x")).unwrap().unwrap();
+        let written: Value = serde_json::from_slice(event.json()).unwrap();
+        assert_eq!(
+            written,
+            json!({ "type": "m.receipt", "content": {
+                "$a": { "m.read": { "@a:x": { "ts": 40 }, "@t:x": { "ts": 90, "thread_id": "main" } } },
+                "$b": {
+                    "m.read": { "@b:x": { "ts": 30 }, "@we\"ird:x": { "ts": 50 } },
+                    "m.read.private": { "@me:x": { "ts": 60 } },
+                    "m.fully_read": { "@c:x": { "ts": 100 } },
+                },
+            }})
+        );
+        let only_hidden = [kept("@other:x", "m.read.private", "", "$b", 7)];
+        assert!(receipt_event(only_hidden.iter(), user_id!("@me:x")).unwrap().is_none());
+    }
+}
