@@ -52,8 +52,7 @@ impl<K: Hash + Eq, T: Clone> KeptPer<K, T> {
     }
 
     /// The value of `key` at `extremities` (read before calling; none for a key other than a
-    /// room): the one
-    /// kept, or `read`'s, then kept.
+    /// room): the one kept, or `read`'s, then kept.
     pub fn get_or_read<Q>(&self, key: &Q, extremities: &[OwnedEventId], read: impl FnOnce() -> Result<T>) -> Result<T>
     where
         K: Borrow<Q>,

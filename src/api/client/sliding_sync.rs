@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response as AxumResponse};
-use ruma::api::OutgoingResponseExt;
 use ruma::api::client::filter::RoomEventFilter;
 use ruma::api::client::sync::sync_events::v5::{Request, Response, request, response};
 use ruma::events::StateEventType;
@@ -23,9 +22,9 @@ use serde_json::{Value, json};
 
 use super::message_pagination::{latest_events, token};
 use super::rooms::raw;
-use super::sync::{long_poll, member, reopen_object, set_presence, stripped_state, write_object};
+use super::sync::{json_answer, long_poll, member, reopen_object, ruma_json, set_presence, stripped_state, write_object};
 use crate::api::ruma::Ruma;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::Services;
 use crate::service::rooms::BUMP_TYPES;
 use crate::service::rooms::receipts::ReceiptEvent;
@@ -125,10 +124,7 @@ pub struct Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> AxumResponse {
-        match self.serialize() {
-            Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(error) => error.into_response(),
-        }
+        json_answer(self.serialize())
     }
 }
 
@@ -138,10 +134,7 @@ impl Answer {
     fn serialize(self) -> Result<Vec<u8>> {
         let Answer { mut response, receipts } = self;
         let extensions = std::mem::take(&mut response.extensions);
-        let mut out = response
-            .try_into_http_response::<Vec<u8>>()
-            .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
-            .into_body();
+        let mut out = ruma_json(response)?;
         if extensions.is_empty() && receipts.is_empty() {
             return Ok(out);
         }

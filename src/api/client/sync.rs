@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response as AxumResponse};
-use ruma::api::OutgoingResponseExt;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter};
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
     Filter, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Request, Response, Timeline,
 };
+use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 use ruma::events::room::member::MembershipState;
 use ruma::events::{AnySyncEphemeralRoomEvent, StateEventType, TimelineEventType};
 use ruma::presence::PresenceState;
@@ -133,11 +133,24 @@ fn write_events(out: &mut Vec<u8>, events: &[ClientEvent]) -> Result<()> {
 
 impl IntoResponse for SyncResponse {
     fn into_response(self) -> AxumResponse {
-        match serialize_sync(self) {
-            Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(error) => error.into_response(),
-        }
+        json_answer(serialize_sync(self))
     }
+}
+
+/// An answer written by hand: its JSON, or the error that stopped it.
+pub(super) fn json_answer(body: Result<Vec<u8>>) -> AxumResponse {
+    match body {
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// A ruma response's JSON body, to write more of by hand.
+pub(super) fn ruma_json(response: impl OutgoingResponse) -> Result<Vec<u8>> {
+    Ok(response
+        .try_into_http_response::<Vec<u8>>()
+        .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
+        .into_body())
 }
 
 /// A sync answer's JSON: ruma serializes all but the rooms; each room is ruma's serialization
@@ -147,10 +160,7 @@ impl IntoResponse for SyncResponse {
 fn serialize_sync(sync: SyncResponse) -> Result<Vec<u8>> {
     let SyncResponse { mut response, mut events } = sync;
     let rooms = std::mem::take(&mut response.rooms);
-    let mut out = response
-        .try_into_http_response::<Vec<u8>>()
-        .map_err(|error| Error::Internal(format!("response serialization: {error}")))?
-        .into_body();
+    let mut out = ruma_json(response)?;
     if rooms.is_empty() {
         return Ok(out);
     }
