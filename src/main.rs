@@ -19,11 +19,21 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
 
-/// mimalloc for every Rust allocation: under load, glibc's allocator spent a third of the
-/// server's time in malloc and free, much of it waiting on its arena locks when a task freed
-/// memory another worker thread had allocated.
+/// jemalloc for every allocation, Rust's and RocksDB's C++ alike (it replaces `malloc` for the
+/// whole process). glibc's allocator spent a third of a busy server's time in malloc and free,
+/// waiting on its arena locks; mimalloc, used before, kept what a community's busiest seconds
+/// had scattered (190 MiB resident at the end of `hearth-bench community` against 140–147 with
+/// jemalloc). jemalloc's background thread returns freed pages to the system off the request
+/// path.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts (`MALLOC_CONF` in the environment overrides them):
+/// two arenas for every thread (a 2-core server gains nothing from more, and each keeps its own
+/// free pages), and dirty pages returned after about 100 ms by the background thread instead of
+/// 10 s, so a burst's memory goes back while the server goes on.
+#[unsafe(export_name = "malloc_conf")]
+static MALLOC_CONF: &[u8; 52] = b"background_thread:true,narenas:2,dirty_decay_ms:100\0";
 
 #[derive(Parser)]
 #[command(name = "hearth", version, about = "A Matrix homeserver for small groups")]
@@ -52,44 +62,14 @@ enum Command {
     Routes,
 }
 
-/// Keeps glibc's malloc, which serves RocksDB's C++ allocations (Rust's go to mimalloc), from
-/// holding on to freed memory: blocks of 1 MiB and more (RocksDB's memtable arenas) are always
-/// mapped and unmapped on their own instead of the threshold rising after the first free, and
-/// two arenas serve every thread. Without it a server that hashed a few hundred passwords (when
-/// glibc served Rust too) kept ~200 MiB more resident for good.
-///
-/// mimalloc likewise returns freed pages after 10 ms rather than a second: 75–78 MiB resident
-/// instead of 104 with 100 long polls waiting, 69–72 instead of 75 after 10,000 messages, at the
-/// same send throughput (`scripts/bench memory` and `messages`, measured with 0 ms). Not at
-/// once: a request that allocates much (a page of `/messages`) then faulted freshly zeroed pages
-/// back in, a quarter of its time under perf; 10 ms keeps the pages between the requests of a
-/// busy server and returns them when it goes quiet. `MIMALLOC_PURGE_DELAY` (milliseconds) in the
-/// environment is left as mimalloc read it.
-///
 /// Transparent huge pages are off for the process: where the system gives them to every
-/// mapping (`enabled` = `always`), each first touch of mimalloc's arenas or glibc's heap would
-/// make a whole 2 MiB page resident. mimalloc is built not to ask for them itself (its `no_thp`
-/// feature: with `madvise`, Debian's default, its `MADV_HUGEPAGE` arenas made 10 MiB of the idle
-/// server's 43, 13 MiB more after 10,000 messages).
-fn limit_malloc_retention() {
-    // SAFETY: mallopt, mi_option_set and prctl only change allocator and memory-management
-    // parameters; they are called before any other thread exists.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
-        }
-    }
+/// mapping (`enabled` = `always`), each first touch of the allocator's arenas would make a whole
+/// 2 MiB page resident (with `madvise`, Debian's default, mimalloc's `MADV_HUGEPAGE` arenas made
+/// 10 MiB of the idle server's 43).
+fn disable_huge_pages() {
+    // SAFETY: prctl only changes the process's memory-management parameters.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
-
-/// How long mimalloc keeps freed pages before returning them to the OS.
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
-
-/// mimalloc 3's `mi_option_purge_delay` (`mi_option_t` in its mimalloc.h; the Rust bindings
-/// name only the older options). The unit test below checks the number against the default.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Raises the soft limit of open files to the hard one: every long-polling client holds a
 /// connection, and a community of a thousand members outgrows the usual soft limit of 1,024.
@@ -105,7 +85,7 @@ fn raise_open_files_limit() {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_retention();
+    disable_huge_pages();
     raise_open_files_limit();
     let cli = Cli::parse();
     // Outgoing TLS (URL previews) uses ring; installing it fails only if one is installed already.
@@ -161,12 +141,24 @@ fn init_logging(config: &Config) {
 
 #[cfg(test)]
 mod tests {
-    use super::MI_OPTION_PURGE_DELAY;
+    /// Reads one of jemalloc's settings by its `mallctl` name.
+    fn jemalloc_setting<T: Default>(name: &std::ffi::CStr) -> T {
+        let mut value = T::default();
+        let mut size = std::mem::size_of::<T>();
+        // SAFETY: value and size describe a buffer of the setting's type.
+        let status = unsafe { tikv_jemalloc_sys::mallctl(name.as_ptr(), (&raw mut value).cast(), &mut size, std::ptr::null_mut(), 0) };
+        assert_eq!(status, 0, "mallctl {name:?}");
+        value
+    }
 
-    /// The option number is that of mimalloc's header: its documented default reads back.
+    /// The options written into the binary are the ones jemalloc runs with.
     #[test]
-    fn mimalloc_option_number_names_the_purge_delay() {
-        // SAFETY: reading an option has no preconditions.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, 1000);
+    fn jemalloc_reads_the_embedded_options() {
+        if std::env::var_os("MALLOC_CONF").is_some() {
+            return;
+        }
+        assert!(jemalloc_setting::<bool>(c"opt.background_thread"));
+        assert_eq!(jemalloc_setting::<u32>(c"opt.narenas"), 2);
+        assert_eq!(jemalloc_setting::<isize>(c"opt.dirty_decay_ms"), 100);
     }
 }

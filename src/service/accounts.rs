@@ -200,20 +200,12 @@ impl Accounts {
 /// is most of its memory). Two keep both cores of a small machine busy.
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// Runs argon2 work on a blocking thread, at most [`HASHING`] at once. The thread then gives
-/// the freed 19 MiB back to the system itself: left to mimalloc's purge delay, unmapping it
-/// page by page (~2 ms) fell on whichever request allocated next — a new device's first sync,
-/// right after its login, took 3.5–4.5 ms instead of 2.
+/// Runs argon2 work on a blocking thread, at most [`HASHING`] at once.
 async fn argon2_bounded<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     let _permit = HASHING.acquire().await.map_err(|e| Error::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(|| {
-        let result = work();
-        // SAFETY: mi_collect only returns memory that is free to the system.
-        unsafe { libmimalloc_sys::mi_collect(true) };
-        result
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 /// Hashes a password with argon2id (it takes tens of milliseconds).
