@@ -29,11 +29,13 @@ use crate::config::{Config, LogFormat};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`MALLOC_CONF` in the environment overrides them):
-/// two arenas for every thread (a 2-core server gains nothing from more, and each keeps its own
-/// free pages), and dirty pages returned after about 100 ms by the background thread instead of
-/// 10 s, so a burst's memory goes back while the server goes on.
+/// one arena for every thread (each arena keeps its own free pages: after 10,000 messages the
+/// server held 49.6–49.8 MiB with one, 50.6–50.7 with two, at the same send throughput, the
+/// threads' caches taking most allocations without the arena's lock), and dirty pages returned
+/// after about 100 ms by the background thread instead of 10 s, so a burst's memory goes back
+/// while the server goes on.
 #[unsafe(export_name = "malloc_conf")]
-static MALLOC_CONF: &[u8; 52] = b"background_thread:true,narenas:2,dirty_decay_ms:100\0";
+static MALLOC_CONF: &[u8; 52] = b"background_thread:true,narenas:1,dirty_decay_ms:100\0";
 
 #[derive(Parser)]
 #[command(name = "hearth", version, about = "A Matrix homeserver for small groups")]
@@ -158,7 +160,7 @@ mod tests {
             return;
         }
         assert!(jemalloc_setting::<bool>(c"opt.background_thread"));
-        assert_eq!(jemalloc_setting::<u32>(c"opt.narenas"), 2);
+        assert_eq!(jemalloc_setting::<u32>(c"opt.narenas"), 1);
         assert_eq!(jemalloc_setting::<isize>(c"opt.dirty_decay_ms"), 100);
     }
 }
