@@ -29,11 +29,10 @@ use crate::config::{Config, LogFormat};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`MALLOC_CONF` in the environment overrides them):
-/// one arena for every thread (each arena keeps its own free pages: after 10,000 messages the
-/// server held 49.6–49.8 MiB with one, 50.6–50.7 with two, at the same send throughput, the
-/// threads' caches taking most allocations without the arena's lock), and dirty pages returned
-/// after about 100 ms by the background thread instead of 10 s, so a burst's memory goes back
-/// while the server goes on.
+/// one arena for every thread (each arena keeps its own free pages; the threads' caches take
+/// most allocations without the arena's lock, and the send throughput was the same with two),
+/// and dirty pages returned after about 100 ms by the background thread instead of 10 s, so a
+/// burst's memory goes back while the server goes on.
 #[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: &[u8; 52] = b"background_thread:true,narenas:1,dirty_decay_ms:100\0";
 
