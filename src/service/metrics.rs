@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::store::{RocksDbStatistics, Store, StoreStatistics, TableStatistics};
+use crate::store::{FamilyStatistics, RocksDbStatistics, Store, StoreStatistics};
 
 /// One kind of request: its method and route (the route's pattern, not the concrete path, so
 /// the number of series stays bounded).
@@ -160,8 +160,8 @@ impl Metrics {
     }
 }
 
-/// Reads one figure of a table's statistics.
-type TableFigure = fn(&TableStatistics) -> u64;
+/// Reads one figure of a column family's statistics.
+type FamilyFigure = fn(&FamilyStatistics) -> u64;
 
 /// The figures read at each scrape rather than counted: the store's and the process's.
 struct ScrapeTime {
@@ -218,30 +218,43 @@ impl Collector for ScrapeTime {
     }
 }
 
-/// RocksDB's figures: per table, and for the whole database.
+/// RocksDB's figures: per column family, per table, and for the whole database.
 fn encode_rocksdb(statistics: &RocksDbStatistics, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let per_table: [(&str, &str, TableFigure); 4] = [
-        ("rocksdb_sst_files_size_bytes", "Size of the table's SST files on disk.", |t| {
-            t.sst_files_bytes
-        }),
-        ("rocksdb_live_data_size_bytes", "Estimated size of the table's live data.", |t| {
-            t.live_data_bytes
-        }),
-        ("rocksdb_memtable_size_bytes", "Size of the table's memtables.", |t| {
-            t.memtable_bytes
+    let per_family: [(&str, &str, FamilyFigure); 4] = [
+        (
+            "rocksdb_sst_files_size_bytes",
+            "Size of the column family's SST files on disk.",
+            |f| f.sst_files_bytes,
+        ),
+        (
+            "rocksdb_live_data_size_bytes",
+            "Estimated size of the column family's live data.",
+            |f| f.live_data_bytes,
+        ),
+        ("rocksdb_memtable_size_bytes", "Size of the column family's memtables.", |f| {
+            f.memtable_bytes
         }),
         (
             "rocksdb_pending_compaction_bytes",
-            "Estimated bytes compaction still has to rewrite in the table.",
-            |t| t.pending_compaction_bytes,
+            "Estimated bytes compaction still has to rewrite in the column family.",
+            |f| f.pending_compaction_bytes,
         ),
     ];
-    for (name, help, figure) in per_table {
+    for (name, help, figure) in per_family {
         let mut metric = encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-        for table in &statistics.tables {
-            let labels = [("table", table.name)];
-            ConstGauge::new(figure(table) as i64).encode(metric.encode_family(&labels)?)?;
+        for family in &statistics.families {
+            let labels = [("column_family", family.name)];
+            ConstGauge::new(figure(family) as i64).encode(metric.encode_family(&labels)?)?;
         }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "rocksdb_table_size_bytes",
+        "Estimated size of the table's rows in the SST files (rows still in a memtable not counted).",
+        None,
+        ConstGauge::new(0i64).metric_type(),
+    )?;
+    for (table, bytes) in &statistics.tables {
+        ConstGauge::new(*bytes as i64).encode(metric.encode_family(&[("table", *table)])?)?;
     }
     let whole_store = [
         (
@@ -256,7 +269,7 @@ fn encode_rocksdb(statistics: &RocksDbStatistics, encoder: &mut DescriptorEncode
         ),
         (
             "rocksdb_compaction_pending",
-            "1 when at least one table waits for a compaction.",
+            "1 when at least one column family waits for a compaction.",
             statistics.compaction_pending,
         ),
     ];

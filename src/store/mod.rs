@@ -1,7 +1,7 @@
 //! Storage: the one place that knows keys and bytes.
 //!
 //! The tables below live in one of two databases, chosen by `storage.backend`: RocksDB under
-//! `<data_dir>/db`, one column family per table ([`rocks`], the embedded default), or a
+//! `<data_dir>/db`, the tables in three column families ([`rocks`], the embedded default), or a
 //! PostgreSQL database, one PostgreSQL table per table ([`postgres`]). Every logical change is
 //! one [`Batch`] (a RocksDB `WriteBatch`, or one PostgreSQL transaction): it lands whole or not
 //! at all. A write acknowledged to a client survives a crash of the process; with
@@ -123,7 +123,8 @@ pub type Row = (Vec<u8>, Vec<u8>);
 /// Separator between the parts of a key.
 pub const SEP: u8 = 0xFF;
 
-/// Every table, one column family each.
+/// Every table. In RocksDB a table's discriminant is its tag, the byte its keys start with in
+/// their column family: a new table goes at the end, and none is ever reordered or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     Meta,
@@ -202,7 +203,7 @@ pub enum Table {
 }
 
 impl Table {
-    /// Every table, in the order their column families are created.
+    /// Every table, in the order of their tags.
     pub const ALL: [Table; 73] = [
         Table::Meta,
         Table::Users,
@@ -279,7 +280,7 @@ impl Table {
         Table::AppserviceDirectory,
     ];
 
-    /// The column family's name.
+    /// The table's name (its PostgreSQL table's; its column family's in the earlier layout).
     pub fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",
@@ -665,16 +666,18 @@ pub enum StoreStatistics {
 /// RocksDB's figures.
 #[derive(Debug)]
 pub struct RocksDbStatistics {
-    pub tables: Vec<TableStatistics>,
+    pub families: Vec<FamilyStatistics>,
+    /// Each table's estimated bytes in the SST files (rows still in a memtable not counted).
+    pub tables: Vec<(&'static str, u64)>,
     pub running_compactions: u64,
     pub running_flushes: u64,
-    /// 1 when some table waits for a compaction, else 0.
+    /// 1 when some column family waits for a compaction, else 0.
     pub compaction_pending: u64,
 }
 
-/// One table's sizes, in bytes.
+/// One column family's sizes, in bytes.
 #[derive(Debug)]
-pub struct TableStatistics {
+pub struct FamilyStatistics {
     pub name: &'static str,
     pub sst_files_bytes: u64,
     pub live_data_bytes: u64,

@@ -1,7 +1,16 @@
-//! The embedded backend: one RocksDB database under `<data_dir>/db`, one column family per
-//! table. A batch is a RocksDB `WriteBatch`; the WAL is always on, and with
-//! `storage.sync_writes` a write is fsynced before it is acknowledged, concurrent writers
-//! sharing one fsync ([`super::group_commit`]).
+//! The embedded backend: one RocksDB database under `<data_dir>/db`. The tables share three
+//! column families ([`Family`]): `meta` (the schema version and the counters' ceilings, its keys
+//! as they are), `lookups` (the tables read by key far more than by range, with a Bloom filter
+//! in front of the memtable) and `rows` (every other table). In a shared family each key starts
+//! with its table's tag, one byte ([`Table`]'s discriminant), so a table's rows are one range.
+//! A column family costs RocksDB ~60 KiB of memory even when empty (its memtable, statistics,
+//! table cache and version set), so the 73 tables in 73 families held ~4.5 MiB of an idle
+//! server's 23; a store written by an earlier Hearth, one column family per table, is moved
+//! into the three at open.
+//!
+//! A batch is a RocksDB `WriteBatch`; the WAL is always on, and with `storage.sync_writes` a
+//! write is fsynced before it is acknowledged, concurrent writers sharing one fsync
+//! ([`super::group_commit`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +18,65 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 
 use super::group_commit::GroupCommit;
-use super::{RocksDbStatistics, Row, StoreError, Table, TableStatistics};
+use super::{FamilyStatistics, RocksDbStatistics, Row, StoreError, Table};
+
+/// A column family, and the tables whose rows it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `meta` alone, its keys untagged (as every earlier Hearth wrote them).
+    Meta,
+    /// Read by key far more than by range: events by ID, short IDs both ways, state snapshots.
+    Lookups,
+    /// Every other table.
+    Rows,
+}
+
+impl Family {
+    const ALL: [Family; 3] = [Family::Meta, Family::Lookups, Family::Rows];
+
+    fn of(table: Table) -> Family {
+        match table {
+            Table::Meta => Family::Meta,
+            Table::Events | Table::ShortIds | Table::ShortIdLookup | Table::StateSnapshots => Family::Lookups,
+            _ => Family::Rows,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::Meta => "meta",
+            Family::Lookups => "lookups",
+            Family::Rows => "rows",
+        }
+    }
+}
+
+/// The bytes a table's keys start with in its column family: none in `meta`, else its tag.
+fn key_prefix(table: Table) -> &'static [u8] {
+    const TAGS: [u8; Table::ALL.len()] = {
+        let mut tags = [0; Table::ALL.len()];
+        let mut i = 0;
+        while i < tags.len() {
+            tags[i] = i as u8;
+            i += 1;
+        }
+        tags
+    };
+    match Family::of(table) {
+        Family::Meta => &[],
+        Family::Lookups | Family::Rows => std::slice::from_ref(&TAGS[table as usize]),
+    }
+}
+
+/// A table's key as stored: its prefix, then the key.
+fn stored_key(table: Table, key: &[u8]) -> Vec<u8> {
+    [key_prefix(table), key].concat()
+}
+
+/// The first stored key after every key of `table` (`None` past the last table).
+fn table_end(table: Table) -> Option<Vec<u8>> {
+    super::prefix_end(key_prefix(table))
+}
 
 /// The opened RocksDB database.
 pub struct RocksDb {
@@ -22,6 +89,7 @@ pub struct RocksDb {
 impl RocksDb {
     /// Opens (or creates) the database under `data_dir/db`.
     pub fn open(data_dir: &Path, sync_writes: bool) -> Result<RocksDb, StoreError> {
+        let path = data_dir.join("db");
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -31,8 +99,8 @@ impl RocksDb {
         options.set_keep_log_file_num(4);
         options.increase_parallelism(2);
         // Memory for a small server: the memtables of all tables together stay under 16 MiB
-        // (a table's fills to 4 MiB before it is flushed), and one 16 MiB block cache, which
-        // also holds the index and filter blocks, serves every table.
+        // (a column family's fills to 4 MiB before it is flushed), and one 16 MiB block cache,
+        // which also holds the index and filter blocks, serves every table.
         options.set_db_write_buffer_size(16 << 20);
         options.set_write_buffer_size(4 << 20);
         let mut table_options = rocksdb::BlockBasedOptions::default();
@@ -46,44 +114,77 @@ impl RocksDb {
         table_options.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
         table_options.set_data_block_hash_ratio(0.75);
         options.set_block_based_table_factory(&table_options);
-        let families = Table::ALL.iter().map(|&table| {
-            let mut options = options.clone();
-            if matches!(
-                table,
-                Table::Events | Table::ShortIds | Table::ShortIdLookup | Table::StateSnapshots
-            ) {
-                // Read by key far more than by range: a Bloom filter in front of each memtable
-                // (5 % of its size) spares the skip-list search of a key it does not hold.
-                options.set_memtable_prefix_bloom_ratio(0.05);
-                options.set_memtable_whole_key_filtering(true);
-            }
-            ColumnFamilyDescriptor::new(table.name(), options)
-        });
-        let db = Arc::new(DB::open_cf_descriptors(&options, data_dir.join("db"), families)?);
+        let mut lookups = options.clone();
+        // A Bloom filter in front of the memtable (5 % of its size) spares the skip-list search
+        // of a key it does not hold.
+        lookups.set_memtable_prefix_bloom_ratio(0.05);
+        lookups.set_memtable_whole_key_filtering(true);
+        // A store written by an earlier Hearth: one column family per table.
+        let earlier: Vec<Table> = match DB::list_cf(&options, &path) {
+            Ok(names) => Table::ALL
+                .into_iter()
+                .filter(|table| Family::of(*table) != Family::Meta && names.iter().any(|name| name == table.name()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let families = Family::ALL
+            .into_iter()
+            .map(|family| {
+                let options = if family == Family::Lookups {
+                    lookups.clone()
+                } else {
+                    options.clone()
+                };
+                ColumnFamilyDescriptor::new(family.name(), options)
+            })
+            .chain(
+                earlier
+                    .iter()
+                    .map(|table| ColumnFamilyDescriptor::new(table.name(), options.clone())),
+            );
+        let mut db = DB::open_cf_descriptors(&options, &path, families)?;
+        for table in earlier {
+            move_earlier_table(&mut db, table)?;
+        }
+        let db = Arc::new(db);
         Ok(RocksDb {
             group_commit: sync_writes.then(|| GroupCommit::new(db.clone())),
             db,
         })
     }
 
-    fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
-        // Every table's column family is created in `open`.
-        self.db.cf_handle(table.name()).expect("column family created at open")
+    fn cf(&self, family: Family) -> &rocksdb::ColumnFamily {
+        // Every family is created in `open`.
+        self.db.cf_handle(family.name()).expect("column family created at open")
+    }
+
+    fn table_cf(&self, table: Table) -> &rocksdb::ColumnFamily {
+        self.cf(Family::of(table))
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(table), key)?)
+        Ok(self.db.get_cf(self.table_cf(table), stored_key(table, key))?)
     }
 
     /// Every row whose key starts with `prefix`, in key order (values too when `with_values`).
     pub fn scan(&self, table: Table, prefix: &[u8], with_values: bool) -> Result<Vec<Row>, StoreError> {
+        let prefix = stored_key(table, prefix);
+        let skip = key_prefix(table).len();
+        let mut options = ReadOptions::default();
+        // Bounded, so the end of a scan never walks the next table's deleted rows.
+        if let Some(end) = super::prefix_end(&prefix) {
+            options.set_iterate_upper_bound(end);
+        }
         let mut rows = Vec::new();
-        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf_opt(self.table_cf(table), options, IteratorMode::From(&prefix, Direction::Forward))
+        {
             let (key, value) = item?;
-            if !key.starts_with(prefix) {
+            if !key.starts_with(&prefix) {
                 break;
             }
-            rows.push((key.into_vec(), if with_values { value.into_vec() } else { Vec::new() }));
+            rows.push((key[skip..].to_vec(), if with_values { value.into_vec() } else { Vec::new() }));
         }
         Ok(rows)
     }
@@ -98,31 +199,36 @@ impl RocksDb {
     ) -> Result<Vec<Row>, StoreError> {
         let direction = if forward { Direction::Forward } else { Direction::Reverse };
         let mut options = ReadOptions::default();
-        if !lower.is_empty() {
-            options.set_iterate_lower_bound(lower.to_vec());
+        if !lower.is_empty() || !key_prefix(table).is_empty() {
+            options.set_iterate_lower_bound(stored_key(table, lower));
         }
-        if let Some(upper) = upper {
-            options.set_iterate_upper_bound(upper.to_vec());
+        if let Some(upper) = upper.map(|upper| stored_key(table, upper)).or_else(|| table_end(table)) {
+            options.set_iterate_upper_bound(upper);
         }
+        let skip = key_prefix(table).len();
         let mut rows = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(self.cf(table), options, IteratorMode::From(start, direction))
-        {
+        for item in self.db.iterator_cf_opt(
+            self.table_cf(table),
+            options,
+            IteratorMode::From(&stored_key(table, start), direction),
+        ) {
             if rows.len() >= limit {
                 break;
             }
             let (key, value) = item?;
-            rows.push((key.into_vec(), value.into_vec()));
+            rows.push((key[skip..].to_vec(), value.into_vec()));
         }
         Ok(rows)
     }
 
     pub fn count_keys_backward(&self, table: Table, prefix: &[u8], start: &[u8], cap: usize) -> Result<usize, StoreError> {
-        let mut iterator = self.db.raw_iterator_cf(self.cf(table));
-        iterator.seek_for_prev(start);
+        let prefix = stored_key(table, prefix);
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(prefix.clone());
+        let mut iterator = self.db.raw_iterator_cf_opt(self.table_cf(table), options);
+        iterator.seek_for_prev(stored_key(table, start));
         let mut count = 0;
-        while count < cap && iterator.key().is_some_and(|key| key.starts_with(prefix)) {
+        while count < cap && iterator.key().is_some_and(|key| key.starts_with(&prefix)) {
             count += 1;
             iterator.prev();
         }
@@ -131,27 +237,25 @@ impl RocksDb {
     }
 
     pub fn multi_get(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|key| stored_key(table, key)).collect();
         self.db
-            .batched_multi_get_cf(self.cf(table), keys, false)
+            .batched_multi_get_cf(self.table_cf(table), &keys, false)
             .into_iter()
             .map(|value| Ok(value?.map(|slice| slice.to_vec())))
             .collect()
     }
 
     pub fn is_empty(&self, table: Table) -> Result<bool, StoreError> {
-        match self.db.iterator_cf(self.cf(table), IteratorMode::Start).next() {
-            None => Ok(true),
-            Some(item) => item.map(|_| false).map_err(StoreError::from),
-        }
+        Ok(self.range_within(table, (&[], None), &[], true, 1)?.is_empty())
     }
 
     /// Adds a put to a batch that [`RocksDb::write`] will apply.
     pub fn put(&self, batch: &mut WriteBatch, table: Table, key: &[u8], value: &[u8]) {
-        batch.put_cf(self.cf(table), key, value);
+        batch.put_cf(self.table_cf(table), stored_key(table, key), value);
     }
 
     pub fn delete(&self, batch: &mut WriteBatch, table: Table, key: &[u8]) {
-        batch.delete_cf(self.cf(table), key);
+        batch.delete_cf(self.table_cf(table), stored_key(table, key));
     }
 
     pub fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -172,7 +276,7 @@ impl RocksDb {
     pub fn put_synced(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.put_cf_opt(self.cf(table), key, value, &options)?;
+        self.db.put_cf_opt(self.table_cf(table), stored_key(table, key), value, &options)?;
         Ok(())
     }
 
@@ -181,27 +285,37 @@ impl RocksDb {
         Ok(())
     }
 
+    /// RocksDB's figures, per column family (`meta`, `lookups`, `rows`) and for the whole
+    /// database, and each table's share of the files (estimated from its key range).
     pub fn statistics(&self) -> RocksDbStatistics {
         use rocksdb::properties::{self as p, PropName};
         let figure =
-            |table: Table, property: &PropName| self.db.property_int_value_cf(self.cf(table), property).ok().flatten().unwrap_or(0);
+            |family: Family, property: &PropName| self.db.property_int_value_cf(self.cf(family), property).ok().flatten().unwrap_or(0);
         let whole = |property: &PropName| self.db.property_int_value(property).ok().flatten().unwrap_or(0);
         RocksDbStatistics {
+            families: Family::ALL
+                .iter()
+                .map(|&family| FamilyStatistics {
+                    name: family.name(),
+                    sst_files_bytes: figure(family, p::TOTAL_SST_FILES_SIZE),
+                    live_data_bytes: figure(family, p::ESTIMATE_LIVE_DATA_SIZE),
+                    memtable_bytes: figure(family, p::CUR_SIZE_ALL_MEM_TABLES),
+                    pending_compaction_bytes: figure(family, p::ESTIMATE_PENDING_COMPACTION_BYTES),
+                })
+                .collect(),
             tables: Table::ALL
                 .iter()
-                .map(|&table| TableStatistics {
-                    name: table.name(),
-                    sst_files_bytes: figure(table, p::TOTAL_SST_FILES_SIZE),
-                    live_data_bytes: figure(table, p::ESTIMATE_LIVE_DATA_SIZE),
-                    memtable_bytes: figure(table, p::CUR_SIZE_ALL_MEM_TABLES),
-                    pending_compaction_bytes: figure(table, p::ESTIMATE_PENDING_COMPACTION_BYTES),
+                .map(|&table| {
+                    let (start, end) = (key_prefix(table), table_end(table).unwrap_or_else(|| vec![u8::MAX; 2]));
+                    let range = rocksdb::Range::new(start, &end);
+                    (table.name(), self.db.get_approximate_sizes_cf(self.table_cf(table), &[range])[0])
                 })
                 .collect(),
             running_compactions: whole(p::NUM_RUNNING_COMPACTIONS),
             running_flushes: whole(p::NUM_RUNNING_FLUSHES),
-            compaction_pending: Table::ALL
+            compaction_pending: Family::ALL
                 .iter()
-                .map(|&table| figure(table, p::COMPACTION_PENDING))
+                .map(|&family| figure(family, p::COMPACTION_PENDING))
                 .max()
                 .unwrap_or(0),
         }
@@ -209,9 +323,96 @@ impl RocksDb {
 
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true)?;
-        for table in Table::ALL {
-            self.db.flush_cf(self.cf(table))?;
+        for family in Family::ALL {
+            self.db.flush_cf(self.cf(family))?;
         }
         Ok(())
+    }
+}
+
+/// Moves the rows of `table`'s column family, as an earlier Hearth kept them, into its family
+/// of the shared layout, then drops the old column family. Each chunk is one batch, and a row
+/// copied twice (after a crash before the drop) is the same row, so an interrupted move is
+/// taken up again at the next start.
+fn move_earlier_table(db: &mut DB, table: Table) -> Result<(), StoreError> {
+    const CHUNK_BYTES: usize = 8 << 20;
+    tracing::info!(table = table.name(), "moving the table into the shared column families");
+    {
+        let old = db.cf_handle(table.name()).expect("opened with the earlier layout");
+        let new = db.cf_handle(Family::of(table).name()).expect("column family created at open");
+        let mut batch = WriteBatch::default();
+        for item in db.iterator_cf(old, IteratorMode::Start) {
+            let (key, value) = item?;
+            batch.put_cf(new, stored_key(table, &key), value);
+            if batch.size_in_bytes() >= CHUNK_BYTES {
+                db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        db.write(batch)?;
+    }
+    db.drop_cf(table.name())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store an earlier Hearth wrote, one column family per table, opens with every row in
+    /// its table, the old column families gone, and each table's rows apart from the others'.
+    #[test]
+    fn a_store_of_one_column_family_per_table_is_moved_into_three() {
+        let data_dir = tempfile::tempdir().unwrap();
+        {
+            let mut options = Options::default();
+            options.create_if_missing(true);
+            options.create_missing_column_families(true);
+            let names = Table::ALL.iter().map(|table| table.name());
+            let db = DB::open_cf(&options, data_dir.path().join("db"), names).unwrap();
+            let put = |table: Table, key: &[u8], value: &[u8]| db.put_cf(db.cf_handle(table.name()).unwrap(), key, value).unwrap();
+            put(Table::Meta, b"schema_version", &4u32.to_be_bytes());
+            put(Table::Users, b"@a:hearth", b"{}");
+            put(Table::Users, b"@b:hearth", b"{}");
+            put(Table::Devices, b"@a:hearth\xffDEVICE", b"{}");
+            put(Table::Events, b"$event", b"{\"pdu\":1}");
+            for position in 0u64..3 {
+                put(
+                    Table::Timeline,
+                    &[b"room\xff".as_slice(), &position.to_be_bytes()].concat(),
+                    b"$event",
+                );
+            }
+        }
+        let store = RocksDb::open(data_dir.path(), false).unwrap();
+        assert_eq!(
+            store.get(Table::Meta, b"schema_version").unwrap(),
+            Some(4u32.to_be_bytes().to_vec())
+        );
+        assert_eq!(store.get(Table::Events, b"$event").unwrap(), Some(b"{\"pdu\":1}".to_vec()));
+        let users: Vec<Vec<u8>> = store
+            .scan(Table::Users, b"", false)
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(users, [b"@a:hearth".to_vec(), b"@b:hearth".to_vec()]);
+        assert_eq!(store.scan(Table::Devices, b"@a:hearth\xff", true).unwrap().len(), 1);
+        let newest = store
+            .range_within(Table::Timeline, (b"room\xff", None), b"room\xff\xff", false, 2)
+            .unwrap();
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest[0].0, [b"room\xff".as_slice(), &2u64.to_be_bytes()].concat());
+        assert_eq!(
+            store
+                .count_keys_backward(Table::Timeline, b"room\xff", b"room\xff\xff", 10)
+                .unwrap(),
+            3
+        );
+        assert!(store.is_empty(Table::Profiles).unwrap());
+        assert!(!store.is_empty(Table::Devices).unwrap());
+        drop(store);
+        let mut families = DB::list_cf(&Options::default(), data_dir.path().join("db")).unwrap();
+        families.sort();
+        assert_eq!(families, ["default", "lookups", "meta", "rows"]);
     }
 }
