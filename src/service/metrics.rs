@@ -218,7 +218,8 @@ impl Collector for ScrapeTime {
     }
 }
 
-/// RocksDB's figures: per column family, per table, and for the whole database.
+/// RocksDB's figures: per column family (a busy table's, or the rarely written tables'), and
+/// for the whole database.
 fn encode_rocksdb(statistics: &RocksDbStatistics, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let per_family: [(&str, &str, FamilyFigure); 4] = [
         (
@@ -246,15 +247,6 @@ fn encode_rocksdb(statistics: &RocksDbStatistics, encoder: &mut DescriptorEncode
             let labels = [("column_family", family.name)];
             ConstGauge::new(figure(family) as i64).encode(metric.encode_family(&labels)?)?;
         }
-    }
-    let mut metric = encoder.encode_descriptor(
-        "rocksdb_table_size_bytes",
-        "Estimated size of the table's rows in the SST files (rows still in a memtable not counted).",
-        None,
-        ConstGauge::new(0i64).metric_type(),
-    )?;
-    for (table, bytes) in &statistics.tables {
-        ConstGauge::new(*bytes as i64).encode(metric.encode_family(&[("table", *table)])?)?;
     }
     let whole_store = [
         (

@@ -1,7 +1,8 @@
 //! Storage: the one place that knows keys and bytes.
 //!
 //! The tables below live in one of two databases, chosen by `storage.backend`: RocksDB under
-//! `<data_dir>/db`, the tables in three column families ([`rocks`], the embedded default), or a
+//! `<data_dir>/db`, a column family per busy table and one for the rest ([`rocks`], the embedded
+//! default), or a
 //! PostgreSQL database, one PostgreSQL table per table ([`postgres`]). Every logical change is
 //! one [`Batch`] (a RocksDB `WriteBatch`, or one PostgreSQL transaction): it lands whole or not
 //! at all. A write acknowledged to a client survives a crash of the process; with
@@ -123,8 +124,9 @@ pub type Row = (Vec<u8>, Vec<u8>);
 /// Separator between the parts of a key.
 pub const SEP: u8 = 0xFF;
 
-/// Every table. In RocksDB a table's discriminant is its tag, the byte its keys start with in
-/// their column family: a new table goes at the end, and none is ever reordered or removed.
+/// Every table. In RocksDB a rarely written table's discriminant is its tag, the byte its keys
+/// start with in the column family those tables share: a new table goes at the end, and none is
+/// ever reordered or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     Meta,
@@ -280,7 +282,8 @@ impl Table {
         Table::AppserviceDirectory,
     ];
 
-    /// The table's name (its PostgreSQL table's; its column family's in the earlier layout).
+    /// The table's name (its PostgreSQL table's; its RocksDB column family's, or its own one's in
+    /// the earlier layout).
     pub fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",
@@ -667,8 +670,6 @@ pub enum StoreStatistics {
 #[derive(Debug)]
 pub struct RocksDbStatistics {
     pub families: Vec<FamilyStatistics>,
-    /// Each table's estimated bytes in the SST files (rows still in a memtable not counted).
-    pub tables: Vec<(&'static str, u64)>,
     pub running_compactions: u64,
     pub running_flushes: u64,
     /// 1 when some column family waits for a compaction, else 0.

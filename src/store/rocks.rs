@@ -1,17 +1,22 @@
-//! The embedded backend: one RocksDB database under `<data_dir>/db`. The tables share three
-//! column families ([`Family`]): `meta` (the schema version and the counters' ceilings, its keys
-//! as they are), `lookups` (the tables read by key far more than by range, with a Bloom filter
-//! in front of the memtable) and `rows` (every other table). In a shared family each key starts
-//! with its table's tag, one byte ([`Table`]'s discriminant), so a table's rows are one range.
-//! A column family costs RocksDB ~60 KiB of memory even when empty (its memtable, statistics,
-//! table cache and version set), so the 73 tables in 73 families held ~4.5 MiB of an idle
-//! server's 23; a store written by an earlier Hearth, one column family per table, is moved
-//! into the three at open.
+//! The embedded backend: one RocksDB database under `<data_dir>/db`. Each table written as the
+//! rooms are used (events, timelines, receipts, notifications, …) has a column family of its
+//! own, named after it; the tables written only now and then (accounts, devices, profiles,
+//! media, directories, keys, identity and appservice registrations, …) share one,
+//! `rarely_written`, where each key starts with its table's tag, one byte ([`Table`]'s
+//! discriminant), so a table's rows are one range. A column family costs RocksDB ~70 KiB of
+//! memory even when empty (its memtable, statistics, table cache and version set), so those 37
+//! tables in families of their own held ~2.6 MiB of an idle server's 23. The busy tables keep
+//! their own: a family's compaction rewrites its files, and with them sharing one every
+//! compaction rewrote all of them and emptied the block cache of every table's blocks (in the
+//! community workload the server then spent two thirds of its time reading and decompressing
+//! blocks, and sent 12 messages/s of 20). A store written by an earlier Hearth, one column
+//! family per table, has its rarely written tables moved into the shared family at open.
 //!
 //! A batch is a RocksDB `WriteBatch`; the WAL is always on, and with `storage.sync_writes` a
 //! write is fsynced before it is acknowledged, concurrent writers sharing one fsync
 //! ([`super::group_commit`]).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,38 +25,71 @@ use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction, IteratorMod
 use super::group_commit::GroupCommit;
 use super::{FamilyStatistics, RocksDbStatistics, Row, StoreError, Table};
 
-/// A column family, and the tables whose rows it holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    /// `meta` alone, its keys untagged (as every earlier Hearth wrote them).
-    Meta,
-    /// Read by key far more than by range: events by ID, short IDs both ways, state snapshots.
-    Lookups,
-    /// Every other table.
-    Rows,
+/// The column family the rarely written tables share.
+const RARELY_WRITTEN: &str = "rarely_written";
+
+/// Whether `table` is written only now and then: by account, device, profile, media and key
+/// changes, directory edits and administration, not by what the rooms carry.
+fn rarely_written(table: Table) -> bool {
+    matches!(
+        table,
+        Table::Users
+            | Table::Devices
+            | Table::AccessTokens
+            | Table::Profiles
+            | Table::Filters
+            | Table::RegistrationTokens
+            | Table::Media
+            | Table::MediaByUser
+            | Table::MediaByBlob
+            | Table::MediaPending
+            | Table::MediaThumbnails
+            | Table::Aliases
+            | Table::RoomAliases
+            | Table::PublicRooms
+            | Table::Pushers
+            | Table::DeviceKeys
+            | Table::FallbackKeys
+            | Table::CrossSigningKeys
+            | Table::KeySignatures
+            | Table::BackupVersions
+            | Table::ServerKeys
+            | Table::InviteStates
+            | Table::OpenIdTokens
+            | Table::DeviceListStreams
+            | Table::RemoteDeviceLists
+            | Table::ThreepidSessions
+            | Table::Threepids
+            | Table::UserThreepids
+            | Table::IdentityTokens
+            | Table::IdentityBindings
+            | Table::IdentityHashes
+            | Table::EmailInvites
+            | Table::EmailDigests
+            | Table::Reports
+            | Table::RefreshTokens
+            | Table::LoginTokens
+            | Table::Appservices
+            | Table::AppserviceDirectory
+    )
 }
 
-impl Family {
-    const ALL: [Family; 3] = [Family::Meta, Family::Lookups, Family::Rows];
-
-    fn of(table: Table) -> Family {
-        match table {
-            Table::Meta => Family::Meta,
-            Table::Events | Table::ShortIds | Table::ShortIdLookup | Table::StateSnapshots => Family::Lookups,
-            _ => Family::Rows,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Family::Meta => "meta",
-            Family::Lookups => "lookups",
-            Family::Rows => "rows",
-        }
-    }
+/// The column family holding `table`'s rows.
+fn family_name(table: Table) -> &'static str {
+    if rarely_written(table) { RARELY_WRITTEN } else { table.name() }
 }
 
-/// The bytes a table's keys start with in its column family: none in `meta`, else its tag.
+/// Every column family, each once.
+fn family_names() -> impl Iterator<Item = &'static str> {
+    Table::ALL
+        .into_iter()
+        .filter(|table| !rarely_written(*table))
+        .map(Table::name)
+        .chain([RARELY_WRITTEN])
+}
+
+/// The bytes a table's keys start with in its column family: its tag in the shared one, none
+/// in a family of its own.
 fn key_prefix(table: Table) -> &'static [u8] {
     const TAGS: [u8; Table::ALL.len()] = {
         let mut tags = [0; Table::ALL.len()];
@@ -62,20 +100,26 @@ fn key_prefix(table: Table) -> &'static [u8] {
         }
         tags
     };
-    match Family::of(table) {
-        Family::Meta => &[],
-        Family::Lookups | Family::Rows => std::slice::from_ref(&TAGS[table as usize]),
+    if rarely_written(table) {
+        std::slice::from_ref(&TAGS[table as usize])
+    } else {
+        &[]
     }
 }
 
 /// A table's key as stored: its prefix, then the key.
-fn stored_key(table: Table, key: &[u8]) -> Vec<u8> {
-    [key_prefix(table), key].concat()
+fn stored_key(table: Table, key: &[u8]) -> Cow<'_, [u8]> {
+    match key_prefix(table) {
+        [] => Cow::Borrowed(key),
+        prefix => Cow::Owned([prefix, key].concat()),
+    }
 }
 
-/// The first stored key after every key of `table` (`None` past the last table).
+/// The first stored key after every key of `table` (`None` in a family of its own).
 fn table_end(table: Table) -> Option<Vec<u8>> {
-    super::prefix_end(key_prefix(table))
+    Some(key_prefix(table))
+        .filter(|prefix| !prefix.is_empty())
+        .and_then(super::prefix_end)
 }
 
 /// The opened RocksDB database.
@@ -114,28 +158,24 @@ impl RocksDb {
         table_options.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
         table_options.set_data_block_hash_ratio(0.75);
         options.set_block_based_table_factory(&table_options);
-        let mut lookups = options.clone();
-        // A Bloom filter in front of the memtable (5 % of its size) spares the skip-list search
-        // of a key it does not hold.
-        lookups.set_memtable_prefix_bloom_ratio(0.05);
-        lookups.set_memtable_whole_key_filtering(true);
-        // A store written by an earlier Hearth: one column family per table.
+        // The rarely written tables in their own column families, as an earlier Hearth kept them.
         let earlier: Vec<Table> = match DB::list_cf(&options, &path) {
             Ok(names) => Table::ALL
                 .into_iter()
-                .filter(|table| Family::of(*table) != Family::Meta && names.iter().any(|name| name == table.name()))
+                .filter(|table| rarely_written(*table) && names.iter().any(|name| name == table.name()))
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let families = Family::ALL
-            .into_iter()
-            .map(|family| {
-                let options = if family == Family::Lookups {
-                    lookups.clone()
-                } else {
-                    options.clone()
-                };
-                ColumnFamilyDescriptor::new(family.name(), options)
+        let families = family_names()
+            .map(|name| {
+                let mut options = options.clone();
+                if ["events", "short_ids", "short_id_lookup", "state_snapshots"].contains(&name) {
+                    // Read by key far more than by range: a Bloom filter in front of each memtable
+                    // (5 % of its size) spares the skip-list search of a key it does not hold.
+                    options.set_memtable_prefix_bloom_ratio(0.05);
+                    options.set_memtable_whole_key_filtering(true);
+                }
+                ColumnFamilyDescriptor::new(name, options)
             })
             .chain(
                 earlier
@@ -153,13 +193,13 @@ impl RocksDb {
         })
     }
 
-    fn cf(&self, family: Family) -> &rocksdb::ColumnFamily {
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // Every family is created in `open`.
-        self.db.cf_handle(family.name()).expect("column family created at open")
+        self.db.cf_handle(name).expect("column family created at open")
     }
 
     fn table_cf(&self, table: Table) -> &rocksdb::ColumnFamily {
-        self.cf(Family::of(table))
+        self.cf(family_name(table))
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -200,9 +240,12 @@ impl RocksDb {
         let direction = if forward { Direction::Forward } else { Direction::Reverse };
         let mut options = ReadOptions::default();
         if !lower.is_empty() || !key_prefix(table).is_empty() {
-            options.set_iterate_lower_bound(stored_key(table, lower));
+            options.set_iterate_lower_bound(stored_key(table, lower).into_owned());
         }
-        if let Some(upper) = upper.map(|upper| stored_key(table, upper)).or_else(|| table_end(table)) {
+        if let Some(upper) = upper
+            .map(|upper| stored_key(table, upper).into_owned())
+            .or_else(|| table_end(table))
+        {
             options.set_iterate_upper_bound(upper);
         }
         let skip = key_prefix(table).len();
@@ -224,7 +267,7 @@ impl RocksDb {
     pub fn count_keys_backward(&self, table: Table, prefix: &[u8], start: &[u8], cap: usize) -> Result<usize, StoreError> {
         let prefix = stored_key(table, prefix);
         let mut options = ReadOptions::default();
-        options.set_iterate_lower_bound(prefix.clone());
+        options.set_iterate_lower_bound(prefix.to_vec());
         let mut iterator = self.db.raw_iterator_cf_opt(self.table_cf(table), options);
         iterator.seek_for_prev(stored_key(table, start));
         let mut count = 0;
@@ -237,7 +280,7 @@ impl RocksDb {
     }
 
     pub fn multi_get(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let keys: Vec<Vec<u8>> = keys.iter().map(|key| stored_key(table, key)).collect();
+        let keys: Vec<Cow<[u8]>> = keys.iter().map(|key| stored_key(table, key)).collect();
         self.db
             .batched_multi_get_cf(self.table_cf(table), &keys, false)
             .into_iter()
@@ -285,61 +328,47 @@ impl RocksDb {
         Ok(())
     }
 
-    /// RocksDB's figures, per column family (`meta`, `lookups`, `rows`) and for the whole
-    /// database, and each table's share of the files (estimated from its key range).
+    /// RocksDB's figures, per column family and for the whole database.
     pub fn statistics(&self) -> RocksDbStatistics {
         use rocksdb::properties::{self as p, PropName};
         let figure =
-            |family: Family, property: &PropName| self.db.property_int_value_cf(self.cf(family), property).ok().flatten().unwrap_or(0);
+            |family: &str, property: &PropName| self.db.property_int_value_cf(self.cf(family), property).ok().flatten().unwrap_or(0);
         let whole = |property: &PropName| self.db.property_int_value(property).ok().flatten().unwrap_or(0);
         RocksDbStatistics {
-            families: Family::ALL
-                .iter()
-                .map(|&family| FamilyStatistics {
-                    name: family.name(),
-                    sst_files_bytes: figure(family, p::TOTAL_SST_FILES_SIZE),
-                    live_data_bytes: figure(family, p::ESTIMATE_LIVE_DATA_SIZE),
-                    memtable_bytes: figure(family, p::CUR_SIZE_ALL_MEM_TABLES),
-                    pending_compaction_bytes: figure(family, p::ESTIMATE_PENDING_COMPACTION_BYTES),
-                })
-                .collect(),
-            tables: Table::ALL
-                .iter()
-                .map(|&table| {
-                    let (start, end) = (key_prefix(table), table_end(table).unwrap_or_else(|| vec![u8::MAX; 2]));
-                    let range = rocksdb::Range::new(start, &end);
-                    (table.name(), self.db.get_approximate_sizes_cf(self.table_cf(table), &[range])[0])
+            families: family_names()
+                .map(|name| FamilyStatistics {
+                    name,
+                    sst_files_bytes: figure(name, p::TOTAL_SST_FILES_SIZE),
+                    live_data_bytes: figure(name, p::ESTIMATE_LIVE_DATA_SIZE),
+                    memtable_bytes: figure(name, p::CUR_SIZE_ALL_MEM_TABLES),
+                    pending_compaction_bytes: figure(name, p::ESTIMATE_PENDING_COMPACTION_BYTES),
                 })
                 .collect(),
             running_compactions: whole(p::NUM_RUNNING_COMPACTIONS),
             running_flushes: whole(p::NUM_RUNNING_FLUSHES),
-            compaction_pending: Family::ALL
-                .iter()
-                .map(|&family| figure(family, p::COMPACTION_PENDING))
-                .max()
-                .unwrap_or(0),
+            compaction_pending: family_names().map(|name| figure(name, p::COMPACTION_PENDING)).max().unwrap_or(0),
         }
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true)?;
-        for family in Family::ALL {
-            self.db.flush_cf(self.cf(family))?;
+        for name in family_names() {
+            self.db.flush_cf(self.cf(name))?;
         }
         Ok(())
     }
 }
 
-/// Moves the rows of `table`'s column family, as an earlier Hearth kept them, into its family
-/// of the shared layout, then drops the old column family. Each chunk is one batch, and a row
+/// Moves the rows of a rarely written table's column family, as an earlier Hearth kept them,
+/// into the shared one, then drops the old column family. Each chunk is one batch, and a row
 /// copied twice (after a crash before the drop) is the same row, so an interrupted move is
 /// taken up again at the next start.
 fn move_earlier_table(db: &mut DB, table: Table) -> Result<(), StoreError> {
     const CHUNK_BYTES: usize = 8 << 20;
-    tracing::info!(table = table.name(), "moving the table into the shared column families");
+    tracing::info!(table = table.name(), "moving the table into the shared column family");
     {
         let old = db.cf_handle(table.name()).expect("opened with the earlier layout");
-        let new = db.cf_handle(Family::of(table).name()).expect("column family created at open");
+        let new = db.cf_handle(RARELY_WRITTEN).expect("column family created at open");
         let mut batch = WriteBatch::default();
         for item in db.iterator_cf(old, IteratorMode::Start) {
             let (key, value) = item?;
@@ -359,10 +388,12 @@ mod tests {
     use super::*;
 
     /// A store an earlier Hearth wrote, one column family per table, opens with every row in
-    /// its table, the old column families gone, and each table's rows apart from the others'.
+    /// its table: the rarely written tables moved into their shared family (their own gone),
+    /// each table's rows apart from the others', the busy tables where they were.
     #[test]
-    fn a_store_of_one_column_family_per_table_is_moved_into_three() {
+    fn a_store_of_one_column_family_per_table_has_its_rarely_written_tables_moved() {
         let data_dir = tempfile::tempdir().unwrap();
+        let position = |room: &[u8], position: u64| [room, b"\xff", &position.to_be_bytes()].concat();
         {
             let mut options = Options::default();
             options.create_if_missing(true);
@@ -373,14 +404,12 @@ mod tests {
             put(Table::Meta, b"schema_version", &4u32.to_be_bytes());
             put(Table::Users, b"@a:hearth", b"{}");
             put(Table::Users, b"@b:hearth", b"{}");
-            put(Table::Devices, b"@a:hearth\xffDEVICE", b"{}");
+            put(Table::Devices, b"@a:hearth\xffONE", b"{}");
+            put(Table::Devices, b"@a:hearth\xffTWO", b"{}");
+            put(Table::Devices, b"@b:hearth\xffONE", b"{}");
             put(Table::Events, b"$event", b"{\"pdu\":1}");
-            for position in 0u64..3 {
-                put(
-                    Table::Timeline,
-                    &[b"room\xff".as_slice(), &position.to_be_bytes()].concat(),
-                    b"$event",
-                );
+            for at in 0..3 {
+                put(Table::Timeline, &position(b"!room", at), b"$event");
             }
         }
         let store = RocksDb::open(data_dir.path(), false).unwrap();
@@ -389,30 +418,37 @@ mod tests {
             Some(4u32.to_be_bytes().to_vec())
         );
         assert_eq!(store.get(Table::Events, b"$event").unwrap(), Some(b"{\"pdu\":1}".to_vec()));
-        let users: Vec<Vec<u8>> = store
-            .scan(Table::Users, b"", false)
-            .unwrap()
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
-        assert_eq!(users, [b"@a:hearth".to_vec(), b"@b:hearth".to_vec()]);
-        assert_eq!(store.scan(Table::Devices, b"@a:hearth\xff", true).unwrap().len(), 1);
-        let newest = store
-            .range_within(Table::Timeline, (b"room\xff", None), b"room\xff\xff", false, 2)
-            .unwrap();
-        assert_eq!(newest.len(), 2);
-        assert_eq!(newest[0].0, [b"room\xff".as_slice(), &2u64.to_be_bytes()].concat());
+        let keys = |rows: Vec<Row>| rows.into_iter().map(|(key, _)| key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.scan(Table::Users, b"", false).unwrap()),
+            [b"@a:hearth".to_vec(), b"@b:hearth".to_vec()]
+        );
+        assert_eq!(store.scan(Table::Devices, b"@a:hearth\xff", true).unwrap().len(), 2);
+        let newest_devices = store.range_within(Table::Devices, (b"", None), b"\xff", false, 10).unwrap();
+        assert_eq!(keys(newest_devices)[0], b"@b:hearth\xffONE");
         assert_eq!(
             store
-                .count_keys_backward(Table::Timeline, b"room\xff", b"room\xff\xff", 10)
+                .count_keys_backward(Table::Devices, b"@a:hearth\xff", b"@a:hearth\xff\xff", 10)
                 .unwrap(),
-            3
+            2
         );
+        assert_eq!(
+            store
+                .multi_get(Table::Users, &[b"@b:hearth".to_vec(), b"@c:hearth".to_vec()])
+                .unwrap(),
+            [Some(b"{}".to_vec()), None]
+        );
+        let newest = store
+            .range_within(Table::Timeline, (b"!room\xff", None), b"!room\xff\xff", false, 2)
+            .unwrap();
+        assert_eq!(keys(newest), [position(b"!room", 2), position(b"!room", 1)]);
         assert!(store.is_empty(Table::Profiles).unwrap());
         assert!(!store.is_empty(Table::Devices).unwrap());
         drop(store);
-        let mut families = DB::list_cf(&Options::default(), data_dir.path().join("db")).unwrap();
-        families.sort();
-        assert_eq!(families, ["default", "lookups", "meta", "rows"]);
+        let families = DB::list_cf(&Options::default(), data_dir.path().join("db")).unwrap();
+        assert!(families.iter().any(|name| name == RARELY_WRITTEN));
+        assert!(families.iter().any(|name| name == "events"));
+        assert!(!families.iter().any(|name| name == "users" || name == "devices"));
+        assert_eq!(families.len(), 1 + family_names().count(), "{families:?}");
     }
 }
