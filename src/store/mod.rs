@@ -282,8 +282,8 @@ impl Table {
         Table::AppserviceDirectory,
     ];
 
-    /// The table's name (its PostgreSQL table's; its RocksDB column family's, or its own one's in
-    /// the earlier layout).
+    /// The table's name: its PostgreSQL table's, and in RocksDB its column family's (a busy
+    /// table's; a rarely written one's only in a store of an earlier Hearth).
     pub fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",

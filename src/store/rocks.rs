@@ -4,7 +4,7 @@
 //! media, directories, keys, identity and appservice registrations, …) share one,
 //! `rarely_written`, where each key starts with its table's tag, one byte ([`Table`]'s
 //! discriminant), so a table's rows are one range. A column family costs RocksDB ~70 KiB of
-//! memory even when empty (its memtable, statistics, table cache and version set), so those 37
+//! memory even when empty (its memtable, statistics, table cache and version set), so those 38
 //! tables in families of their own held ~2.6 MiB of an idle server's 23. The busy tables keep
 //! their own: a family's compaction rewrites its files, and with them sharing one every
 //! compaction rewrote all of them and emptied the block cache of every table's blocks (in the
