@@ -2,11 +2,10 @@
 //!
 //! The tables below live in one of two databases, chosen by `storage.backend`: RocksDB under
 //! `<data_dir>/db`, a column family per busy table and one for the rest ([`rocks`], the embedded
-//! default), or a
-//! PostgreSQL database, one PostgreSQL table per table ([`postgres`]). Every logical change is
-//! one [`Batch`] (a RocksDB `WriteBatch`, or one PostgreSQL transaction): it lands whole or not
-//! at all. A write acknowledged to a client survives a crash of the process; with
-//! `storage.sync_writes` it is also durable on disk before the acknowledgement.
+//! default), or a PostgreSQL database, one PostgreSQL table per table ([`postgres`]). Every
+//! logical change is one [`Batch`] (a RocksDB `WriteBatch`, or one PostgreSQL transaction): it
+//! lands whole or not at all. A write acknowledged to a client survives a crash of the
+//! process; with `storage.sync_writes` it is also durable on disk before the acknowledgement.
 //!
 //! Keys are byte strings whose parts are joined by [`SEP`] (0xFF, which never occurs in a Matrix
 //! identifier), so "all rows of a user" is a prefix scan. Values are JSON unless said otherwise.
