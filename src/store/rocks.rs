@@ -166,17 +166,23 @@ impl RocksDb {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let families = family_names()
-            .map(|name| {
+        let families = Table::ALL
+            .into_iter()
+            .filter(|table| !rarely_written(*table))
+            .map(|table| {
                 let mut options = options.clone();
-                if ["events", "short_ids", "short_id_lookup", "state_snapshots"].contains(&name) {
+                if matches!(
+                    table,
+                    Table::Events | Table::ShortIds | Table::ShortIdLookup | Table::StateSnapshots
+                ) {
                     // Read by key far more than by range: a Bloom filter in front of each memtable
                     // (5 % of its size) spares the skip-list search of a key it does not hold.
                     options.set_memtable_prefix_bloom_ratio(0.05);
                     options.set_memtable_whole_key_filtering(true);
                 }
-                ColumnFamilyDescriptor::new(name, options)
+                ColumnFamilyDescriptor::new(table.name(), options)
             })
+            .chain([ColumnFamilyDescriptor::new(RARELY_WRITTEN, options.clone())])
             .chain(
                 earlier
                     .iter()
