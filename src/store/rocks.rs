@@ -88,38 +88,32 @@ fn family_names() -> impl Iterator<Item = &'static str> {
         .chain([RARELY_WRITTEN])
 }
 
-/// The bytes a table's keys start with in its column family: its tag in the shared one, none
-/// in a family of its own.
-fn key_prefix(table: Table) -> &'static [u8] {
-    const TAGS: [u8; Table::ALL.len()] = {
-        let mut tags = [0; Table::ALL.len()];
-        let mut i = 0;
-        while i < tags.len() {
-            tags[i] = i as u8;
-            i += 1;
-        }
-        tags
-    };
-    if rarely_written(table) {
-        std::slice::from_ref(&TAGS[table as usize])
-    } else {
-        &[]
-    }
+/// The byte a table's keys start with in the shared column family ([`Table`]'s discriminant);
+/// `None` for a table with a family of its own, whose keys are stored as they are.
+fn tag(table: Table) -> Option<u8> {
+    rarely_written(table).then_some(table as u8)
 }
 
-/// A table's key as stored: its prefix, then the key.
+/// A table's key as stored: its tag, if any, then the key.
 fn stored_key(table: Table, key: &[u8]) -> Cow<'_, [u8]> {
-    match key_prefix(table) {
-        [] => Cow::Borrowed(key),
-        prefix => Cow::Owned([prefix, key].concat()),
+    match tag(table) {
+        None => Cow::Borrowed(key),
+        Some(tag) => Cow::Owned([&[tag], key].concat()),
     }
 }
 
-/// The first stored key after every key of `table` (`None` in a family of its own).
+/// A stored key as the table knows it: without its tag (moved, not copied, when untagged).
+fn table_key(table: Table, stored: Box<[u8]>) -> Vec<u8> {
+    match tag(table) {
+        None => stored.into_vec(),
+        Some(_) => stored[1..].to_vec(),
+    }
+}
+
+/// The first stored key after every key of `table` (`None` in a family of its own). Tags stay
+/// below [`Table::ALL`]'s length, so the next byte never overflows.
 fn table_end(table: Table) -> Option<Vec<u8>> {
-    Some(key_prefix(table))
-        .filter(|prefix| !prefix.is_empty())
-        .and_then(super::prefix_end)
+    tag(table).map(|tag| vec![tag + 1])
 }
 
 /// The opened RocksDB database.
@@ -215,7 +209,6 @@ impl RocksDb {
     /// Every row whose key starts with `prefix`, in key order (values too when `with_values`).
     pub fn scan(&self, table: Table, prefix: &[u8], with_values: bool) -> Result<Vec<Row>, StoreError> {
         let prefix = stored_key(table, prefix);
-        let skip = key_prefix(table).len();
         let mut options = ReadOptions::default();
         // Bounded, so the end of a scan never walks the next table's deleted rows.
         if let Some(end) = super::prefix_end(&prefix) {
@@ -230,7 +223,7 @@ impl RocksDb {
             if !key.starts_with(&prefix) {
                 break;
             }
-            rows.push((key[skip..].to_vec(), if with_values { value.into_vec() } else { Vec::new() }));
+            rows.push((table_key(table, key), if with_values { value.into_vec() } else { Vec::new() }));
         }
         Ok(rows)
     }
@@ -245,7 +238,7 @@ impl RocksDb {
     ) -> Result<Vec<Row>, StoreError> {
         let direction = if forward { Direction::Forward } else { Direction::Reverse };
         let mut options = ReadOptions::default();
-        if !lower.is_empty() || !key_prefix(table).is_empty() {
+        if !lower.is_empty() || tag(table).is_some() {
             options.set_iterate_lower_bound(stored_key(table, lower).into_owned());
         }
         if let Some(upper) = upper
@@ -254,7 +247,6 @@ impl RocksDb {
         {
             options.set_iterate_upper_bound(upper);
         }
-        let skip = key_prefix(table).len();
         let mut rows = Vec::new();
         for item in self.db.iterator_cf_opt(
             self.table_cf(table),
@@ -265,7 +257,7 @@ impl RocksDb {
                 break;
             }
             let (key, value) = item?;
-            rows.push((key[skip..].to_vec(), value.into_vec()));
+            rows.push((table_key(table, key), value.into_vec()));
         }
         Ok(rows)
     }
