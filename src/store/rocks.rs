@@ -79,13 +79,14 @@ fn family_name(table: Table) -> &'static str {
     if rarely_written(table) { RARELY_WRITTEN } else { table.name() }
 }
 
+/// The tables with a column family of their own.
+fn busy_tables() -> impl Iterator<Item = Table> {
+    Table::ALL.into_iter().filter(|table| !rarely_written(*table))
+}
+
 /// Every column family, each once.
 fn family_names() -> impl Iterator<Item = &'static str> {
-    Table::ALL
-        .into_iter()
-        .filter(|table| !rarely_written(*table))
-        .map(Table::name)
-        .chain([RARELY_WRITTEN])
+    busy_tables().map(Table::name).chain([RARELY_WRITTEN])
 }
 
 /// The byte a table's keys start with in the shared column family ([`Table`]'s discriminant);
@@ -162,9 +163,7 @@ impl RocksDb {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let families = Table::ALL
-            .into_iter()
-            .filter(|table| !rarely_written(*table))
+        let families = busy_tables()
             .map(|table| {
                 let mut options = options.clone();
                 if matches!(
